@@ -1,0 +1,306 @@
+//! Manager benchmarks, each beside a raw baseline measured in the same run:
+//! - `GET /v2/apps?embed=apps.tasks` with 1,000 apps (p50/p99) vs a raw etcd
+//!   range read of the same 1,000 app records;
+//! - 100 command tasks to TASK_RUNNING (one app, instances 100) vs spawning
+//!   the same 100 processes directly;
+//! - manager restart with 1,000 apps until it serves them vs a restart with
+//!   no apps;
+//! - idle RSS with 1,000 apps vs with none.
+//!
+//! `cargo build --release -p manager && cargo run --release -p bench --bin manager_bench`
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use bench::{report, report_latency, rss_mib, Stats};
+use clap::Parser;
+use serde_json::{json, Value};
+use testkit::{ChildGuard, Etcd};
+
+#[derive(Parser)]
+struct Args {
+    /// Apps created for the list / restart / RSS figures.
+    #[arg(long, env = "BENCH_APPS", default_value_t = 1000)]
+    apps: usize,
+    /// Tasks launched for the launch figure.
+    #[arg(long, env = "BENCH_TASKS", default_value_t = 100)]
+    tasks: usize,
+    /// Requests per side for the latency figure.
+    #[arg(long, env = "BENCH_REQUESTS", default_value_t = 300)]
+    requests: usize,
+}
+
+struct Manager {
+    guard: ChildGuard,
+    base: String,
+}
+
+fn sibling(name: &str) -> Result<PathBuf> {
+    bench::sibling_binary(name).map_err(anyhow::Error::msg)
+}
+
+async fn start(bin: &Path, etcd: &Etcd, prefix: &str, data: &Path) -> Result<(Manager, Duration)> {
+    let port = testkit::free_port()?;
+    let t0 = Instant::now();
+    let child = Command::new(bin)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--etcd-endpoints",
+            &etcd.endpoint(),
+        ])
+        .args([
+            "--internal-prefix",
+            prefix,
+            "--docker",
+            "off",
+            "--node-cpus",
+            "1000",
+            "--node-mem",
+            "1000000",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let m = Manager {
+        guard: ChildGuard::new(child),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    let http = reqwest::Client::new();
+    loop {
+        if let Ok(r) = http.get(format!("{}/v2/apps", m.base)).send().await {
+            if r.status() == 200 {
+                let v: Value = r.json().await?;
+                if v["apps"].as_array().is_some() {
+                    break;
+                }
+            }
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            bail!("manager did not serve within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok((m, t0.elapsed()))
+}
+
+fn stop(m: &mut Manager) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &m.guard.id().to_string()])
+        .status();
+    let _ = m.guard.child().wait();
+}
+
+/// A scratch directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<TempDir> {
+        let p = std::env::temp_dir().join(format!("manager-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&p)?;
+        Ok(TempDir(p))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let bin = sibling("manager")?;
+    let etcd = Etcd::start()?;
+    let dir = TempDir::new()?;
+    let http = reqwest::Client::new();
+
+    // Empty-state baselines first: restart time and RSS with no apps.
+    let (mut empty, _) = start(&bin, &etcd, "/bench/empty", &dir.path().join("empty")).await?;
+    stop(&mut empty);
+    let (mut empty, empty_start) =
+        start(&bin, &etcd, "/bench/empty", &dir.path().join("empty")).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let empty_rss = rss_mib(empty.guard.id()).unwrap_or(0.0);
+    stop(&mut empty);
+
+    let data = dir.path().join("data");
+    let (mut m, _) = start(&bin, &etcd, "/bench/main", &data).await?;
+    // 1,000 apps (no instances), created through the API.
+    for chunk in (0..args.apps).collect::<Vec<_>>().chunks(50) {
+        let futs = chunk.iter().map(|i| {
+            let http = http.clone();
+            let url = format!("{}/v2/apps", m.base);
+            async move {
+                let body = json!({"id": format!("/bench/g{}/app-{i}", i % 10), "cmd": "sleep 1000", "cpus": 0.01, "mem": 8, "instances": 0,
+                                  "labels": {"team": "bench"}, "env": {"A": "b"}});
+                http.post(url).json(&body).send().await.map(|r| r.status().as_u16())
+            }
+        });
+        for r in futures::future::join_all(futs).await {
+            if r? != 201 {
+                bail!("app creation failed");
+            }
+        }
+    }
+
+    // GET /v2/apps?embed=apps.tasks vs raw etcd range read.
+    let mut ours = Vec::new();
+    for _ in 0..args.requests {
+        let t = Instant::now();
+        let body = http
+            .get(format!("{}/v2/apps?embed=apps.tasks", m.base))
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        ours.push(t.elapsed());
+        if body.len() < 1000 {
+            bail!("short answer");
+        }
+    }
+    let mut client = etcd_client::Client::connect([etcd.endpoint()], None).await?;
+    let mut raw = Vec::new();
+    for _ in 0..args.requests {
+        let t = Instant::now();
+        let r = client
+            .get(
+                "/bench/main/apps/",
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
+            .await?;
+        raw.push(t.elapsed());
+        if r.kvs().len() != args.apps {
+            bail!("expected {} app records, got {}", args.apps, r.kvs().len());
+        }
+    }
+    report_latency(
+        &format!(
+            "GET /v2/apps?embed=apps.tasks, {} apps (raw: etcd range)",
+            args.apps
+        ),
+        &Stats::of(&ours),
+        &Stats::of(&raw),
+    );
+
+    // 100 tasks to TASK_RUNNING vs 100 processes spawned directly.
+    let t = Instant::now();
+    let r = http
+        .post(format!("{}/v2/apps", m.base))
+        .json(&json!({"id": "/bench/launch", "cmd": "exec sleep 1000", "cpus": 0.001, "mem": 1, "instances": args.tasks, "portDefinitions": []}))
+        .send()
+        .await?;
+    if r.status() != 201 {
+        bail!("launch app: {}", r.status());
+    }
+    loop {
+        let v: Value = http
+            .get(format!("{}/v2/apps/bench/launch", m.base))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if v["app"]["tasksRunning"].as_u64() == Some(args.tasks as u64) {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(120) {
+            bail!("tasks did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let ours_launch = t.elapsed();
+    let t = Instant::now();
+    let mut children = Vec::new();
+    for _ in 0..args.tasks {
+        children.push(ChildGuard::new(
+            Command::new("/bin/sh")
+                .args(["-c", "exec sleep 1000"])
+                .spawn()?,
+        ));
+    }
+    let raw_launch = t.elapsed();
+    drop(children);
+    report(
+        &format!(
+            "{} command tasks to TASK_RUNNING (raw: spawn directly)",
+            args.tasks
+        ),
+        ours_launch.as_secs_f64() * 1e3,
+        raw_launch.as_secs_f64() * 1e3,
+        "ms",
+    );
+    let r = http
+        .delete(format!("{}/v2/apps/bench/launch", m.base))
+        .send()
+        .await?;
+    if r.status() != 200 {
+        bail!("delete launch app: {}", r.status());
+    }
+    loop {
+        let v: Value = http
+            .get(format!("{}/v2/tasks", m.base))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if v["tasks"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Idle RSS with 1,000 apps.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss = rss_mib(m.guard.id()).unwrap_or(0.0);
+
+    // Restart with 1,000 apps until it serves them.
+    stop(&mut m);
+    let (mut m2, restart) = start(&bin, &etcd, "/bench/main", &data).await?;
+    let v: Value = http
+        .get(format!("{}/v2/apps", m2.base))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let n = v["apps"].as_array().map_or(0, Vec::len);
+    if n != args.apps {
+        bail!("after restart {n} apps served, expected {}", args.apps);
+    }
+    report(
+        &format!(
+            "restart until {} apps are served (raw: restart with none)",
+            args.apps
+        ),
+        restart.as_secs_f64() * 1e3,
+        empty_start.as_secs_f64() * 1e3,
+        "ms",
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_restarted = rss_mib(m2.guard.id()).unwrap_or(0.0);
+    report(
+        &format!("idle RSS, {} apps, after restart (raw: no apps)", args.apps),
+        rss_restarted,
+        empty_rss,
+        "MiB",
+    );
+    report(
+        &format!(
+            "RSS, {} apps, after the runs above (raw: no apps)",
+            args.apps
+        ),
+        rss,
+        empty_rss,
+        "MiB",
+    );
+    stop(&mut m2);
+    Ok(())
+}

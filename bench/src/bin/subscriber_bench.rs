@@ -1,0 +1,435 @@
+//! Subscriber benchmarks, each beside raw etcd measured in the same run:
+//!
+//! - event -> record visible through an etcd watch at 1,000 events/s (p50/p99)
+//!   vs raw put -> watch at the same rate;
+//! - sustained TASK_RUNNING / TASK_KILLING / TASK_KILLED throughput vs raw
+//!   puts+deletes with 64 in flight;
+//! - `/cleanup` over 10,000 tasks with everything to write (vs raw puts in
+//!   128-op transactions) and with nothing to change (vs one raw prefix read);
+//! - RSS of the subscriber holding 10,000 records (beside etcd's own RSS).
+//!
+//! The load generator is the Marathon API stub of the subscriber's tests
+//! (`subscriber/tests/support/stub.rs`): it serves `/v2/apps` with the tasks
+//! and emits events at the chosen rate on `/v2/events`.
+//!
+//! `cargo build --release -p subscriber && cargo run --release -p bench --bin subscriber_bench`
+
+#[path = "../../../subscriber/tests/support/stub.rs"]
+#[allow(dead_code, clippy::all)]
+mod stub;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bench::{report, report_latency, rss_mib, Stats};
+use clap::Parser;
+use etcd_client::{EventType, TxnOp, WatchOptions};
+use futures::StreamExt;
+use registry::{Instance, Port, Registry, Scope, Settings, WatchEvent};
+use stub::{bridge_app, Stub};
+use testkit::Etcd;
+
+#[derive(Parser)]
+struct Args {
+    /// The subscriber binary (default: target/release/subscriber).
+    #[arg(long)]
+    subscriber: Option<PathBuf>,
+    /// Events for the latency run (at 1,000/s).
+    #[arg(long, default_value_t = 3000)]
+    latency_events: usize,
+    /// Tasks started then killed in the throughput run (3 events each).
+    #[arg(long, default_value_t = 10_000)]
+    throughput_tasks: usize,
+    /// Tasks for the /cleanup and RSS runs.
+    #[arg(long, default_value_t = 10_000)]
+    cleanup_tasks: usize,
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn instance(container: &str, port: u16) -> Instance {
+    Instance {
+        schema: 1,
+        service: "rawbench".into(),
+        group: "default".into(),
+        labels: vec![],
+        container: container.into(),
+        app_id: "/rawbench".into(),
+        app_version: stub::VERSION.into(),
+        node: "node-1".into(),
+        host: "127.0.0.1".into(),
+        internal_address: Some("172.17.0.9".into()),
+        ports: [("api".to_string(), Port::tcp(port, 5000))]
+            .into_iter()
+            .collect(),
+        state: "TASK_RUNNING".into(),
+        healthy: None,
+        started_at: "2026-11-22T10:00:01.000Z".into(),
+        owner: "default".into(),
+    }
+}
+
+async fn start_subscriber(bin: &PathBuf, marathon: &str, etcd: &Etcd) -> Result<(Proc, String)> {
+    let port = testkit::free_port()?;
+    let child = Command::new(bin)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--marathon-url", marathon])
+        .args(["--etcd-endpoints", &etcd.endpoint()])
+        .args(["--resync-interval", "1h"])
+        .env("RUST_LOG", "warn")
+        .env_remove("MDO_AUTH_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting the subscriber")?;
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(format!("{url}/health")).send().await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("subscriber not healthy within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((Proc(child), url))
+}
+
+/// Container -> time its put was seen on a registry watch.
+type Seen = Arc<Mutex<HashMap<String, Instant>>>;
+
+fn watch_puts(reg: &Registry) -> (Seen, Arc<Mutex<usize>>) {
+    let seen: Seen = Arc::default();
+    let deletes = Arc::new(Mutex::new(0usize));
+    let (s, d) = (seen.clone(), deletes.clone());
+    let mut stream = reg.watch(Scope::All, None);
+    tokio::spawn(async move {
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(WatchEvent::Put(i, _)) => {
+                    s.lock()
+                        .unwrap()
+                        .entry(i.container)
+                        .or_insert_with(Instant::now);
+                }
+                Ok(WatchEvent::Delete(..)) => *d.lock().unwrap() += 1,
+                _ => {}
+            }
+        }
+    });
+    (seen, deletes)
+}
+
+async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        if Instant::now() > deadline {
+            bail!("timed out: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
+async fn latency_ours(stub: &Stub, seen: &Seen, n: usize) -> Result<Vec<Duration>> {
+    stub.add_app(bridge_app("/bench/lat", &[("api", 5000)]));
+    let start = Instant::now();
+    let mut emitted = Vec::with_capacity(n);
+    for i in 0..n {
+        let at = start + Duration::from_micros(1000 * i as u64);
+        tokio::time::sleep_until(at.into()).await;
+        let t0 = Instant::now();
+        let id = stub.start_task("/bench/lat", &[20000 + (i % 10000) as u32]);
+        emitted.push((id, t0));
+    }
+    wait_until(
+        "every latency record visible",
+        Duration::from_secs(60),
+        || {
+            let g = seen.lock().unwrap();
+            emitted.iter().all(|(id, _)| g.contains_key(id))
+        },
+    )
+    .await?;
+    let g = seen.lock().unwrap();
+    Ok(emitted
+        .iter()
+        .skip(100)
+        .map(|(id, t0)| g[id].duration_since(*t0))
+        .collect())
+}
+
+async fn latency_raw(reg: &Registry, n: usize) -> Result<Vec<Duration>> {
+    let prefix = registry::keys::service_prefix(reg.prefix(), "rawbench")?;
+    let mut client = reg.client();
+    let (_w, mut stream) = client
+        .watch(prefix, Some(WatchOptions::new().with_prefix()))
+        .await?;
+    let seen: Arc<Mutex<HashMap<Vec<u8>, Instant>>> = Arc::default();
+    let s = seen.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(resp)) = stream.message().await {
+            let now = Instant::now();
+            for e in resp.events() {
+                if e.event_type() == EventType::Put {
+                    if let Some(kv) = e.kv() {
+                        s.lock().unwrap().insert(kv.key().to_vec(), now);
+                    }
+                }
+            }
+        }
+    });
+    let mut kv = reg.client().kv_client();
+    let start = Instant::now();
+    let mut emitted = Vec::with_capacity(n);
+    for i in 0..n {
+        tokio::time::sleep_until((start + Duration::from_micros(1000 * i as u64)).into()).await;
+        let inst = instance(&format!("lat-{i}"), 20000);
+        let key = inst.key(reg.prefix())?;
+        let t0 = Instant::now();
+        kv.put(key.clone(), inst.to_json(), None).await?;
+        emitted.push((key.into_bytes(), t0));
+    }
+    wait_until("raw watch saw every put", Duration::from_secs(30), || {
+        let g = seen.lock().unwrap();
+        emitted.iter().all(|(k, _)| g.contains_key(k))
+    })
+    .await?;
+    let g = seen.lock().unwrap();
+    Ok(emitted
+        .iter()
+        .skip(100)
+        .map(|(k, t0)| g[k].duration_since(*t0))
+        .collect())
+}
+
+/// Start `n` tasks then kill them all; events/s until etcd reflects the end state.
+async fn throughput_ours(
+    stub: &Stub,
+    seen: &Seen,
+    deletes: &Arc<Mutex<usize>>,
+    n: usize,
+) -> Result<f64> {
+    stub.add_app(bridge_app("/bench/tput", &[("api", 5000)]));
+    let base_deletes = *deletes.lock().unwrap();
+    let start = Instant::now();
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        ids.push(stub.start_task("/bench/tput", &[20000 + (i % 10000) as u32]));
+        if i % 500 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    for (i, id) in ids.iter().enumerate() {
+        stub.kill_task("/bench/tput", id);
+        if i % 500 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    wait_until(
+        "every throughput record written and removed",
+        Duration::from_secs(120),
+        || *deletes.lock().unwrap() - base_deletes >= n,
+    )
+    .await?;
+    let took = start.elapsed();
+    let g = seen.lock().unwrap();
+    let written = ids.iter().filter(|id| g.contains_key(*id)).count();
+    println!("  throughput run: {n} tasks, {written} records seen written (coalescing may skip some), {} events in {:.3} s", 3 * n, took.as_secs_f64());
+    Ok((3 * n) as f64 / took.as_secs_f64())
+}
+
+async fn throughput_raw(reg: &Registry, n: usize) -> Result<f64> {
+    let kv = reg.client().kv_client();
+    let keys: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let inst = instance(&format!("tput-{i}"), 20000);
+            Ok((inst.key(reg.prefix())?, inst.to_json()))
+        })
+        .collect::<Result<_>>()?;
+    let start = Instant::now();
+    futures::stream::iter(keys.iter().cloned())
+        .map(|(k, v)| {
+            let mut kv = kv.clone();
+            async move { kv.put(k, v, None).await.map(|_| ()) }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    futures::stream::iter(keys.iter().cloned())
+        .map(|(k, _)| {
+            let mut kv = kv.clone();
+            async move { kv.delete(k, None).await.map(|_| ()) }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((2 * n) as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn cleanup(url: &str) -> Result<(serde_json::Value, Duration)> {
+    let t0 = Instant::now();
+    let r = reqwest::Client::new()
+        .post(format!("{url}/cleanup"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json::<serde_json::Value>()
+        .await?;
+    Ok((r, t0.elapsed()))
+}
+
+async fn raw_full_write(reg: &Registry, n: usize) -> Result<Duration> {
+    let mut kv = reg.client().kv_client();
+    let ops: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let inst = instance(&format!("full-{i}"), 20000);
+            Ok((inst.key(reg.prefix())?, inst.to_json()))
+        })
+        .collect::<Result<_>>()?;
+    let t0 = Instant::now();
+    for chunk in ops.chunks(128) {
+        let txn = etcd_client::Txn::new().and_then(
+            chunk
+                .iter()
+                .map(|(k, v)| TxnOp::put(k.clone(), v.clone(), None))
+                .collect::<Vec<_>>(),
+        );
+        kv.txn(txn).await?;
+    }
+    Ok(t0.elapsed())
+}
+
+fn etcd_rss(etcd: &Etcd) -> Option<f64> {
+    let needle = etcd.data_dir().to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").ok()? {
+        let entry = entry.ok()?;
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains(&needle) {
+            return rss_mib(pid);
+        }
+    }
+    None
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let bin = args
+        .subscriber
+        .clone()
+        .unwrap_or_else(|| testkit::target_dir().join("release").join("subscriber"));
+    if !bin.exists() {
+        bail!(
+            "{} not found: cargo build --release -p subscriber",
+            bin.display()
+        );
+    }
+    println!("subscriber benchmarks ({})", bin.display());
+
+    // Latency and throughput: one etcd, one stub, one subscriber.
+    {
+        let etcd = Etcd::start()?;
+        let reg = Registry::connect(&Settings::new([etcd.endpoint()])).await?;
+        let stub = Stub::start().await;
+        let (_sub, _url) = start_subscriber(&bin, &stub.url, &etcd).await?;
+        let (seen, deletes) = watch_puts(&reg);
+        let ours = latency_ours(&stub, &seen, args.latency_events).await?;
+        let raw = latency_raw(&reg, args.latency_events).await?;
+        report_latency(
+            "event -> record on a watch @1,000 events/s",
+            &Stats::of(&ours),
+            &Stats::of(&raw),
+        );
+        let ours = throughput_ours(&stub, &seen, &deletes, args.throughput_tasks).await?;
+        let raw = throughput_raw(&reg, args.throughput_tasks).await?;
+        report(
+            "sustained events/s (raw: puts+deletes, 64 in flight)",
+            ours,
+            raw,
+            "ev/s",
+        );
+    }
+
+    // /cleanup and RSS over 10,000 tasks.
+    {
+        let n = args.cleanup_tasks;
+        let etcd = Etcd::start()?;
+        let reg = Registry::connect(&Settings::new([etcd.endpoint()])).await?;
+        let stub = Stub::start().await;
+        let (sub, url) = start_subscriber(&bin, &stub.url, &etcd).await?;
+        stub.add_app(bridge_app("/bench/many", &[("api", 5000), ("admin", 9000)]));
+        for i in 0..n {
+            stub.add_task_silently(
+                "/bench/many",
+                &[20000 + (i % 10000) as u32, 30000 + (i % 10000) as u32],
+            );
+        }
+        let (full, full_wall) = cleanup(&url).await?;
+        if full["added"].as_u64() != Some(n as u64) {
+            bail!(
+                "full-write cleanup added {} (expected {n}): {full}",
+                full["added"]
+            );
+        }
+        let raw_full = raw_full_write(&reg, n).await?;
+        report(
+            &format!("/cleanup, {n} tasks, everything to write"),
+            full_wall.as_secs_f64() * 1e3,
+            raw_full.as_secs_f64() * 1e3,
+            "ms",
+        );
+        let (noop, noop_wall) = cleanup(&url).await?;
+        if noop["unchanged"].as_u64() != Some(n as u64) {
+            bail!("no-op cleanup: {noop}");
+        }
+        let t0 = Instant::now();
+        let snap = reg.list_all().await?;
+        let raw_read = t0.elapsed();
+        report(
+            &format!(
+                "/cleanup, {n} tasks, nothing to change (raw: read {} keys)",
+                snap.entries.len()
+            ),
+            noop_wall.as_secs_f64() * 1e3,
+            raw_read.as_secs_f64() * 1e3,
+            "ms",
+        );
+        println!(
+            "  took_ms reported: full {} no-op {}",
+            full["took_ms"], noop["took_ms"]
+        );
+        let ours = rss_mib(sub.0.id()).context("subscriber RSS")?;
+        let raw = etcd_rss(&etcd).unwrap_or(f64::NAN);
+        report(
+            &format!("RSS with {n} records (raw: etcd's own RSS)"),
+            ours,
+            raw,
+            "MiB",
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! Shared helpers for the benchmarks in `src/bin/`: percentiles and the one
+//! output format every figure uses — our number, the raw baseline measured in
+//! the same run, and the ratio.
+
+use std::time::Duration;
+
+/// Latency summary of one series of samples.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    pub count: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    pub mean: Duration,
+}
+
+impl Stats {
+    /// Summarises samples (order does not matter). Panics on an empty series.
+    pub fn of(samples: &[Duration]) -> Stats {
+        assert!(!samples.is_empty(), "no samples");
+        let mut s = samples.to_vec();
+        s.sort_unstable();
+        let pick = |q: f64| s[((s.len() as f64 * q).ceil() as usize).clamp(1, s.len()) - 1];
+        let total: Duration = s.iter().sum();
+        Stats {
+            count: s.len(),
+            p50: pick(0.50),
+            p99: pick(0.99),
+            max: *s.last().unwrap(),
+            mean: total / s.len() as u32,
+        }
+    }
+}
+
+/// Milliseconds with three decimals.
+pub fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Prints one figure: ours beside the raw baseline, and ours/raw.
+pub fn report(figure: &str, ours: f64, raw: f64, unit: &str) {
+    let ratio = if raw > 0.0 { ours / raw } else { f64::NAN };
+    println!(
+        "{figure:<58} ours {ours:>12.3} {unit:<6} raw {raw:>12.3} {unit:<6} ratio {ratio:>7.2}"
+    );
+}
+
+/// Prints one latency figure (p50 and p99) beside its raw baseline.
+pub fn report_latency(figure: &str, ours: &Stats, raw: &Stats) {
+    let f = |d: Duration| d.as_secs_f64() * 1e3;
+    report(&format!("{figure} p50"), f(ours.p50), f(raw.p50), "ms");
+    report(&format!("{figure} p99"), f(ours.p99), f(raw.p99), "ms");
+}
+
+/// A binary built beside the running benchmark (same `target/<profile>`),
+/// with a clear message naming the cargo command when it is missing.
+pub fn sibling_binary(name: &str) -> Result<std::path::PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("locating this benchmark: {e}"))?;
+    let path = exe
+        .parent()
+        .ok_or("this benchmark has no folder")?
+        .join(name);
+    if !path.exists() {
+        return Err(format!(
+            "{} not found: build it with `cargo build --release -p bench --bins -p manager -p deployer`",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+/// Resident set size of a process in MiB, from /proc.
+pub fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_the_right_samples() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        let s = Stats::of(&samples);
+        assert_eq!(s.p50, Duration::from_millis(50));
+        assert_eq!(s.p99, Duration::from_millis(99));
+        assert_eq!(s.max, Duration::from_millis(100));
+        assert_eq!(s.count, 100);
+    }
+}

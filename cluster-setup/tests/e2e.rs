@@ -1,0 +1,419 @@
+//! The whole flow on the real Docker engine: `cluster-setup up --demo`, then
+//! records in etcd, guestutils inside the proxy, requests spread over the
+//! ingestors, a scale-up seen by the proxy's watcher, `/cleanup` repairing a
+//! damaged registry, and `cluster-setup down` leaving nothing behind.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testkit::{eventually, free_port};
+
+struct Stack {
+    bin_dir: PathBuf,
+    state: tempfile::TempDir,
+    ports: Ports,
+    up: bool,
+}
+
+#[derive(Clone, Copy)]
+struct Ports {
+    etcd: u16,
+    peer: u16,
+    manager: u16,
+    deployer: u16,
+    subscriber: u16,
+}
+
+impl Stack {
+    fn cluster_setup(&self, args: &[&str]) -> Output {
+        let p = self.ports;
+        Command::new(self.bin_dir.join("cluster-setup"))
+            .args(args)
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .args(["--etcd-port", &p.etcd.to_string()])
+            .args(["--etcd-peer-port", &p.peer.to_string()])
+            .args(["--manager-port", &p.manager.to_string()])
+            .args(["--deployer-port", &p.deployer.to_string()])
+            .args(["--subscriber-port", &p.subscriber.to_string()])
+            .arg("--bin-dir")
+            .arg(&self.bin_dir)
+            .current_dir(testkit::workspace_root())
+            .output()
+            .expect("cluster-setup runs")
+    }
+
+    fn etcd(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.etcd)
+    }
+
+    fn manager(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.manager)
+    }
+
+    fn subscriber(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.subscriber)
+    }
+
+    /// Every record under /services, key -> JSON.
+    fn records(&self) -> Vec<(String, Value)> {
+        let out = etcdctl(&self.etcd(), &["get", "--prefix", "/services/"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        lines
+            .chunks(2)
+            .filter(|c| c.len() == 2)
+            .filter_map(|c| Some((c[0].to_string(), serde_json::from_str(c[1]).ok()?)))
+            .collect()
+    }
+
+    fn records_of(&self, service: &str) -> Vec<Value> {
+        self.records()
+            .into_iter()
+            .filter(|(_, v)| v["service"] == service)
+            .map(|(_, v)| v)
+            .collect()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if self.up {
+            let out = self.cluster_setup(&["down"]);
+            eprintln!("down (cleanup): {}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
+}
+
+fn etcdctl(endpoint: &str, args: &[&str]) -> Output {
+    Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint])
+        .args(args)
+        .output()
+        .expect("etcdctl runs")
+}
+
+fn http_get(url: &str) -> Option<(u16, String)> {
+    plain_http::request("GET", url, None)
+}
+
+mod plain_http {
+    //! A tiny blocking GET/POST over std's TcpStream, so the test needs no
+    //! extra HTTP stack.
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    pub fn request(method: &str, url: &str, body: Option<(&str, &str)>) -> Option<(u16, String)> {
+        let rest = url.strip_prefix("http://")?;
+        let (hostport, path) = rest
+            .split_once('/')
+            .map(|(h, p)| (h, format!("/{p}")))
+            .unwrap_or((rest, "/".into()));
+        let mut s = TcpStream::connect(hostport).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let mut req =
+            format!("{method} {path} HTTP/1.0\r\nHost: {hostport}\r\nAccept: application/json\r\n");
+        if let Some((ctype, b)) = body {
+            req.push_str(&format!(
+                "Content-Type: {ctype}\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+            req.push_str("\r\n");
+            req.push_str(b);
+        } else {
+            req.push_str("\r\n");
+        }
+        s.write_all(req.as_bytes()).ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).ok()?;
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, body.to_string()))
+    }
+}
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker runs")
+}
+
+fn docker_ok() -> bool {
+    docker(&["info", "--format", "{{.ServerVersion}}"])
+        .status
+        .success()
+}
+
+/// Container ids of running containers carrying `label=value`.
+fn containers_with_label(label: &str) -> Vec<String> {
+    let out = docker(&["ps", "-q", "--filter", &format!("label={label}")]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn proxy_container() -> Option<String> {
+    containers_with_label("mdo.app-id=/demo/proxy")
+        .into_iter()
+        .next()
+}
+
+fn names_through_proxy(proxy: &str, requests: usize) -> BTreeSet<String> {
+    (0..requests)
+        .filter_map(|_| http_get(&format!("http://{proxy}/")))
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, body)| body.trim().to_string())
+        .collect()
+}
+
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_cluster-setup"))
+        .parent()
+        .expect("binary has a folder")
+        .to_path_buf()
+}
+
+#[test]
+fn up_demo_discovery_scaling_cleanup_and_down() {
+    if !docker_ok() {
+        assert!(
+            !testkit::in_ci(),
+            "CI=true but the Docker engine does not answer"
+        );
+        eprintln!("skipping: no Docker engine (this test fails instead under CI=true)");
+        return;
+    }
+    for b in ["manager", "subscriber", "deployer", "watcher"] {
+        assert!(
+            bin_dir().join(b).is_file(),
+            "{b} is not built: run `cargo build --workspace --bins` first (scripts/test.sh does)"
+        );
+    }
+    let ports = Ports {
+        etcd: free_port().unwrap(),
+        peer: free_port().unwrap(),
+        manager: free_port().unwrap(),
+        deployer: free_port().unwrap(),
+        subscriber: free_port().unwrap(),
+    };
+    let mut stack = Stack {
+        bin_dir: bin_dir(),
+        state: tempfile::Builder::new()
+            .prefix("mdo-e2e-")
+            .tempdir()
+            .unwrap(),
+        ports,
+        up: true,
+    };
+
+    // 1. One command to a running stack with the demo deployed.
+    let started = Instant::now();
+    let up = stack.cluster_setup(&["up", "--demo"]);
+    let took = started.elapsed();
+    assert!(
+        up.status.success(),
+        "up --demo failed: {}\n{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
+    eprintln!("cluster-setup up --demo took {:.1} s", took.as_secs_f64());
+
+    // Running it again starts nothing twice.
+    let again = stack.cluster_setup(&["up"]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let again_out = String::from_utf8_lossy(&again.stdout);
+    for c in ["etcd", "manager", "subscriber", "deployer"] {
+        assert!(
+            again_out
+                .lines()
+                .any(|l| l.starts_with(c) && l.contains("already running")),
+            "second up restarted {c}: {again_out}"
+        );
+    }
+
+    // `status` reports every component healthy.
+    let status = stack.cluster_setup(&["status"]);
+    let status_out = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "status: {status_out}");
+    for c in ["etcd", "manager", "subscriber", "deployer"] {
+        assert!(
+            status_out
+                .lines()
+                .any(|l| l.starts_with(c) && l.contains("healthy")),
+            "{c} not healthy in: {status_out}"
+        );
+    }
+
+    // 2. A record for every ingestor and the proxy.
+    let ingestors = eventually("3 ingestor records", Duration::from_secs(120), || {
+        let r = stack.records_of("ingestor");
+        (r.len() == 3).then_some(r)
+    });
+    let proxy_rec = eventually("the proxy record", Duration::from_secs(120), || {
+        stack.records_of("proxy").into_iter().next()
+    });
+    let ingestor_names: BTreeSet<String> = ingestors
+        .iter()
+        .map(|r| r["container"].as_str().unwrap().to_string())
+        .collect();
+    let proxy_port = proxy_rec["ports"]["http"]["external"]
+        .as_u64()
+        .expect("named port http");
+    let proxy = format!("127.0.0.1:{proxy_port}");
+
+    // 3. guestutils inside the proxy container lists every ingestor.
+    let pc = proxy_container().expect("proxy container running");
+    let listed = eventually(
+        "guestutils in the proxy lists 3 ingestors",
+        Duration::from_secs(30),
+        || {
+            let out = docker(&[
+            "exec",
+            &pc,
+            "python3",
+            "-c",
+            "import guestutils, json; print(json.dumps(guestutils.get_node_list('ingestor', ports=['api'])))",
+        ]);
+            let nodes: Vec<String> = serde_json::from_slice(&out.stdout).ok()?;
+            (nodes.len() == 3).then_some(nodes)
+        },
+    );
+    for r in &ingestors {
+        let expect = format!(
+            "{}:{}",
+            r["host"].as_str().unwrap(),
+            r["ports"]["api"]["external"]
+        );
+        assert!(listed.contains(&expect), "{expect} missing from {listed:?}");
+    }
+
+    // 4. Requests through the proxy reach every ingestor.
+    let seen = eventually(
+        "the proxy reaches all 3 ingestors",
+        Duration::from_secs(60),
+        || {
+            let seen = names_through_proxy(&proxy, 12);
+            (seen == ingestor_names).then_some(seen)
+        },
+    );
+    assert_eq!(seen, ingestor_names);
+
+    // 5. Scale up: the proxy's watcher fires and the new instance gets requests.
+    let (status, body) = plain_http::request(
+        "PUT",
+        &format!("{}/v2/apps/demo/ingestor", stack.manager()),
+        Some(("application/json", r#"{"instances": 4}"#)),
+    )
+    .expect("manager answers");
+    assert_eq!(status, 200, "scale: {body}");
+    let four = eventually("4 ingestor records", Duration::from_secs(120), || {
+        let r = stack.records_of("ingestor");
+        (r.len() == 4).then_some(r)
+    });
+    let new_name = four
+        .iter()
+        .map(|r| r["container"].as_str().unwrap().to_string())
+        .find(|n| !ingestor_names.contains(n))
+        .expect("a new ingestor");
+    eventually(
+        "the watcher in the proxy fired with delta +1",
+        Duration::from_secs(60),
+        || {
+            let out = docker(&["exec", &pc, "cat", "/tmp/watch.log"]);
+            let log = String::from_utf8_lossy(&out.stdout).to_string();
+            log.lines()
+                .any(|l| l.contains("ingestor delta=+1") && l.ends_with("upstreams=4"))
+                .then_some(())
+        },
+    );
+    eventually(
+        "the new ingestor receives requests",
+        Duration::from_secs(30),
+        || {
+            names_through_proxy(&proxy, 12)
+                .contains(&new_name)
+                .then_some(())
+        },
+    );
+
+    // 6. Damage etcd by hand; /cleanup repairs it and says so.
+    let victim = stack
+        .records()
+        .into_iter()
+        .find(|(_, v)| v["container"] == new_name.as_str())
+        .expect("record of the new ingestor");
+    let del = etcdctl(&stack.etcd(), &["del", &victim.0]);
+    assert!(del.status.success());
+    let ghost_key = "/services/ingestor/demo/containers/ghost-instance";
+    let mut ghost = victim.1.clone();
+    ghost["container"] = "ghost-instance".into();
+    let put = etcdctl(&stack.etcd(), &["put", ghost_key, &ghost.to_string()]);
+    assert!(put.status.success());
+    let (status, body) = plain_http::request(
+        "POST",
+        &format!("{}/cleanup", stack.subscriber()),
+        Some(("application/json", "")),
+    )
+    .expect("subscriber answers");
+    assert_eq!(status, 200, "cleanup: {body}");
+    let summary: Value = serde_json::from_str(&body).expect("JSON summary");
+    assert_eq!(summary["added"], 1, "{summary}");
+    assert_eq!(summary["removed"], 1, "{summary}");
+    let keys: Vec<String> = stack.records().into_iter().map(|(k, _)| k).collect();
+    assert!(keys.contains(&victim.0), "deleted record restored");
+    assert!(
+        !keys.iter().any(|k| k == ghost_key),
+        "invented record removed"
+    );
+
+    // 7. down leaves no managed container and no component process.
+    let pids: Vec<i32> = ["etcd", "manager", "subscriber", "deployer"]
+        .iter()
+        .map(|c| {
+            std::fs::read_to_string(stack.state.path().join("run").join(format!("{c}.pid")))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let down = stack.cluster_setup(&["down"]);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    stack.up = false;
+    assert!(
+        containers_with_label("mdo.app-id").is_empty(),
+        "managed containers left after down"
+    );
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid),
+            "pid {pid} still running"
+        );
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+                .unwrap_or(false)
+        })
+        .unwrap_or(true)
+}

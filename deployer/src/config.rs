@@ -1,0 +1,298 @@
+//! Command line and environment (clap), resolved into validated settings
+//! before anything binds or connects. `main` parses; nothing below reads the
+//! environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::parse::Limits;
+use crate::translate::TranslateConfig;
+use crate::upstream::MarathonConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "deployer",
+    version,
+    about = "Theseus: deploy services from a YAML (or JSON) document through the Marathon API",
+    long_about = "Theseus: deploy services from a YAML (or JSON) document through the Marathon API \
+(the built-in manager or a real Marathon).\n\nThe document has `deploy:` (service -> spec) and \
+`remove:` (service -> {labels}). `serve` runs the HTTP API (POST /deploy, GET /services, GET /); \
+apply, render, status and remove talk to the Marathon API directly."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Marathon API base URL (the built-in manager or a real Marathon). Basic-auth
+    /// userinfo in the URL is sent as basic auth. [default: http://127.0.0.1:8080]
+    #[arg(long, env = "MARATHON_URL", global = true)]
+    pub marathon_url: Option<String>,
+    /// Compatibility: Marathon host, used with --marathon-port when --marathon-url is absent.
+    #[arg(long, env = "MARATHON_HOST", global = true)]
+    pub marathon_host: Option<String>,
+    /// Compatibility: Marathon port, used with --marathon-host. [default: 8080]
+    #[arg(long, env = "MARATHON_PORT", global = true)]
+    pub marathon_port: Option<u16>,
+    /// Bearer token sent to the Marathon API.
+    #[arg(long, env = "MARATHON_TOKEN", global = true, hide_env_values = true)]
+    pub marathon_token: Option<String>,
+    /// Timeout of each Marathon API request, in seconds.
+    #[arg(long, env = "MARATHON_TIMEOUT", global = true, default_value_t = 30)]
+    pub marathon_timeout: u64,
+    /// etcd endpoints, comma separated. The deployer itself does not talk to etcd: the
+    /// value goes into every app's env as ETCD_ENDPOINTS unless
+    /// --container-etcd-endpoints is given. [default: http://127.0.0.1:2379]
+    #[arg(long, env = "ETCD_ENDPOINTS", global = true)]
+    pub etcd_endpoints: Option<String>,
+    /// Compatibility: etcd host, used with --etcd-port when --etcd-endpoints is absent.
+    #[arg(long, env = "ETCD_HOST_ADDRESS", global = true)]
+    pub etcd_host_address: Option<String>,
+    /// Compatibility: etcd client port, used with --etcd-host-address. [default: 2379]
+    #[arg(long, env = "ETCD_PORT", global = true)]
+    pub etcd_port: Option<u16>,
+    /// etcd endpoints as reachable from inside the containers (not loopback for bridge
+    /// networking), put into every app's env as ETCD_ENDPOINTS. [default: --etcd-endpoints]
+    #[arg(long, env = "CONTAINER_ETCD_ENDPOINTS", global = true)]
+    pub container_etcd_endpoints: Option<String>,
+    /// Log format.
+    #[arg(long, env = "DEPLOYER_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API: POST /deploy, GET /services, GET / (viewer), /health, /metrics.
+    Serve(ServeArgs),
+    /// Apply a document (file, or - for stdin) through the Marathon API.
+    Apply {
+        /// The document (YAML or JSON); - reads stdin.
+        file: PathBuf,
+        /// Wait for the deployments to finish, with a progress bar.
+        #[arg(long, env = "DEPLOYER_WAIT")]
+        wait: bool,
+        /// How long --wait waits, in seconds.
+        #[arg(long, env = "DEPLOYER_WAIT_TIMEOUT", default_value_t = 300)]
+        wait_timeout: u64,
+    },
+    /// Print the Marathon app JSON of a document; touches nothing.
+    Render {
+        /// The document (YAML or JSON); - reads stdin.
+        file: PathBuf,
+    },
+    /// Show the services the Marathon API runs, as a table.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove one service's labeled group.
+    Remove {
+        /// The service name.
+        service: String,
+        /// The group's labels, comma separated (none = the default group).
+        #[arg(long, value_delimiter = ',')]
+        labels: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "DEPLOYER_LISTEN", default_value = "127.0.0.1:5000")]
+    pub listen: String,
+    /// When set, every route except /ping and /health needs `Authorization: Bearer <token>`.
+    #[arg(long, env = "MDO_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Largest deploy document accepted, in bytes (larger: 413).
+    #[arg(long, env = "DEPLOYER_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Longest wait of POST /deploy?wait=true, in seconds (a `timeout` query parameter may ask for less).
+    #[arg(long, env = "DEPLOYER_WAIT_TIMEOUT", default_value_t = 120)]
+    pub wait_timeout: u64,
+}
+
+/// Settings shared by every command, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub marathon: MarathonConfig,
+    pub translate: TranslateConfig,
+}
+
+/// Settings of `serve`, validated.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub auth_token: Option<String>,
+    pub limits: Limits,
+    pub wait_timeout: Duration,
+    pub settings: Settings,
+}
+
+/// A configuration mistake: one line for stderr, exit 64.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl CommonArgs {
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        let url = match (&self.marathon_url, &self.marathon_host) {
+            (Some(u), _) => u.clone(),
+            (None, Some(h)) => format!("http://{h}:{}", self.marathon_port.unwrap_or(8080)),
+            (None, None) => "http://127.0.0.1:8080".to_string(),
+        };
+        match reqwest::Url::parse(&url) {
+            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => {}
+            _ => {
+                return Err(ConfigError(format!(
+                    "--marathon-url: \"{url}\" is not an http(s) URL"
+                )))
+            }
+        }
+        let etcd = match (&self.etcd_endpoints, &self.etcd_host_address) {
+            (Some(e), _) => e.clone(),
+            (None, Some(h)) => format!("http://{h}:{}", self.etcd_port.unwrap_or(2379)),
+            (None, None) => "http://127.0.0.1:2379".to_string(),
+        };
+        let container = self.container_etcd_endpoints.clone().unwrap_or(etcd);
+        for e in container.split(',') {
+            let e = e.trim();
+            let with_scheme = if e.contains("://") {
+                e.to_string()
+            } else {
+                format!("http://{e}")
+            };
+            if e.is_empty() || reqwest::Url::parse(&with_scheme).is_err() {
+                return Err(ConfigError(format!(
+                    "etcd endpoints: \"{e}\" is not a valid endpoint"
+                )));
+            }
+        }
+        if self.marathon_timeout == 0 {
+            return Err(ConfigError(
+                "--marathon-timeout must be at least 1 second".into(),
+            ));
+        }
+        Ok(Settings {
+            marathon: MarathonConfig {
+                url,
+                token: self.marathon_token.clone().filter(|t| !t.is_empty()),
+                timeout: Duration::from_secs(self.marathon_timeout),
+            },
+            translate: TranslateConfig {
+                container_etcd_endpoints: container,
+            },
+        })
+    }
+}
+
+impl ServeArgs {
+    pub fn config(&self, common: &CommonArgs) -> Result<ServeConfig, ConfigError> {
+        let listen: SocketAddr = self.listen.parse().map_err(|_| {
+            ConfigError(format!(
+                "--listen: \"{}\" is not an address like 127.0.0.1:5000",
+                self.listen
+            ))
+        })?;
+        if self.max_body_bytes < 64 {
+            return Err(ConfigError("--max-body-bytes must be at least 64".into()));
+        }
+        Ok(ServeConfig {
+            listen,
+            auth_token: self.auth_token.clone().filter(|t| !t.is_empty()),
+            limits: Limits {
+                max_bytes: self.max_body_bytes,
+                ..Limits::default()
+            },
+            wait_timeout: Duration::from_secs(self.wait_timeout),
+            settings: common.settings()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("deployer").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn compat_names_fill_in_when_new_ones_are_absent() {
+        let cli = parse(&[
+            "--marathon-host",
+            "m1",
+            "--etcd-host-address",
+            "10.0.0.1",
+            "--etcd-port",
+            "4001",
+            "status",
+        ]);
+        let s = cli.common.settings().unwrap();
+        assert_eq!(s.marathon.url, "http://m1:8080");
+        assert_eq!(s.translate.container_etcd_endpoints, "http://10.0.0.1:4001");
+        let cli = parse(&[
+            "status",
+            "--marathon-url",
+            "http://a:1",
+            "--marathon-host",
+            "m1",
+            "--etcd-endpoints",
+            "http://e:2379",
+            "--container-etcd-endpoints",
+            "http://172.17.0.1:2379",
+        ]);
+        let s = cli.common.settings().unwrap();
+        assert_eq!(s.marathon.url, "http://a:1");
+        assert_eq!(
+            s.translate.container_etcd_endpoints,
+            "http://172.17.0.1:2379"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_one_line_errors() {
+        let cli = parse(&["--marathon-url", "ftp://x", "status"]);
+        assert!(cli
+            .common
+            .settings()
+            .unwrap_err()
+            .to_string()
+            .contains("--marathon-url"));
+        let cli = parse(&["serve", "--listen", "nope"]);
+        let Command::Serve(s) = &cli.command else {
+            panic!()
+        };
+        assert!(s
+            .config(&cli.common)
+            .unwrap_err()
+            .to_string()
+            .contains("--listen"));
+    }
+
+    #[test]
+    fn remove_takes_comma_separated_labels() {
+        let cli = parse(&["remove", "web", "--labels", "a,b"]);
+        let Command::Remove { service, labels } = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            (service.as_str(), labels),
+            ("web", vec!["a".to_string(), "b".to_string()])
+        );
+    }
+}

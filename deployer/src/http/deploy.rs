@@ -1,0 +1,164 @@
+//! `POST /deploy`: a document in, a report per service out.
+
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures::StreamExt;
+use tracing::{info, warn};
+
+use super::error::ApiError;
+use super::State;
+use crate::apply::{self, DeployReport};
+use crate::parse::Format;
+
+#[derive(Debug, Default, PartialEq)]
+struct DeployQuery {
+    wait: bool,
+    timeout: Option<Duration>,
+}
+
+fn query(q: &str) -> Result<DeployQuery, ApiError> {
+    let mut out = DeployQuery::default();
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
+        let bad = |what: &str| ApiError::BadRequest {
+            message: format!("query parameter {k}={v}: {what}"),
+            details: Vec::new(),
+        };
+        match k {
+            "wait" => {
+                out.wait = match v.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "" => true,
+                    "false" | "0" | "no" => false,
+                    _ => return Err(bad("expected true or false")),
+                }
+            }
+            "timeout" => {
+                let secs: f64 = v.parse().map_err(|_| bad("expected seconds"))?;
+                if !(secs.is_finite() && secs >= 0.0) {
+                    return Err(bad("expected seconds"));
+                }
+                out.timeout = Some(Duration::from_secs_f64(secs));
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+pub async fn deploy(
+    state: web::Data<State>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let result = handle(&state, &req, payload).await;
+    let status = match &result {
+        Ok(_) => "200".to_string(),
+        Err(e) => actix_web::ResponseError::status_code(e)
+            .as_u16()
+            .to_string(),
+    };
+    state.metrics.inc("deployer_deploy_requests_total", &status);
+    if let Err(e) = &result {
+        match e {
+            ApiError::Upstream { .. } => {
+                state
+                    .metrics
+                    .inc("deployer_marathon_errors_total", "unreachable_or_failed");
+                warn!(error = %e, "deploy failed at the Marathon API");
+            }
+            ApiError::Rejected { .. } => {
+                state
+                    .metrics
+                    .inc("deployer_marathon_errors_total", "rejected");
+                warn!(error = %e, "the Marathon API refused a definition");
+            }
+            _ => info!(status = %status, error = %e, "deploy document refused"),
+        }
+    }
+    result.map(|report| HttpResponse::Ok().json(report))
+}
+
+async fn handle(
+    state: &State,
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<DeployReport, ApiError> {
+    let q = query(req.query_string())?;
+    let limit = state.config.limits.max_bytes;
+    let too_large = |size: usize| {
+        ApiError::TooLarge(format!(
+            "document is {size} bytes or more, over the limit of {limit} bytes"
+        ))
+    };
+    if let Some(len) = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > limit {
+            return Err(too_large(len));
+        }
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest {
+            message: format!("reading the body: {e}"),
+            details: Vec::new(),
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large(body.len() + chunk.len()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok());
+    let format = Format::from_content_type(content_type, &body).map_err(|_| {
+        ApiError::UnsupportedMediaType(content_type.unwrap_or_default().to_string())
+    })?;
+    let doc = apply::load(&body, format, &state.config.limits)?;
+    let (desired, removals) = apply::prepare(&doc, &state.config.settings.translate)?;
+
+    // One document at a time: plans are made against the state the previous one left.
+    let _guard = state.apply_lock.lock().await;
+    let mut services = apply::apply(&state.marathon, &desired, &removals).await?;
+    for s in &services {
+        state.metrics.inc(
+            "deployer_app_actions_total",
+            &format!("{:?}", s.action).to_lowercase(),
+        );
+    }
+    let mut complete = None;
+    if q.wait {
+        let timeout = q
+            .timeout
+            .unwrap_or(state.config.wait_timeout)
+            .min(state.config.wait_timeout);
+        let done = apply::wait(&state.marathon, &mut services, timeout, |_, _| {}).await?;
+        complete = Some(done);
+    }
+    Ok(DeployReport { services, complete })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing() {
+        assert_eq!(query("").unwrap(), DeployQuery::default());
+        assert_eq!(
+            query("wait=true&timeout=2.5").unwrap(),
+            DeployQuery {
+                wait: true,
+                timeout: Some(Duration::from_millis(2500))
+            }
+        );
+        assert!(query("wait").unwrap().wait);
+        assert!(query("wait=maybe").is_err());
+        assert!(query("timeout=-1").is_err());
+    }
+}

@@ -1,0 +1,125 @@
+//! `deployer`: parse the command line, set up logs, run one command.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use deployer::cli::{self, CliError};
+use deployer::config::{Cli, Command, LogFormat};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn fail(e: impl std::fmt::Display, code: u8) -> ExitCode {
+    eprintln!("deployer: {e}");
+    ExitCode::from(code)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match cli.common.settings() {
+        Ok(s) => s,
+        Err(e) => return fail(e, 64),
+    };
+    if let Command::Serve(args) = &cli.command {
+        let config = match args.config(&cli.common) {
+            Ok(c) => c,
+            Err(e) => return fail(e, 64),
+        };
+        init_tracing(cli.common.log_format);
+        return serve(config).await;
+    }
+    let result: Result<String, CliError> = match &cli.command {
+        Command::Serve(_) => unreachable!("handled above"),
+        Command::Render { file } => cli::render(file, &settings),
+        Command::Apply {
+            file,
+            wait,
+            wait_timeout,
+        } => {
+            let wait = wait.then(|| Duration::from_secs(*wait_timeout));
+            cli::apply_file(file, wait, &settings).await
+        }
+        Command::Status { json } => cli::status(*json, &settings).await,
+        Command::Remove { service, labels } => cli::remove(service, labels, &settings).await,
+    };
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            if !out.ends_with('\n') {
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e, e.exit_code()),
+    }
+}
+
+async fn serve(config: deployer::config::ServeConfig) -> ExitCode {
+    let listen = config.listen;
+    let marathon = config.settings.marathon.url.clone();
+    let app = match deployer::Application::build(config) {
+        Ok(a) => a,
+        Err(e) => return fail(format_args!("cannot listen on {listen}: {e}"), 64),
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %format!("{}:{}", listen.ip(), app.port()),
+        marathon = %redact(&marathon),
+        "deployer listening"
+    );
+    let shutdown = CancellationToken::new();
+    let signals = shutdown.clone();
+    let signal_task = async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("signal received, shutting down");
+        signals.cancel();
+    };
+    let stopper = shutdown.clone();
+    let server = async move {
+        let r = app.run_until_stopped(stopper.clone()).await;
+        stopper.cancel();
+        r
+    };
+    let (result, _) = tokio::join!(server, async {
+        tokio::select! {
+            _ = signal_task => {}
+            _ = shutdown.cancelled() => {}
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(format_args!("server failed: {e}"), 1),
+    }
+}
+
+/// The URL without userinfo, for logs.
+fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "<unparsable url>".into(),
+    }
+}

@@ -1,0 +1,157 @@
+//! The Marathon v2 HTTP API, split by resource. Handlers are thin: parse the
+//! request, call [`crate::core::Core`], shape the response with the
+//! `marathon` crate's types.
+
+use std::sync::Arc;
+
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures::StreamExt;
+
+use crate::core::Core;
+use crate::error::ApiError;
+
+pub mod apps;
+pub mod deployments;
+pub mod system;
+pub mod tasks;
+
+pub type CoreData = web::Data<Arc<Core>>;
+
+/// Registers every control-plane route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    system::configure(cfg);
+    apps::configure(cfg);
+    tasks::configure(cfg);
+    deployments::configure(cfg);
+}
+
+/// `{"<key>": value}` without building a `serde_json::Value` tree first.
+pub fn wrap<'a, T: serde::Serialize>(key: &'static str, value: &'a T) -> Wrapped<'a, T> {
+    Wrapped { key, value }
+}
+
+pub struct Wrapped<'a, T> {
+    key: &'static str,
+    value: &'a T,
+}
+
+impl<T: serde::Serialize> serde::Serialize for Wrapped<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(self.key, self.value)?;
+        m.end()
+    }
+}
+
+/// The query string as ordered pairs (repeated keys kept).
+pub struct Query(pub Vec<(String, String)>);
+
+impl Query {
+    pub fn of(req: &HttpRequest) -> Query {
+        Query(
+            url::form_urlencoded::parse(req.query_string().as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// A boolean flag (`true`/`True`/`false`/`False`...); bad value -> 400.
+    pub fn flag(&self, key: &str, default: bool) -> Result<bool, ApiError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Ok(false),
+            Some("") => Ok(true),
+            Some(v) => Err(ApiError::BadRequest(format!(
+                "Invalid value for query parameter {key}: {v:?}"
+            ))),
+        }
+    }
+}
+
+/// Reads the body up to the configured limit (413 beyond it).
+pub async fn read_body(
+    core: &Core,
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<bytes::Bytes, ApiError> {
+    let limit = core.cfg.max_body;
+    if let Some(len) = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > limit {
+            return Err(ApiError::TooLarge);
+        }
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Client address for `api_post_event`.
+pub fn client_ip(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
+}
+
+/// 404 for unknown routes, with Marathon 1.6's body.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    HttpResponse::NotFound()
+        .json(serde_json::json!({"message": format!("URI not found: {}", req.path())}))
+}
+
+/// Bearer-token check (every route but `/ping` and `/health`).
+pub fn authorised(token: Option<&str>, req: &ServiceRequest) -> bool {
+    let Some(token) = token else { return true };
+    if matches!(req.path(), "/ping" | "/health") {
+        return true;
+    }
+    req.headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Counts requests and 4xx/5xx answers for `/metrics`.
+pub fn count(core: &Core, res: &ServiceResponse) {
+    use std::sync::atomic::Ordering;
+    core.counters.http_requests.fetch_add(1, Ordering::Relaxed);
+    if res.status().is_client_error() || res.status().is_server_error() {
+        core.counters.http_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,296 @@
+//! Command-line and environment configuration of the manager, parsed and
+//! validated before anything binds. Nothing below `main` reads the
+//! environment: tests build [`Config`] values directly.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// When to use the Docker runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DockerMode {
+    /// Use Docker when the engine answers at start.
+    Auto,
+    /// Require Docker: fail to start without it.
+    On,
+    /// Never use Docker (DOCKER apps wait in the queue).
+    Off,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The manager's command line (every flag also reads an environment variable).
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "manager",
+    version,
+    about = "mdo's built-in, Marathon-compatible manager"
+)]
+pub struct Cli {
+    /// Address the Marathon API listens on.
+    #[arg(long, env = "MANAGER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// etcd endpoints, comma separated (falls back to ETCD_HOST_ADDRESS[:ETCD_PORT]).
+    #[arg(long, env = "ETCD_ENDPOINTS")]
+    pub etcd_endpoints: Option<String>,
+    /// Compatibility: etcd host when ETCD_ENDPOINTS is not set.
+    #[arg(long, env = "ETCD_HOST_ADDRESS", hide = true)]
+    pub etcd_host_address: Option<String>,
+    /// Compatibility: etcd port with ETCD_HOST_ADDRESS (default 2379).
+    #[arg(long, env = "ETCD_PORT", hide = true)]
+    pub etcd_port: Option<String>,
+    /// etcd key prefix of the manager's own state (apps, versions, tasks, deployments).
+    #[arg(long, env = "MANAGER_INTERNAL_PREFIX", default_value = "/mdo/manager")]
+    pub internal_prefix: String,
+    /// Name of this node (task `host`, `/v2/nodes`); default: the machine's hostname.
+    #[arg(long, env = "MANAGER_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Address other containers use to reach published ports (CONTAINER_HOST_ADDRESS, HOST).
+    #[arg(long, env = "MANAGER_ADVERTISE_ADDRESS", default_value = "127.0.0.1")]
+    pub advertise_address: String,
+    /// etcd endpoints handed to tasks as ETCD_ENDPOINTS (default: --etcd-endpoints).
+    #[arg(long, env = "MANAGER_CONTAINER_ETCD_ENDPOINTS")]
+    pub container_etcd_endpoints: Option<String>,
+    /// Host port range for dynamic task ports, `MIN-MAX` inclusive.
+    #[arg(long, env = "MANAGER_PORT_RANGE", default_value = "31000-32000")]
+    pub port_range: String,
+    /// Directory for runtime state and task logs.
+    #[arg(long, env = "MANAGER_DATA_DIR", default_value = "/tmp/mdo-manager")]
+    pub data_dir: PathBuf,
+    /// Docker runtime: auto (when the engine answers), on, off.
+    #[arg(long, env = "MANAGER_DOCKER", value_enum, default_value = "auto")]
+    pub docker: DockerMode,
+    /// Allow `container.docker.privileged: true`.
+    #[arg(long, env = "MANAGER_ALLOW_PRIVILEGED", default_value_t = false)]
+    pub allow_privileged: bool,
+    /// Seconds between announcing TASK_KILLING and stopping a task, so
+    /// registries drop the instance before it stops answering.
+    #[arg(long, env = "MANAGER_DRAIN_DELAY", default_value_t = 1)]
+    pub drain_delay: u64,
+    /// Node attribute for constraints, `key=value` (repeatable or comma separated).
+    #[arg(long, env = "MANAGER_NODE_ATTRIBUTE", value_delimiter = ',')]
+    pub node_attribute: Vec<String>,
+    /// Bearer token required on every route except /ping and /health.
+    #[arg(long, env = "MDO_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Log format: text or json (filter with RUST_LOG).
+    #[arg(long, env = "MANAGER_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Largest accepted request body, in bytes (larger -> 413).
+    #[arg(long, env = "MANAGER_MAX_BODY", default_value_t = 1024 * 1024)]
+    pub max_body: usize,
+    /// Node CPUs offered to tasks (default: what the runtime reports).
+    #[arg(long, env = "MANAGER_NODE_CPUS")]
+    pub node_cpus: Option<f64>,
+    /// Node memory in MiB offered to tasks (default: what the runtime reports).
+    #[arg(long, env = "MANAGER_NODE_MEM")]
+    pub node_mem: Option<f64>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub etcd_endpoints: Vec<String>,
+    pub internal_prefix: String,
+    pub node_name: String,
+    pub advertise_address: String,
+    pub container_etcd_endpoints: String,
+    /// Whether `--container-etcd-endpoints` was given (else loopback
+    /// endpoints are rewritten to the Docker bridge gateway for containers
+    /// with their own network).
+    pub container_etcd_endpoints_explicit: bool,
+    pub port_range: (u16, u16),
+    pub data_dir: PathBuf,
+    pub docker: DockerMode,
+    pub allow_privileged: bool,
+    /// Delay between TASK_KILLING and the actual stop (see `--drain-delay`).
+    pub drain_delay: Duration,
+    /// Bound on waiting for in-flight work at shutdown.
+    pub shutdown_grace: Duration,
+    pub node_attributes: BTreeMap<String, String>,
+    pub auth_token: Option<String>,
+    pub log_format: LogFormat,
+    pub max_body: usize,
+    pub node_cpus: Option<f64>,
+    pub node_mem: Option<f64>,
+    /// Service port range (Marathon's local_port_min/max).
+    pub service_port_range: (u16, u16),
+    /// Interval of the reconcile loop's safety tick.
+    pub reconcile_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// A config for tests: listen on 127.0.0.1:0, these etcd endpoints.
+    pub fn for_tests(etcd_endpoint: &str, data_dir: PathBuf) -> Config {
+        Config {
+            listen: "127.0.0.1:0".parse().expect("literal address"),
+            etcd_endpoints: vec![etcd_endpoint.to_string()],
+            internal_prefix: "/mdo/manager".into(),
+            node_name: "node-1".into(),
+            advertise_address: "127.0.0.1".into(),
+            container_etcd_endpoints: etcd_endpoint.to_string(),
+            container_etcd_endpoints_explicit: false,
+            port_range: (31000, 32000),
+            data_dir,
+            docker: DockerMode::Off,
+            allow_privileged: false,
+            drain_delay: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(5),
+            node_attributes: BTreeMap::new(),
+            auth_token: None,
+            log_format: LogFormat::Text,
+            max_body: 1024 * 1024,
+            node_cpus: None,
+            node_mem: None,
+            service_port_range: (10000, 20000),
+            reconcile_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+impl TryFrom<Cli> for Config {
+    type Error = ConfigError;
+
+    fn try_from(cli: Cli) -> Result<Config, ConfigError> {
+        let listen: SocketAddr = cli
+            .listen
+            .parse()
+            .map_err(|_| ConfigError(format!("--listen {:?} is not host:port", cli.listen)))?;
+        let endpoints = registry::resolve_endpoints(
+            cli.etcd_endpoints.as_deref(),
+            cli.etcd_host_address.as_deref(),
+            cli.etcd_port.as_deref(),
+        )
+        .map_err(|e| ConfigError(format!("--etcd-endpoints: {e}")))?;
+        let etcd_endpoints: Vec<String> = endpoints.split(',').map(str::to_string).collect();
+        let container_etcd_endpoints_explicit = cli.container_etcd_endpoints.is_some();
+        let container_etcd_endpoints = match cli.container_etcd_endpoints {
+            Some(c) => registry::parse_endpoints(&c)
+                .map_err(|e| ConfigError(format!("--container-etcd-endpoints: {e}")))?
+                .join(","),
+            None => endpoints.clone(),
+        };
+        let port_range = parse_range(&cli.port_range).ok_or_else(|| {
+            ConfigError(format!("--port-range {:?} is not MIN-MAX", cli.port_range))
+        })?;
+        let mut node_attributes = BTreeMap::new();
+        for attr in cli.node_attribute.iter().filter(|a| !a.trim().is_empty()) {
+            let (k, v) = attr.split_once('=').ok_or_else(|| {
+                ConfigError(format!("--node-attribute {attr:?} is not key=value"))
+            })?;
+            node_attributes.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        if !cli.internal_prefix.starts_with('/') {
+            return Err(ConfigError("--internal-prefix must start with '/'".into()));
+        }
+        let node_name = cli
+            .node_name
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "localhost".into())
+            });
+        let data_dir = absolute_data_dir(&cli.data_dir)?;
+        Ok(Config {
+            listen,
+            etcd_endpoints,
+            internal_prefix: cli.internal_prefix.trim_end_matches('/').to_string(),
+            node_name,
+            advertise_address: cli.advertise_address,
+            container_etcd_endpoints,
+            container_etcd_endpoints_explicit,
+            port_range,
+            data_dir,
+            docker: cli.docker,
+            allow_privileged: cli.allow_privileged,
+            drain_delay: Duration::from_secs(cli.drain_delay),
+            shutdown_grace: Duration::from_secs(5),
+            node_attributes,
+            auth_token: cli.auth_token.filter(|t| !t.is_empty()),
+            log_format: cli.log_format,
+            max_body: cli.max_body,
+            node_cpus: cli.node_cpus,
+            node_mem: cli.node_mem,
+            service_port_range: (10000, 20000),
+            reconcile_interval: Duration::from_millis(500),
+        })
+    }
+}
+
+/// `--data-dir` as an absolute, canonical path (created when missing): task
+/// processes run in their own directories, so a relative path would resolve
+/// against the wrong working directory.
+fn absolute_data_dir(dir: &std::path::Path) -> Result<PathBuf, ConfigError> {
+    if dir.as_os_str().is_empty() {
+        return Err(ConfigError("--data-dir must not be empty".into()));
+    }
+    std::fs::create_dir_all(dir)
+        .and_then(|()| dir.canonicalize())
+        .map_err(|e| ConfigError(format!("--data-dir {}: {e}", dir.display())))
+}
+
+fn parse_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('-')?;
+    let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    (a > 0 && a <= b).then_some((a, b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("31000-32000"), Some((31000, 32000)));
+        assert_eq!(parse_range("5-5"), Some((5, 5)));
+        assert_eq!(parse_range("6-5"), None);
+        assert_eq!(parse_range("x"), None);
+    }
+
+    #[test]
+    fn cli_defaults_and_compat() {
+        let cli = Cli::parse_from([
+            "manager",
+            "--etcd-host-address",
+            "10.0.0.1",
+            "--etcd-port",
+            "4001",
+        ]);
+        let cfg = Config::try_from(cli).unwrap();
+        assert_eq!(cfg.etcd_endpoints, vec!["http://10.0.0.1:4001".to_string()]);
+        assert_eq!(cfg.container_etcd_endpoints, "http://10.0.0.1:4001");
+        assert_eq!(cfg.port_range, (31000, 32000));
+        assert!(cfg.data_dir.is_absolute());
+        let bad = Cli::parse_from(["manager", "--listen", "nope"]);
+        assert!(Config::try_from(bad).is_err());
+    }
+
+    #[test]
+    fn relative_data_dir_becomes_absolute_and_exists() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rel = tmp.path().join("a/../b/data");
+        let dir = absolute_data_dir(&rel).unwrap();
+        assert!(dir.is_absolute() && dir.is_dir());
+        assert_eq!(dir, tmp.path().canonicalize().unwrap().join("b/data"));
+        let file = tmp.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(absolute_data_dir(&file.join("sub")).is_err());
+        assert!(absolute_data_dir(std::path::Path::new("")).is_err());
+    }
+}

@@ -1,0 +1,380 @@
+//! The event bus: every Marathon event the manager publishes goes through
+//! [`EventBus::publish`] (or [`EventBus::publish_value`]) and is delivered to
+//! `/v2/events` SSE clients and to `/v2/eventSubscriptions` callback URLs, in
+//! publication order for every consumer.
+//!
+//! - Publishing never blocks: each event is serialised once, then queued for
+//!   each consumer under one lock (that lock defines the publication order).
+//! - SSE (`GET /v2/events`, see `sse.rs`): Marathon's framing, heartbeats,
+//!   `event_type` filters, `plan-format=light`, `event_stream_attached` /
+//!   `event_stream_detached`; a client more than `max_outstanding` events
+//!   behind is disconnected.
+//! - Callbacks (`/v2/eventSubscriptions`, Marathon 1.4's API, see
+//!   `callbacks.rs`): subscriptions persisted in etcd under
+//!   `<internal_prefix>/subscriptions/`; one bounded queue and one delivery
+//!   task per URL, retried with exponential backoff, oldest dropped (and
+//!   counted) when the queue is full; a dead receiver delays nobody else.
+//!
+//! Wiring: `App::new().app_data(web::Data::new(bus.clone())).configure(EventBus::configure)`;
+//! call [`EventBus::shutdown`] on SIGTERM (open SSE streams end, deliveries stop).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::web;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+mod callbacks;
+mod frame;
+mod sse;
+
+pub use frame::{accepts_event_stream, StreamQuery};
+
+use callbacks::CallbackQueue;
+use frame::Frame;
+
+/// Tunables of the event bus; [`Default`] gives Marathon's values.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// SSE keep-alive (`\r\n`) period; Marathon/Jetty: 10 s.
+    pub heartbeat: Duration,
+    /// SSE events buffered for one client before it is disconnected
+    /// (Marathon's `--event_stream_max_outstanding_messages`, 1024).
+    pub max_outstanding: usize,
+    /// Events queued per callback URL; beyond it the oldest are dropped.
+    pub callback_queue: usize,
+    /// Timeout of one callback POST.
+    pub callback_timeout: Duration,
+    /// First retry delay after a failed delivery; doubles up to `callback_backoff_max`.
+    pub callback_backoff: Duration,
+    pub callback_backoff_max: Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            heartbeat: Duration::from_secs(10),
+            max_outstanding: 1024,
+            callback_queue: 10_000,
+            callback_timeout: Duration::from_secs(10),
+            callback_backoff: Duration::from_secs(1),
+            callback_backoff_max: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("invalid subscription record at {key}: {source}")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventMetrics {
+    /// Events published, by `eventType`.
+    pub published: BTreeMap<String, u64>,
+    /// SSE clients connected now.
+    pub sse_clients: u64,
+    /// SSE clients disconnected for being too slow.
+    pub sse_slow_disconnects: u64,
+    /// Callback URLs subscribed now.
+    pub callback_subscriptions: u64,
+    /// Events POSTed successfully to a callback URL.
+    pub callback_deliveries: u64,
+    /// Failed callback POSTs (each is retried).
+    pub callback_failures: u64,
+    /// Events dropped from full callback queues.
+    pub callback_dropped: u64,
+}
+
+impl EventMetrics {
+    /// Prometheus text exposition of these counters.
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# TYPE mdo_events_published_total counter\n");
+        for (t, n) in &self.published {
+            out.push_str(&format!(
+                "mdo_events_published_total{{event_type=\"{t}\"}} {n}\n"
+            ));
+        }
+        for (name, kind, v) in [
+            ("mdo_events_sse_clients", "gauge", self.sse_clients),
+            (
+                "mdo_events_sse_slow_disconnects_total",
+                "counter",
+                self.sse_slow_disconnects,
+            ),
+            (
+                "mdo_events_callback_subscriptions",
+                "gauge",
+                self.callback_subscriptions,
+            ),
+            (
+                "mdo_events_callback_deliveries_total",
+                "counter",
+                self.callback_deliveries,
+            ),
+            (
+                "mdo_events_callback_failures_total",
+                "counter",
+                self.callback_failures,
+            ),
+            (
+                "mdo_events_callback_dropped_total",
+                "counter",
+                self.callback_dropped,
+            ),
+        ] {
+            out.push_str(&format!("# TYPE {name} {kind}\n{name} {v}\n"));
+        }
+        out
+    }
+}
+
+/// The manager's event bus. Cheap to clone (one shared hub).
+#[derive(Clone)]
+pub struct EventBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: EventsConfig,
+    hub: Mutex<Hub>,
+    etcd: etcd_client::Client,
+    /// `<internal_prefix>/subscriptions/`
+    subscriptions_prefix: String,
+    /// Serialises subscription changes (etcd write + hub change).
+    subscription_changes: tokio::sync::Mutex<()>,
+    http: reqwest::Client,
+    counters: Counters,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+#[derive(Default)]
+struct Counters {
+    slow_disconnects: AtomicU64,
+    deliveries: AtomicU64,
+    failures: AtomicU64,
+    dropped: AtomicU64,
+}
+
+#[derive(Default)]
+struct Hub {
+    next_client: u64,
+    sse: HashMap<u64, SseClient>,
+    callbacks: BTreeMap<String, Arc<CallbackQueue>>,
+    published: BTreeMap<String, u64>,
+    closed: bool,
+}
+
+struct SseClient {
+    query: StreamQuery,
+    tx: mpsc::UnboundedSender<Arc<Frame>>,
+    /// Events queued for this client and not yet written.
+    outstanding: Arc<AtomicUsize>,
+}
+
+impl EventBus {
+    /// Connects the bus to etcd and loads the persisted callback subscriptions
+    /// (their delivery tasks start at once). Must run inside a tokio runtime.
+    pub async fn new(
+        etcd: etcd_client::Client,
+        internal_prefix: String,
+        config: EventsConfig,
+    ) -> Result<EventBus, EventsError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.callback_timeout)
+            .build()?;
+        let bus = EventBus {
+            inner: Arc::new(Inner {
+                config,
+                hub: Mutex::new(Hub::default()),
+                etcd,
+                subscriptions_prefix: format!(
+                    "{}/subscriptions/",
+                    internal_prefix.trim_end_matches('/')
+                ),
+                subscription_changes: tokio::sync::Mutex::new(()),
+                http,
+                counters: Counters::default(),
+                cancel: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        };
+        for url in bus.load_subscriptions().await? {
+            bus.add_callback(&url);
+        }
+        Ok(bus)
+    }
+
+    /// Registers `GET /v2/events` and `GET|POST|DELETE /v2/eventSubscriptions`.
+    /// The app must hold `web::Data<EventBus>`.
+    pub fn configure(cfg: &mut web::ServiceConfig) {
+        cfg.route("/v2/events", web::get().to(sse::stream_events))
+            .route("/v2/eventSubscriptions", web::get().to(callbacks::list))
+            .route(
+                "/v2/eventSubscriptions",
+                web::post().to(callbacks::subscribe),
+            )
+            .route(
+                "/v2/eventSubscriptions",
+                web::delete().to(callbacks::unsubscribe),
+            );
+    }
+
+    /// Publishes a typed event.
+    pub fn publish(&self, event: &marathon::Event) {
+        match serde_json::to_value(event) {
+            Ok(v) => self.publish_value(v),
+            Err(e) => {
+                tracing::error!(error = %e, event_type = event.event_type(), "cannot serialise event")
+            }
+        }
+    }
+
+    /// Publishes an event given as JSON (an object with `eventType` and
+    /// `timestamp`). Never blocks on consumers.
+    pub fn publish_value(&self, value: Value) {
+        let frame = Arc::new(frame::prepare(&value));
+        let mut hub = self.inner.hub.lock().expect("event hub lock");
+        self.fan_out(&mut hub, frame);
+    }
+
+    /// Queues one event for every consumer; the hub lock held by the caller
+    /// defines the publication order.
+    fn fan_out(&self, hub: &mut Hub, frame: Arc<Frame>) {
+        if hub.closed {
+            return;
+        }
+        let max = self.inner.config.max_outstanding;
+        *hub.published.entry(frame.event_type.clone()).or_insert(0) += 1;
+        let mut gone = Vec::new();
+        for (id, client) in &hub.sse {
+            if !client.query.wants(&frame.event_type) {
+                continue;
+            }
+            if client.outstanding.fetch_add(1, Ordering::SeqCst) >= max {
+                self.inner
+                    .counters
+                    .slow_disconnects
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(client = id, max, "SSE client too slow; disconnecting it");
+                gone.push(*id);
+            } else if client.tx.send(frame.clone()).is_err() {
+                gone.push(*id);
+            }
+        }
+        for id in gone {
+            // Dropping the sender ends that client's stream once it drained.
+            hub.sse.remove(&id);
+        }
+        for queue in hub.callbacks.values() {
+            if queue.push(frame.clone()) {
+                self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn metrics(&self) -> EventMetrics {
+        let hub = self.inner.hub.lock().expect("event hub lock");
+        let c = &self.inner.counters;
+        EventMetrics {
+            published: hub.published.clone(),
+            sse_clients: hub.sse.len() as u64,
+            sse_slow_disconnects: c.slow_disconnects.load(Ordering::Relaxed),
+            callback_subscriptions: hub.callbacks.len() as u64,
+            callback_deliveries: c.deliveries.load(Ordering::Relaxed),
+            callback_failures: c.failures.load(Ordering::Relaxed),
+            callback_dropped: c.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The subscribed callback URLs, in subscription order.
+    pub fn callback_urls(&self) -> Vec<String> {
+        let hub = self.inner.hub.lock().expect("event hub lock");
+        let mut queues: Vec<_> = hub.callbacks.values().collect();
+        queues.sort_by_key(|q| q.seq);
+        queues.iter().map(|q| q.url.clone()).collect()
+    }
+
+    /// Ends every SSE stream and stops callback deliveries (graceful shutdown).
+    pub async fn shutdown(&self) {
+        {
+            let mut hub = self.inner.hub.lock().expect("event hub lock");
+            hub.closed = true;
+            hub.sse.clear();
+        }
+        self.inner.cancel.cancel();
+        self.inner.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.tasks.wait()).await;
+    }
+
+    /// Registers an SSE client and publishes its `event_stream_attached`
+    /// under the same lock, so that is the first event it receives.
+    fn attach(
+        &self,
+        query: StreamQuery,
+        remote: &str,
+    ) -> Option<(u64, mpsc::UnboundedReceiver<Arc<Frame>>, Arc<AtomicUsize>)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        let attached = Arc::new(frame::prepare(&stream_change(
+            "event_stream_attached",
+            remote,
+        )));
+        let mut hub = self.inner.hub.lock().expect("event hub lock");
+        if hub.closed {
+            return None;
+        }
+        hub.next_client += 1;
+        let id = hub.next_client;
+        hub.sse.insert(
+            id,
+            SseClient {
+                query,
+                tx,
+                outstanding: outstanding.clone(),
+            },
+        );
+        self.fan_out(&mut hub, attached);
+        Some((id, rx, outstanding))
+    }
+
+    fn detach(&self, id: u64, remote: &str) {
+        self.inner
+            .hub
+            .lock()
+            .expect("event hub lock")
+            .sse
+            .remove(&id);
+        self.publish_value(stream_change("event_stream_detached", remote));
+    }
+}
+
+fn stream_change(event_type: &str, remote: &str) -> Value {
+    serde_json::json!({
+        "remoteAddress": remote,
+        "eventType": event_type,
+        "timestamp": marathon::Timestamp::now().to_string(),
+    })
+}
+
+/// Marathon's error body.
+fn error_body(message: &str) -> Value {
+    serde_json::json!({ "message": message })
+}

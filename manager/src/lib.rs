@@ -1,0 +1,39 @@
+//! The built-in manager: a Marathon-compatible control plane that runs
+//! command tasks and Docker containers on this machine and keeps its state in
+//! etcd.
+//!
+//! Module map:
+//! - `runtime`: the runtime boundary ([`runtime::Runtime`]) with the command
+//!   and Docker implementations.
+//! - `events`: the event bus: `/v2/events` (SSE), `/v2/eventSubscriptions`
+//!   (HTTP callbacks), delivery of Marathon events.
+//! - the control plane: [`config`], [`startup`] ([`Application`]), [`api`]
+//!   (routes by resource), [`error`] ([`error::ApiError`]), [`validation`]
+//!   (normalisation of legacy input, Marathon's messages), [`ids`],
+//!   [`store`] (state in etcd), [`state`], [`core`] (the write path),
+//!   [`scheduler`] (pure `plan`), [`reconcile`] (applies it: launches,
+//!   kills, exits, deployments, recovery), [`ports`], [`env`],
+//!   [`constraints`], [`health`], [`event_json`], [`bus`].
+
+pub mod api;
+pub mod bus;
+pub mod config;
+pub mod constraints;
+pub mod core;
+pub mod env;
+pub mod error;
+pub mod event_json;
+pub mod events;
+pub mod health;
+pub mod ids;
+pub mod ports;
+pub mod reconcile;
+pub mod runtime;
+pub mod scheduler;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod validation;
+
+pub use config::{Cli, Config};
+pub use startup::{Application, StartError};

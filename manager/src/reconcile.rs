@@ -1,0 +1,723 @@
+//! The thin async layer that applies [`crate::scheduler::plan`]: launches
+//! (after backoff, resources, constraints and ports allow), kills, runtime
+//! exits, deployment completion and recovery after a restart.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use marathon::{App, TaskFailure, TaskState, Timestamp};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::core::Core;
+use crate::env::{task_env, NodeEnv};
+use crate::event_json;
+use crate::ports;
+use crate::runtime::{
+    DockerNetwork, DockerSpec, Exit, KnownTask, LaunchSpec, PortBinding, RuntimeEvent, VolumeMount,
+    Workload,
+};
+use crate::scheduler::{self, Action, Actual, Desired};
+use crate::state::{Backoff, State, TaskRecord, Waiting, DOCKER_HEALTH};
+use crate::store::{Store, Write};
+
+/// The workload of an app.
+pub fn workload(app: &App, alloc: &ports::Allocation) -> Workload {
+    match app.docker_image() {
+        Some(image) => {
+            let docker = app.container.as_ref().and_then(|c| c.docker.as_ref());
+            let network = match app.networks.first().map(|n| n.mode) {
+                Some(marathon::NetworkMode::ContainerBridge) => DockerNetwork::Bridge,
+                Some(marathon::NetworkMode::Container) => {
+                    DockerNetwork::User(app.networks[0].name.clone().unwrap_or_default())
+                }
+                _ => DockerNetwork::Host,
+            };
+            Workload::Docker(DockerSpec {
+                image: image.to_string(),
+                force_pull: docker.is_some_and(|d| d.force_pull_image),
+                privileged: docker.is_some_and(|d| d.privileged),
+                cmd: app.cmd.clone(),
+                args: app.args.clone(),
+                parameters: docker
+                    .map(|d| {
+                        d.parameters
+                            .iter()
+                            .map(|p| (p.key.clone(), p.value.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                network,
+                ports: alloc
+                    .bindings
+                    .iter()
+                    .map(|(h, c, p)| PortBinding {
+                        host_port: *h,
+                        container_port: *c,
+                        protocol: p.clone(),
+                    })
+                    .collect(),
+                volumes: app
+                    .container
+                    .iter()
+                    .flat_map(|c| c.volumes.iter())
+                    .filter_map(|v| {
+                        Some(VolumeMount {
+                            host_path: v.host_path.clone()?,
+                            container_path: v.container_path.clone(),
+                            read_only: v.mode.as_deref() == Some("RO"),
+                        })
+                    })
+                    .collect(),
+                labels: BTreeMap::new(),
+            })
+        }
+        None => Workload::Command {
+            cmd: app.cmd.clone(),
+            args: app.args.clone(),
+        },
+    }
+}
+
+/// What one reconcile pass decided, applied after the state lock is released.
+#[derive(Default)]
+struct Pass {
+    launches: Vec<(TaskRecord, LaunchSpec)>,
+    kills: Vec<TaskRecord>,
+    finished_deployments: Vec<crate::state::DeploymentRecord>,
+}
+
+impl Core {
+    /// Runs until shutdown: reconciles on every wake-up and on a tick.
+    pub async fn run_reconciler(self: Arc<Self>) {
+        loop {
+            self.reconcile_once().await;
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.cfg.reconcile_interval) => {}
+            }
+        }
+    }
+
+    /// Consumes runtime events until the channel closes or shutdown.
+    pub async fn run_runtime_events(self: Arc<Self>, mut rx: UnboundedReceiver<RuntimeEvent>) {
+        loop {
+            let ev = tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                ev = rx.recv() => ev,
+            };
+            match ev {
+                Some(RuntimeEvent::Exited { task_id, exit }) => {
+                    self.finish_task(&task_id, exit).await
+                }
+                Some(RuntimeEvent::Health { task_id, healthy }) => {
+                    self.runtime_health(&task_id, healthy)
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn desired(app: &App) -> Desired {
+        Desired {
+            instances: app.instances as usize,
+            config_version: Core::config_version(app),
+            minimum_health_capacity: app.upgrade_strategy.minimum_health_capacity,
+            maximum_over_capacity: app.upgrade_strategy.maximum_over_capacity,
+            kill_selection: app.kill_selection,
+        }
+    }
+
+    fn actuals(s: &State, app_id: &str) -> Vec<Actual> {
+        s.tasks_of(app_id)
+            .filter(|t| t.is_active() && t.state != TaskState::Killing)
+            .map(|t| Actual {
+                task_id: t.id.clone(),
+                config_version: t.config_version,
+                ready: t.state == TaskState::Running
+                    && s.healthy(t) != Some(false)
+                    && (s
+                        .apps
+                        .get(app_id)
+                        .is_none_or(|a| a.health_checks.is_empty())
+                        || s.healthy(t) == Some(true)),
+                staged_at: t.staged_at,
+            })
+            .collect()
+    }
+
+    /// One pass over every app.
+    pub async fn reconcile_once(&self) {
+        let pass = {
+            let mut s = self.state();
+            self.plan_pass(&mut s)
+        };
+        let Pass {
+            launches,
+            kills,
+            finished_deployments,
+        } = pass;
+        if !launches.is_empty() {
+            let writes: Vec<Write> = launches
+                .iter()
+                .filter_map(|(t, _)| Store::put(self.store.task_key(&t.id), t).ok())
+                .collect();
+            if let Err(e) = self.store.apply(writes).await {
+                tracing::warn!(error = %e, "persisting new tasks failed; they start anyway");
+            }
+        }
+        for (t, spec) in launches {
+            self.announce(&t, "Task staged");
+            self.spawn_launch(t, spec);
+        }
+        for t in kills {
+            self.announce(&t, "Task is being killed");
+            self.spawn_kill(t);
+        }
+        for d in finished_deployments {
+            if let Err(e) = self
+                .store
+                .apply(vec![Write::Delete(self.store.deployment_key(&d.id))])
+                .await
+            {
+                tracing::warn!(error = %e, deployment = %d.id, "deleting finished deployment failed");
+            }
+            self.counters
+                .deployments_succeeded
+                .fetch_add(1, Ordering::Relaxed);
+            self.bus
+                .publish_value(event_json::deployment_step_success(&d));
+            self.bus.publish_value(event_json::deployment_success(&d));
+        }
+    }
+
+    fn plan_pass(&self, s: &mut State) -> Pass {
+        let mut pass = Pass::default();
+        let now = Instant::now();
+        let mut app_ids: BTreeSet<String> = s.apps.keys().cloned().collect();
+        app_ids.extend(
+            s.tasks
+                .values()
+                .filter(|t| t.is_active())
+                .map(|t| t.app_id.clone()),
+        );
+        let mut used_cpus: f64 = s
+            .tasks
+            .values()
+            .filter(|t| t.is_active())
+            .map(|t| t.cpus)
+            .sum();
+        let mut used_mem: f64 = s
+            .tasks
+            .values()
+            .filter(|t| t.is_active())
+            .map(|t| t.mem)
+            .sum();
+        let mut used_ports: BTreeSet<u16> = s
+            .tasks
+            .values()
+            .filter(|t| t.is_active())
+            .flat_map(|t| t.host_ports.iter().copied())
+            .collect();
+        for app_id in app_ids {
+            let app = s.apps.get(&app_id).cloned();
+            let desired = app.as_ref().map(Self::desired);
+            let actual = Self::actuals(s, &app_id);
+            let actions = scheduler::plan(desired.as_ref(), &actual);
+            let mut waiting: Option<(usize, String)> = None;
+            for action in actions {
+                match action {
+                    Action::Kill(id) => {
+                        if let Some(t) = s.tasks.get_mut(&id) {
+                            t.state = TaskState::Killing;
+                            pass.kills.push(t.clone());
+                        }
+                    }
+                    Action::Launch(n) => {
+                        let Some(app) = app.as_ref() else { continue };
+                        for i in 0..n {
+                            if let Some(b) = s.backoff.get(&app_id) {
+                                if b.next_launch > now {
+                                    waiting = Some((
+                                        n - i,
+                                        format!(
+                                            "backoff: {:.1}s delay after failures",
+                                            b.delay_secs
+                                        ),
+                                    ));
+                                    break;
+                                }
+                            }
+                            if used_cpus + app.cpus > self.node.cpus + 1e-9
+                                || used_mem + app.mem > self.node.mem + 1e-9
+                            {
+                                waiting = Some((
+                                    n - i,
+                                    "insufficient resources on the node (cpus/mem)".into(),
+                                ));
+                                break;
+                            }
+                            let here = s.tasks_of(&app_id).filter(|t| t.is_active()).count();
+                            if !crate::constraints::allows(
+                                &app.constraints,
+                                &self.node.attributes,
+                                here,
+                            ) {
+                                waiting =
+                                    Some((n - i, "constraints not satisfied on this node".into()));
+                                break;
+                            }
+                            let start = self.next_port_start();
+                            let alloc = match ports::allocate(
+                                app,
+                                &used_ports,
+                                self.cfg.port_range,
+                                start,
+                                &ports::host_can_bind,
+                            ) {
+                                Ok(a) => a,
+                                Err(p) => {
+                                    waiting = Some((n - i, p.to_string()));
+                                    break;
+                                }
+                            };
+                            let wl = workload(app, &alloc);
+                            let Some(rt) = self.runtimes.iter().find(|r| r.handles(&wl)) else {
+                                waiting = Some((
+                                    n - i,
+                                    "no runtime can run this app (Docker unavailable?)".into(),
+                                ));
+                                break;
+                            };
+                            let task_id = crate::ids::new_task_id(&app_id);
+                            let env = task_env(
+                                app,
+                                &task_id,
+                                &alloc.ports,
+                                &NodeEnv {
+                                    host: self.node.address.clone(),
+                                    etcd_endpoints: match (&wl, &self.container_net_etcd_endpoints)
+                                    {
+                                        (Workload::Docker(d), Some(e))
+                                            if d.network != DockerNetwork::Host =>
+                                        {
+                                            e.clone()
+                                        }
+                                        _ => self.cfg.container_etcd_endpoints.clone(),
+                                    },
+                                },
+                            );
+                            let kill_grace = app.task_kill_grace_period_seconds.unwrap_or(3);
+                            let version = app.version.unwrap_or_else(Timestamp::now);
+                            let rec = TaskRecord {
+                                id: task_id.clone(),
+                                app_id: app_id.clone(),
+                                state: TaskState::Staging,
+                                host: self.node.address.clone(),
+                                node: self.node.name.clone(),
+                                staged_at: Timestamp::now(),
+                                started_at: None,
+                                version,
+                                config_version: Core::config_version(app),
+                                ports: alloc.ports.clone(),
+                                host_ports: alloc.host_ports.clone(),
+                                cpus: app.cpus,
+                                mem: app.mem,
+                                runtime: rt.name().to_string(),
+                                handle: String::new(),
+                                ip_addresses: Vec::new(),
+                                is_docker: matches!(wl, Workload::Docker(_)),
+                                kill_grace,
+                            };
+                            let spec = LaunchSpec {
+                                task_id: task_id.clone(),
+                                app_id: app_id.clone(),
+                                app_version: version.to_string(),
+                                env,
+                                cpus: app.cpus,
+                                mem_mib: app.mem,
+                                kill_grace: Duration::from_secs(kill_grace),
+                                workload: wl,
+                            };
+                            used_cpus += app.cpus;
+                            used_mem += app.mem;
+                            used_ports.extend(alloc.host_ports.iter().copied());
+                            s.tasks.insert(task_id, rec.clone());
+                            pass.launches.push((rec, spec));
+                        }
+                    }
+                }
+            }
+            match waiting {
+                Some((count, reason)) => {
+                    let since = s
+                        .queue
+                        .get(&app_id)
+                        .map(|w| w.since)
+                        .unwrap_or_else(Timestamp::now);
+                    s.queue.insert(
+                        app_id.clone(),
+                        Waiting {
+                            app_id: app_id.clone(),
+                            count,
+                            reason,
+                            since,
+                        },
+                    );
+                }
+                None => {
+                    s.queue.remove(&app_id);
+                }
+            }
+        }
+        // Deployments whose apps all converged are done.
+        let done: Vec<String> = s
+            .deployments
+            .values()
+            .filter(|d| {
+                d.affected_apps.iter().all(|app_id| {
+                    let desired = s.apps.get(app_id).map(Self::desired);
+                    let actual = Self::actuals(s, app_id);
+                    let draining = s.tasks_of(app_id).any(|t| t.state == TaskState::Killing);
+                    scheduler::converged(desired.as_ref(), &actual) && !draining
+                })
+            })
+            .map(|d| d.id.clone())
+            .collect();
+        for id in done {
+            if let Some(d) = s.deployments.remove(&id) {
+                pass.finished_deployments.push(d);
+            }
+        }
+        pass
+    }
+
+    fn spawn_launch(&self, t: TaskRecord, spec: LaunchSpec) {
+        let Some(rt) = self
+            .runtimes
+            .iter()
+            .find(|r| r.name() == t.runtime)
+            .cloned()
+        else {
+            return;
+        };
+        let core = self.self_arc();
+        self.tracker.spawn(async move {
+            let Some(core) = core else { return };
+            if let Some(t) = core.set_state(&t.id, TaskState::Starting, None) {
+                core.announce(&t, "Task starting");
+            }
+            match rt.launch(&spec).await {
+                Ok(started) => {
+                    let updated = {
+                        let mut s = core.state();
+                        match s.tasks.get_mut(&spec.task_id) {
+                            Some(rec)
+                                if matches!(
+                                    rec.state,
+                                    TaskState::Staging | TaskState::Starting
+                                ) =>
+                            {
+                                rec.state = TaskState::Running;
+                                rec.started_at = Some(Timestamp::now());
+                                rec.handle = started.handle.clone();
+                                rec.ip_addresses = started.ip_addresses.clone();
+                                Some(rec.clone())
+                            }
+                            Some(rec) => {
+                                rec.handle = started.handle.clone();
+                                None
+                            }
+                            None => None,
+                        }
+                    };
+                    if let Some(rec) = updated {
+                        core.counters.tasks_launched.fetch_add(1, Ordering::Relaxed);
+                        core.persist_task(&rec).await;
+                        tracing::info!(task_id = %rec.id, app_id = %rec.app_id, "task running");
+                        core.announce(&rec, "Task running");
+                        core.wake();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(task_id = %spec.task_id, error = %e, "launch failed");
+                    core.finish_task(
+                        &spec.task_id,
+                        Exit::Failed {
+                            message: e.to_string(),
+                        },
+                    )
+                    .await;
+                }
+            }
+        });
+    }
+
+    pub(crate) fn spawn_kill(&self, t: TaskRecord) {
+        let rt = self
+            .runtimes
+            .iter()
+            .find(|r| r.name() == t.runtime)
+            .cloned();
+        let core = self.self_arc();
+        self.tracker.spawn(async move {
+            let Some(core) = core else { return };
+            core.persist_task(&t).await;
+            // Drain: registries drop the instance on TASK_KILLING first.
+            let drain = core.cfg.drain_delay;
+            if !drain.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(drain) => {}
+                    _ = core.shutdown.cancelled() => return,
+                }
+            }
+            if let Some(rt) = rt {
+                if let Err(e) = rt.kill(&t.id, Duration::from_secs(t.kill_grace)).await {
+                    tracing::warn!(task_id = %t.id, error = %e, "kill reported an error");
+                }
+            }
+            core.finish_task(&t.id, Exit::Killed).await;
+        });
+    }
+
+    fn set_state(&self, id: &str, state: TaskState, _msg: Option<&str>) -> Option<TaskRecord> {
+        let mut s = self.state();
+        let t = s.tasks.get_mut(id)?;
+        if t.state.is_terminal() || t.state == TaskState::Killing {
+            return None;
+        }
+        t.state = state;
+        Some(t.clone())
+    }
+
+    async fn persist_task(&self, t: &TaskRecord) {
+        let w = match Store::put(self.store.task_key(&t.id), t) {
+            Ok(w) => w,
+            Err(e) => return tracing::warn!(error = %e, "encoding task"),
+        };
+        if let Err(e) = self.store.apply(vec![w]).await {
+            tracing::warn!(task_id = %t.id, error = %e, "persisting task failed");
+        }
+    }
+
+    /// A task ended: announce, forget, back off when it failed on its own.
+    pub async fn finish_task(&self, task_id: &str, exit: Exit) {
+        let rec = {
+            let mut s = self.state();
+            let Some(mut t) = s.tasks.remove(task_id) else {
+                return;
+            };
+            let was_killing = t.state == TaskState::Killing;
+            let (state, message) = match (&exit, was_killing) {
+                (_, true) | (Exit::Killed, _) => (TaskState::Killed, "Task killed".to_string()),
+                (Exit::Finished, _) => (
+                    TaskState::Finished,
+                    "Command exited with status 0".to_string(),
+                ),
+                (Exit::Failed { message }, _) => (TaskState::Failed, message.clone()),
+                (Exit::Lost { message }, _) => (TaskState::Lost, message.clone()),
+            };
+            t.state = state.clone();
+            s.health.remove(task_id);
+            match state {
+                TaskState::Killed => {
+                    self.counters.tasks_killed.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {
+                    if state == TaskState::Finished {
+                        self.counters.tasks_finished.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        self.counters.tasks_failed.fetch_add(1, Ordering::Relaxed);
+                        s.last_failure.insert(
+                            t.app_id.clone(),
+                            TaskFailure {
+                                app_id: t.app_id.clone(),
+                                host: t.host.clone(),
+                                message: message.clone(),
+                                state: state.clone(),
+                                task_id: t.id.clone(),
+                                timestamp: Timestamp::now(),
+                                version: t.version,
+                                slave_id: Some(t.node.clone()),
+                            },
+                        );
+                    }
+                    if let Some(app) = s.apps.get(&t.app_id).cloned() {
+                        if Core::config_version(&app) == t.config_version {
+                            let failures = s.backoff.get(&t.app_id).map_or(0, |b| b.failures) + 1;
+                            let delay = backoff_delay(&app, failures);
+                            s.backoff.insert(
+                                t.app_id.clone(),
+                                Backoff {
+                                    failures,
+                                    next_launch: Instant::now() + Duration::from_secs_f64(delay),
+                                    delay_secs: delay,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+            (t, message)
+        };
+        let (t, message) = rec;
+        if let Err(e) = self
+            .store
+            .apply(vec![Write::Delete(self.store.task_key(&t.id))])
+            .await
+        {
+            tracing::warn!(task_id = %t.id, error = %e, "deleting task state failed");
+        }
+        tracing::info!(task_id = %t.id, state = %t.state, %message, "task ended");
+        self.announce(&t, &message);
+        self.wake();
+        // Wake again once a backoff delay has passed.
+        let delay = self.state().backoff.get(&t.app_id).map(|b| b.next_launch);
+        if let (Some(when), Some(core)) = (delay, self.self_arc()) {
+            self.tracker.spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(tokio::time::Instant::from_std(when)) => core.wake(),
+                    _ = core.shutdown.cancelled() => {}
+                }
+            });
+        }
+    }
+
+    /// The image's own Docker HEALTHCHECK: one more health result of the
+    /// task (never a kill: Marathon-level checks decide that).
+    fn runtime_health(&self, task_id: &str, healthy: bool) {
+        tracing::debug!(%task_id, healthy, "runtime health");
+        let check = marathon::HealthCheck {
+            max_consecutive_failures: 0,
+            ..marathon::HealthCheck::default()
+        };
+        let outcome = if healthy {
+            Ok(())
+        } else {
+            Err("Docker HEALTHCHECK reports unhealthy".to_string())
+        };
+        let (changed, verdict, rec) = {
+            let mut s = self.state();
+            let Some(rec) = s.tasks.get(task_id).cloned() else {
+                return;
+            };
+            if rec.state != TaskState::Running {
+                return;
+            }
+            let prev = s
+                .health
+                .get(task_id)
+                .and_then(|m| m.get(&DOCKER_HEALTH))
+                .cloned();
+            let v = crate::health::evaluate(
+                &check,
+                prev.as_ref(),
+                outcome,
+                false,
+                &crate::ids::instance_id(task_id),
+                Timestamp::now(),
+            );
+            if let Some(r) = v.result {
+                s.health
+                    .entry(task_id.to_string())
+                    .or_default()
+                    .insert(DOCKER_HEALTH, r);
+            }
+            (v.changed, s.healthy(&rec), rec)
+        };
+        if let Some(alive) = changed {
+            self.bus
+                .publish_value(event_json::health_status_changed(&rec, alive));
+            self.bus
+                .publish_value(event_json::instance_health_changed(&rec, verdict));
+            self.wake();
+        }
+    }
+
+    /// After a restart: hand every known task to its runtime; adopted ones
+    /// keep running, gone ones are announced (and replaced by the
+    /// reconciler), orphans are removed by the runtime.
+    pub async fn recover(&self) {
+        let known: Vec<TaskRecord> = self.state().tasks.values().cloned().collect();
+        let mut accounted: BTreeSet<String> = BTreeSet::new();
+        for rt in &self.runtimes {
+            let mine: Vec<KnownTask> = known
+                .iter()
+                .filter(|t| t.runtime == rt.name())
+                .map(|t| KnownTask {
+                    task_id: t.id.clone(),
+                    app_id: t.app_id.clone(),
+                    handle: t.handle.clone(),
+                    workload_is_docker: t.is_docker,
+                })
+                .collect();
+            match rt.recover(&mine).await {
+                Ok(r) => {
+                    tracing::info!(
+                        runtime = rt.name(),
+                        adopted = r.adopted.len(),
+                        gone = r.gone.len(),
+                        orphans = r.orphans_removed.len(),
+                        "recovered"
+                    );
+                    for id in &r.adopted {
+                        accounted.insert(id.clone());
+                        let rec = {
+                            let mut s = self.state();
+                            s.tasks.get_mut(id).map(|t| {
+                                if matches!(t.state, TaskState::Staging | TaskState::Starting) {
+                                    t.state = TaskState::Running;
+                                    t.started_at.get_or_insert_with(Timestamp::now);
+                                }
+                                t.clone()
+                            })
+                        };
+                        if let Some(rec) = rec {
+                            if rec.state == TaskState::Killing {
+                                self.spawn_kill(rec);
+                            }
+                        }
+                    }
+                    for (id, exit) in r.gone {
+                        accounted.insert(id.clone());
+                        self.finish_task(&id, exit).await;
+                    }
+                }
+                Err(e) => tracing::warn!(runtime = rt.name(), error = %e, "recovery failed"),
+            }
+        }
+        for t in known.iter().filter(|t| !accounted.contains(&t.id)) {
+            self.finish_task(
+                &t.id,
+                Exit::Lost {
+                    message: "task not found after manager restart".into(),
+                },
+            )
+            .await;
+        }
+    }
+}
+
+/// `backoffSeconds * backoffFactor^(n-1)`, capped by `maxLaunchDelaySeconds`.
+pub fn backoff_delay(app: &App, failures: u32) -> f64 {
+    let exp = failures.saturating_sub(1).min(1000) as i32;
+    let d = app.backoff_seconds as f64 * app.backoff_factor.powi(exp);
+    d.min(app.max_launch_delay_seconds as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let mut app = App::new("/a");
+        app.backoff_seconds = 2;
+        app.backoff_factor = 2.0;
+        app.max_launch_delay_seconds = 10;
+        let got: Vec<f64> = (1..=5).map(|n| backoff_delay(&app, n)).collect();
+        assert_eq!(got, vec![2.0, 4.0, 8.0, 10.0, 10.0]);
+    }
+}

@@ -1,0 +1,716 @@
+//! Command runtime: `cmd`/`args` apps as local process groups.
+//!
+//! Each task runs under its own supervisor, the `mdo-task-shim` binary (built
+//! from `src/bin/mdo-task-shim.rs`, found next to the manager executable or
+//! set in [`CommandConfig::shim`]). The shim leaves the manager's session, so
+//! tasks survive a manager restart (even kill -9), and it records everything
+//! a later manager needs in the task's directory under the data dir (layout in
+//! `command/files.rs`): the spec, a marker proving the process group is ours
+//! (pids + kernel start times), the size-capped output and the exit status.
+//!
+//! - Environment: a task sees exactly the environment the core built for it,
+//!   on top of `PATH`, `HOME` and `LANG` taken from the manager (like a
+//!   Mesos agent's command executor gives a usable shell); nothing else of the
+//!   manager's environment (credentials, `MDO_AUTH_TOKEN`...) leaks in.
+//! - Working directory: a fresh `sandbox/` in the task's directory.
+//! - Kill: SIGTERM to the task's process group, SIGKILL to the group after the
+//!   grace period; when a task's main process ends on its own, whatever is left
+//!   of its group is SIGKILLed: no task process outlives its task.
+//! - Recovery: [`Runtime::recover`] adopts known tasks whose shim still runs
+//!   (same ids, no restart) and keeps watching them; reports known tasks that
+//!   ended (with their recorded status); stops tasks of ours the state does
+//!   not know. Only processes proven ours by a marker are ever signalled.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::AsyncBufReadExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{
+    EventSender, Exit, KnownTask, LaunchSpec, NodeResources, Recovery, Runtime, RuntimeError,
+    RuntimeEvent, Started, Workload,
+};
+
+mod files;
+mod procfs;
+mod recovery;
+pub mod shim;
+
+use files::{ExitRecord, Marker, TaskSpec};
+
+/// File name of the supervisor binary.
+pub const SHIM_BINARY: &str = "mdo-task-shim";
+
+/// Settings of the command runtime; [`CommandConfig::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct CommandConfig {
+    /// Task directories live in `<data_dir>/tasks/`.
+    pub data_dir: PathBuf,
+    /// The supervisor binary; `None` = next to the running executable (or one
+    /// level up, for test binaries in `target/*/deps`).
+    pub shim: Option<PathBuf>,
+    /// Output kept per task: `logs` returns at most this many bytes (the
+    /// newest); at most twice this is on disk.
+    pub log_limit_bytes: u64,
+    /// Directories of ended tasks kept for their logs (oldest removed first).
+    pub keep_finished: usize,
+    /// Variables every task gets under its own environment.
+    pub base_env: BTreeMap<String, String>,
+    /// How long a task may take to start before the launch fails.
+    pub start_timeout: Duration,
+}
+
+impl CommandConfig {
+    pub fn new(data_dir: PathBuf) -> CommandConfig {
+        CommandConfig {
+            data_dir,
+            shim: None,
+            log_limit_bytes: 1024 * 1024,
+            keep_finished: 100,
+            base_env: inherited_base_env(),
+            start_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `PATH`, `HOME` and `LANG` of this process (a default `PATH` when unset).
+pub fn inherited_base_env() -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for key in ["PATH", "HOME", "LANG"] {
+        if let Ok(v) = std::env::var(key) {
+            env.insert(key.to_string(), v);
+        }
+    }
+    env.entry("PATH".into())
+        .or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    env
+}
+
+/// The shim beside the running executable, or one directory up.
+pub fn find_shim() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.join(SHIM_BINARY), dir.parent()?.join(SHIM_BINARY)]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// Runs command tasks; see the module docs.
+pub struct CommandRuntime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: CommandConfig,
+    shim: PathBuf,
+    tasks_dir: PathBuf,
+    events: EventSender,
+    state: Mutex<State>,
+    /// Cancelled when the runtime is dropped: watchers stop, tasks keep running.
+    cancel: CancellationToken,
+    watchers: TaskTracker,
+}
+
+#[derive(Default)]
+struct State {
+    tasks: HashMap<String, Arc<Entry>>,
+    launching: HashSet<String>,
+}
+
+/// A task this runtime watches.
+struct Entry {
+    id: String,
+    dir: PathBuf,
+    marker: Marker,
+    env: BTreeMap<String, String>,
+    killing: AtomicBool,
+    done: tokio::sync::watch::Sender<bool>,
+}
+
+impl CommandRuntime {
+    /// Defaults of [`CommandConfig::new`]; fails when the shim is not found.
+    pub fn new(data_dir: PathBuf, events: EventSender) -> Result<CommandRuntime, RuntimeError> {
+        CommandRuntime::with_config(CommandConfig::new(data_dir), events)
+    }
+
+    pub fn with_config(
+        cfg: CommandConfig,
+        events: EventSender,
+    ) -> Result<CommandRuntime, RuntimeError> {
+        let shim = match &cfg.shim {
+            Some(p) => p.clone(),
+            None => find_shim().ok_or_else(|| {
+                RuntimeError::Unavailable(format!(
+                    "{SHIM_BINARY} not found next to the manager executable (build it with `cargo build -p manager`)"
+                ))
+            })?,
+        };
+        if !shim.is_file() {
+            return Err(RuntimeError::Unavailable(format!(
+                "{} does not exist",
+                shim.display()
+            )));
+        }
+        let tasks_dir = cfg.data_dir.join("tasks");
+        files::create_private_dir(&tasks_dir).map_err(|source| RuntimeError::Io {
+            context: format!("creating {}", tasks_dir.display()),
+            source,
+        })?;
+        Ok(CommandRuntime {
+            inner: Arc::new(Inner {
+                cfg,
+                shim,
+                tasks_dir,
+                events,
+                state: Mutex::new(State::default()),
+                cancel: CancellationToken::new(),
+                watchers: TaskTracker::new(),
+            }),
+        })
+    }
+
+    /// The directory of a task (exists once launched; kept a while after its end).
+    pub fn task_dir(&self, task_id: &str) -> PathBuf {
+        self.inner.tasks_dir.join(task_id)
+    }
+}
+
+impl Drop for CommandRuntime {
+    fn drop(&mut self) {
+        // Tasks keep running under their shims; a new runtime adopts them.
+        self.inner.cancel.cancel();
+        self.inner.watchers.close();
+    }
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    let context = context.into();
+    move |source| RuntimeError::Io { context, source }
+}
+
+impl Inner {
+    fn entry(&self, task_id: &str) -> Option<Arc<Entry>> {
+        self.state
+            .lock()
+            .expect("state lock")
+            .tasks
+            .get(task_id)
+            .cloned()
+    }
+
+    fn insert(&self, entry: Arc<Entry>) {
+        self.state
+            .lock()
+            .expect("state lock")
+            .tasks
+            .insert(entry.id.clone(), entry);
+    }
+
+    /// Reports how a watched task ended (once), then forgets it.
+    fn finish(&self, entry: &Entry) {
+        let record: Option<ExitRecord> = files::read_json(&entry.dir.join(files::EXIT))
+            .ok()
+            .flatten();
+        let killing = entry.killing.load(Ordering::SeqCst);
+        let exit = match record {
+            Some(_) if killing => Exit::Killed,
+            Some(record) => record.to_exit(),
+            None => {
+                // The shim died without its record: its group may be left.
+                kill_leftovers(&entry.marker);
+                if killing {
+                    Exit::Killed
+                } else {
+                    Exit::Lost {
+                        message: recovery::SHIM_DIED.into(),
+                    }
+                }
+            }
+        };
+        tracing::info!(task_id = %entry.id, ?exit, "command task ended");
+        let _ = self.events.send(RuntimeEvent::Exited {
+            task_id: entry.id.clone(),
+            exit,
+        });
+        self.state
+            .lock()
+            .expect("state lock")
+            .tasks
+            .remove(&entry.id);
+        entry.done.send_replace(true);
+        self.collect_garbage();
+    }
+
+    /// Watches a task whose shim is our child.
+    fn watch_child(self: &Arc<Self>, entry: Arc<Entry>, mut child: tokio::process::Child) {
+        let inner = self.clone();
+        self.watchers.spawn(async move {
+            tokio::select! {
+                _ = inner.cancel.cancelled() => {}
+                _ = child.wait() => inner.finish(&entry),
+            }
+        });
+    }
+
+    /// Watches an adopted task (its shim is not our child): polls its records.
+    fn watch_adopted(self: &Arc<Self>, entry: Arc<Entry>) {
+        let inner = self.clone();
+        self.watchers.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = inner.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+                let ended = entry.dir.join(files::EXIT).exists()
+                    || !procfs::same_process_alive(entry.marker.shim_pid, entry.marker.shim_start);
+                if ended {
+                    inner.finish(&entry);
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Keeps the newest `keep_finished` ended task directories.
+    fn collect_garbage(&self) {
+        let live: HashSet<String> = {
+            let st = self.state.lock().expect("state lock");
+            st.tasks
+                .keys()
+                .chain(st.launching.iter())
+                .cloned()
+                .collect()
+        };
+        let Ok(dir) = std::fs::read_dir(&self.tasks_dir) else {
+            return;
+        };
+        let mut ended: Vec<(std::time::SystemTime, PathBuf)> = dir
+            .filter_map(|e| e.ok())
+            .filter(|e| !live.contains(e.file_name().to_string_lossy().as_ref()))
+            .filter_map(|e| {
+                let mtime = std::fs::metadata(e.path().join(files::EXIT))
+                    .ok()?
+                    .modified()
+                    .ok()?;
+                Some((mtime, e.path()))
+            })
+            .collect();
+        if ended.len() <= self.cfg.keep_finished {
+            return;
+        }
+        ended.sort();
+        let excess = ended.len() - self.cfg.keep_finished;
+        for (_, path) in ended.into_iter().take(excess) {
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+
+    /// What a task directory shows (for recovery).
+    fn inspect(&self, dir: &Path) -> (recovery::Found, Option<Marker>) {
+        use recovery::Found;
+        let record: Option<ExitRecord> = files::read_json(&dir.join(files::EXIT)).ok().flatten();
+        let marker: Option<Marker> = files::read_json(&dir.join(files::MARKER)).ok().flatten();
+        let found = match (record, marker) {
+            (Some(record), _) => Found::Ended(record),
+            (None, None) => Found::Vanished,
+            (None, Some(m)) if procfs::same_process_alive(m.shim_pid, m.shim_start) => {
+                Found::Running
+            }
+            (None, Some(m)) if !procfs::group_members(m.pid, m.shim_pid).is_empty() => Found::Stray,
+            (None, Some(_)) => Found::Vanished,
+        };
+        (found, marker)
+    }
+
+    /// Stops an unknown task of ours through its shim, then removes its files.
+    async fn remove_orphan(&self, id: &str, marker: Marker) {
+        let dir = self.tasks_dir.join(id);
+        let spec: Option<TaskSpec> = files::read_json(&dir.join(files::SPEC)).ok().flatten();
+        let grace = Duration::from_millis(spec.map(|s| s.kill_grace_ms).unwrap_or(3000));
+        tracing::warn!(task_id = %id, pid = marker.pid, "stopping an orphaned command task");
+        let _ = files::write_atomic(
+            &dir.join(files::KILL),
+            grace.as_millis().to_string().as_bytes(),
+        );
+        if procfs::same_process_alive(marker.shim_pid, marker.shim_start) {
+            let _ = kill(Pid::from_raw(marker.shim_pid), Signal::SIGTERM);
+        }
+        let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(5);
+        while procfs::same_process_alive(marker.shim_pid, marker.shim_start)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if procfs::same_process_alive(marker.shim_pid, marker.shim_start) {
+            let _ = kill(Pid::from_raw(marker.shim_pid), Signal::SIGKILL);
+        }
+        kill_leftovers(&marker);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// SIGKILLs what is left of a task's process group (only processes of the
+/// shim's session: a recycled group id elsewhere is never touched).
+fn kill_leftovers(marker: &Marker) {
+    if !procfs::group_members(marker.pid, marker.shim_pid).is_empty() {
+        let _ = killpg(Pid::from_raw(marker.pid), Signal::SIGKILL);
+    }
+}
+
+async fn wait_done(done: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = done.wait_for(|d| *d).await.map(|_| ());
+}
+
+/// Program and arguments of a command workload.
+fn command_line(workload: &Workload) -> Result<(String, Vec<String>), RuntimeError> {
+    match workload {
+        Workload::Command { cmd: Some(cmd), .. } if !cmd.is_empty() => {
+            Ok(("/bin/sh".into(), vec!["-c".into(), cmd.clone()]))
+        }
+        Workload::Command { args, .. } if !args.is_empty() && !args[0].is_empty() => {
+            Ok((args[0].clone(), args[1..].to_vec()))
+        }
+        Workload::Command { .. } => Err(RuntimeError::Launch("neither cmd nor args given".into())),
+        Workload::Docker(_) => Err(RuntimeError::Launch(
+            "the command runtime does not run Docker tasks".into(),
+        )),
+    }
+}
+
+#[async_trait]
+impl Runtime for CommandRuntime {
+    fn name(&self) -> &'static str {
+        "command"
+    }
+
+    fn handles(&self, workload: &Workload) -> bool {
+        matches!(workload, Workload::Command { .. })
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = %spec.task_id), err)]
+    async fn launch(&self, spec: &LaunchSpec) -> Result<Started, RuntimeError> {
+        let inner = &self.inner;
+        let (program, args) = command_line(&spec.workload)?;
+        if !files::valid_task_id(&spec.task_id) {
+            return Err(RuntimeError::Launch(format!(
+                "invalid task id '{}'",
+                spec.task_id
+            )));
+        }
+        {
+            let mut st = inner.state.lock().expect("state lock");
+            if st.tasks.contains_key(&spec.task_id) || !st.launching.insert(spec.task_id.clone()) {
+                return Err(RuntimeError::Launch(format!(
+                    "task {} is already running",
+                    spec.task_id
+                )));
+            }
+        }
+        let result = self.start(spec, program, args).await;
+        inner
+            .state
+            .lock()
+            .expect("state lock")
+            .launching
+            .remove(&spec.task_id);
+        result
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = %task_id), err)]
+    async fn kill(&self, task_id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
+        let Some(entry) = inner.entry(task_id) else {
+            return if inner.tasks_dir.join(task_id).join(files::EXIT).exists() {
+                Ok(())
+            } else {
+                Err(RuntimeError::UnknownTask(task_id.to_string()))
+            };
+        };
+        let mut done = entry.done.subscribe();
+        entry.killing.store(true, Ordering::SeqCst);
+        files::write_atomic(
+            &entry.dir.join(files::KILL),
+            grace.as_millis().to_string().as_bytes(),
+        )
+        .map_err(io_err("writing the kill request"))?;
+        let m = entry.marker;
+        if procfs::same_process_alive(m.shim_pid, m.shim_start) {
+            let _ = kill(Pid::from_raw(m.shim_pid), Signal::SIGTERM);
+        }
+        let wait = tokio::time::timeout(grace + Duration::from_secs(5), wait_done(&mut done)).await;
+        if wait.is_ok() {
+            return Ok(());
+        }
+        tracing::warn!(
+            task_id,
+            "task supervisor did not stop the task in time; killing it"
+        );
+        kill_leftovers(&m);
+        if procfs::same_process_alive(m.shim_pid, m.shim_start) {
+            let _ = kill(Pid::from_raw(m.shim_pid), Signal::SIGKILL);
+        }
+        tokio::time::timeout(Duration::from_secs(5), wait_done(&mut done))
+            .await
+            .map_err(|_| RuntimeError::Unavailable(format!("task {task_id} did not stop")))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn recover(&self, known: &[KnownTask]) -> Result<Recovery, RuntimeError> {
+        use recovery::{Action, Found};
+        let inner = &self.inner;
+        let known_ids: BTreeSet<String> = known
+            .iter()
+            .filter(|k| !k.workload_is_docker)
+            .map(|k| k.task_id.clone())
+            .collect();
+        let live: HashSet<String> = {
+            let st = inner.state.lock().expect("state lock");
+            st.tasks
+                .keys()
+                .chain(st.launching.iter())
+                .cloned()
+                .collect()
+        };
+        let mut found = BTreeMap::new();
+        let mut markers = HashMap::new();
+        let dir =
+            std::fs::read_dir(&inner.tasks_dir).map_err(io_err("listing task directories"))?;
+        for e in dir.filter_map(|e| e.ok()) {
+            let Some(id) = e.file_name().to_str().map(String::from) else {
+                continue;
+            };
+            if !files::valid_task_id(&id) || !e.path().is_dir() {
+                continue;
+            }
+            if live.contains(&id) {
+                // Started or adopted by this runtime: running, never an orphan.
+                found.insert(id, Found::Running);
+                continue;
+            }
+            let (f, marker) = inner.inspect(&e.path());
+            if let Some(m) = marker {
+                markers.insert(id.clone(), m);
+            }
+            found.insert(id, f);
+        }
+        let mut out = Recovery::default();
+        let mut orphans = Vec::new();
+        for action in recovery::plan(&known_ids, &found) {
+            match action {
+                Action::Adopt(id) => {
+                    if !live.contains(&id) {
+                        self.adopt(&id, markers[&id])?;
+                    }
+                    out.adopted.push(id);
+                }
+                Action::Gone(id, exit) => out.gone.push((id, exit)),
+                Action::KillStray(id, exit) => {
+                    kill_leftovers(&markers[&id]);
+                    out.gone.push((id, exit));
+                }
+                Action::KillOrphan(id) => orphans.push((id.clone(), markers[&id])),
+                Action::KillStrayOrphan(id) => {
+                    kill_leftovers(&markers[&id]);
+                    let _ = std::fs::remove_dir_all(inner.tasks_dir.join(&id));
+                    out.orphans_removed.push(id);
+                }
+            }
+        }
+        let stopped = futures::future::join_all(orphans.into_iter().map(|(id, m)| async move {
+            inner.remove_orphan(&id, m).await;
+            id
+        }))
+        .await;
+        out.orphans_removed.extend(stopped);
+        inner.collect_garbage();
+        tracing::info!(
+            adopted = out.adopted.len(),
+            gone = out.gone.len(),
+            orphans = out.orphans_removed.len(),
+            "command tasks recovered"
+        );
+        Ok(out)
+    }
+
+    async fn logs(&self, task_id: &str, tail: Option<usize>) -> Result<Vec<u8>, RuntimeError> {
+        if !files::valid_task_id(task_id) {
+            return Err(RuntimeError::UnknownTask(task_id.to_string()));
+        }
+        let dir = self.inner.tasks_dir.join(task_id);
+        if !dir.is_dir() {
+            return Err(RuntimeError::UnknownTask(task_id.to_string()));
+        }
+        let limit = self.inner.cfg.log_limit_bytes;
+        tokio::task::spawn_blocking(move || files::read_output(&dir, limit, tail))
+            .await
+            .map_err(|e| RuntimeError::Unavailable(e.to_string()))?
+            .map_err(io_err(format!("reading the output of {task_id}")))
+    }
+
+    async fn exec_check(
+        &self,
+        task_id: &str,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<bool, RuntimeError> {
+        let entry = self
+            .inner
+            .entry(task_id)
+            .ok_or_else(|| RuntimeError::UnknownTask(task_id.to_string()))?;
+        let mut child = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(command)
+            .env_clear()
+            .envs(&entry.env)
+            .current_dir(entry.dir.join(files::SANDBOX))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(io_err("starting a command health check"))?;
+        let pgid = child.id().map(|p| Pid::from_raw(p as i32));
+        let result = tokio::time::timeout(timeout, child.wait()).await;
+        if let Some(pgid) = pgid {
+            // The check's own leftovers (or the whole check on timeout).
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+        match result {
+            Ok(status) => Ok(status
+                .map_err(io_err("waiting for a health check"))?
+                .success()),
+            Err(_) => {
+                let _ = child.wait().await;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn node_resources(&self) -> Option<NodeResources> {
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1) as f64;
+        let mem_mib = procfs::mem_total_mib(Path::new("/proc/meminfo"))?;
+        Some(NodeResources { cpus, mem_mib })
+    }
+}
+
+impl CommandRuntime {
+    async fn start(
+        &self,
+        spec: &LaunchSpec,
+        program: String,
+        args: Vec<String>,
+    ) -> Result<Started, RuntimeError> {
+        let inner = &self.inner;
+        let dir = inner.tasks_dir.join(&spec.task_id);
+        if dir.exists() {
+            let (found, _) = inner.inspect(&dir);
+            if found == recovery::Found::Running {
+                return Err(RuntimeError::Launch(format!(
+                    "task {} is already running",
+                    spec.task_id
+                )));
+            }
+            std::fs::remove_dir_all(&dir).map_err(io_err(format!("removing {}", dir.display())))?;
+        }
+        files::create_private_dir(&dir.join(files::SANDBOX))
+            .map_err(io_err(format!("creating {}", dir.display())))?;
+        let mut env = inner.cfg.base_env.clone();
+        env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let task = TaskSpec {
+            task_id: spec.task_id.clone(),
+            app_id: spec.app_id.clone(),
+            program,
+            args,
+            env: env.clone(),
+            kill_grace_ms: spec.kill_grace.as_millis() as u64,
+            log_limit: inner.cfg.log_limit_bytes,
+        };
+        files::write_json(&dir.join(files::SPEC), &task)
+            .map_err(io_err("writing the task spec"))?;
+        let shim_log = std::fs::File::create(dir.join(files::SHIM_LOG))
+            .map_err(io_err("creating shim.log"))?;
+        let mut child = tokio::process::Command::new(&inner.shim)
+            .arg(&dir)
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(shim_log)
+            .spawn()
+            .map_err(|e| {
+                RuntimeError::Launch(format!("cannot start {}: {e}", inner.shim.display()))
+            })?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        let read = tokio::time::timeout(
+            inner.cfg.start_timeout,
+            tokio::io::BufReader::new(stdout).read_line(&mut line),
+        )
+        .await;
+        let line = line.trim();
+        if let Some(pid) = line.strip_prefix("started ") {
+            let marker: Marker = files::read_json(&dir.join(files::MARKER))
+                .map_err(io_err("reading the task marker"))?
+                .ok_or_else(|| RuntimeError::Launch("task supervisor wrote no marker".into()))?;
+            let entry = Arc::new(Entry {
+                id: spec.task_id.clone(),
+                dir,
+                marker,
+                env,
+                killing: AtomicBool::new(false),
+                done: tokio::sync::watch::channel(false).0,
+            });
+            inner.insert(entry.clone());
+            inner.watch_child(entry, child);
+            tracing::info!(pid, "command task running");
+            return Ok(Started {
+                handle: pid.to_string(),
+                ip_addresses: Vec::new(),
+            });
+        }
+        let message = match (read, line.strip_prefix("failed ")) {
+            (_, Some(msg)) => msg.to_string(),
+            (Err(_), _) => format!(
+                "the task did not start within {:?}",
+                inner.cfg.start_timeout
+            ),
+            (Ok(_), None) => {
+                let log = std::fs::read_to_string(dir.join(files::SHIM_LOG)).unwrap_or_default();
+                format!("task supervisor failed: {}", log.trim())
+            }
+        };
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        Err(RuntimeError::Launch(message))
+    }
+
+    fn adopt(&self, id: &str, marker: Marker) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
+        let dir = inner.tasks_dir.join(id);
+        let spec: TaskSpec = files::read_json(&dir.join(files::SPEC))
+            .map_err(io_err(format!("reading the spec of {id}")))?
+            .ok_or_else(|| RuntimeError::Unavailable(format!("task {id} has no spec")))?;
+        let entry = Arc::new(Entry {
+            id: id.to_string(),
+            dir,
+            marker,
+            env: spec.env,
+            killing: AtomicBool::new(false),
+            done: tokio::sync::watch::channel(false).0,
+        });
+        inner.insert(entry.clone());
+        inner.watch_adopted(entry);
+        tracing::info!(task_id = %id, pid = marker.pid, "adopted a running command task");
+        Ok(())
+    }
+}

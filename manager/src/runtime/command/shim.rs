@@ -1,0 +1,189 @@
+//! `mdo-task-shim <task-dir>`: the supervisor of one command task.
+//!
+//! The runtime starts one shim per task. The shim leaves the manager's session
+//! (`setsid`), so it survives the manager (SIGTERM, kill -9, Ctrl-C) and keeps
+//! the task's output and exit status while nobody watches:
+//! - starts `spec.json`'s program in its own process group (pgid = task pid),
+//!   stdin from /dev/null, stdout and stderr into one pipe it copies to the
+//!   size-capped `output.log`;
+//! - writes `marker.json` (pids + start times) and prints `started <pid>` on
+//!   its stdout for the runtime (or `failed <reason>` and an exit record);
+//! - on SIGTERM (a kill request; grace in the `kill` file): SIGTERM to the
+//!   group, SIGKILL to the group after the grace period;
+//! - when the task's leader ends, SIGKILLs what is left of its group (task
+//!   processes never outlive their task), then writes `exit.json` and exits.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::files::{self, ExitRecord, Marker, TaskSpec};
+use super::procfs;
+
+/// Entry point of the `mdo-task-shim` binary.
+pub fn main() -> ExitCode {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let [dir] = args.as_slice() else {
+        eprintln!("usage: mdo-task-shim <task-dir> (started by the mdo manager's command runtime)");
+        return ExitCode::from(64);
+    };
+    let dir = PathBuf::from(dir);
+    // Leave the manager's session and process group: its death or its
+    // terminal's signals must not reach the task.
+    if let Err(e) = nix::unistd::setsid() {
+        eprintln!("mdo-task-shim: setsid: {e}");
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mdo-task-shim: tokio: {e}");
+            return ExitCode::from(70);
+        }
+    };
+    match rt.block_on(supervise(&dir)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mdo-task-shim: {e}");
+            announce(&format!("failed {e}"));
+            ExitCode::from(70)
+        }
+    }
+}
+
+fn announce(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", line.replace('\n', " "));
+    let _ = out.flush();
+}
+
+async fn supervise(dir: &Path) -> std::io::Result<()> {
+    let spec: TaskSpec = files::read_json(&dir.join(files::SPEC))?
+        .ok_or_else(|| std::io::Error::other("spec.json missing"))?;
+    // Installed before the task starts, so a kill right after `started` is seen.
+    let mut term = signal(SignalKind::terminate())?;
+
+    // Created before the task runs, so the directory holds no surprise later.
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(files::OUTPUT))?;
+    let (reader, writer) = std::io::pipe()?;
+    let writer2 = writer.try_clone()?;
+    let mut cmd = tokio::process::Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .env_clear()
+        .envs(&spec.env)
+        .current_dir(dir.join(files::SANDBOX))
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(writer2)
+        .process_group(0);
+    let spawned = cmd.spawn();
+    // The Command holds our copies of the pipe's write end: drop them so the
+    // output pump sees EOF once the task's processes are gone.
+    drop(cmd);
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let message = format!("Failed to start '{}': {e}", spec.program);
+            files::write_json(
+                &dir.join(files::EXIT),
+                &ExitRecord {
+                    error: Some(message.clone()),
+                    ..Default::default()
+                },
+            )?;
+            announce(&format!("failed {message}"));
+            return Ok(());
+        }
+    };
+    let pid = child
+        .id()
+        .map(|p| p as i32)
+        .ok_or_else(|| std::io::Error::other("task exited at once"))?;
+    let me = std::process::id() as i32;
+    let marker = Marker {
+        shim_pid: me,
+        shim_start: procfs::stat(me).map(|s| s.start).unwrap_or(0),
+        pid,
+        task_start: procfs::stat(pid).map(|s| s.start).unwrap_or(0),
+    };
+    files::write_json(&dir.join(files::MARKER), &marker)?;
+
+    let (pump_done_tx, pump_done) = tokio::sync::oneshot::channel();
+    let pump_dir = dir.to_path_buf();
+    let limit = spec.log_limit;
+    std::thread::spawn(move || {
+        if let Err(e) = files::pump_output(reader, &pump_dir, limit) {
+            eprintln!("mdo-task-shim: output: {e}");
+        }
+        let _ = pump_done_tx.send(());
+    });
+    announce(&format!("started {pid}"));
+
+    let pgid = Pid::from_raw(pid);
+    let mut killed = false;
+    let mut orphan_check = tokio::time::interval(Duration::from_secs(1));
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status?,
+            _ = term.recv() => {
+                killed = true;
+                let grace = std::fs::read_to_string(dir.join(files::KILL))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(spec.kill_grace_ms);
+                break terminate(&mut child, pgid, Duration::from_millis(grace)).await?;
+            }
+            _ = orphan_check.tick() => {
+                // The task's directory was removed (data dir wiped, test
+                // temp dir dropped): no manager can ever adopt this task.
+                if !dir.join(files::SPEC).exists() {
+                    eprintln!("mdo-task-shim: task directory removed; stopping the task");
+                    killed = true;
+                    break terminate(&mut child, pgid, Duration::from_millis(spec.kill_grace_ms)).await?;
+                }
+            }
+        }
+    };
+    // Whatever the leader left behind in its group dies with it.
+    let _ = killpg(pgid, Signal::SIGKILL);
+    // Processes that left the group (setsid) may still hold the pipe: do not wait forever.
+    let _ = tokio::time::timeout(Duration::from_secs(2), pump_done).await;
+
+    use std::os::unix::process::ExitStatusExt;
+    let record = ExitRecord {
+        code: status.code(),
+        signal: status.signal(),
+        killed,
+        error: None,
+    };
+    if !dir.exists() {
+        return Ok(());
+    }
+    files::write_json(&dir.join(files::EXIT), &record)
+}
+
+/// SIGTERM to the task's group; SIGKILL to it after `grace`.
+async fn terminate(
+    child: &mut tokio::process::Child,
+    pgid: Pid,
+    grace: Duration,
+) -> std::io::Result<std::process::ExitStatus> {
+    let _ = killpg(pgid, Signal::SIGTERM);
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            child.wait().await
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! The runtime's shared state: the task table (who reports an end, exactly
+//! once), and the Docker calls both the runtime and its watchers make.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bollard::container::{LogsOptions, RemoveContainerOptions, StopContainerOptions};
+use bollard::image::CreateImageOptions;
+use bollard::Docker;
+use futures::StreamExt;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::DockerConfig;
+use crate::runtime::{EventSender, Exit, RuntimeError, RuntimeEvent};
+
+/// Where a task is in its life, as this runtime sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    Running,
+    /// `kill` owns the ending (and reports `Exit::Killed`).
+    Killing,
+    /// Reported; the container is (being) removed.
+    Done,
+}
+
+pub(super) struct Tracked {
+    pub(super) container_id: String,
+    pub(super) phase: Phase,
+    /// Flips to true once the task's end has been reported and cleaned up.
+    pub(super) done: watch::Sender<bool>,
+    /// The log tail kept when the container was removed.
+    pub(super) logs: Option<Vec<u8>>,
+}
+
+#[derive(Default)]
+pub(super) struct Table {
+    pub(super) tasks: HashMap<String, Tracked>,
+    /// Done tasks, oldest first, for bounded retention.
+    pub(super) finished: VecDeque<String>,
+}
+
+/// State shared with the watcher tasks.
+pub(super) struct Shared {
+    pub(super) docker: Docker,
+    pub(super) config: DockerConfig,
+    pub(super) events: EventSender,
+    pub(super) table: Mutex<Table>,
+}
+
+pub(super) fn status_of(e: &bollard::errors::Error) -> Option<u16> {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+pub(super) fn message_of(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
+        bollard::errors::Error::DockerStreamError { error } => error.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `name[:tag]` / `name@digest` -> (name, tag-or-digest) for a pull.
+pub(super) fn split_reference(image: &str) -> (String, String) {
+    if let Some((name, digest)) = image.split_once('@') {
+        return (name.to_string(), digest.to_string());
+    }
+    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[last_slash..].rfind(':') {
+        Some(i) => (
+            image[..last_slash + i].to_string(),
+            image[last_slash + i + 1..].to_string(),
+        ),
+        None => (image.to_string(), "latest".to_string()),
+    }
+}
+
+/// Keeps the last `max_lines` lines and `max_bytes` bytes.
+pub(super) fn bound_tail(mut bytes: Vec<u8>, max_lines: usize, max_bytes: usize) -> Vec<u8> {
+    let mut cut = 0;
+    let body_end = if bytes.ends_with(b"\n") {
+        bytes.len() - 1
+    } else {
+        bytes.len()
+    };
+    let mut lines = 0;
+    for i in (0..body_end).rev() {
+        if bytes[i] == b'\n' {
+            lines += 1;
+            if lines == max_lines {
+                cut = i + 1;
+                break;
+            }
+        }
+    }
+    if max_lines == 0 {
+        cut = bytes.len();
+    }
+    cut = cut.max(bytes.len().saturating_sub(max_bytes));
+    bytes.drain(..cut);
+    bytes
+}
+
+impl Shared {
+    pub(super) fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads a container's log tail from Docker.
+    pub(super) async fn docker_logs(
+        &self,
+        container_id: &str,
+        tail: Option<usize>,
+    ) -> Result<Vec<u8>, bollard::errors::Error> {
+        let lines = tail
+            .unwrap_or(self.config.log_max_lines)
+            .min(self.config.log_max_lines);
+        let mut stream = self.docker.logs::<String>(
+            container_id,
+            Some(LogsOptions {
+                stdout: true,
+                stderr: true,
+                tail: lines.to_string(),
+                ..Default::default()
+            }),
+        );
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk?.into_bytes());
+            if out.len() > 2 * self.config.log_max_bytes {
+                out = bound_tail(out, usize::MAX, self.config.log_max_bytes);
+            }
+        }
+        Ok(bound_tail(out, lines, self.config.log_max_bytes))
+    }
+
+    /// Keeps the container's log tail so `logs` works after removal.
+    pub(super) async fn keep_logs(&self, task_id: &str, container_id: &str) {
+        if let Ok(logs) = self.docker_logs(container_id, None).await {
+            if let Some(t) = self.table().tasks.get_mut(task_id) {
+                t.logs = Some(logs);
+            }
+        }
+    }
+
+    /// Reports the end, removes the container, marks the task done (logs
+    /// are kept first, so they are readable as soon as the report is).
+    pub(super) async fn finish(&self, task_id: &str, container_id: &str, report: Option<Exit>) {
+        self.keep_logs(task_id, container_id).await;
+        if let Some(exit) = report {
+            let _ = self.events.send(RuntimeEvent::Exited {
+                task_id: task_id.to_string(),
+                exit,
+            });
+        }
+        self.remove(container_id).await;
+        let mut table = self.table();
+        let retained = self.config.finished_retained;
+        if let Some(t) = table.tasks.get_mut(task_id) {
+            t.phase = Phase::Done;
+            t.done.send_replace(true);
+            table.finished.push_back(task_id.to_string());
+        }
+        while table.finished.len() > retained {
+            if let Some(old) = table.finished.pop_front() {
+                if table
+                    .tasks
+                    .get(&old)
+                    .is_some_and(|t| t.phase == Phase::Done)
+                {
+                    table.tasks.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub(super) async fn remove(&self, container_id: &str) {
+        let opts = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        if let Err(e) = self.docker.remove_container(container_id, Some(opts)).await {
+            if status_of(&e) != Some(404) {
+                warn!(container_id, error = %message_of(&e), "cannot remove container");
+            }
+        }
+    }
+
+    /// SIGTERM, `grace`, SIGKILL (Docker's stop), tolerating gone containers.
+    pub(super) async fn stop(&self, container_id: &str, grace: Duration) {
+        let t = grace.as_secs_f64().ceil() as i64;
+        let client = self
+            .docker
+            .clone()
+            .with_timeout(grace + Duration::from_secs(120));
+        if let Err(e) = client
+            .stop_container(container_id, Some(StopContainerOptions { t }))
+            .await
+        {
+            if !matches!(status_of(&e), Some(304) | Some(404)) {
+                warn!(container_id, error = %message_of(&e), "cannot stop container");
+            }
+        }
+    }
+
+    /// Called by a watcher when a container stopped on its own: reports the
+    /// exit unless `kill` owns the ending or it was reported already.
+    pub(super) async fn exited(&self, task_id: &str, container_id: &str, exit: Exit) {
+        let claimed = {
+            let mut table = self.table();
+            match table.tasks.get_mut(task_id) {
+                Some(t) if t.phase == Phase::Running && t.container_id == container_id => {
+                    t.phase = Phase::Done;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !claimed {
+            return;
+        }
+        info!(task_id, container_id, exit = ?exit, "container exited");
+        self.finish(task_id, container_id, Some(exit)).await;
+    }
+
+    pub(super) async fn ensure_image(
+        &self,
+        image: &str,
+        force_pull: bool,
+    ) -> Result<(), RuntimeError> {
+        let present = match self.docker.inspect_image(image).await {
+            Ok(_) => true,
+            Err(e) if status_of(&e) == Some(404) => false,
+            Err(e) => {
+                return Err(RuntimeError::Unavailable(format!(
+                    "cannot inspect image {image}: {}",
+                    message_of(&e)
+                )))
+            }
+        };
+        if present && !force_pull {
+            return Ok(());
+        }
+        let (name, tag) = split_reference(image);
+        let pull = async {
+            let mut stream = self.docker.create_image(
+                Some(CreateImageOptions {
+                    from_image: name.clone(),
+                    tag: tag.clone(),
+                    ..Default::default()
+                }),
+                None,
+                None,
+            );
+            while let Some(item) = stream.next().await {
+                item.map_err(|e| message_of(&e))?;
+            }
+            Ok::<(), String>(())
+        };
+        let outcome = match tokio::time::timeout(self.config.pull_timeout, pull).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "pull timed out after {:?}",
+                self.config.pull_timeout
+            )),
+        };
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(e) if present => {
+                warn!(image, error = %e, "forced pull failed; using the local image");
+                Ok(())
+            }
+            Err(e) => Err(RuntimeError::Launch(format!(
+                "image {image} is not present locally and cannot be pulled: {e}"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The runtime boundary: how a task's process or container is started,
+//! stopped, observed and recovered after a manager restart.
+//!
+//! The scheduler and deployments (the manager core) decide *what* runs; a
+//! [`Runtime`] makes it so. Two implementations sit behind this trait: the
+//! command runtime (`cmd`/`args` apps as local process groups) and the Docker
+//! runtime (`container.type == DOCKER`, through bollard). The core picks one
+//! per task with [`Runtime::handles`].
+//!
+//! Contract:
+//! - The core allocates host ports and builds the full task environment; the
+//!   runtime applies them as given (it never invents ports or variables).
+//! - `launch` returns once the task runs (the core then announces
+//!   TASK_RUNNING) or with an error (the core announces TASK_FAILED with the
+//!   error's message).
+//! - Every exit that `kill` did not cause is reported once on the
+//!   [`RuntimeEvent`] channel given to the runtime at construction. Kills are
+//!   reported too (as [`Exit::Killed`]), so the core has one source of truth.
+//! - `Started::handle` is opaque to the core; it is persisted with the task
+//!   and handed back in [`KnownTask`] on recovery.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub mod command;
+pub mod docker;
+
+/// Everything a runtime needs to start one task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaunchSpec {
+    pub task_id: String,
+    pub app_id: String,
+    pub app_version: String,
+    /// The complete task environment (Marathon's variables + mdo's).
+    pub env: BTreeMap<String, String>,
+    pub cpus: f64,
+    pub mem_mib: f64,
+    /// SIGTERM -> SIGKILL delay (`taskKillGracePeriodSeconds`, default 3 s).
+    pub kill_grace: Duration,
+    pub workload: Workload,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Workload {
+    /// `cmd` runs through `sh -c`; `args` run directly (argv[0] = args[0]).
+    Command {
+        cmd: Option<String>,
+        args: Vec<String>,
+    },
+    Docker(DockerSpec),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DockerSpec {
+    pub image: String,
+    pub force_pull: bool,
+    pub privileged: bool,
+    /// Marathon semantics: `cmd` -> `sh -c cmd`; `args` -> container command;
+    /// neither -> the image's default.
+    pub cmd: Option<String>,
+    pub args: Vec<String>,
+    /// `docker.parameters` (already validated by the core).
+    pub parameters: Vec<(String, String)>,
+    pub network: DockerNetwork,
+    pub ports: Vec<PortBinding>,
+    pub volumes: Vec<VolumeMount>,
+    /// Extra container labels (the runtime adds its own `mdo.*` labels).
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerNetwork {
+    Host,
+    Bridge,
+    /// A user-defined Docker network, by name.
+    User(String),
+}
+
+/// One port of a task: host side allocated by the core (None = not published,
+/// e.g. `container` networking without a host port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortBinding {
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    /// "tcp", "udp" or "udp,tcp".
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub host_path: String,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+/// What `launch` returns once the task runs.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Started {
+    /// Opaque to the core; persisted and returned in [`KnownTask`].
+    pub handle: String,
+    /// Container IPs in bridge/user networking; empty for host/command tasks
+    /// (the core then reports the node's address).
+    pub ip_addresses: Vec<String>,
+}
+
+/// A task the persisted state believes is running, handed to `recover`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownTask {
+    pub task_id: String,
+    pub app_id: String,
+    pub handle: String,
+    pub workload_is_docker: bool,
+}
+
+/// What `recover` found.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Recovery {
+    /// Known tasks still running: adopted as they are (same ids, no restart).
+    pub adopted: Vec<String>,
+    /// Known tasks that died or vanished while the manager was down.
+    pub gone: Vec<(String, Exit)>,
+    /// Ours (by label / marker) but unknown to the state: stopped and removed.
+    pub orphans_removed: Vec<String>,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Exit status 0 on its own.
+    Finished,
+    /// Non-zero exit, signal, OOM kill, failed start...: the message says which.
+    Failed { message: String },
+    /// Stopped by `kill`.
+    Killed,
+    /// Vanished without a known status (e.g. while the manager was down).
+    Lost { message: String },
+}
+
+/// Events a runtime reports asynchronously.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuntimeEvent {
+    Exited {
+        task_id: String,
+        exit: Exit,
+    },
+    /// The image's own health (Docker HEALTHCHECK) changed.
+    Health {
+        task_id: String,
+        healthy: bool,
+    },
+}
+
+/// Node resources as the runtime sees them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeResources {
+    pub cpus: f64,
+    pub mem_mib: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The task cannot be started (bad image, missing binary...): TASK_FAILED.
+    #[error("{0}")]
+    Launch(String),
+    #[error("task {0} is not known to this runtime")]
+    UnknownTask(String),
+    #[error("runtime unavailable: {0}")]
+    Unavailable(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Sender half handed to runtimes at construction.
+pub type EventSender = tokio::sync::mpsc::UnboundedSender<RuntimeEvent>;
+
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// "command" or "docker" (logs, metrics).
+    fn name(&self) -> &'static str;
+    /// Whether this runtime runs this workload.
+    fn handles(&self, workload: &Workload) -> bool;
+    /// Starts the task; returns when it runs or failed to start.
+    async fn launch(&self, spec: &LaunchSpec) -> Result<Started, RuntimeError>;
+    /// SIGTERM, wait `grace`, SIGKILL, clean up; returns when the task is gone.
+    async fn kill(&self, task_id: &str, grace: Duration) -> Result<(), RuntimeError>;
+    /// After a manager restart: adopt what still runs, report what is gone,
+    /// stop and remove what is ours but unknown. Never touches anything not
+    /// started by this manager.
+    async fn recover(&self, known: &[KnownTask]) -> Result<Recovery, RuntimeError>;
+    /// The task's output (stdout+stderr interleaved), bounded; `tail` = last N lines.
+    async fn logs(&self, task_id: &str, tail: Option<usize>) -> Result<Vec<u8>, RuntimeError>;
+    /// Runs a COMMAND health check in the task's context (inside the container
+    /// for Docker; with the task's env for commands). Ok(true) = exit 0.
+    async fn exec_check(
+        &self,
+        task_id: &str,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<bool, RuntimeError>;
+    /// What this runtime's node offers (Docker: `docker info`; commands: the host).
+    async fn node_resources(&self) -> Option<NodeResources>;
+}

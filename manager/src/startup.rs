@@ -1,0 +1,319 @@
+//! [`Application`]: connects to etcd, loads the state, wires the runtimes,
+//! recovers tasks, binds the listener (port 0 works) and runs until the
+//! shutdown token is cancelled.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, HttpServer, ResponseError};
+use marathon::{App, Timestamp};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, CoreData};
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::config::DockerMode;
+use crate::core::{Core, Node};
+use crate::error::ApiError;
+use crate::events::{EventBus, EventsConfig};
+use crate::runtime::command::CommandRuntime;
+use crate::runtime::docker::{DockerConfig, DockerRuntime};
+use crate::runtime::{Runtime, RuntimeEvent};
+use crate::state::{DeploymentRecord, State, TaskRecord};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("state store: {0}")]
+    Store(#[from] StoreError),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("runtime: {0}")]
+    Runtime(String),
+    #[error("event bus: {0}")]
+    Events(String),
+}
+
+pub struct Application {
+    core: Arc<Core>,
+    port: u16,
+    server: actix_web::dev::Server,
+    runtime_events: tokio::sync::mpsc::UnboundedReceiver<RuntimeEvent>,
+    shutdown: CancellationToken,
+}
+
+/// Loads apps, versions, tasks and deployments from etcd.
+pub async fn load_state(store: &Store) -> Result<State, StoreError> {
+    let mut state = State::default();
+    for (_, app) in store.load::<App>("apps").await? {
+        state.apps.insert(app.id.clone(), app);
+    }
+    for (key, app) in store.load::<App>("versions").await? {
+        if let Some(ts) = key
+            .rsplit('/')
+            .next()
+            .and_then(|v| v.parse::<Timestamp>().ok())
+        {
+            state
+                .versions
+                .entry(app.id.clone())
+                .or_default()
+                .insert(ts, app);
+        }
+    }
+    for (_, t) in store.load::<TaskRecord>("tasks").await? {
+        state.tasks.insert(t.id.clone(), t);
+    }
+    for (_, d) in store.load::<DeploymentRecord>("deployments").await? {
+        state.deployments.insert(d.id.clone(), d);
+    }
+    Ok(state)
+}
+
+/// This manager's stable id (labels its containers), created once in etcd.
+async fn manager_id(store: &Store) -> Result<String, StoreError> {
+    let key = format!("{}/meta/manager-id", store.prefix());
+    let mut client = store.client();
+    let resp = client.get(key.as_str(), None).await?;
+    if let Some(kv) = resp.kvs().first() {
+        return Ok(String::from_utf8_lossy(kv.value()).to_string());
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let txn = etcd_client::Txn::new()
+        .when(vec![etcd_client::Compare::create_revision(
+            key.as_str(),
+            etcd_client::CompareOp::Equal,
+            0,
+        )])
+        .and_then(vec![etcd_client::TxnOp::put(
+            key.as_str(),
+            id.as_str(),
+            None,
+        )])
+        .or_else(vec![etcd_client::TxnOp::get(key.as_str(), None)]);
+    let resp = client.txn(txn).await?;
+    if resp.succeeded() {
+        return Ok(id);
+    }
+    for r in resp.op_responses() {
+        if let etcd_client::TxnOpResponse::Get(g) = r {
+            if let Some(kv) = g.kvs().first() {
+                return Ok(String::from_utf8_lossy(kv.value()).to_string());
+            }
+        }
+    }
+    Ok(id)
+}
+
+fn host_resources() -> (f64, f64) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(1024.0, |kb| (kb / 1024.0).floor());
+    (cpus, mem)
+}
+
+async fn guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let core = req.app_data::<CoreData>().cloned();
+    let token = core.as_ref().and_then(|c| c.cfg.auth_token.clone());
+    if !api::authorised(token.as_deref(), &req) {
+        let resp = ApiError::Unauthorized.error_response();
+        return Ok(req.into_response(resp));
+    }
+    let res = next.call(req).await?.map_into_boxed_body();
+    if let Some(core) = core {
+        api::count(&core, &res);
+    }
+    Ok(res)
+}
+
+impl Application {
+    pub async fn build(cfg: Config) -> Result<Application, StartError> {
+        let cfg = Arc::new(cfg);
+        let store = Store::connect(&cfg.etcd_endpoints, &cfg.internal_prefix).await?;
+        let state = load_state(&store).await?;
+        tracing::info!(
+            apps = state.apps.len(),
+            tasks = state.tasks.len(),
+            deployments = state.deployments.len(),
+            "state loaded"
+        );
+
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| StartError::Runtime(format!("{}: {e}", cfg.data_dir.display())))?;
+        let command = CommandRuntime::new(cfg.data_dir.clone(), tx.clone())
+            .map_err(|e| StartError::Runtime(e.to_string()))?;
+        let mut runtimes: Vec<Arc<dyn Runtime>> = vec![Arc::new(command)];
+        let mut gateway = None;
+        let manager_id = manager_id(&store).await?;
+        if cfg.docker != DockerMode::Off {
+            let mut dc = DockerConfig::new(manager_id.clone());
+            dc.allow_privileged = cfg.allow_privileged;
+            match DockerRuntime::new(dc, tx.clone()).await {
+                Ok(d) => {
+                    gateway = d.bridge_gateway().await;
+                    runtimes.push(Arc::new(d))
+                }
+                Err(e) if cfg.docker == DockerMode::On => {
+                    return Err(StartError::Runtime(format!("docker: {e}")))
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "Docker not available: DOCKER apps will wait in the queue")
+                }
+            }
+        }
+
+        let (host_cpus, host_mem) = host_resources();
+        let mut reported = None;
+        for rt in &runtimes {
+            if let Some(r) = rt.node_resources().await {
+                reported = Some(r);
+                break;
+            }
+        }
+        let mut attributes: BTreeMap<String, String> = cfg.node_attributes.clone();
+        attributes.insert("hostname".into(), cfg.node_name.clone());
+        let node = Node {
+            name: cfg.node_name.clone(),
+            address: cfg.advertise_address.clone(),
+            cpus: cfg
+                .node_cpus
+                .or(reported.as_ref().map(|r| r.cpus))
+                .unwrap_or(host_cpus),
+            mem: cfg
+                .node_mem
+                .or(reported.as_ref().map(|r| r.mem_mib))
+                .unwrap_or(host_mem),
+            attributes,
+        };
+        let shutdown = CancellationToken::new();
+        let events = EventBus::new(
+            store.client(),
+            cfg.internal_prefix.clone(),
+            EventsConfig::default(),
+        )
+        .await
+        .map_err(|e| StartError::Events(e.to_string()))?;
+        let bus = Bus::new(Some(events.clone()));
+        let mut core = Core::new(
+            cfg.clone(),
+            store,
+            bus,
+            node,
+            runtimes,
+            state,
+            shutdown.child_token(),
+        );
+        if let (Some(gw), false) = (gateway, cfg.container_etcd_endpoints_explicit) {
+            core.container_net_etcd_endpoints = Some(crate::env::rewrite_loopback(
+                &cfg.container_etcd_endpoints,
+                &gw,
+            ));
+        }
+        let core = core.into_arc();
+        core.recover().await;
+
+        let listener = TcpListener::bind(cfg.listen).map_err(|source| StartError::Bind {
+            addr: cfg.listen.to_string(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: cfg.listen.to_string(),
+                source,
+            })?
+            .port();
+        let data: CoreData = web::Data::new(core.clone());
+        let events_data = web::Data::new(events);
+        let server = HttpServer::new(move || {
+            actix_web::App::new()
+                .app_data(data.clone())
+                .app_data(events_data.clone())
+                .wrap(from_fn(guard))
+                .configure(api::configure)
+                .configure(EventBus::configure)
+                .default_service(web::to(api::not_found))
+        })
+        .disable_signals()
+        .workers(2)
+        .listen(listener)
+        .map_err(|source| StartError::Bind {
+            addr: cfg.listen.to_string(),
+            source,
+        })?
+        .run();
+        tracing::info!(address = %cfg.listen.ip(), port, version = env!("CARGO_PKG_VERSION"), "manager listening");
+        Ok(Application {
+            core,
+            port,
+            server,
+            runtime_events: rx,
+            shutdown,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn core(&self) -> Arc<Core> {
+        self.core.clone()
+    }
+
+    /// Serves until `stop` is cancelled, then drains (bounded by the drain delay).
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
+        let Application {
+            core,
+            server,
+            runtime_events,
+            shutdown,
+            ..
+        } = self;
+        let handle: ServerHandle = server.handle();
+        let reconciler = tokio::spawn(core.clone().run_reconciler());
+        let events = tokio::spawn(core.clone().run_runtime_events(runtime_events));
+        let health = tokio::spawn(core.clone().run_health_checks());
+        let mut server = tokio::spawn(server);
+        let result = tokio::select! {
+            r = &mut server => r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            _ = stop.cancelled() => {
+                tracing::info!("shutting down");
+                handle.stop(true).await;
+                Ok(())
+            }
+        };
+        shutdown.cancel();
+        if let Some(events) = core.bus.delivery() {
+            events.shutdown().await;
+        }
+        core.tracker.close();
+        let drain = core.cfg.shutdown_grace;
+        let _ = tokio::time::timeout(drain, async {
+            let _ = reconciler.await;
+            let _ = events.await;
+            let _ = health.await;
+            core.tracker.wait().await;
+        })
+        .await;
+        result
+    }
+}

@@ -1,0 +1,275 @@
+//! The manager's in-memory state (mirrored in etcd by [`crate::store`]):
+//! apps with their versions, tasks with their runtime handles, deployments,
+//! backoff and the last failure of each app.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use marathon::{
+    App, DeploymentStep, HealthCheckResult, IpAddress, Task, TaskFailure, TaskState, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+
+/// A task as the manager persists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRecord {
+    pub id: String,
+    pub app_id: String,
+    pub state: TaskState,
+    pub host: String,
+    pub node: String,
+    pub staged_at: Timestamp,
+    #[serde(default)]
+    pub started_at: Option<Timestamp>,
+    /// The app version the task was launched with.
+    pub version: Timestamp,
+    /// The app's `lastConfigChangeAt` at launch: other values are "old".
+    pub config_version: Timestamp,
+    /// Effective ports by index.
+    pub ports: Vec<u32>,
+    /// Host ports reserved on the node.
+    pub host_ports: Vec<u16>,
+    pub cpus: f64,
+    pub mem: f64,
+    /// Runtime name ("command" / "docker") and its opaque handle.
+    pub runtime: String,
+    #[serde(default)]
+    pub handle: String,
+    #[serde(default)]
+    pub ip_addresses: Vec<String>,
+    #[serde(default)]
+    pub is_docker: bool,
+    /// Kill grace, seconds.
+    pub kill_grace: u64,
+}
+
+impl TaskRecord {
+    /// Active = not terminal (KILLING counts: it still holds resources).
+    pub fn is_active(&self) -> bool {
+        !self.state.is_terminal()
+    }
+}
+
+/// A deployment as the manager persists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentRecord {
+    pub id: String,
+    pub version: Timestamp,
+    pub affected_apps: Vec<String>,
+    pub steps: Vec<DeploymentStep>,
+    /// The apps before the change (None = did not exist), for rollback.
+    pub original: BTreeMap<String, Option<App>>,
+}
+
+impl DeploymentRecord {
+    pub fn to_marathon(&self) -> marathon::Deployment {
+        let current_actions = self
+            .steps
+            .first()
+            .map(|s| s.actions.clone())
+            .unwrap_or_default();
+        let current_actions = current_actions
+            .into_iter()
+            .map(|mut a| {
+                a.readiness_check_results = Some(Vec::new());
+                a
+            })
+            .collect();
+        marathon::Deployment {
+            id: self.id.clone(),
+            version: self.version,
+            affected_apps: self.affected_apps.clone(),
+            affected_pods: Vec::new(),
+            steps: self.steps.clone(),
+            current_actions,
+            current_step: 1,
+            total_steps: self.steps.len() as u32,
+        }
+    }
+}
+
+/// Relaunch delay of an app after failures.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    pub failures: u32,
+    pub next_launch: Instant,
+    pub delay_secs: f64,
+}
+
+/// Why an app cannot launch what it needs right now (shown in /v2/queue).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    pub app_id: String,
+    pub count: usize,
+    pub reason: String,
+    pub since: Timestamp,
+}
+
+/// Key in [`State::health`] of the Docker HEALTHCHECK verdict (listed after
+/// the Marathon-level checks in `healthCheckResults`).
+pub const DOCKER_HEALTH: usize = usize::MAX;
+
+#[derive(Debug, Default)]
+pub struct State {
+    pub apps: BTreeMap<String, App>,
+    pub versions: BTreeMap<String, BTreeMap<Timestamp, App>>,
+    pub tasks: BTreeMap<String, TaskRecord>,
+    pub deployments: BTreeMap<String, DeploymentRecord>,
+    pub backoff: HashMap<String, Backoff>,
+    pub last_failure: HashMap<String, TaskFailure>,
+    /// Health results per task, by check index ([`DOCKER_HEALTH`] = the
+    /// image's own HEALTHCHECK).
+    pub health: HashMap<String, BTreeMap<usize, HealthCheckResult>>,
+    pub queue: BTreeMap<String, Waiting>,
+}
+
+impl State {
+    pub fn tasks_of<'a>(&'a self, app_id: &'a str) -> impl Iterator<Item = &'a TaskRecord> + 'a {
+        self.tasks.values().filter(move |t| t.app_id == app_id)
+    }
+
+    /// Deployments touching this app.
+    pub fn deployments_of(&self, app_id: &str) -> Vec<String> {
+        self.deployments
+            .values()
+            .filter(|d| d.affected_apps.iter().any(|a| a == app_id))
+            .map(|d| d.id.clone())
+            .collect()
+    }
+
+    /// Whether this task passes its app's health checks and its image's own
+    /// Docker HEALTHCHECK (None = no verdict: no checks, or none reported yet).
+    pub fn healthy(&self, task: &TaskRecord) -> Option<bool> {
+        let app = self.apps.get(&task.app_id)?;
+        let results = self.health.get(&task.id)?;
+        if app.health_checks.is_empty() {
+            return results.get(&DOCKER_HEALTH).map(|r| r.alive);
+        }
+        if results.values().any(|r| !r.alive) {
+            return Some(false);
+        }
+        let marathon = results.keys().filter(|i| **i != DOCKER_HEALTH).count();
+        if marathon == 0 {
+            return None;
+        }
+        Some(marathon >= app.health_checks.len())
+    }
+
+    /// The Marathon view of a task; `service_ports` only for `/v2/tasks`.
+    pub fn task_json(&self, t: &TaskRecord, with_service_ports: bool) -> Task {
+        let service_ports = if with_service_ports {
+            self.apps
+                .get(&t.app_id)
+                .map(App::service_ports)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let ips = if t.ip_addresses.is_empty() {
+            vec![t.host.clone()]
+        } else {
+            t.ip_addresses.clone()
+        };
+        Task {
+            id: t.id.clone(),
+            app_id: t.app_id.clone(),
+            host: t.host.clone(),
+            slave_id: Some(t.node.clone()),
+            state: t.state.clone(),
+            staged_at: Some(t.staged_at),
+            started_at: t.started_at,
+            version: Some(t.version),
+            ports: t.ports.clone(),
+            service_ports,
+            ip_addresses: ips.into_iter().map(IpAddress::v4).collect(),
+            health_check_results: self
+                .health
+                .get(&t.id)
+                .map(|m| m.values().cloned().collect())
+                .unwrap_or_default(),
+            local_volumes: Vec::new(),
+            region: None,
+            zone: None,
+            role: Some("*".into()),
+            extra: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task() -> TaskRecord {
+        let t = Timestamp::from_millis(1).unwrap();
+        TaskRecord {
+            id: "t".into(),
+            app_id: "/a".into(),
+            state: TaskState::Running,
+            host: "h".into(),
+            node: "n".into(),
+            staged_at: t,
+            started_at: Some(t),
+            version: t,
+            config_version: t,
+            ports: vec![],
+            host_ports: vec![],
+            cpus: 0.1,
+            mem: 8.0,
+            runtime: "docker".into(),
+            handle: String::new(),
+            ip_addresses: vec![],
+            is_docker: true,
+            kill_grace: 3,
+        }
+    }
+
+    fn result(alive: bool) -> HealthCheckResult {
+        HealthCheckResult {
+            alive,
+            ..HealthCheckResult::default()
+        }
+    }
+
+    /// (Marathon checks defined, alive by result index, verdict).
+    type Row = (usize, Vec<(usize, bool)>, Option<bool>);
+
+    #[test]
+    fn healthy_table_with_docker_healthcheck() {
+        let table: Vec<Row> = vec![
+            (0, vec![], None),
+            (0, vec![(DOCKER_HEALTH, true)], Some(true)),
+            (0, vec![(DOCKER_HEALTH, false)], Some(false)),
+            (1, vec![], None),
+            (1, vec![(0, true)], Some(true)),
+            (1, vec![(DOCKER_HEALTH, true)], None),
+            (1, vec![(DOCKER_HEALTH, false)], Some(false)),
+            (1, vec![(0, true), (DOCKER_HEALTH, false)], Some(false)),
+            (1, vec![(0, false), (DOCKER_HEALTH, true)], Some(false)),
+            (2, vec![(0, true), (DOCKER_HEALTH, true)], Some(false)),
+            (
+                2,
+                vec![(0, true), (1, true), (DOCKER_HEALTH, true)],
+                Some(true),
+            ),
+        ];
+        for (checks, results, want) in table {
+            let mut s = State::default();
+            let mut app = App {
+                id: "/a".into(),
+                ..App::default()
+            };
+            app.health_checks = vec![marathon::HealthCheck::default(); checks];
+            s.apps.insert(app.id.clone(), app);
+            if !results.is_empty() {
+                s.health.insert(
+                    "t".into(),
+                    results.iter().map(|(i, a)| (*i, result(*a))).collect(),
+                );
+            }
+            assert_eq!(s.healthy(&task()), want, "{checks} checks, {results:?}");
+        }
+    }
+}

@@ -1,0 +1,712 @@
+//! Parsing, normalisation (legacy inputs -> current fields, defaults) and
+//! validation of app definitions, with Marathon's paths and messages.
+//! Pure functions: the API layer calls them before anything is stored.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use marathon::{
+    App, Fetch, HealthCheckProtocol, Network, NetworkMode, PortDefinition, PortMapping,
+};
+use serde_json::{json, Map, Value};
+
+use crate::error::{ApiError, Violation};
+use crate::ids;
+
+/// What validation needs to know about the manager.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    pub allow_privileged: bool,
+}
+
+/// Parses a JSON body; 400 with Marathon's body when it is not JSON.
+pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::InvalidJson(
+            "No content to map due to end-of-input".into(),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))
+}
+
+/// Turns a JSON object into an [`App`]; wrong JSON types -> 400.
+pub fn app_from_value(value: Value) -> Result<App, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::InvalidJson("error.expected.jsobject".into()));
+    }
+    serde_json::from_value::<App>(value).map_err(|e| ApiError::InvalidJson(e.to_string()))
+}
+
+/// Applies an update body (AppUpdate) over an existing app: every field the
+/// body carries replaces the current one; legacy fields displace the
+/// current fields they map to.
+pub fn merge_update(existing: &App, update: &Map<String, Value>) -> Result<App, ApiError> {
+    let mut base = match serde_json::to_value(existing) {
+        Ok(Value::Object(m)) => m,
+        _ => {
+            return Err(ApiError::Internal(
+                "app does not serialise to an object".into(),
+            ))
+        }
+    };
+    for (k, v) in update {
+        match k.as_str() {
+            "id" | "version" | "versionInfo" => continue,
+            "ports" => {
+                base.remove("portDefinitions");
+            }
+            "uris" => {
+                base.remove("fetch");
+            }
+            "ipAddress" => {
+                base.remove("networks");
+            }
+            "container" => {
+                // A legacy docker.network in the update re-derives networks.
+                if v.pointer("/docker/network").is_some() {
+                    base.remove("networks");
+                }
+            }
+            _ => {}
+        }
+        base.insert(k.clone(), v.clone());
+    }
+    // A network change makes the other side's port fields meaningless.
+    let mut app = app_from_value(Value::Object(base))?;
+    app.id = existing.id.clone();
+    Ok(app)
+}
+
+/// Marathon's normalisation: canonical id, legacy fields moved to current
+/// ones, defaults for networks / ports / health-check port index.
+pub fn normalise(app: &mut App) {
+    app.id = ids::canonical(&app.id);
+    if let Some(ports) = app.ports.take() {
+        if app.port_definitions.is_none() {
+            app.port_definitions = Some(
+                ports
+                    .into_iter()
+                    .map(|p| PortDefinition {
+                        port: p,
+                        name: None,
+                        ..PortDefinition::default()
+                    })
+                    .collect(),
+            );
+        }
+    }
+    if let Some(uris) = app.uris.take() {
+        if app.fetch.is_empty() {
+            app.fetch = uris.into_iter().map(Fetch::from_uri).collect();
+        }
+    }
+    let ip_network_name = app
+        .ip_address
+        .as_ref()
+        .and_then(|ip| ip.get("networkName"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if let Some(container) = app.container.as_mut() {
+        if let Some(docker) = container.docker.as_mut() {
+            if let Some(net) = docker.network.take() {
+                if app.networks.is_empty() {
+                    let mut n = match net.to_ascii_uppercase().as_str() {
+                        "HOST" => Network::host(),
+                        "BRIDGE" => Network::bridge(),
+                        _ => Network {
+                            mode: NetworkMode::Container,
+                            name: ip_network_name.clone(),
+                            ..Network::default()
+                        },
+                    };
+                    if n.mode == NetworkMode::Container && n.name.is_none() {
+                        n.name = ip_network_name.clone();
+                    }
+                    app.networks = vec![n];
+                }
+            }
+            if let Some(pm) = docker.port_mappings.take() {
+                if container.port_mappings.is_none() {
+                    container.port_mappings = Some(pm);
+                }
+            }
+        }
+    }
+    if let Some(_ip) = app.ip_address.take() {
+        if app.networks.is_empty() {
+            app.networks = vec![Network {
+                mode: NetworkMode::Container,
+                name: ip_network_name,
+                ..Network::default()
+            }];
+        }
+    }
+    if app.networks.is_empty() {
+        app.networks = vec![Network::host()];
+    }
+    let host = app.is_host_network();
+    if host {
+        if app.port_definitions.is_none() {
+            app.port_definitions = Some(vec![PortDefinition::default()]);
+        }
+    } else {
+        app.require_ports = false;
+        let bridge = app
+            .networks
+            .iter()
+            .any(|n| n.mode == NetworkMode::ContainerBridge);
+        if let Some(c) = app.container.as_mut() {
+            if c.port_mappings.is_none() && app.port_definitions.is_none() {
+                c.port_mappings = Some(vec![PortMapping {
+                    name: Some("default".into()),
+                    host_port: bridge.then_some(0),
+                    ..PortMapping::default()
+                }]);
+            }
+            if bridge {
+                for pm in c.port_mappings.iter_mut().flatten() {
+                    if pm.host_port.is_none() {
+                        pm.host_port = Some(0);
+                    }
+                }
+            }
+        }
+    }
+    let nports = port_count(app);
+    for hc in app.health_checks.iter_mut() {
+        if hc.protocol != HealthCheckProtocol::Command
+            && hc.port.is_none()
+            && hc.port_index.is_none()
+            && nports > 0
+        {
+            hc.port_index = Some(0);
+        }
+    }
+    if app.role.is_none() {
+        app.role = Some("*".into());
+    }
+}
+
+/// Number of declared ports (mappings for non-host, definitions for host).
+pub fn port_count(app: &App) -> usize {
+    if app.is_host_network() {
+        app.port_definitions.as_ref().map_or(0, Vec::len)
+    } else {
+        app.container
+            .as_ref()
+            .and_then(|c| c.port_mappings.as_ref())
+            .map_or(0, Vec::len)
+    }
+}
+
+const CMD_ARGS_CONTAINER: &str =
+    "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'.";
+
+/// Validates a normalised app; empty = valid.
+pub fn validate(app: &App, limits: &Limits) -> Vec<Violation> {
+    let mut v = Vec::new();
+    if let Err(e) = ids::validate_app_id(&app.id) {
+        v.push(Violation::new("/id", e));
+    }
+    let has_cmd = app.cmd.is_some();
+    let has_args = !app.args.is_empty();
+    if (has_cmd && has_args) || (!has_cmd && !has_args && app.container.is_none()) {
+        v.push(Violation::new("/", CMD_ARGS_CONTAINER));
+    }
+    if let Some(cmd) = &app.cmd {
+        if cmd.trim().is_empty() {
+            v.push(Violation::new("/cmd", "must not be empty"));
+        }
+    }
+    for (field, value) in [("cpus", app.cpus), ("mem", app.mem), ("disk", app.disk)] {
+        if !(value >= 0.0) {
+            v.push(Violation::new(
+                format!("/{field}"),
+                format!("got {value}, expected 0.0 or more"),
+            ));
+        }
+    }
+    let us = &app.upgrade_strategy;
+    for (field, value) in [
+        ("minimumHealthCapacity", us.minimum_health_capacity),
+        ("maximumOverCapacity", us.maximum_over_capacity),
+    ] {
+        let path = format!("/upgradeStrategy/{field}");
+        if value > 1.0 {
+            v.push(Violation::new(path, "is greater than 1"));
+        } else if !(value >= 0.0) {
+            v.push(Violation::new(path, "is less than 0"));
+        }
+    }
+    if !(app.backoff_factor >= 1.0) {
+        v.push(Violation::new(
+            "/backoffFactor",
+            format!("got {}, expected 1.0 or more", app.backoff_factor),
+        ));
+    }
+    for (i, c) in app.constraints.iter().enumerate() {
+        if let Err(msg) = crate::constraints::validate(c) {
+            v.push(Violation::new(format!("/constraints({i})"), msg));
+        }
+    }
+    validate_ports(app, &mut v);
+    if let Some(c) = &app.container {
+        match &c.docker {
+            Some(d) => validate_docker(d, limits, &mut v),
+            None if c.kind == marathon::ContainerType::Docker => {
+                v.push(Violation::new("/container/docker", "must not be empty"))
+            }
+            None => {}
+        }
+    }
+    let nports = port_count(app);
+    for (i, hc) in app.health_checks.iter().enumerate() {
+        let path = format!("/healthChecks({i})");
+        match hc.protocol {
+            HealthCheckProtocol::Command => {
+                if hc
+                    .command
+                    .as_ref()
+                    .map_or(true, |c| c.value.trim().is_empty())
+                {
+                    v.push(Violation::new(
+                        format!("{path}/command"),
+                        "must not be empty",
+                    ));
+                }
+            }
+            _ => {
+                if hc.port.is_none() && hc.port_index.map_or(true, |p| p as usize >= nports) {
+                    v.push(Violation::new(
+                        path,
+                        "Health check port indices must address an element of the ports array or container port mappings.",
+                    ));
+                }
+            }
+        }
+    }
+    v
+}
+
+const PRIVILEGED_REFUSED: &str =
+    "privileged containers are not allowed (start the manager with --allow-privileged)";
+
+/// `container.docker`: image, `privileged` (flag or parameter) and every
+/// `parameters` problem (unknown key, bad value), one violation each.
+fn validate_docker(d: &marathon::Docker, limits: &Limits, v: &mut Vec<Violation>) {
+    if d.image.trim().is_empty() {
+        v.push(Violation::new(
+            "/container/docker/image",
+            "must not be empty",
+        ));
+    }
+    if d.privileged && !limits.allow_privileged {
+        v.push(Violation::new(
+            "/container/docker/privileged",
+            PRIVILEGED_REFUSED,
+        ));
+    }
+    let params: Vec<(String, String)> = d
+        .parameters
+        .iter()
+        .map(|p| (p.key.clone(), p.value.clone()))
+        .collect();
+    if let Err(problems) = crate::runtime::docker::validate_parameters(&params) {
+        for problem in problems {
+            v.push(Violation::new("/container/docker/parameters", problem));
+        }
+    }
+    if !limits.allow_privileged {
+        for (key, value) in &params {
+            let privileged = key.trim().trim_start_matches('-') == "privileged"
+                && matches!(
+                    value.trim().to_ascii_lowercase().as_str(),
+                    "" | "true" | "1" | "yes"
+                );
+            if privileged {
+                v.push(Violation::new(
+                    "/container/docker/parameters",
+                    format!("docker parameter '{key}': {PRIVILEGED_REFUSED}"),
+                ));
+            }
+        }
+    }
+}
+
+fn validate_ports(app: &App, v: &mut Vec<Violation>) {
+    let host = app.is_host_network();
+    let exclusive = app
+        .networks
+        .iter()
+        .any(|n| matches!(n.mode, NetworkMode::Host | NetworkMode::ContainerBridge));
+    if app.networks.len() > 1 && exclusive {
+        v.push(Violation::new(
+            "/networks",
+            "host or container/bridge networking must be the only network",
+        ));
+    }
+    let mappings = app
+        .container
+        .as_ref()
+        .and_then(|c| c.port_mappings.as_ref());
+    if host && mappings.is_some_and(|m| !m.is_empty()) {
+        v.push(Violation::new(
+            "/container/portMappings",
+            "portMappings are not allowed with host-networking",
+        ));
+    }
+    if !host && app.port_definitions.as_ref().is_some_and(|p| !p.is_empty()) {
+        v.push(Violation::new(
+            "/portDefinitions",
+            "portDefinitions are only allowed with host-networking",
+        ));
+    }
+    if !host && app.container.is_none() {
+        v.push(Violation::new(
+            "/networks",
+            "container networking requires a container",
+        ));
+    }
+    let mut names = BTreeSet::new();
+    let mut fixed = BTreeSet::new();
+    for (i, pd) in app.port_definitions.iter().flatten().enumerate() {
+        if pd.port > 65535 {
+            v.push(Violation::new(
+                format!("/portDefinitions({i})/port"),
+                format!("got {}, expected between 0 and 65535", pd.port),
+            ));
+        }
+        if let Some(n) = &pd.name {
+            if !names.insert(n.clone()) {
+                v.push(Violation::new(
+                    "/portDefinitions",
+                    "Port names must be unique.",
+                ));
+            }
+        }
+        if pd.port != 0 && !fixed.insert(pd.port) {
+            v.push(Violation::new("/portDefinitions", "Ports must be unique."));
+        }
+        if !valid_protocol(&pd.protocol) {
+            v.push(Violation::new(
+                format!("/portDefinitions({i})/protocol"),
+                "is invalid. Only tcp, udp and udp,tcp are allowed.",
+            ));
+        }
+    }
+    let mut host_ports = BTreeSet::new();
+    for (i, pm) in mappings.into_iter().flatten().enumerate() {
+        for (field, value) in [
+            ("containerPort", Some(pm.container_port)),
+            ("hostPort", pm.host_port),
+            ("servicePort", Some(pm.service_port)),
+        ] {
+            if value.is_some_and(|p| p > 65535) {
+                v.push(Violation::new(
+                    format!("/container/portMappings({i})/{field}"),
+                    format!("got {}, expected between 0 and 65535", value.unwrap_or(0)),
+                ));
+            }
+        }
+        if let Some(n) = &pm.name {
+            if !names.insert(n.clone()) {
+                v.push(Violation::new(
+                    "/container/portMappings",
+                    "Port names must be unique.",
+                ));
+            }
+        }
+        if let Some(hp) = pm.host_port.filter(|p| *p != 0) {
+            if !host_ports.insert(hp) {
+                v.push(Violation::new(
+                    "/container/portMappings",
+                    "Host ports must be unique.",
+                ));
+            }
+        }
+        if !valid_protocol(&pm.protocol) {
+            v.push(Violation::new(
+                format!("/container/portMappings({i})/protocol"),
+                "is invalid. Only tcp, udp and udp,tcp are allowed.",
+            ));
+        }
+    }
+}
+
+fn valid_protocol(p: &str) -> bool {
+    matches!(p, "tcp" | "udp" | "udp,tcp" | "tcp,udp")
+}
+
+/// Replaces every 0 service port with a free one from `range`, reusing the
+/// previous definition's ports first. `used` = service ports of other apps.
+pub fn assign_service_ports(
+    app: &mut App,
+    previous: Option<&App>,
+    used: &BTreeSet<u32>,
+    range: (u16, u16),
+) -> Result<(), ApiError> {
+    let mut taken: BTreeSet<u32> = used.clone();
+    let prev: Vec<u32> = previous.map(|p| p.service_ports()).unwrap_or_default();
+    let current = app.service_ports();
+    taken.extend(current.iter().copied().filter(|p| *p != 0));
+    let next = |i: usize, taken: &mut BTreeSet<u32>| -> Result<u32, ApiError> {
+        if let Some(p) = prev
+            .get(i)
+            .copied()
+            .filter(|p| *p != 0 && !taken.contains(p))
+        {
+            taken.insert(p);
+            return Ok(p);
+        }
+        let p = (u32::from(range.0)..=u32::from(range.1))
+            .find(|p| !taken.contains(p))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "/",
+                    &format!(
+                        "All ports in the range [{}-{}) are already in use",
+                        range.0, range.1
+                    ),
+                )
+            })?;
+        taken.insert(p);
+        Ok(p)
+    };
+    if app.is_host_network() {
+        for (i, pd) in app.port_definitions.iter_mut().flatten().enumerate() {
+            if pd.port == 0 {
+                pd.port = next(i, &mut taken)?;
+            }
+        }
+    } else if let Some(pms) = app
+        .container
+        .as_mut()
+        .and_then(|c| c.port_mappings.as_mut())
+    {
+        for (i, pm) in pms.iter_mut().enumerate() {
+            if pm.service_port == 0 {
+                pm.service_port = next(i, &mut taken)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a change from `old` to `new` is a config change (rolling
+/// restart) rather than a pure scale.
+pub fn is_upgrade(old: &App, new: &App) -> bool {
+    let strip = |a: &App| {
+        let mut a = a.clone();
+        a.instances = 0;
+        a.version = None;
+        a.version_info = None;
+        a
+    };
+    strip(old) != strip(new)
+}
+
+/// Labels filter (`label` query): comma = AND; `k`, `k==v`, `k!=v`,
+/// `k in (a,b)`, `k notin (a,b)`.
+pub fn label_selector_matches(selector: &str, labels: &BTreeMap<String, String>) -> bool {
+    split_selector(selector).iter().all(|term| {
+        let term = term.trim();
+        if term.is_empty() {
+            return true;
+        }
+        if let Some((k, v)) = term.split_once("==") {
+            return labels.get(&unescape(k.trim())) == Some(&unescape(v.trim()));
+        }
+        if let Some((k, v)) = term.split_once("!=") {
+            return labels.get(&unescape(k.trim())) != Some(&unescape(v.trim()));
+        }
+        for (op, negate) in [(" notin ", true), (" in ", false)] {
+            if let Some((k, set)) = term.split_once(op) {
+                let set = set.trim().trim_start_matches('(').trim_end_matches(')');
+                let values: Vec<String> = set.split(',').map(|s| unescape(s.trim())).collect();
+                let hit = labels
+                    .get(&unescape(k.trim()))
+                    .is_some_and(|v| values.contains(v));
+                return hit != negate;
+            }
+        }
+        labels.contains_key(&unescape(term))
+    })
+}
+
+fn split_selector(s: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut depth = 0;
+    let mut escaped = false;
+    for c in s.chars() {
+        let cur = out.last_mut().expect("non-empty");
+        if escaped {
+            cur.push('\\');
+            cur.push(c);
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            '(' => {
+                depth += 1;
+                cur.push(c)
+            }
+            ')' => {
+                depth -= 1;
+                cur.push(c)
+            }
+            ',' if depth == 0 => out.push(String::new()),
+            _ => cur.push(c),
+        }
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::new();
+    let mut esc = false;
+    for c in s.chars() {
+        if esc {
+            out.push(c);
+            esc = false;
+        } else if c == '\\' {
+            esc = true;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A compact JSON used in tests.
+pub fn sample(id: &str) -> Value {
+    json!({"id": id, "cmd": "sleep 1000", "cpus": 0.1, "mem": 16})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(v: Value) -> App {
+        let mut a = app_from_value(v).unwrap();
+        normalise(&mut a);
+        a
+    }
+
+    fn paths(v: Vec<Violation>) -> Vec<String> {
+        v.into_iter()
+            .map(|v| format!("{} {}", v.path, v.errors.join("|")))
+            .collect()
+    }
+
+    #[test]
+    fn legacy_inputs_are_normalised() {
+        let a = app(json!({"id":"web","cmd":"x","ports":[0, 8080],"uris":["http://a/b.tgz"]}));
+        assert_eq!(a.id, "/web");
+        let pd = a.port_definitions.clone().unwrap();
+        assert_eq!(pd.iter().map(|p| p.port).collect::<Vec<_>>(), vec![0, 8080]);
+        assert_eq!(a.fetch[0].uri, "http://a/b.tgz");
+        let out = serde_json::to_value(&a).unwrap();
+        assert!(out.get("ports").is_none() && out.get("uris").is_none());
+
+        let d = app(
+            json!({"id":"d","container":{"type":"DOCKER","docker":{"image":"x","network":"BRIDGE",
+            "portMappings":[{"containerPort":80}]}}}),
+        );
+        assert_eq!(d.networks[0].mode, NetworkMode::ContainerBridge);
+        let pm = d.container.as_ref().unwrap().port_mappings.clone().unwrap();
+        assert_eq!(pm[0].container_port, 80);
+        assert_eq!(pm[0].host_port, Some(0));
+        assert!(d.port_definitions.is_none());
+        let out = serde_json::to_value(&d).unwrap();
+        assert!(out["container"]["docker"].get("network").is_none());
+        assert!(out.get("portDefinitions").is_none());
+    }
+
+    #[test]
+    fn validation_messages() {
+        let limits = Limits::default();
+        let cases: Vec<(Value, Vec<&str>)> = vec![
+            (json!({"id":"/ok","cmd":"x"}), vec![]),
+            (json!({"id":"/Bad","cmd":"x"}), vec!["/id"]),
+            (json!({"id":"/x"}), vec!["/ AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'."]),
+            (json!({"id":"/x","cmd":"a","args":["b"]}), vec!["/ AppDefinition"]),
+            (json!({"id":"/x","cmd":"a","upgradeStrategy":{"minimumHealthCapacity":1.5}}), vec!["/upgradeStrategy/minimumHealthCapacity is greater than 1"]),
+            (json!({"id":"/x","cmd":"a","constraints":[["hostname","UNIQUE","x"]]}), vec!["/constraints(0) UNIQUE does not accept a value"]),
+            (json!({"id":"/x","cmd":"a","cpus":-1}), vec!["/cpus"]),
+            (json!({"id":"/x","cmd":"a","portDefinitions":[{"port":80,"name":"a"},{"port":81,"name":"a"}]}), vec!["/portDefinitions Port names must be unique."]),
+            (json!({"id":"/x","cmd":"a","healthChecks":[{"protocol":"HTTP","portIndex":3}]}), vec!["/healthChecks(0) Health check port indices"]),
+            (json!({"id":"/x","container":{"docker":{"image":"i","privileged":true}}}), vec!["/container/docker/privileged"]),
+            (json!({"id":"/x","container":{"docker":{"image":"i","parameters":[{"key":"no-such-flag","value":"x"},{"key":"hostname","value":"h"},{"key":"ulimit","value":"nofile"}]}}}),
+                vec!["/container/docker/parameters docker parameter 'no-such-flag': unknown parameter", "/container/docker/parameters docker parameter 'ulimit'"]),
+            (json!({"id":"/x","container":{"docker":{"image":"i","parameters":[{"key":"privileged","value":"true"}]}}}),
+                vec!["/container/docker/parameters docker parameter 'privileged': privileged containers are not allowed"]),
+            (json!({"id":"/x","container":{"docker":{"image":"i","parameters":[{"key":"privileged","value":"false"},{"key":"add-host","value":"a:1.2.3.4"}]}}}), vec![]),
+        ];
+        for (input, expected) in cases {
+            let got = paths(validate(&app(input.clone()), &limits));
+            assert_eq!(got.len(), expected.len(), "{input}: {got:?}");
+            for (g, e) in got.iter().zip(expected) {
+                assert!(g.starts_with(e), "{input}: {g} vs {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn privileged_allowed_by_the_manager_flag() {
+        let limits = Limits {
+            allow_privileged: true,
+        };
+        let input = json!({"id":"/x","container":{"docker":{"image":"i","privileged":true,
+            "parameters":[{"key":"privileged","value":"true"}]}}});
+        assert_eq!(paths(validate(&app(input), &limits)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn service_ports_assigned_and_reused() {
+        let mut a = app(
+            json!({"id":"/x","cmd":"a","portDefinitions":[{"port":0},{"port":0},{"port":12000}]}),
+        );
+        let used: BTreeSet<u32> = [10000].into_iter().collect();
+        assign_service_ports(&mut a, None, &used, (10000, 20000)).unwrap();
+        assert_eq!(a.service_ports(), vec![10001, 10002, 12000]);
+        let mut b = app(json!({"id":"/x","cmd":"b","portDefinitions":[{"port":0},{"port":0}]}));
+        assign_service_ports(&mut b, Some(&a), &used, (10000, 20000)).unwrap();
+        assert_eq!(b.service_ports(), vec![10001, 10002]);
+        let mut full = app(json!({"id":"/y","cmd":"a"}));
+        assert!(assign_service_ports(&mut full, None, &[5].into_iter().collect(), (5, 5)).is_err());
+    }
+
+    #[test]
+    fn updates_and_upgrades() {
+        let a = app(json!({"id":"/x","cmd":"a","instances":1}));
+        let scaled = merge_update(&a, json!({"instances":3}).as_object().unwrap()).unwrap();
+        assert_eq!(scaled.instances, 3);
+        assert_eq!(scaled.cmd.as_deref(), Some("a"));
+        assert!(!is_upgrade(&a, &scaled));
+        let changed = merge_update(&a, json!({"cmd":"b"}).as_object().unwrap()).unwrap();
+        assert!(is_upgrade(&a, &changed));
+    }
+
+    #[test]
+    fn label_selectors() {
+        let labels: BTreeMap<String, String> = [
+            ("env".to_string(), "prod".to_string()),
+            ("tier".to_string(), "web".to_string()),
+        ]
+        .into();
+        let cases = [
+            ("env", true),
+            ("missing", false),
+            ("env==prod", true),
+            ("env==dev", false),
+            ("env!=dev", true),
+            ("env in (dev, prod)", true),
+            ("env notin (dev, prod)", false),
+            ("env==prod,tier==web", true),
+            ("env==prod,tier==db", false),
+        ];
+        for (sel, want) in cases {
+            assert_eq!(label_selector_matches(sel, &labels), want, "{sel}");
+        }
+    }
+}

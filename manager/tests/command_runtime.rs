@@ -1,0 +1,631 @@
+//! The command runtime with real processes: environment, exit statuses, kills
+//! (trapped SIGTERM, grace -> SIGKILL, whole process group), bounded logs,
+//! recovery after the runtime is dropped (a dead manager), orphans, and
+//! processes that are not ours.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use manager::runtime::command::{CommandConfig, CommandRuntime};
+use manager::runtime::{
+    Exit, KnownTask, LaunchSpec, Runtime, RuntimeError, RuntimeEvent, Workload,
+};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A temp data dir; on drop, every task process recorded in it is killed.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Scratch {
+        let p = std::env::temp_dir().join(format!("mdo-cmd-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Ok(dirs) = std::fs::read_dir(self.0.join("tasks")) {
+            for d in dirs.flatten() {
+                let Ok(text) = std::fs::read_to_string(d.path().join("marker.json")) else {
+                    continue;
+                };
+                let m: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                for (pid_key, start_key, group) in [
+                    ("pid", "task_start", true),
+                    ("shim_pid", "shim_start", false),
+                ] {
+                    let pid = m[pid_key].as_i64().unwrap_or(0) as i32;
+                    if pid > 0 && start_time(pid) == m[start_key].as_u64() {
+                        let target = nix::unistd::Pid::from_raw(pid);
+                        if group {
+                            let _ =
+                                nix::sys::signal::killpg(target, nix::sys::signal::Signal::SIGKILL);
+                        } else {
+                            let _ =
+                                nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
+                        }
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(String::from).collect())
+}
+
+fn start_time(pid: i32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// Exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    matches!(stat_fields(pid), Some(f) if f[0] != "Z" && f[0] != "X")
+}
+
+fn config(dir: &Path) -> CommandConfig {
+    let mut cfg = CommandConfig::new(dir.to_path_buf());
+    cfg.shim = Some(PathBuf::from(env!("CARGO_BIN_EXE_mdo-task-shim")));
+    cfg.base_env = BTreeMap::from([
+        (
+            "PATH".to_string(),
+            "/usr/local/bin:/usr/bin:/bin".to_string(),
+        ),
+        ("HOME".to_string(), "/nonexistent-home".to_string()),
+    ]);
+    cfg
+}
+
+fn runtime(cfg: CommandConfig) -> (CommandRuntime, UnboundedReceiver<RuntimeEvent>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (CommandRuntime::with_config(cfg, tx).unwrap(), rx)
+}
+
+fn spec(task_id: &str, workload: Workload, env: &[(&str, &str)]) -> LaunchSpec {
+    LaunchSpec {
+        task_id: task_id.to_string(),
+        app_id: "/test".into(),
+        app_version: "2026-11-22T04:00:00.000Z".into(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        cpus: 0.1,
+        mem_mib: 16.0,
+        kill_grace: Duration::from_secs(3),
+        workload,
+    }
+}
+
+fn sh(cmd: &str) -> Workload {
+    Workload::Command {
+        cmd: Some(cmd.to_string()),
+        args: Vec::new(),
+    }
+}
+
+async fn next_exit(rx: &mut UnboundedReceiver<RuntimeEvent>, task_id: &str) -> Exit {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no exit event for {task_id}"))
+            .expect("event channel open");
+        if let RuntimeEvent::Exited { task_id: id, exit } = ev {
+            if id == task_id {
+                return exit;
+            }
+        }
+    }
+}
+
+/// The next `n` exits, by task id (they may come in any order).
+async fn collect_exits(
+    rx: &mut UnboundedReceiver<RuntimeEvent>,
+    n: usize,
+) -> BTreeMap<String, Exit> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut exits = BTreeMap::new();
+    while exits.len() < n {
+        let ev = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {exits:?} exited"))
+            .expect("event channel open");
+        if let RuntimeEvent::Exited { task_id, exit } = ev {
+            exits.insert(task_id, exit);
+        }
+    }
+    exits
+}
+
+async fn wait_for_output(rt: &CommandRuntime, task_id: &str, needle: &str) {
+    testkit::eventually_async(&format!("{task_id} prints {needle:?}"), WAIT, || async {
+        let out = rt.logs(task_id, None).await.ok()?;
+        String::from_utf8_lossy(&out).contains(needle).then_some(())
+    })
+    .await;
+}
+
+async fn read_pid(path: &Path) -> i32 {
+    testkit::eventually_async(&format!("{} written", path.display()), WAIT, || async {
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    })
+    .await
+}
+
+async fn wait_dead(pid: i32, what: &str) {
+    testkit::eventually_async(what, WAIT, || async { (!alive(pid)).then_some(()) }).await;
+}
+
+#[tokio::test]
+async fn task_sees_exactly_its_environment_and_output_is_logged() {
+    let dir = Scratch::new();
+    let (rt, mut rx) = runtime(config(dir.path()));
+    let workload = Workload::Command {
+        cmd: None,
+        args: vec!["env".into()],
+    };
+    let started = rt
+        .launch(&spec(
+            "env-task",
+            workload,
+            &[
+                ("FOO", "bar baz"),
+                ("MARATHON_APP_ID", "/test"),
+                ("HOME", "/task-home"),
+            ],
+        ))
+        .await
+        .unwrap();
+    assert!(started.handle.parse::<i32>().unwrap() > 0);
+    assert!(started.ip_addresses.is_empty());
+    assert_eq!(next_exit(&mut rx, "env-task").await, Exit::Finished);
+    let out = String::from_utf8(rt.logs("env-task", None).await.unwrap()).unwrap();
+    let env: BTreeMap<&str, &str> = out.lines().filter_map(|l| l.split_once('=')).collect();
+    let want = BTreeMap::from([
+        ("FOO", "bar baz"),
+        ("HOME", "/task-home"),
+        ("MARATHON_APP_ID", "/test"),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+    ]);
+    // Nothing of the test process's environment (CARGO_*, RUST_*...) leaks in.
+    assert_eq!(env, want);
+}
+
+#[tokio::test]
+async fn default_base_environment_is_path_home_lang_only() {
+    let env = manager::runtime::command::inherited_base_env();
+    assert!(env.contains_key("PATH"));
+    assert!(
+        env.keys()
+            .all(|k| ["PATH", "HOME", "LANG"].contains(&k.as_str())),
+        "{env:?}"
+    );
+}
+
+#[tokio::test]
+async fn exit_statuses_become_finished_or_failed_with_the_status() {
+    let dir = Scratch::new();
+    let (rt, mut rx) = runtime(config(dir.path()));
+    let cases = [
+        ("ok", sh("echo done; exit 0"), Exit::Finished),
+        (
+            "three",
+            sh("exit 3"),
+            Exit::Failed {
+                message: "Command exited with status 3".into(),
+            },
+        ),
+        (
+            "signal",
+            sh("kill -9 $$"),
+            Exit::Failed {
+                message: "Command killed by signal 9 (SIGKILL)".into(),
+            },
+        ),
+        (
+            "args",
+            Workload::Command {
+                cmd: None,
+                args: vec!["sh".into(), "-c".into(), "exit $0".into(), "4".into()],
+            },
+            Exit::Failed {
+                message: "Command exited with status 4".into(),
+            },
+        ),
+    ];
+    for (id, workload, _) in &cases {
+        rt.launch(&spec(id, workload.clone(), &[])).await.unwrap();
+    }
+    let exits = collect_exits(&mut rx, cases.len()).await;
+    for (id, _, want) in cases {
+        assert_eq!(exits[id], want, "{id}");
+    }
+    // A missing program fails the launch itself.
+    let missing = Workload::Command {
+        cmd: None,
+        args: vec!["/no/such/program".into()],
+    };
+    match rt.launch(&spec("missing", missing, &[])).await {
+        Err(RuntimeError::Launch(msg)) => assert!(msg.contains("/no/such/program"), "{msg}"),
+        other => panic!("expected a launch error, got {other:?}"),
+    }
+    let neither = Workload::Command {
+        cmd: None,
+        args: Vec::new(),
+    };
+    assert!(matches!(
+        rt.launch(&spec("neither", neither, &[])).await,
+        Err(RuntimeError::Launch(_))
+    ));
+    assert!(matches!(
+        rt.launch(&spec("bad/id", sh("true"), &[])).await,
+        Err(RuntimeError::Launch(_))
+    ));
+}
+
+#[tokio::test]
+async fn kill_lets_a_trapping_task_exit_cleanly() {
+    let dir = Scratch::new();
+    let (rt, mut rx) = runtime(config(dir.path()));
+    let started = rt
+        .launch(&spec(
+            "trap",
+            sh("trap 'echo got TERM; exit 0' TERM; echo ready; while true; do sleep 0.05; done"),
+            &[],
+        ))
+        .await
+        .unwrap();
+    let pid: i32 = started.handle.parse().unwrap();
+    wait_for_output(&rt, "trap", "ready").await;
+    rt.kill("trap", Duration::from_secs(30)).await.unwrap();
+    assert_eq!(next_exit(&mut rx, "trap").await, Exit::Killed);
+    assert!(!alive(pid));
+    let out = String::from_utf8(rt.logs("trap", None).await.unwrap()).unwrap();
+    assert!(out.contains("got TERM"), "{out}");
+    // Killing again is harmless; an unknown task is an error.
+    rt.kill("trap", Duration::from_secs(1)).await.unwrap();
+    assert!(matches!(
+        rt.kill("nope", Duration::ZERO).await,
+        Err(RuntimeError::UnknownTask(_))
+    ));
+}
+
+#[tokio::test]
+async fn kill_escalates_to_sigkill_after_the_grace_period_and_reaches_grandchildren() {
+    let dir = Scratch::new();
+    let (rt, mut rx) = runtime(config(dir.path()));
+    let gc_file = dir.path().join("grandchild.pid");
+    let cmd = format!(
+        "trap '' TERM; (sleep 1000 & echo $! > {}; wait) & echo ready; while true; do sleep 0.05; done",
+        gc_file.display()
+    );
+    let started = rt.launch(&spec("stubborn", sh(&cmd), &[])).await.unwrap();
+    let pid: i32 = started.handle.parse().unwrap();
+    let grandchild = read_pid(&gc_file).await;
+    wait_for_output(&rt, "stubborn", "ready").await;
+    assert!(alive(grandchild));
+    rt.kill("stubborn", Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(next_exit(&mut rx, "stubborn").await, Exit::Killed);
+    assert!(
+        !alive(pid),
+        "the task ignored SIGTERM and must have been SIGKILLed"
+    );
+    wait_dead(grandchild, "grandchild gone").await;
+}
+
+#[tokio::test]
+async fn processes_left_behind_by_an_ended_task_are_killed() {
+    let dir = Scratch::new();
+    let (rt, mut rx) = runtime(config(dir.path()));
+    let bg_file = dir.path().join("bg.pid");
+    let cmd = format!("sleep 1000 & echo $! > {}; exit 0", bg_file.display());
+    rt.launch(&spec("leaver", sh(&cmd), &[])).await.unwrap();
+    let bg = read_pid(&bg_file).await;
+    assert_eq!(next_exit(&mut rx, "leaver").await, Exit::Finished);
+    wait_dead(bg, "background process killed").await;
+}
+
+#[tokio::test]
+async fn logs_are_bounded_and_tail_returns_the_last_lines() {
+    let dir = Scratch::new();
+    let mut cfg = config(dir.path());
+    cfg.log_limit_bytes = 64 * 1024;
+    let (rt, mut rx) = runtime(cfg);
+    // ~330 KB of output, on stdout and stderr.
+    let cmd = "i=0; while [ $i -lt 5000 ]; do echo \"line $i ..........................................\"; \
+               [ $((i % 1000)) -eq 0 ] && echo \"err $i\" >&2; i=$((i+1)); done";
+    rt.launch(&spec("chatty", sh(cmd), &[])).await.unwrap();
+    assert_eq!(next_exit(&mut rx, "chatty").await, Exit::Finished);
+    let all = rt.logs("chatty", None).await.unwrap();
+    assert!(all.len() <= 64 * 1024, "{} bytes", all.len());
+    let text = String::from_utf8(all).unwrap();
+    assert!(
+        text.starts_with("line "),
+        "cut at a line boundary: {:?}",
+        &text[..40]
+    );
+    assert!(text.ends_with("line 4999 ..........................................\n"));
+    let on_disk: u64 = std::fs::read_dir(rt.task_dir("chatty"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("output.log"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(on_disk <= 2 * 64 * 1024, "{on_disk} bytes on disk");
+    let tail = rt.logs("chatty", Some(2)).await.unwrap();
+    assert_eq!(
+        String::from_utf8(tail).unwrap(),
+        "line 4998 ..........................................\nline 4999 ..........................................\n"
+    );
+    // stderr is captured too (interleaved).
+    rt.launch(&spec(
+        "stderr",
+        sh("echo out; echo err >&2; echo out2"),
+        &[],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_exit(&mut rx, "stderr").await, Exit::Finished);
+    assert_eq!(rt.logs("stderr", None).await.unwrap(), b"out\nerr\nout2\n");
+    assert!(matches!(
+        rt.logs("nope", None).await,
+        Err(RuntimeError::UnknownTask(_))
+    ));
+}
+
+fn known(id: &str) -> KnownTask {
+    KnownTask {
+        task_id: id.into(),
+        app_id: "/test".into(),
+        handle: String::new(),
+        workload_is_docker: false,
+    }
+}
+
+#[tokio::test]
+async fn recover_adopts_running_tasks_reports_ended_ones_and_removes_orphans() {
+    let dir = Scratch::new();
+    let stop = |name: &str| dir.path().join(format!("{name}.stop"));
+    let until = |name: &str, code: i32| {
+        format!(
+            "echo up; until [ -f {} ]; do sleep 0.05; done; exit {code}",
+            stop(name).display()
+        )
+    };
+    // A process this runtime never started, in its own group like a task.
+    let mut hand = testkit::ChildGuard::new(
+        std::process::Command::new("sleep")
+            .arg("1000")
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let hand_pid = hand.id() as i32;
+
+    let (pids, tasks_dir) = {
+        let (rt1, _rx1) = runtime(config(dir.path()));
+        let mut pids = BTreeMap::new();
+        for (id, code) in [
+            ("adopt-me", 7),
+            ("kill-me", 0),
+            ("ends-while-down", 5),
+            ("orphan", 0),
+        ] {
+            let started = rt1
+                .launch(&spec(id, sh(&until(id, code)), &[("X", "1")]))
+                .await
+                .unwrap();
+            pids.insert(id, started.handle.parse::<i32>().unwrap());
+            wait_for_output(&rt1, id, "up").await;
+        }
+        (pids, dir.path().join("tasks"))
+        // rt1 dropped here: the manager "dies"; its tasks keep running.
+    };
+    assert!(pids.values().all(|&p| alive(p)));
+    // A stale marker naming the hand-started process with another start time
+    // (a recycled pid) must never lead to a kill.
+    let fake = tasks_dir.join("stale");
+    std::fs::create_dir_all(&fake).unwrap();
+    let bogus = serde_json::json!({"shim_pid": hand_pid, "shim_start": 1, "pid": hand_pid, "task_start": 1});
+    std::fs::write(fake.join("marker.json"), bogus.to_string()).unwrap();
+
+    std::fs::write(stop("ends-while-down"), "").unwrap();
+    testkit::eventually_async("exit recorded while no runtime runs", WAIT, || async {
+        tasks_dir
+            .join("ends-while-down/exit.json")
+            .exists()
+            .then_some(())
+    })
+    .await;
+
+    let (rt2, mut rx2) = runtime(config(dir.path()));
+    let known_tasks = [
+        known("adopt-me"),
+        known("kill-me"),
+        known("ends-while-down"),
+        known("never-existed"),
+    ];
+    let mut rec = rt2.recover(&known_tasks).await.unwrap();
+    rec.adopted.sort();
+    assert_eq!(
+        rec.adopted,
+        vec!["adopt-me".to_string(), "kill-me".to_string()]
+    );
+    rec.gone.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(rec.gone.len(), 2, "{:?}", rec.gone);
+    assert_eq!(
+        rec.gone[0],
+        (
+            "ends-while-down".into(),
+            Exit::Failed {
+                message: "Command exited with status 5".into()
+            }
+        )
+    );
+    assert_eq!(rec.gone[1].0, "never-existed");
+    assert!(matches!(rec.gone[1].1, Exit::Lost { .. }));
+    assert_eq!(rec.orphans_removed, vec!["orphan".to_string()]);
+    assert!(!alive(pids["orphan"]));
+    assert!(!tasks_dir.join("orphan").exists());
+    assert!(
+        alive(hand_pid),
+        "a process we did not start is never touched"
+    );
+    assert!(hand.child().try_wait().unwrap().is_none());
+
+    // Adopted tasks run on as the same processes, and stay under control.
+    assert!(alive(pids["adopt-me"]) && alive(pids["kill-me"]));
+    assert!(rt2
+        .exec_check("adopt-me", "test \"$X\" = 1", WAIT)
+        .await
+        .unwrap());
+    std::fs::write(stop("adopt-me"), "").unwrap();
+    assert_eq!(
+        next_exit(&mut rx2, "adopt-me").await,
+        Exit::Failed {
+            message: "Command exited with status 7".into()
+        }
+    );
+    rt2.kill("kill-me", Duration::from_secs(5)).await.unwrap();
+    assert_eq!(next_exit(&mut rx2, "kill-me").await, Exit::Killed);
+    assert!(!alive(pids["kill-me"]));
+    assert!(String::from_utf8(rt2.logs("adopt-me", None).await.unwrap())
+        .unwrap()
+        .contains("up"));
+    hand.kill();
+}
+
+#[tokio::test]
+async fn exec_check_runs_with_the_task_environment_and_times_out() {
+    let dir = Scratch::new();
+    let (rt, _rx) = runtime(config(dir.path()));
+    rt.launch(&spec(
+        "checked",
+        sh("while true; do sleep 0.05; done"),
+        &[("FOO", "bar")],
+    ))
+    .await
+    .unwrap();
+    assert!(rt
+        .exec_check("checked", "test \"$FOO\" = bar", WAIT)
+        .await
+        .unwrap());
+    assert!(!rt
+        .exec_check("checked", "test \"$FOO\" = other", WAIT)
+        .await
+        .unwrap());
+    assert!(!rt
+        .exec_check("checked", "sleep 30", Duration::from_millis(200))
+        .await
+        .unwrap());
+    assert!(matches!(
+        rt.exec_check("nope", "true", WAIT).await,
+        Err(RuntimeError::UnknownTask(_))
+    ));
+    let res = rt.node_resources().await.unwrap();
+    assert!(res.cpus >= 1.0 && res.mem_mib > 0.0, "{res:?}");
+    rt.kill("checked", Duration::from_secs(1)).await.unwrap();
+}
+
+/// Plays a manager process for `tasks_survive_a_manager_killed_with_sigkill`:
+/// launches one task, says so, then waits to be killed. Does nothing unless
+/// the parent test sets `MDO_CMD_HELPER_DIR`.
+#[tokio::test]
+#[ignore = "helper process for tasks_survive_a_manager_killed_with_sigkill"]
+async fn helper_manager_process() {
+    let Some(dir) = std::env::var_os("MDO_CMD_HELPER_DIR") else {
+        return;
+    };
+    let (rt, _rx) = runtime(config(Path::new(&dir)));
+    let started = rt
+        .launch(&spec(
+            "survivor",
+            sh("echo alive; while true; do sleep 0.05; done"),
+            &[],
+        ))
+        .await
+        .unwrap();
+    println!("launched {}", started.handle);
+    std::future::pending::<()>().await;
+}
+
+#[tokio::test]
+async fn tasks_survive_a_manager_killed_with_sigkill_and_are_adopted() {
+    use std::io::BufRead;
+    let dir = Scratch::new();
+    let mut manager = testkit::ChildGuard::new(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "helper_manager_process",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("MDO_CMD_HELPER_DIR", dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = manager.child().stdout.take().unwrap();
+    let pid: i32 = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("launched ").map(|p| p.parse().unwrap()))
+            .expect("the helper launched a task")
+    })
+    .await
+    .unwrap();
+    // kill -9 the "manager": the task must live on.
+    manager.kill();
+    assert!(alive(pid));
+
+    let (rt, mut rx) = runtime(config(dir.path()));
+    let rec = rt.recover(&[known("survivor")]).await.unwrap();
+    assert_eq!(rec.adopted, vec!["survivor".to_string()]);
+    assert!(
+        rec.gone.is_empty() && rec.orphans_removed.is_empty(),
+        "{rec:?}"
+    );
+    assert!(alive(pid), "adopted, not restarted");
+    wait_for_output(&rt, "survivor", "alive").await;
+    rt.kill("survivor", Duration::from_secs(5)).await.unwrap();
+    assert_eq!(next_exit(&mut rx, "survivor").await, Exit::Killed);
+    assert!(!alive(pid));
+}
+
+#[tokio::test]
+async fn a_task_whose_directory_is_removed_is_stopped() {
+    let dir = Scratch::new();
+    let (rt, mut rx) = runtime(config(dir.path()));
+    let started = rt
+        .launch(&spec("wiped", sh("while true; do sleep 0.05; done"), &[]))
+        .await
+        .unwrap();
+    let pid: i32 = started.handle.parse().unwrap();
+    let task_dir = rt.task_dir("wiped");
+    testkit::eventually_async("task directory removed", WAIT, || async {
+        std::fs::remove_dir_all(&task_dir).ok()
+    })
+    .await;
+    assert!(matches!(
+        next_exit(&mut rx, "wiped").await,
+        Exit::Lost { .. }
+    ));
+    wait_dead(pid, "task of a wiped directory stopped").await;
+}

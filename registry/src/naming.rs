@@ -1,0 +1,275 @@
+//! Naming rules (DESIGN.md "The registry layout"): pure functions, no I/O.
+//!
+//! - service: `[a-z0-9]([a-z0-9-]*[a-z0-9])?` (no dots)
+//! - group: one or more labels of the service pattern joined with `.`;
+//!   `default` when there are no labels
+//! - container: the task id, `[A-Za-z0-9_.-]+`, never `.` or `..`
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, NameKind, Result};
+
+/// The group of a service without labels.
+pub const DEFAULT_GROUP: &str = "default";
+
+/// The service and group an app's tasks are registered under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Names {
+    pub service: String,
+    pub group: String,
+}
+
+fn label_problem(s: &str) -> Option<&'static str> {
+    if s.is_empty() {
+        return Some("must not be empty");
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Some("only lowercase letters, digits and '-' are allowed");
+    }
+    if s.starts_with('-') || s.ends_with('-') {
+        return Some("must start and end with a letter or digit");
+    }
+    None
+}
+
+/// Checks a service name: `[a-z0-9]([a-z0-9-]*[a-z0-9])?`.
+pub fn validate_service(name: &str) -> Result<()> {
+    match label_problem(name) {
+        None => Ok(()),
+        Some(reason) => Err(Error::InvalidName {
+            kind: NameKind::Service,
+            value: name.to_string(),
+            reason: if name.contains('.') {
+                "dots are not allowed in a service name (set a SERVICE_NAME label)"
+            } else {
+                reason
+            },
+        }),
+    }
+}
+
+/// Checks a group: one or more service-pattern labels joined with `.`.
+pub fn validate_group(group: &str) -> Result<()> {
+    for label in group.split('.') {
+        if let Some(reason) = label_problem(label) {
+            return Err(Error::InvalidName {
+                kind: NameKind::Group,
+                value: group.to_string(),
+                reason,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks a container name (task id): `[A-Za-z0-9_.-]+`, not `.` or `..`.
+pub fn validate_container(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        Some("must not be empty")
+    } else if name == "." || name == ".." {
+        Some("must not be '.' or '..'")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        Some("only letters, digits, '_', '.' and '-' are allowed")
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(Error::InvalidName {
+            kind: NameKind::Container,
+            value: name.to_string(),
+            reason,
+        }),
+    }
+}
+
+/// The group of a set of labels: sorted, de-duplicated, joined with `.`;
+/// `default` when empty. Not validated here (keys validate before writing).
+pub fn group_from_labels<S: AsRef<str>>(labels: &[S]) -> String {
+    let mut sorted: Vec<&str> = labels
+        .iter()
+        .map(|l| l.as_ref().trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if sorted.is_empty() {
+        return DEFAULT_GROUP.to_string();
+    }
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted.join(".")
+}
+
+/// The labels of a group: `default` has none, otherwise split on `.`.
+pub fn labels_from_group(group: &str) -> Vec<String> {
+    if group == DEFAULT_GROUP || group.is_empty() {
+        return Vec::new();
+    }
+    group.split('.').map(str::to_string).collect()
+}
+
+/// Service and group of a Marathon app: the `SERVICE_NAME` / `SERVICE_GROUP`
+/// labels win; otherwise the app id's last segment is the service and the
+/// segments before it, joined with `.`, the group (`default` at top level).
+/// Both names are validated.
+pub fn names_from_app(app_id: &str, labels: &BTreeMap<String, String>) -> Result<Names> {
+    let segments: Vec<&str> = app_id.split('/').filter(|s| !s.is_empty()).collect();
+    let service = match labels.get("SERVICE_NAME").map(|s| s.trim()) {
+        Some(s) if !s.is_empty() => s.to_string(),
+        _ => segments.last().copied().unwrap_or_default().to_string(),
+    };
+    let group = match labels.get("SERVICE_GROUP").map(|s| s.trim()) {
+        Some(g) if !g.is_empty() => g.to_string(),
+        _ if segments.len() > 1 => segments[..segments.len() - 1].join("."),
+        _ => DEFAULT_GROUP.to_string(),
+    };
+    validate_service(&service)?;
+    validate_group(&group)?;
+    Ok(Names { service, group })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names() {
+        let cases = [
+            ("web", true),
+            ("a", true),
+            ("0", true),
+            ("my-svc2", true),
+            ("a-b-c", true),
+            ("", false),
+            ("-web", false),
+            ("web-", false),
+            ("Web", false),
+            ("in.gestor", false),
+            ("web_1", false),
+            ("we b", false),
+            ("web/x", false),
+            ("é", false),
+        ];
+        for (name, ok) in cases {
+            assert_eq!(validate_service(name).is_ok(), ok, "service {name:?}");
+        }
+    }
+
+    #[test]
+    fn group_names() {
+        let cases = [
+            ("default", true),
+            ("dev", true),
+            ("hello.ponies", true),
+            ("a.b-c.d1", true),
+            ("", false),
+            (".dev", false),
+            ("dev.", false),
+            ("a..b", false),
+            ("Dev", false),
+            ("dev/x", false),
+            ("-a.b", false),
+        ];
+        for (name, ok) in cases {
+            assert_eq!(validate_group(name).is_ok(), ok, "group {name:?}");
+        }
+    }
+
+    #[test]
+    fn container_names() {
+        let cases = [
+            ("dev_ingestor.instance-0b1c._app.1", true),
+            ("A-Z_0.9", true),
+            ("...", true),
+            ("", false),
+            (".", false),
+            ("..", false),
+            ("a/b", false),
+            ("a b", false),
+            ("a:b", false),
+        ];
+        for (name, ok) in cases {
+            assert_eq!(validate_container(name).is_ok(), ok, "container {name:?}");
+        }
+    }
+
+    #[test]
+    fn groups_from_labels() {
+        let cases: [(&[&str], &str); 5] = [
+            (&[], "default"),
+            (&["dev"], "dev"),
+            (&["ponies", "hello"], "hello.ponies"),
+            (&["b", "a", "b"], "a.b"),
+            (&["", " "], "default"),
+        ];
+        for (labels, group) in cases {
+            assert_eq!(group_from_labels(labels), group, "{labels:?}");
+        }
+    }
+
+    #[test]
+    fn labels_of_groups() {
+        assert!(labels_from_group("default").is_empty());
+        assert_eq!(labels_from_group("dev"), vec!["dev"]);
+        assert_eq!(labels_from_group("hello.ponies"), vec!["hello", "ponies"]);
+    }
+
+    #[test]
+    fn names_of_apps() {
+        let none = BTreeMap::new();
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        type Case<'a> = (
+            &'a str,
+            BTreeMap<String, String>,
+            Option<(&'a str, &'a str)>,
+        );
+        let cases: Vec<Case> = vec![
+            ("/dev/ingestor", none.clone(), Some(("ingestor", "dev"))),
+            ("/web", none.clone(), Some(("web", "default"))),
+            ("web", none.clone(), Some(("web", "default"))),
+            ("/a/b/web", none.clone(), Some(("web", "a.b"))),
+            (
+                "/x/y",
+                labels(&[("SERVICE_NAME", "api"), ("SERVICE_GROUP", "hello.ponies")]),
+                Some(("api", "hello.ponies")),
+            ),
+            (
+                "/dev/y",
+                labels(&[("SERVICE_NAME", "api")]),
+                Some(("api", "dev")),
+            ),
+            (
+                "/y",
+                labels(&[("SERVICE_GROUP", "prod")]),
+                Some(("y", "prod")),
+            ),
+            ("/dev/my.app", none.clone(), None),
+            (
+                "/dev/my.app",
+                labels(&[("SERVICE_NAME", "myapp")]),
+                Some(("myapp", "dev")),
+            ),
+            ("/Dev/app", none.clone(), None),
+            ("/", none.clone(), None),
+            ("", none.clone(), None),
+        ];
+        for (app_id, labels, expected) in cases {
+            let got = names_from_app(app_id, &labels).ok();
+            let expected = expected.map(|(s, g)| Names {
+                service: s.to_string(),
+                group: g.to_string(),
+            });
+            assert_eq!(got, expected, "{app_id} {labels:?}");
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Wiring: [`Application::build`] connects, binds the listener (port 0
+//! works) and prepares every task; [`Application::run_until_stopped`] runs
+//! them until the shutdown token fires, then stops gracefully.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{middleware::from_fn, web, App, HttpServer};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info};
+
+use crate::config::{Config, Mode};
+use crate::http::{self, AppState};
+use crate::intake;
+use crate::marathon_api::MarathonApi;
+use crate::metrics::Metrics;
+use crate::resync::{CleanupRequest, ResyncDriver};
+use crate::store::EtcdStore;
+use crate::writer::{Channels, Writer, WriterConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid Marathon URL: {0}")]
+    MarathonUrl(#[from] url::ParseError),
+    #[error("etcd: {0}")]
+    Registry(#[from] registry::Error),
+    #[error("http server: {0}")]
+    Server(#[source] std::io::Error),
+    #[error("{0} stopped unexpectedly")]
+    TaskDied(&'static str),
+}
+
+pub struct Application {
+    port: u16,
+    config: Config,
+    server: actix_web::dev::Server,
+    writer: Writer<EtcdStore, MarathonApi>,
+    channels: Channels,
+    cleanup_rx: mpsc::Receiver<CleanupRequest>,
+    api: MarathonApi,
+    metrics: Arc<Metrics>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Application, AppError> {
+        let registry = registry::Registry::connect(&config.etcd).await?;
+        let api = MarathonApi::new(&config.marathon_url, config.marathon_token.clone())?;
+        let metrics = Arc::new(Metrics::default());
+        let (writer, channels) = Writer::new(
+            EtcdStore {
+                registry: registry.clone(),
+            },
+            Arc::new(api.clone()),
+            WriterConfig {
+                owner: config.owner.clone(),
+                require_healthy: config.require_healthy,
+                tombstone_ttl: (config.resync_interval * 3).max(Duration::from_secs(600)),
+            },
+            metrics.clone(),
+            config.queue_capacity,
+        );
+        let (cleanup_tx, cleanup_rx) = mpsc::channel(16);
+        let state = web::Data::new(AppState {
+            metrics: metrics.clone(),
+            sink: channels.sink.clone(),
+            cleanup: cleanup_tx,
+            registry,
+            resync_interval: config.resync_interval,
+            auth_token: config.auth_token.clone(),
+        });
+        let listener = TcpListener::bind(config.listen).map_err(|source| AppError::Bind {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+        let port = listener.local_addr().map_err(AppError::Server)?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(4 * 1024 * 1024))
+                .wrap(from_fn(http::auth))
+                .configure(http::routes)
+        })
+        .disable_signals()
+        .workers(2)
+        .shutdown_timeout(5)
+        .listen(listener)
+        .map_err(AppError::Server)?
+        .run();
+        Ok(Application {
+            port,
+            config,
+            server,
+            writer,
+            channels,
+            cleanup_rx,
+            api,
+            metrics,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// Runs until `shutdown` is cancelled (graceful) or a critical task dies
+    /// (error: the supervisor should restart us).
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), AppError> {
+        let Application {
+            port,
+            config,
+            server,
+            writer,
+            channels,
+            cleanup_rx,
+            api,
+            metrics,
+        } = self;
+        info!(port, marathon = %config.marathon_url, owner = %config.owner, mode = ?config.mode,
+            version = env!("CARGO_PKG_VERSION"), "subscriber listening");
+        let inner = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let handle = server.handle();
+        let mut writer_task = tracker.spawn(writer.run(inner.clone()));
+        let driver = ResyncDriver {
+            source: Arc::new(api.clone()),
+            writer: channels.tx.clone(),
+            clock: channels.clock.clone(),
+            trigger: channels.resync.clone(),
+            requests: cleanup_rx,
+            interval: config.resync_interval,
+            metrics: metrics.clone(),
+        };
+        let mut driver_task = tracker.spawn(driver.run(inner.clone()));
+        let intake_cancel = CancellationToken::new();
+        let mut intake_task = match (config.mode, config.callback_url.clone()) {
+            (Mode::Callback, Some(url)) => tracker.spawn(intake::run_callback(
+                api,
+                url,
+                channels.sink.clone(),
+                metrics.clone(),
+                config.resync_interval.min(Duration::from_secs(30)),
+                intake_cancel.clone(),
+            )),
+            _ => tracker.spawn(intake::run_sse(
+                api,
+                channels.sink.clone(),
+                metrics.clone(),
+                intake_cancel.clone(),
+            )),
+        };
+        tracker.close();
+        let mut server_task = tokio::spawn(server);
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => Ok(()),
+            r = &mut server_task => match r {
+                Ok(Err(e)) => Err(AppError::Server(e)),
+                _ => Err(AppError::TaskDied("http server")),
+            },
+            _ = &mut writer_task => Err(AppError::TaskDied("writer")),
+            _ = &mut driver_task => Err(AppError::TaskDied("resync driver")),
+            _ = &mut intake_task => Err(AppError::TaskDied("event intake")),
+        };
+        if let Err(e) = &outcome {
+            error!(error = %e, "critical task died; stopping");
+        } else {
+            info!("shutting down");
+        }
+        // Stop taking events first (callback mode unsubscribes here), then
+        // the HTTP server, then the writer and the driver.
+        intake_cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(6), &mut intake_task).await;
+        handle.stop(true).await;
+        inner.cancel();
+        if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+            .await
+            .is_err()
+        {
+            error!("tasks did not stop within 10 s");
+        }
+        drop(channels);
+        outcome
+    }
+}

@@ -1,0 +1,261 @@
+//! HTTP surface: `POST /callback`, `GET|POST /cleanup`, `GET /info`,
+//! `GET /health`, `GET /metrics`, `GET /ping`.
+
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::intake::accept;
+use crate::metrics::Metrics;
+use crate::resync::CleanupRequest;
+use crate::store::Instance;
+use crate::writer::EventSink;
+
+pub struct AppState {
+    pub metrics: Arc<Metrics>,
+    pub sink: EventSink,
+    pub cleanup: mpsc::Sender<CleanupRequest>,
+    pub registry: registry::Registry,
+    pub resync_interval: Duration,
+    pub auth_token: Option<String>,
+}
+
+/// Marathon's error body with the right status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String, Vec<String>),
+    #[error("Invalid username or password.")]
+    Unauthorized,
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    message: String,
+    details: &'a [String],
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let details: &[String] = match self {
+            ApiError::BadRequest(_, d) => d,
+            _ => &[],
+        };
+        HttpResponse::build(self.status_code()).json(ErrorBody {
+            message: self.to_string(),
+            details,
+        })
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ping", web::get().to(ping))
+        .route("/health", web::get().to(health))
+        .route("/metrics", web::get().to(metrics))
+        .route("/callback", web::post().to(callback))
+        .route("/cleanup", web::get().to(cleanup))
+        .route("/cleanup", web::post().to(cleanup))
+        .route("/info", web::get().to(info));
+}
+
+/// Bearer-token check on every route except `/ping` and `/health`.
+pub async fn auth(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let open = matches!(req.path(), "/ping" | "/health");
+    if let (Some(state), false) = (state, open) {
+        if let Some(token) = &state.auth_token {
+            let ok = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), token.as_bytes()));
+            if !ok {
+                return Err(ApiError::Unauthorized.into());
+            }
+        }
+    }
+    next.call(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn ping() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("pong")
+}
+
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    match state.metrics.health(state.resync_interval) {
+        Ok(msg) => HttpResponse::Ok().content_type("text/plain").body(msg),
+        Err(why) => HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body(why),
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+async fn callback(state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        ApiError::BadRequest("Invalid JSON".into(), vec!["body is not UTF-8".into()])
+    })?;
+    accept(text, &state.sink, &state.metrics)
+        .map_err(|e| ApiError::BadRequest("Invalid JSON".into(), vec![e]))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({"accepted": true})))
+}
+
+#[derive(Deserialize)]
+struct CleanupQuery {
+    dry_run: Option<String>,
+}
+
+#[derive(Serialize)]
+struct CleanupBody {
+    added: usize,
+    updated: usize,
+    removed: usize,
+    unchanged: usize,
+    took_ms: u64,
+    dry_run: bool,
+}
+
+async fn cleanup(
+    state: web::Data<AppState>,
+    q: web::Query<CleanupQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let dry_run = match q.dry_run.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") | Some("") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(
+                "Invalid query parameter".into(),
+                vec![format!("dry_run must be true or false, not {other:?}")],
+            ))
+        }
+    };
+    let started = Instant::now();
+    let (reply, rx) = oneshot::channel();
+    state
+        .cleanup
+        .send(CleanupRequest { dry_run, reply })
+        .await
+        .map_err(|_| ApiError::Unavailable("shutting down".into()))?;
+    let summary = rx
+        .await
+        .map_err(|_| ApiError::Unavailable("shutting down".into()))?
+        .map_err(|e| ApiError::Unavailable(format!("resync failed: {e}")))?;
+    Ok(HttpResponse::Ok().json(CleanupBody {
+        added: summary.added,
+        updated: summary.updated,
+        removed: summary.removed,
+        unchanged: summary.unchanged,
+        took_ms: started.elapsed().as_millis() as u64,
+        dry_run,
+    }))
+}
+
+async fn info(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let snap = state
+        .registry
+        .list_all()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("etcd: {e}")))?;
+    let records: Vec<&Instance> = snap.instances().collect();
+    let wants_json = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    if wants_json {
+        return Ok(HttpResponse::Ok().json(serde_json::json!({ "instances": records })));
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(info_html(&records)))
+}
+
+/// The `/info` page: one row per container, `name=host:port` per port.
+pub fn info_html(records: &[&Instance]) -> String {
+    let mut s = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>subscriber: registry</title>\
+         <style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}</style>\
+         </head><body><h1>Registered instances</h1>",
+    );
+    let _ = write!(s, "<p>{} instance(s)</p>", records.len());
+    s.push_str("<table><tr><th>service</th><th>group</th><th>container</th><th>ports (host:port)</th><th>internal</th><th>healthy</th><th>owner</th></tr>");
+    for r in records {
+        let ports: Vec<String> = r
+            .ports
+            .iter()
+            .map(|(name, p)| format!("{}={}:{}", esc(name), esc(&r.host), p.external))
+            .collect();
+        let internal: Vec<String> = match &r.internal_address {
+            Some(ip) => r
+                .ports
+                .iter()
+                .map(|(name, p)| format!("{}={}:{}", esc(name), esc(ip), p.exposed))
+                .collect(),
+            None => Vec::new(),
+        };
+        let healthy = match r.healthy {
+            None => "-",
+            Some(true) => "yes",
+            Some(false) => "no",
+        };
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.service),
+            esc(&r.group),
+            esc(&r.container),
+            ports.join("<br>"),
+            internal.join("<br>"),
+            healthy,
+            esc(&r.owner)
+        );
+    }
+    s.push_str("</table></body></html>");
+    s
+}
+
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '&' => o.push_str("&amp;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}

@@ -1,0 +1,315 @@
+//! From an app definition and one of its tasks to the instance record of
+//! DESIGN.md (schema 1). Pure: no I/O, table-tested below.
+
+use std::collections::BTreeMap;
+
+use crate::model::{AppSpec, NetworkMode, TaskInfo};
+use registry::naming::{labels_from_group, names_from_app, validate_container};
+
+use crate::store::{Instance, PortRecord};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("app {app_id}: {reason}")]
+    InvalidName { app_id: String, reason: String },
+    #[error("task id {0:?} is not a valid container name")]
+    InvalidContainer(String),
+}
+
+/// Builds the record for a running task. Port names come from the app
+/// definition (`portMappings[].name` / `portDefinitions[].name`, unnamed ->
+/// `port<i>`); external ports from the task; the exposed port is the
+/// container port (the host port for host networking or `containerPort: 0`).
+pub fn record_from_task(
+    app: &AppSpec,
+    task: &TaskInfo,
+    owner: &str,
+    node: &str,
+) -> Result<Instance, RecordError> {
+    let names = names_from_app(&app.id, &app.labels).map_err(|e| RecordError::InvalidName {
+        app_id: app.id.clone(),
+        reason: e.to_string(),
+    })?;
+    if validate_container(&task.id).is_err() {
+        return Err(RecordError::InvalidContainer(task.id.clone()));
+    }
+    let mut ports = BTreeMap::new();
+    let count = app.ports.len().max(task.ports.len());
+    for i in 0..count {
+        let spec = app.ports.get(i);
+        let Some(external) = task.ports.get(i).and_then(|p| u16::try_from(*p).ok()) else {
+            // No host port (container networking without hostPort): nothing
+            // reachable from other hosts under this name.
+            continue;
+        };
+        let name = spec
+            .and_then(|p| p.name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| format!("port{i}"));
+        let exposed = match (app.network, spec.and_then(|p| p.container_port)) {
+            (NetworkMode::Host, _) => external,
+            (_, Some(cp)) if cp != 0 => match u16::try_from(cp) {
+                Ok(cp) => cp,
+                Err(_) => continue,
+            },
+            _ => external,
+        };
+        let protocol = spec
+            .and_then(|p| p.protocol.clone())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "tcp".to_string());
+        ports.insert(
+            name,
+            PortRecord {
+                external,
+                exposed,
+                protocol,
+            },
+        );
+    }
+    let internal_address = match app.network {
+        NetworkMode::Host => None,
+        NetworkMode::Bridge | NetworkMode::Container => task.ip_addresses.first().cloned(),
+    };
+    let healthy = if app.has_health_checks {
+        Some(task.healthy.unwrap_or(false))
+    } else {
+        None
+    };
+    let labels = labels_from_group(&names.group);
+    Ok(Instance {
+        schema: 1,
+        service: names.service,
+        group: names.group,
+        labels,
+        container: task.id.clone(),
+        app_id: app.id.clone(),
+        app_version: task
+            .app_version
+            .clone()
+            .unwrap_or_else(|| app.version.clone()),
+        node: node.to_string(),
+        host: task.host.clone(),
+        internal_address,
+        ports,
+        state: "TASK_RUNNING".to_string(),
+        healthy,
+        started_at: task.started_at.clone().unwrap_or_default(),
+        owner: owner.to_string(),
+    })
+}
+
+/// Whether a running task belongs in the registry: with `--require-healthy`,
+/// tasks of apps with health checks only once they pass.
+pub fn wanted(app: &AppSpec, task: &TaskInfo, require_healthy: bool) -> bool {
+    task.state == "TASK_RUNNING"
+        && (!require_healthy || !app.has_health_checks || task.healthy == Some(true))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::model::PortSpec;
+
+    pub fn app(id: &str, network: NetworkMode, ports: &[(Option<&str>, Option<u32>)]) -> AppSpec {
+        AppSpec {
+            id: id.to_string(),
+            version: "2026-11-22T10:00:00.000Z".into(),
+            labels: BTreeMap::new(),
+            network,
+            ports: ports
+                .iter()
+                .map(|(n, cp)| PortSpec {
+                    name: n.map(str::to_string),
+                    container_port: *cp,
+                    protocol: None,
+                })
+                .collect(),
+            has_health_checks: false,
+        }
+    }
+
+    pub fn task(id: &str, app_id: &str, ports: &[u32]) -> TaskInfo {
+        TaskInfo {
+            id: id.to_string(),
+            app_id: app_id.to_string(),
+            app_version: Some("2026-11-22T10:00:00.000Z".into()),
+            host: "10.0.0.5".into(),
+            node: Some("node-1".into()),
+            state: "TASK_RUNNING".into(),
+            ports: ports.to_vec(),
+            ip_addresses: vec!["172.17.0.3".into()],
+            started_at: Some("2026-11-22T10:00:01.000Z".into()),
+            healthy: None,
+        }
+    }
+
+    fn ports_of(r: &Instance) -> Vec<(String, u16, u16)> {
+        r.ports
+            .iter()
+            .map(|(k, v)| (k.clone(), v.external, v.exposed))
+            .collect()
+    }
+
+    #[test]
+    fn port_naming_table() {
+        struct Case {
+            what: &'static str,
+            network: NetworkMode,
+            spec: Vec<(Option<&'static str>, Option<u32>)>,
+            task_ports: Vec<u32>,
+            want: Vec<(&'static str, u16, u16)>,
+            internal: Option<&'static str>,
+        }
+        let cases = vec![
+            Case {
+                what: "bridge, named mappings",
+                network: NetworkMode::Bridge,
+                spec: vec![(Some("api"), Some(5000)), (Some("ssh"), Some(22))],
+                task_ports: vec![31001, 31002],
+                want: vec![("api", 31001, 5000), ("ssh", 31002, 22)],
+                internal: Some("172.17.0.3"),
+            },
+            Case {
+                what: "bridge, unnamed -> port<i>",
+                network: NetworkMode::Bridge,
+                spec: vec![(None, Some(80)), (Some(""), Some(443))],
+                task_ports: vec![31001, 31002],
+                want: vec![("port0", 31001, 80), ("port1", 31002, 443)],
+                internal: Some("172.17.0.3"),
+            },
+            Case {
+                what: "host networking: exposed is the host port",
+                network: NetworkMode::Host,
+                spec: vec![(Some("http"), None), (None, None)],
+                task_ports: vec![31500, 31501],
+                want: vec![("http", 31500, 31500), ("port1", 31501, 31501)],
+                internal: None,
+            },
+            Case {
+                what: "containerPort 0 means same as host port",
+                network: NetworkMode::Bridge,
+                spec: vec![(Some("web"), Some(0))],
+                task_ports: vec![31007],
+                want: vec![("web", 31007, 31007)],
+                internal: Some("172.17.0.3"),
+            },
+            Case {
+                what: "task has more ports than the definition",
+                network: NetworkMode::Host,
+                spec: vec![],
+                task_ports: vec![31000],
+                want: vec![("port0", 31000, 31000)],
+                internal: None,
+            },
+            Case {
+                what: "container mode without host port: no external port",
+                network: NetworkMode::Container,
+                spec: vec![(Some("api"), Some(5000))],
+                task_ports: vec![],
+                want: vec![],
+                internal: Some("172.17.0.3"),
+            },
+        ];
+        for c in cases {
+            let a = app("/dev/ingestor", c.network, &c.spec);
+            let t = task(
+                "dev_ingestor.instance-1._app.1",
+                "/dev/ingestor",
+                &c.task_ports,
+            );
+            let r = record_from_task(&a, &t, "default", "node-1").expect(c.what);
+            let want: Vec<(String, u16, u16)> = c
+                .want
+                .iter()
+                .map(|(n, e, x)| (n.to_string(), *e, *x))
+                .collect();
+            assert_eq!(ports_of(&r), want, "{}", c.what);
+            assert_eq!(r.internal_address.as_deref(), c.internal, "{}", c.what);
+            assert_eq!(r.host, "10.0.0.5");
+        }
+    }
+
+    #[test]
+    fn record_fields_and_names() {
+        let mut a = app(
+            "/dev/ingestor",
+            NetworkMode::Bridge,
+            &[(Some("api"), Some(5000))],
+        );
+        let t = task("dev_ingestor.instance-1._app.1", "/dev/ingestor", &[31001]);
+        let r = record_from_task(&a, &t, "east", "node-1").unwrap();
+        assert_eq!(r.schema, 1);
+        assert_eq!((r.service.as_str(), r.group.as_str()), ("ingestor", "dev"));
+        assert_eq!(r.container, t.id);
+        assert_eq!(r.owner, "east");
+        assert_eq!(r.node, "node-1");
+        assert_eq!(r.state, "TASK_RUNNING");
+        assert_eq!(r.healthy, None);
+        assert_eq!(r.ports["api"].protocol, "tcp");
+
+        a.has_health_checks = true;
+        assert_eq!(
+            record_from_task(&a, &t, "east", "n").unwrap().healthy,
+            Some(false)
+        );
+        let mut th = t.clone();
+        th.healthy = Some(true);
+        assert_eq!(
+            record_from_task(&a, &th, "east", "n").unwrap().healthy,
+            Some(true)
+        );
+
+        // labels win over the app id
+        a.labels.insert("SERVICE_NAME".into(), "api".into());
+        a.labels
+            .insert("SERVICE_GROUP".into(), "hello.ponies".into());
+        let r = record_from_task(&a, &t, "east", "n").unwrap();
+        assert_eq!(
+            (r.service.as_str(), r.group.as_str()),
+            ("api", "hello.ponies")
+        );
+    }
+
+    #[test]
+    fn invalid_names_are_rejected() {
+        let a = app("/dev/Bad_Name", NetworkMode::Host, &[]);
+        let t = task("x.instance-1._app.1", "/dev/Bad_Name", &[]);
+        assert!(matches!(
+            record_from_task(&a, &t, "default", "n"),
+            Err(RecordError::InvalidName { .. })
+        ));
+        let a = app("/dev/web", NetworkMode::Host, &[]);
+        let t = task("bad/id", "/dev/web", &[]);
+        assert!(matches!(
+            record_from_task(&a, &t, "default", "n"),
+            Err(RecordError::InvalidContainer(_))
+        ));
+    }
+
+    #[test]
+    fn require_healthy_table() {
+        let mut a = app("/web", NetworkMode::Host, &[]);
+        let mut t = task("web.instance-1._app.1", "/web", &[]);
+        // (has checks, task healthy, require) -> wanted
+        let cases = [
+            (false, None, true, true),
+            (true, None, false, true),
+            (true, None, true, false),
+            (true, Some(false), true, false),
+            (true, Some(true), true, true),
+        ];
+        for (checks, healthy, require, want) in cases {
+            a.has_health_checks = checks;
+            t.healthy = healthy;
+            assert_eq!(
+                wanted(&a, &t, require),
+                want,
+                "{checks} {healthy:?} {require}"
+            );
+        }
+        t.state = "TASK_STAGING".into();
+        a.has_health_checks = false;
+        assert!(!wanted(&a, &t, false));
+    }
+}

@@ -1,0 +1,250 @@
+//! Where records live: the [`Store`] seam between the writer and etcd. The
+//! etcd implementation goes through the `registry` crate (the only code that
+//! knows key formats); [`MemStore`] backs unit tests of the writer.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+pub use registry::{Instance, InstanceName as RecordId, Port as PortRecord};
+
+/// The identity of a record (its key), without re-validating names: records
+/// are validated when built ([`crate::record::record_from_task`]) or read.
+pub trait IdOf {
+    fn of(r: &Instance) -> RecordId;
+}
+
+impl IdOf for RecordId {
+    fn of(r: &Instance) -> RecordId {
+        RecordId {
+            service: r.service.clone(),
+            group: r.group.clone(),
+            container: r.container.clone(),
+        }
+    }
+}
+
+/// A record read from the registry with its etcd mod revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Existing {
+    pub record: Instance,
+    pub revision: i64,
+}
+
+/// Condition a write is made under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Unconditional (event writes: the writer is the only writer of its records).
+    Any,
+    /// The key must not exist.
+    Absent,
+    /// The key must still be at this mod revision.
+    Revision(i64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // built and consumed at once, never stored in bulk
+pub enum Action {
+    Put { record: Instance, expect: Expect },
+    Delete { id: RecordId, expect: Expect },
+}
+
+impl Action {
+    pub fn id(&self) -> RecordId {
+        match self {
+            Action::Put { record, .. } => RecordId::of(record),
+            Action::Delete { id, .. } => id.clone(),
+        }
+    }
+}
+
+/// What an apply did: transactions whose compares failed were not applied
+/// (someone else changed those keys; the next resync looks again).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub puts: usize,
+    pub deletes: usize,
+    pub conflicts: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// etcd could not be reached or refused the request: retry later.
+    #[error("registry unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Record storage used by the writer.
+pub trait Store: Send + Sync + 'static {
+    /// Every record under the prefix (all owners), with revisions.
+    fn snapshot(&self) -> impl Future<Output = Result<Vec<Existing>, StoreError>> + Send;
+    /// Applies actions in order, in transactions of at most 128 operations.
+    fn apply(
+        &self,
+        actions: Vec<Action>,
+    ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+}
+
+/// In-memory store for unit tests; `fail` makes every call fail.
+#[derive(Clone, Default)]
+pub struct MemStore {
+    pub inner: Arc<Mutex<MemInner>>,
+}
+
+#[derive(Default)]
+pub struct MemInner {
+    pub records: BTreeMap<RecordId, Existing>,
+    pub revision: i64,
+    pub fail: bool,
+    pub applies: usize,
+}
+
+impl MemStore {
+    pub fn set_fail(&self, fail: bool) {
+        self.inner.lock().expect("lock").fail = fail;
+    }
+
+    pub fn containers(&self) -> Vec<String> {
+        let g = self.inner.lock().expect("lock");
+        let mut v: Vec<String> = g.records.keys().map(|k| k.container.clone()).collect();
+        v.sort();
+        v
+    }
+
+    pub fn get(&self, container: &str) -> Option<Instance> {
+        let g = self.inner.lock().expect("lock");
+        g.records
+            .values()
+            .find(|e| e.record.container == container)
+            .map(|e| e.record.clone())
+    }
+
+    pub fn insert(&self, record: Instance) {
+        let mut g = self.inner.lock().expect("lock");
+        g.revision += 1;
+        let revision = g.revision;
+        g.records
+            .insert(RecordId::of(&record), Existing { record, revision });
+    }
+}
+
+impl Store for MemStore {
+    async fn snapshot(&self) -> Result<Vec<Existing>, StoreError> {
+        let g = self.inner.lock().expect("lock");
+        if g.fail {
+            return Err(StoreError::Unavailable("mem store failing".into()));
+        }
+        Ok(g.records.values().cloned().collect())
+    }
+
+    async fn apply(&self, actions: Vec<Action>) -> Result<Applied, StoreError> {
+        let mut g = self.inner.lock().expect("lock");
+        if g.fail {
+            return Err(StoreError::Unavailable("mem store failing".into()));
+        }
+        g.applies += 1;
+        let mut out = Applied::default();
+        for chunk in actions.chunks(128) {
+            let ok = chunk.iter().all(|a| {
+                let cur = g.records.get(&a.id()).map(|e| e.revision);
+                let expect = match a {
+                    Action::Put { expect, .. } | Action::Delete { expect, .. } => *expect,
+                };
+                match expect {
+                    Expect::Any => true,
+                    Expect::Absent => cur.is_none(),
+                    Expect::Revision(r) => cur == Some(r),
+                }
+            });
+            if !ok {
+                out.conflicts += 1;
+                continue;
+            }
+            g.revision += 1;
+            let revision = g.revision;
+            for a in chunk {
+                match a {
+                    Action::Put { record, .. } => {
+                        out.puts += 1;
+                        g.records.insert(
+                            RecordId::of(record),
+                            Existing {
+                                record: record.clone(),
+                                revision,
+                            },
+                        );
+                    }
+                    Action::Delete { id, .. } => {
+                        out.deletes += 1;
+                        g.records.remove(id);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The real store: etcd through the `registry` crate.
+#[derive(Clone, Debug)]
+pub struct EtcdStore {
+    pub registry: registry::Registry,
+}
+
+fn unavailable(e: registry::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl Store for EtcdStore {
+    async fn snapshot(&self) -> Result<Vec<Existing>, StoreError> {
+        let snap = self.registry.list_all().await.map_err(unavailable)?;
+        if !snap.invalid.is_empty() {
+            tracing::warn!(
+                count = snap.invalid.len(),
+                "registry holds keys that are not valid records; left alone"
+            );
+        }
+        Ok(snap
+            .entries
+            .into_iter()
+            .map(|e| Existing {
+                record: e.instance,
+                revision: e.mod_revision,
+            })
+            .collect())
+    }
+
+    async fn apply(&self, actions: Vec<Action>) -> Result<Applied, StoreError> {
+        use registry::{Expect as E, Op, Outcome};
+        let conv = |e: Expect| match e {
+            Expect::Any => E::Any,
+            Expect::Absent => E::Absent,
+            Expect::Revision(r) => E::ModRevision(r),
+        };
+        let ops: Vec<Op> = actions
+            .into_iter()
+            .map(|a| match a {
+                Action::Put { record, expect } => Op::Put {
+                    instance: record,
+                    expect: conv(expect),
+                },
+                Action::Delete { id, expect } => Op::Delete {
+                    name: id,
+                    expect: conv(expect),
+                },
+            })
+            .collect();
+        let is_put: Vec<bool> = ops.iter().map(|o| matches!(o, Op::Put { .. })).collect();
+        let report = self.registry.apply(ops).await.map_err(unavailable)?;
+        let mut out = Applied::default();
+        for (put, outcome) in is_put.iter().zip(&report.outcomes) {
+            match (put, outcome) {
+                (true, Outcome::Applied) => out.puts += 1,
+                (false, Outcome::Applied) => out.deletes += 1,
+                (_, Outcome::CompareFailed) => out.conflicts += 1,
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}

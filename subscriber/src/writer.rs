@@ -1,0 +1,611 @@
+//! The one ordered writer: every change to etcd goes through here, events and
+//! resyncs alike, in the order they were queued.
+//!
+//! Why a resync can never resurrect a dead task:
+//! - the writer counts the events it processes (the epoch); a resync carries
+//!   the epoch at which its Marathon fetch began, and every task touched by an
+//!   event after that is left exactly as the event made it (`protect`);
+//! - killed task ids are remembered for a while (tombstones) and never
+//!   written again;
+//! - the etcd snapshot is read inside the writer, after every earlier event
+//!   was applied, and the diff is applied with revision compares.
+//!
+//! etcd unavailable: the batch in hand is retried with backoff while events
+//! wait in the bounded queue; when the queue overflows the newest events are
+//! dropped, counted, and a full resync is scheduled.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::metrics::{kind, Metrics};
+use crate::model::{is_gone, task_matches, AppSpec, TaskEvent, TaskInfo};
+use crate::plan::{desired_records, resync_plan, Summary};
+use crate::record::{record_from_task, wanted};
+use crate::source::{AppSource, SourceError};
+use crate::store::{Action, Applied, Expect, IdOf, Instance, RecordId, Store};
+
+/// Events applied in one etcd transaction batch at most.
+const BATCH: usize = 128;
+
+pub enum Msg {
+    Event(TaskEvent),
+    Resync(ResyncRequest),
+}
+
+/// A resync whose Marathon side was fetched; the writer takes the snapshot,
+/// diffs and applies.
+pub struct ResyncRequest {
+    pub apps: Vec<(AppSpec, Vec<TaskInfo>)>,
+    /// The writer epoch when the fetch began ([`EpochClock::begin_fetch`]).
+    pub fetch_epoch: u64,
+    pub dry_run: bool,
+    pub reply: oneshot::Sender<Result<Summary, String>>,
+}
+
+/// Event counter shared by the writer and the resync driver.
+#[derive(Default)]
+pub struct EpochClock {
+    inner: Mutex<(u64, Option<u64>)>,
+}
+
+impl EpochClock {
+    /// Marks the start of a Marathon fetch; returns the epoch to send along.
+    pub fn begin_fetch(&self) -> u64 {
+        let mut g = self.inner.lock().expect("epoch lock");
+        g.1 = Some(g.0);
+        g.0
+    }
+
+    pub fn end_fetch(&self) {
+        self.inner.lock().expect("epoch lock").1 = None;
+    }
+
+    /// One event processed: its epoch, and the floor of the fetch in flight.
+    fn tick(&self) -> (u64, Option<u64>) {
+        let mut g = self.inner.lock().expect("epoch lock");
+        g.0 += 1;
+        (g.0, g.1)
+    }
+}
+
+/// Where producers (SSE reader, /callback) put events. Never blocks: on a
+/// full queue the event is dropped, counted, and a resync is scheduled.
+#[derive(Clone)]
+pub struct EventSink {
+    tx: mpsc::Sender<Msg>,
+    overflow: Arc<AtomicBool>,
+    resync: Arc<Notify>,
+    metrics: Arc<Metrics>,
+}
+
+impl EventSink {
+    pub fn push(&self, ev: TaskEvent) {
+        match self.tx.try_send(Msg::Event(ev)) {
+            Ok(()) => {
+                self.metrics.queue_depth.fetch_add(1, Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.metrics.events_dropped.fetch_add(1, Relaxed);
+                if !self.overflow.swap(true, Relaxed) {
+                    self.metrics.queue_overflows.fetch_add(1, Relaxed);
+                    warn!("event queue full: dropping events, a full resync follows");
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                debug!("writer stopped; event ignored");
+            }
+        }
+    }
+
+    /// Asks the resync driver for a full resync soon.
+    pub fn schedule_resync(&self) {
+        self.resync.notify_one();
+    }
+}
+
+/// Recently killed task ids, bounded in count and age.
+struct Tombstones {
+    order: VecDeque<(Instant, String)>,
+    set: HashSet<String>,
+    ttl: Duration,
+    cap: usize,
+}
+
+impl Tombstones {
+    fn insert(&mut self, id: &str) {
+        if self.set.insert(id.to_string()) {
+            self.order.push_back((Instant::now(), id.to_string()));
+        }
+        while self.order.len() > self.cap
+            || self
+                .order
+                .front()
+                .is_some_and(|(t, _)| t.elapsed() > self.ttl)
+        {
+            if let Some((_, id)) = self.order.pop_front() {
+                self.set.remove(&id);
+            }
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+}
+
+struct Tracked {
+    task: TaskInfo,
+    app: Arc<AppSpec>,
+}
+
+pub struct WriterConfig {
+    pub owner: String,
+    pub require_healthy: bool,
+    pub tombstone_ttl: Duration,
+}
+
+pub struct Writer<S, A> {
+    store: S,
+    source: Arc<A>,
+    cfg: WriterConfig,
+    metrics: Arc<Metrics>,
+    rx: mpsc::Receiver<Msg>,
+    clock: Arc<EpochClock>,
+    overflow: Arc<AtomicBool>,
+    resync: Arc<Notify>,
+    /// Running tasks we know of (for health events and require-healthy).
+    tasks: HashMap<String, Tracked>,
+    /// App definitions by (id, version).
+    apps: HashMap<(String, String), Arc<AppSpec>>,
+    /// Our records as last written / read, by container.
+    written: HashMap<String, Instance>,
+    /// Containers touched by events since the fetch in flight began.
+    touched: HashMap<String, u64>,
+    tombstones: Tombstones,
+}
+
+/// Everything the resync driver and the producers need to talk to the writer.
+pub struct Channels {
+    pub tx: mpsc::Sender<Msg>,
+    pub sink: EventSink,
+    pub clock: Arc<EpochClock>,
+    pub resync: Arc<Notify>,
+}
+
+impl<S: Store, A: AppSource> Writer<S, A> {
+    pub fn new(
+        store: S,
+        source: Arc<A>,
+        cfg: WriterConfig,
+        metrics: Arc<Metrics>,
+        capacity: usize,
+    ) -> (Writer<S, A>, Channels) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let clock = Arc::new(EpochClock::default());
+        let overflow = Arc::new(AtomicBool::new(false));
+        let resync = Arc::new(Notify::new());
+        let sink = EventSink {
+            tx: tx.clone(),
+            overflow: overflow.clone(),
+            resync: resync.clone(),
+            metrics: metrics.clone(),
+        };
+        let tombstones = Tombstones {
+            order: VecDeque::new(),
+            set: HashSet::new(),
+            ttl: cfg.tombstone_ttl,
+            cap: 200_000,
+        };
+        let w = Writer {
+            store,
+            source,
+            cfg,
+            metrics,
+            rx,
+            clock: clock.clone(),
+            overflow,
+            resync: resync.clone(),
+            tasks: HashMap::new(),
+            apps: HashMap::new(),
+            written: HashMap::new(),
+            touched: HashMap::new(),
+            tombstones,
+        };
+        (
+            w,
+            Channels {
+                tx,
+                sink,
+                clock,
+                resync,
+            },
+        )
+    }
+
+    /// Runs until cancelled (or every sender is gone).
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut pending: Option<Msg> = None;
+        loop {
+            let first = match pending.take() {
+                Some(m) => m,
+                None => tokio::select! {
+                    m = self.rx.recv() => match m { Some(m) => m, None => return },
+                    _ = cancel.cancelled() => return,
+                },
+            };
+            match first {
+                Msg::Resync(req) => self.resync(req, &cancel).await,
+                Msg::Event(ev) => {
+                    let mut batch = vec![ev];
+                    while batch.len() < BATCH {
+                        match self.rx.try_recv() {
+                            Ok(Msg::Event(ev)) => batch.push(ev),
+                            Ok(other) => {
+                                pending = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.metrics
+                        .queue_depth
+                        .fetch_sub(batch.len() as u64, Relaxed);
+                    let mut actions = Vec::new();
+                    for ev in batch {
+                        self.on_event(ev, &mut actions).await;
+                    }
+                    let actions = coalesce(actions);
+                    if !actions.is_empty() && !self.apply_retrying(actions, &cancel).await {
+                        return;
+                    }
+                }
+            }
+            if self.overflow.swap(false, Relaxed) {
+                info!("queue overflowed: scheduling a full resync");
+                self.resync.notify_one();
+            }
+        }
+    }
+
+    fn touch(&mut self, container: &str) {
+        let (epoch, floor) = self.clock.tick();
+        match floor {
+            None => {
+                if !self.touched.is_empty() {
+                    self.touched.clear();
+                }
+            }
+            Some(f) => {
+                self.touched.insert(container.to_string(), epoch);
+                if self.touched.len() > 100_000 {
+                    self.touched.retain(|_, e| *e > f);
+                }
+            }
+        }
+    }
+
+    async fn app_for(&mut self, app_id: &str, version: Option<&str>) -> Option<Arc<AppSpec>> {
+        if let Some(v) = version {
+            if let Some(a) = self.apps.get(&(app_id.to_string(), v.to_string())) {
+                return Some(a.clone());
+            }
+        }
+        match self.source.app(app_id).await {
+            Ok(spec) => {
+                let spec = Arc::new(spec);
+                self.apps
+                    .insert((app_id.to_string(), spec.version.clone()), spec.clone());
+                if let Some(v) = version {
+                    self.apps
+                        .insert((app_id.to_string(), v.to_string()), spec.clone());
+                }
+                Some(spec)
+            }
+            Err(SourceError::NotFound(_)) => {
+                debug!(app_id, "app gone before its task event was handled");
+                None
+            }
+            Err(e) => {
+                self.metrics.error(kind::MARATHON);
+                warn!(app_id, error = %e, "cannot fetch app definition; scheduling a resync");
+                self.resync.notify_one();
+                None
+            }
+        }
+    }
+
+    /// Computes the actions for one event, updating the in-memory view.
+    async fn on_event(&mut self, ev: TaskEvent, actions: &mut Vec<Action>) {
+        match ev {
+            TaskEvent::Status(task) => {
+                self.touch(&task.id);
+                if is_gone(&task.state) {
+                    self.tombstones.insert(&task.id);
+                    self.tasks.remove(&task.id);
+                    self.remove_record(&task.id, actions);
+                } else if task.state == "TASK_RUNNING" {
+                    if self.tombstones.contains(&task.id) {
+                        debug!(task_id = %task.id, "running event for a killed task ignored");
+                        return;
+                    }
+                    let Some(app) = self
+                        .app_for(&task.app_id, task.app_version.as_deref())
+                        .await
+                    else {
+                        return;
+                    };
+                    let mut task = task;
+                    // Keep health learnt earlier (a status event carries none).
+                    if task.healthy.is_none() {
+                        task.healthy = self.tasks.get(&task.id).and_then(|t| t.task.healthy);
+                    }
+                    self.tasks.insert(
+                        task.id.clone(),
+                        Tracked {
+                            task: task.clone(),
+                            app,
+                        },
+                    );
+                    self.refresh(&task.id, actions);
+                }
+            }
+            TaskEvent::Health { id, healthy, .. } => {
+                let ids: Vec<String> = self
+                    .tasks
+                    .keys()
+                    .filter(|t| task_matches(t, &id))
+                    .cloned()
+                    .collect();
+                for tid in ids {
+                    self.touch(&tid);
+                    if let Some(t) = self.tasks.get_mut(&tid) {
+                        t.task.healthy = healthy;
+                    }
+                    self.refresh(&tid, actions);
+                }
+            }
+            TaskEvent::Other => {}
+        }
+    }
+
+    /// Puts or removes the record of a tracked task according to its state.
+    fn refresh(&mut self, task_id: &str, actions: &mut Vec<Action>) {
+        let Some(t) = self.tasks.get(task_id) else {
+            return;
+        };
+        if !wanted(&t.app, &t.task, self.cfg.require_healthy) {
+            self.remove_record(task_id, actions);
+            return;
+        }
+        let node = t.task.node.clone().unwrap_or_else(|| t.task.host.clone());
+        match record_from_task(&t.app, &t.task, &self.cfg.owner, &node) {
+            Ok(rec) => {
+                if self.written.get(task_id) == Some(&rec) {
+                    return;
+                }
+                if let Some(old) = self.written.get(task_id) {
+                    if RecordId::of(old) != RecordId::of(&rec) {
+                        // Names changed (labels edited): drop the old key.
+                        actions.push(Action::Delete {
+                            id: RecordId::of(old),
+                            expect: Expect::Any,
+                        });
+                    }
+                }
+                self.written.insert(task_id.to_string(), rec.clone());
+                actions.push(Action::Put {
+                    record: rec,
+                    expect: Expect::Any,
+                });
+            }
+            Err(e) => {
+                self.metrics.error(kind::INVALID_NAME);
+                warn!(task_id, error = %e, "record not written: invalid name");
+            }
+        }
+    }
+
+    fn remove_record(&mut self, task_id: &str, actions: &mut Vec<Action>) {
+        if let Some(old) = self.written.remove(task_id) {
+            actions.push(Action::Delete {
+                id: RecordId::of(&old),
+                expect: Expect::Any,
+            });
+        }
+    }
+
+    /// Applies with backoff until etcd takes it; false when cancelled.
+    async fn apply_retrying(&mut self, actions: Vec<Action>, cancel: &CancellationToken) -> bool {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.store.apply(actions.clone()).await {
+                Ok(applied) => {
+                    self.count(applied);
+                    return true;
+                }
+                Err(e) => {
+                    self.metrics.error(kind::ETCD);
+                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "etcd write failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = cancel.cancelled() => return false,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    fn count(&self, applied: Applied) {
+        self.metrics
+            .records_written
+            .fetch_add(applied.puts as u64, Relaxed);
+        self.metrics
+            .records_removed
+            .fetch_add(applied.deletes as u64, Relaxed);
+        for _ in 0..applied.conflicts {
+            self.metrics.error(kind::CONFLICT);
+        }
+    }
+
+    async fn resync(&mut self, req: ResyncRequest, cancel: &CancellationToken) {
+        let started = Instant::now();
+        let result = self.resync_inner(&req, cancel).await;
+        match &result {
+            Ok(s) if !req.dry_run => {
+                self.metrics.resync_done(started.elapsed());
+                self.metrics.resync_added.fetch_add(s.added as u64, Relaxed);
+                self.metrics
+                    .resync_updated
+                    .fetch_add(s.updated as u64, Relaxed);
+                self.metrics
+                    .resync_removed
+                    .fetch_add(s.removed as u64, Relaxed);
+                if s.added + s.updated + s.removed > 0 {
+                    info!(
+                        added = s.added,
+                        updated = s.updated,
+                        removed = s.removed,
+                        unchanged = s.unchanged,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "resync repaired the registry"
+                    );
+                } else {
+                    debug!(unchanged = s.unchanged, "resync: registry already right");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.metrics.resync_failures.fetch_add(1, Relaxed);
+                warn!(error = %e, "resync failed");
+            }
+        }
+        let _ = req.reply.send(result);
+    }
+
+    async fn resync_inner(
+        &mut self,
+        req: &ResyncRequest,
+        cancel: &CancellationToken,
+    ) -> Result<Summary, String> {
+        let snapshot = match self.store.snapshot().await {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics.error(kind::ETCD);
+                return Err(e.to_string());
+            }
+        };
+        let protect: HashSet<String> = self
+            .touched
+            .iter()
+            .filter(|(_, e)| **e > req.fetch_epoch)
+            .map(|(c, _)| c.clone())
+            .collect();
+        let tombstones = &self.tombstones;
+        let (desired, errors) = desired_records(
+            &req.apps,
+            &self.cfg.owner,
+            self.cfg.require_healthy,
+            &|id| tombstones.contains(id),
+        );
+        for e in &errors {
+            self.metrics.error(kind::INVALID_NAME);
+            warn!(error = %e, "resync: record skipped");
+        }
+        let plan = resync_plan(&desired, &snapshot, &self.cfg.owner, &protect);
+        if plan.foreign > 0 {
+            warn!(
+                count = plan.foreign,
+                "resync: keys held by another owner left alone"
+            );
+        }
+        if req.dry_run {
+            return Ok(plan.summary);
+        }
+        if !plan.actions.is_empty() {
+            match self.store.apply(plan.actions.clone()).await {
+                Ok(applied) => self.count(applied),
+                Err(e) => {
+                    self.metrics.error(kind::ETCD);
+                    return Err(e.to_string());
+                }
+            }
+        }
+        if cancel.is_cancelled() {
+            return Err("shutting down".into());
+        }
+        // Rebuild the in-memory view from what is now true.
+        let mut written: HashMap<String, Instance> = snapshot
+            .into_iter()
+            .filter(|e| e.record.owner == self.cfg.owner)
+            .map(|e| (e.record.container.clone(), e.record))
+            .collect();
+        for a in &plan.actions {
+            match a {
+                Action::Put { record, .. } => {
+                    written.insert(record.container.clone(), record.clone());
+                }
+                Action::Delete { id, .. } => {
+                    written.remove(&id.container);
+                }
+            }
+        }
+        self.written = written;
+        let mut tasks: HashMap<String, Tracked> = HashMap::new();
+        for (app, app_tasks) in &req.apps {
+            let app = Arc::new(app.clone());
+            self.apps
+                .insert((app.id.clone(), app.version.clone()), app.clone());
+            for t in app_tasks {
+                if t.state == "TASK_RUNNING" && !self.tombstones.contains(&t.id) {
+                    tasks.insert(
+                        t.id.clone(),
+                        Tracked {
+                            task: t.clone(),
+                            app: app.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        for id in &protect {
+            match self.tasks.remove(id) {
+                Some(t) => {
+                    tasks.insert(id.clone(), t);
+                }
+                None => {
+                    tasks.remove(id);
+                }
+            }
+        }
+        self.tasks = tasks;
+        Ok(plan.summary)
+    }
+}
+
+/// Keeps the last action per key, in the order of last occurrence (etcd
+/// rejects a transaction naming one key twice).
+fn coalesce(actions: Vec<Action>) -> Vec<Action> {
+    if actions.len() < 2 {
+        return actions;
+    }
+    let mut last: HashMap<RecordId, usize> = HashMap::new();
+    for (i, a) in actions.iter().enumerate() {
+        last.insert(a.id(), i);
+    }
+    actions
+        .into_iter()
+        .enumerate()
+        .filter(|(i, a)| last.get(&a.id()) == Some(i))
+        .map(|(_, a)| a)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,294 @@
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::*;
+use crate::model::NetworkMode;
+use crate::record::tests::{app, task};
+use crate::store::MemStore;
+
+#[derive(Default)]
+struct FakeMarathon {
+    apps: Mutex<HashMap<String, AppSpec>>,
+}
+
+impl AppSource for FakeMarathon {
+    async fn app(&self, id: &str) -> Result<AppSpec, SourceError> {
+        self.apps
+            .lock()
+            .unwrap()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| SourceError::NotFound(id.into()))
+    }
+
+    async fn apps_with_tasks(&self) -> Result<Vec<(AppSpec, Vec<TaskInfo>)>, SourceError> {
+        Ok(vec![])
+    }
+}
+
+struct Harness {
+    store: MemStore,
+    ch: Channels,
+    cancel: CancellationToken,
+    metrics: Arc<Metrics>,
+    join: tokio::task::JoinHandle<()>,
+}
+
+fn web() -> AppSpec {
+    let mut a = app("/dev/web", NetworkMode::Bridge, &[(Some("api"), Some(80))]);
+    a.version = "v1".into();
+    a
+}
+
+fn start(require_healthy: bool, capacity: usize) -> Harness {
+    let store = MemStore::default();
+    let fake = FakeMarathon::default();
+    let mut w = web();
+    fake.apps.lock().unwrap().insert(w.id.clone(), w.clone());
+    w.id = "/dev/checked".into();
+    w.has_health_checks = true;
+    fake.apps.lock().unwrap().insert(w.id.clone(), w);
+    let metrics = Arc::new(Metrics::default());
+    let (writer, ch) = Writer::new(
+        store.clone(),
+        Arc::new(fake),
+        WriterConfig {
+            owner: "me".into(),
+            require_healthy,
+            tombstone_ttl: Duration::from_secs(600),
+        },
+        metrics.clone(),
+        capacity,
+    );
+    let cancel = CancellationToken::new();
+    let join = tokio::spawn(writer.run(cancel.clone()));
+    Harness {
+        store,
+        ch,
+        cancel,
+        metrics,
+        join,
+    }
+}
+
+fn running(id: &str, app_id: &str, port: u32) -> TaskEvent {
+    let mut t = task(id, app_id, &[port]);
+    t.app_version = Some("v1".into());
+    TaskEvent::Status(t)
+}
+
+fn state(id: &str, app_id: &str, s: &str) -> TaskEvent {
+    let mut t = task(id, app_id, &[]);
+    t.state = s.into();
+    TaskEvent::Status(t)
+}
+
+impl Harness {
+    async fn resync(
+        &self,
+        apps: Vec<(AppSpec, Vec<TaskInfo>)>,
+        epoch: u64,
+        dry_run: bool,
+    ) -> Summary {
+        let (reply, rx) = oneshot::channel();
+        self.ch
+            .tx
+            .send(Msg::Resync(ResyncRequest {
+                apps,
+                fetch_epoch: epoch,
+                dry_run,
+                reply,
+            }))
+            .await
+            .unwrap();
+        let s = rx.await.unwrap().unwrap();
+        self.ch.clock.end_fetch();
+        s
+    }
+
+    async fn wait_for(&self, want: &[&str]) {
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        testkit::eventually_async("records", Duration::from_secs(5), || async {
+            (self.store.containers() == want).then_some(())
+        })
+        .await;
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.join.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn running_writes_and_killing_removes() {
+    let h = start(false, 1000);
+    h.ch.sink.push(running("t1", "/dev/web", 31001));
+    h.ch.sink.push(running("t2", "/dev/web", 31002));
+    h.wait_for(&["t1", "t2"]).await;
+    let r = h.store.get("t1").unwrap();
+    assert_eq!(r.ports["api"].external, 31001);
+    assert_eq!(r.ports["api"].exposed, 80);
+    assert_eq!(r.owner, "me");
+    h.ch.sink.push(state("t1", "/dev/web", "TASK_KILLING"));
+    h.wait_for(&["t2"]).await;
+    h.ch.sink.push(state("t2", "/dev/web", "TASK_FAILED"));
+    h.wait_for(&[]).await;
+    // A late TASK_RUNNING for a killed task never brings it back.
+    h.ch.sink.push(running("t1", "/dev/web", 31001));
+    h.ch.sink.push(running("t3", "/dev/web", 31003));
+    h.wait_for(&["t3"]).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn resync_never_resurrects_a_task_killed_during_the_fetch() {
+    let h = start(false, 1000);
+    h.ch.sink.push(running("t1", "/dev/web", 31001));
+    h.wait_for(&["t1"]).await;
+    // The fetch begins and sees t1 running...
+    let epoch = h.ch.clock.begin_fetch();
+    let stale = vec![(web(), vec![task("t1", "/dev/web", &[31001])])];
+    // ...t1 is killed while the resync computes...
+    h.ch.sink.push(state("t1", "/dev/web", "TASK_KILLING"));
+    h.wait_for(&[]).await;
+    // ...and the stale resync result arrives afterwards.
+    let s = h.resync(stale.clone(), epoch, false).await;
+    assert_eq!(s.added, 0);
+    assert!(h.store.containers().is_empty());
+    // Even a later resync with the same stale view (tombstone) keeps it out.
+    let epoch = h.ch.clock.begin_fetch();
+    h.resync(stale, epoch, false).await;
+    assert!(h.store.containers().is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn resync_keeps_a_task_started_during_the_fetch() {
+    let h = start(false, 1000);
+    let epoch = h.ch.clock.begin_fetch();
+    // Fetch saw nothing; t9 starts meanwhile.
+    h.ch.sink.push(running("t9", "/dev/web", 31009));
+    h.wait_for(&["t9"]).await;
+    let s = h.resync(vec![(web(), vec![])], epoch, false).await;
+    assert_eq!(s.removed, 0);
+    assert_eq!(h.store.containers(), vec!["t9"]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn resync_repairs_and_leaves_other_owners_alone() {
+    let h = start(false, 1000);
+    let a = web();
+    let t1 = task("t1", "/dev/web", &[31001]);
+    let foreign =
+        crate::record::record_from_task(&a, &task("f1", "/dev/web", &[1]), "other", "n").unwrap();
+    h.store.insert(foreign.clone());
+    let invented =
+        crate::record::record_from_task(&a, &task("ghost", "/dev/web", &[2]), "me", "n").unwrap();
+    h.store.insert(invented);
+    let mut wrong =
+        crate::record::record_from_task(&a, &task("t2", "/dev/web", &[3]), "me", "n").unwrap();
+    wrong.host = "wrong".into();
+    h.store.insert(wrong);
+    let apps = vec![(a.clone(), vec![t1, task("t2", "/dev/web", &[3])])];
+    let epoch = h.ch.clock.begin_fetch();
+    let dry = h.resync(apps.clone(), epoch, true).await;
+    assert_eq!((dry.added, dry.updated, dry.removed), (1, 1, 1));
+    assert_eq!(
+        h.store.containers(),
+        vec!["f1", "ghost", "t2"],
+        "dry run writes nothing"
+    );
+    let epoch = h.ch.clock.begin_fetch();
+    let s = h.resync(apps.clone(), epoch, false).await;
+    assert_eq!((s.added, s.updated, s.removed, s.unchanged), (1, 1, 1, 0));
+    assert_eq!(h.store.containers(), vec!["f1", "t1", "t2"]);
+    assert_eq!(h.store.get("t2").unwrap().host, "10.0.0.5");
+    assert_eq!(h.store.get("f1").unwrap().owner, "other");
+    let epoch = h.ch.clock.begin_fetch();
+    let s = h.resync(apps, epoch, false).await;
+    assert_eq!((s.added, s.updated, s.removed, s.unchanged), (0, 0, 0, 2));
+    assert!(h.metrics.last_sync_age().is_some());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn etcd_outage_keeps_events_in_order_and_converges() {
+    let h = start(false, 1000);
+    h.store.set_fail(true);
+    for i in 0..50 {
+        h.ch.sink
+            .push(running(&format!("t{i:02}"), "/dev/web", 31000 + i));
+    }
+    for i in 0..25 {
+        h.ch.sink
+            .push(state(&format!("t{i:02}"), "/dev/web", "TASK_KILLED"));
+    }
+    testkit::eventually_async("etcd errors counted", Duration::from_secs(5), || async {
+        (h.metrics.errors_of(kind::ETCD) >= 2).then_some(())
+    })
+    .await;
+    h.store.set_fail(false);
+    let want: Vec<String> = (25..50).map(|i| format!("t{i:02}")).collect();
+    let want: Vec<&str> = want.iter().map(String::as_str).collect();
+    h.wait_for(&want).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn overflow_schedules_a_resync() {
+    let h = start(false, 4);
+    h.store.set_fail(true);
+    for i in 0..20 {
+        h.ch.sink
+            .push(running(&format!("t{i:02}"), "/dev/web", 31000 + i));
+    }
+    assert!(h.metrics.events_dropped.load(Relaxed) > 0);
+    let notified = h.ch.resync.clone();
+    let wait = notified.notified();
+    h.store.set_fail(false);
+    tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .expect("a resync is scheduled after the overflow");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn health_events_and_require_healthy() {
+    let h = start(true, 1000);
+    h.ch.sink.push(running("c1", "/dev/checked", 31001));
+    h.ch.sink.push(running("w1", "/dev/web", 31002));
+    h.wait_for(&["w1"]).await;
+    h.ch.sink.push(TaskEvent::Health {
+        app_id: Some("/dev/checked".into()),
+        id: "c1".into(),
+        healthy: Some(true),
+    });
+    h.wait_for(&["c1", "w1"]).await;
+    assert_eq!(h.store.get("c1").unwrap().healthy, Some(true));
+    h.ch.sink.push(TaskEvent::Health {
+        app_id: None,
+        id: "c1".into(),
+        healthy: Some(false),
+    });
+    h.wait_for(&["w1"]).await;
+    h.stop().await;
+}
+
+#[test]
+fn coalesce_keeps_last_per_key() {
+    let a = web();
+    let r1 = crate::record::record_from_task(&a, &task("t1", "/dev/web", &[1]), "me", "n").unwrap();
+    let r2 = crate::record::record_from_task(&a, &task("t2", "/dev/web", &[2]), "me", "n").unwrap();
+    let put = |r: &Instance| Action::Put {
+        record: r.clone(),
+        expect: Expect::Any,
+    };
+    let del = |r: &Instance| Action::Delete {
+        id: RecordId::of(r),
+        expect: Expect::Any,
+    };
+    let out = coalesce(vec![put(&r1), put(&r2), del(&r1)]);
+    assert_eq!(out, vec![put(&r2), del(&r1)]);
+}

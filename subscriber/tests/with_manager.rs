@@ -1,0 +1,361 @@
+//! The real subscriber against the real manager binary (command tasks) and
+//! a real etcd.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use registry::{Port, Registry};
+use serde_json::{json, Value};
+use support::*;
+use testkit::{ChildGuard, Etcd};
+
+struct Manager {
+    _child: ChildGuard,
+    url: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+fn manager_binary() -> PathBuf {
+    let bin = testkit::target_dir().join("debug").join("manager");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "manager"])
+            .current_dir(testkit::workspace_root())
+            .status()
+            .expect("cargo build -p manager");
+        assert!(status.success(), "building the manager failed");
+    }
+    bin
+}
+
+impl Manager {
+    async fn start(etcd: &Etcd) -> Manager {
+        let dir = tempfile::tempdir().unwrap();
+        let port = testkit::free_port().unwrap();
+        let log = std::fs::File::create(dir.path().join("manager.log")).unwrap();
+        let child = Command::new(manager_binary())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--etcd-endpoints")
+            .arg(etcd.endpoint())
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--docker", "off", "--node-cpus", "8", "--node-mem", "8192"])
+            .env_remove("MDO_AUTH_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn manager");
+        let m = Manager {
+            _child: ChildGuard::new(child),
+            url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            _dir: dir,
+        };
+        let url = format!("{}/ping", m.url);
+        testkit::eventually_async("manager answers /ping", Duration::from_secs(30), || {
+            let http = m.http.clone();
+            let url = url.clone();
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+                    .map(|_| ())
+            }
+        })
+        .await;
+        m
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut rb = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let r = rb.send().await.expect("manager request");
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Ids and host ports of the running tasks of an app.
+    async fn running(&self, app: &str) -> Vec<(String, Vec<u64>)> {
+        let (_, body) = self
+            .call(reqwest::Method::GET, &format!("/v2/apps{app}/tasks"), None)
+            .await;
+        let mut v: Vec<(String, Vec<u64>)> = body["tasks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter(|t| t["state"] == "TASK_RUNNING")
+            .map(|t| {
+                (
+                    t["id"].as_str().unwrap().to_string(),
+                    t["ports"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| p.as_u64().unwrap())
+                        .collect(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    async fn wait_running(&self, app: &str, n: usize) -> Vec<(String, Vec<u64>)> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self.running(app).await;
+            if r.len() == n {
+                return r;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{app}: {n} running tasks expected, got {r:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn scale(&self, app: &str, n: u32) {
+        let (s, b) = self
+            .call(
+                reqwest::Method::PUT,
+                &format!("/v2/apps{app}?force=true"),
+                Some(json!({"instances": n})),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+}
+
+fn command_app(id: &str, instances: u32) -> Value {
+    json!({"id": id, "cmd": "exec sleep 1000", "cpus": 0.01, "mem": 8, "instances": instances,
+           "portDefinitions": [{"port": 0, "name": "api"}, {"port": 0}]})
+}
+
+/// Waits until the registry holds exactly the manager's running tasks of `app`.
+async fn converged(m: &Manager, reg: &Registry, app: &str, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let want: Vec<String> = m.running(app).await.into_iter().map(|(id, _)| id).collect();
+        let have = containers(reg).await;
+        if have == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: registry {have:?} != manager {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_tasks_become_records_and_scale_down_removes_them() {
+    let etcd = Etcd::start().unwrap();
+    let m = Manager::start(&etcd).await;
+    let mut sub = spawn_subscriber(&m.url, &etcd, &[]);
+    sub.wait_healthy().await;
+    let reg = registry(&etcd).await;
+
+    let (s, b) = m
+        .call(
+            reqwest::Method::POST,
+            "/v2/apps",
+            Some(command_app("/dev/ingestor", 3)),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let tasks = m.wait_running("/dev/ingestor", 3).await;
+    converged(&m, &reg, "/dev/ingestor", "three records").await;
+    let recs = records(&reg).await;
+    for (id, ports) in &tasks {
+        let r = recs.iter().find(|r| &r.container == id).expect("record");
+        assert_eq!((r.service.as_str(), r.group.as_str()), ("ingestor", "dev"));
+        assert_eq!(r.app_id, "/dev/ingestor");
+        assert_eq!(r.ports["api"], Port::tcp(ports[0] as u16, ports[0] as u16));
+        assert_eq!(
+            r.ports["port1"],
+            Port::tcp(ports[1] as u16, ports[1] as u16)
+        );
+        assert_eq!(r.state, "TASK_RUNNING");
+    }
+
+    m.scale("/dev/ingestor", 1).await;
+    m.wait_running("/dev/ingestor", 1).await;
+    converged(&m, &reg, "/dev/ingestor", "scale down removed records").await;
+
+    // A killed task's record goes; its replacement gets one.
+    let (victim, _) = m.running("/dev/ingestor").await.remove(0);
+    let (s, b) = m
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v2/apps/dev/ingestor/tasks/{victim}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    testkit::eventually_async(
+        "victim's record removed",
+        Duration::from_secs(30),
+        || async { (!containers(&reg).await.contains(&victim)).then_some(()) },
+    )
+    .await;
+    converged(&m, &reg, "/dev/ingestor", "replacement registered").await;
+
+    // Nothing to repair afterwards.
+    let s = sub.cleanup(false).await;
+    assert_eq!(
+        (
+            s["added"].as_u64(),
+            s["updated"].as_u64(),
+            s["removed"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{s}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_kill_9_of_the_subscriber_during_churn_then_restart_converges() {
+    let etcd = Etcd::start().unwrap();
+    let m = Manager::start(&etcd).await;
+    let port = testkit::free_port().unwrap();
+    let mut sub = spawn_on(port, &m.url, &etcd, &[]);
+    sub.wait_healthy().await;
+    let reg = registry(&etcd).await;
+    let (s, b) = m
+        .call(
+            reqwest::Method::POST,
+            "/v2/apps",
+            Some(command_app("/web", 4)),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    m.wait_running("/web", 4).await;
+    converged(&m, &reg, "/web", "four records").await;
+
+    m.scale("/web", 1).await;
+    sub.kill9();
+    m.wait_running("/web", 1).await;
+    m.scale("/web", 3).await;
+    m.wait_running("/web", 3).await;
+    let mut sub = spawn_on(port, &m.url, &etcd, &[]);
+    sub.wait_healthy().await;
+    converged(&m, &reg, "/web", "converged after restart").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_callback_mode_end_to_end_and_unsubscribe_on_sigterm() {
+    let etcd = Etcd::start().unwrap();
+    let m = Manager::start(&etcd).await;
+    let port = testkit::free_port().unwrap();
+    let callback = format!("http://127.0.0.1:{port}/callback");
+    let mut sub = spawn_on(
+        port,
+        &m.url,
+        &etcd,
+        &["--mode", "callback", "--callback-url", &callback],
+    );
+    sub.wait_healthy().await;
+    let (_, subs) = m
+        .call(reqwest::Method::GET, "/v2/eventSubscriptions", None)
+        .await;
+    assert_eq!(subs["callbackUrls"], json!([callback]));
+    let reg = registry(&etcd).await;
+
+    let (s, b) = m
+        .call(
+            reqwest::Method::POST,
+            "/v2/apps",
+            Some(command_app("/cb/web", 2)),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    m.wait_running("/cb/web", 2).await;
+    converged(&m, &reg, "/cb/web", "records through callbacks").await;
+    m.scale("/cb/web", 1).await;
+    m.wait_running("/cb/web", 1).await;
+    converged(&m, &reg, "/cb/web", "scale down through callbacks").await;
+
+    sub.sigterm();
+    let status = testkit::eventually(
+        "subscriber exits on SIGTERM",
+        Duration::from_secs(20),
+        || sub.child.child().try_wait().ok().flatten(),
+    );
+    assert!(status.success(), "{status}\n{}", sub.log_text());
+    let (_, subs) = m
+        .call(reqwest::Method::GET, "/v2/eventSubscriptions", None)
+        .await;
+    assert_eq!(subs["callbackUrls"], json!([]), "unsubscribed on SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_cleanup_repairs_hand_edits_and_keeps_other_owners() {
+    let etcd = Etcd::start().unwrap();
+    let m = Manager::start(&etcd).await;
+    let mut sub = spawn_subscriber(
+        &m.url,
+        &etcd,
+        &["--resync-interval", "1h", "--owner", "east"],
+    );
+    sub.wait_healthy().await;
+    let reg = registry(&etcd).await;
+    let (s, b) = m
+        .call(
+            reqwest::Method::POST,
+            "/v2/apps",
+            Some(command_app("/dev/api", 2)),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    m.wait_running("/dev/api", 2).await;
+    converged(&m, &reg, "/dev/api", "two records").await;
+
+    let mut recs = records(&reg).await;
+    let gone = recs.remove(0);
+    reg.delete(&gone.name().unwrap()).await.unwrap();
+    let mut invented = recs[0].clone();
+    invented.container = "dev_api.instance-invented._app.1".into();
+    reg.put(&invented).await.unwrap();
+    let mut foreign = recs[0].clone();
+    foreign.container = "dev_api.instance-west._app.1".into();
+    foreign.owner = "west".into();
+    reg.put(&foreign).await.unwrap();
+
+    let s = sub.cleanup(false).await;
+    assert_eq!(
+        (
+            s["added"].as_u64(),
+            s["updated"].as_u64(),
+            s["removed"].as_u64(),
+            s["unchanged"].as_u64()
+        ),
+        (Some(1), Some(0), Some(1), Some(1)),
+        "{s}"
+    );
+    let mut want: Vec<String> = m
+        .running("/dev/api")
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    want.push(foreign.container.clone());
+    want.sort();
+    assert_eq!(
+        containers(&reg).await,
+        want,
+        "repaired; the other owner's record stays"
+    );
+}

@@ -1,0 +1,410 @@
+//! Command line and environment: parsed by clap, then validated into a
+//! [`Config`] before anything starts. Nothing below `main` reads the
+//! environment; tests build [`Config`] values directly.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// What the command line could not be turned into. `main` prints it as one
+/// line and exits with 64.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid watch {entry:?}: {reason}")]
+    Watch { entry: String, reason: String },
+    #[error("invalid duration {value:?} for {flag}: use e.g. 250ms, 2s, 1m or 0")]
+    Duration { flag: &'static str, value: String },
+    #[error("--exec and --methods cannot be used together")]
+    ExecAndMethods,
+    #[error("the Python callback mode is not built in (watcher built without the `python` feature): use --exec")]
+    NoPython,
+    #[error("the callback file {0} does not exist (give --methods PATH, or --exec CMD)")]
+    MissingMethods(PathBuf),
+    #[error("nothing to do: no service to watch (--watch / WATCHES) and no command after --")]
+    NothingToDo,
+    #[error("{0}")]
+    Registry(#[from] registry::Error),
+}
+
+/// Output format of the logs (on stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Watches services in the mdo registry (etcd) and calls user code when the
+/// set of their instances changes: `service_change(service, delta)` from
+/// watch_methods.py, or a shell command. Optionally runs the application as
+/// its child (`watcher [OPTIONS] -- CMD...`), forwarding signals and the exit
+/// code, so one entrypoint serves an image.
+#[derive(Debug, Parser)]
+#[command(name = "watcher", version, about, long_about = None)]
+pub struct Cli {
+    /// Services to watch, comma separated. `svc.label` restricts the watch to
+    /// the instances of `svc` whose labels include `label`.
+    #[arg(long = "watch", env = "WATCHES", value_name = "SVC[.LABEL],...")]
+    pub watch: Option<String>,
+
+    /// Python file defining `service_change(service, delta)` (and optionally
+    /// `added`, `removed`, `nodes` parameters or `**kwargs`). Default
+    /// ./watch_methods.py when --exec is not given.
+    #[arg(long, env = "WATCH_METHODS", value_name = "PATH")]
+    pub methods: Option<PathBuf>,
+
+    /// Shell command (run with `sh -c`) to run on every change instead of
+    /// Python. It gets WATCH_SERVICE, WATCH_DELTA, WATCH_ADDED, WATCH_REMOVED
+    /// and WATCH_NODES (JSON arrays of instance records) in its environment;
+    /// a list over 64 KiB comes as a file named by WATCH_<NAME>_FILE instead.
+    #[arg(long, env = "WATCH_EXEC", value_name = "CMD")]
+    pub exec: Option<String>,
+
+    /// Debounce window: the first change fires at once, the changes that
+    /// follow within the window are reported together as one net change
+    /// when it ends. 0 reports every change.
+    #[arg(long, env = "WATCH_DEBOUNCE", value_name = "DUR", default_value = "0")]
+    pub debounce: String,
+
+    /// Random delay in [0, DUR) before each callback, so that instances
+    /// watching the same service do not all react at the same moment.
+    #[arg(long, env = "WATCH_SPLAY", value_name = "DUR", default_value = "0")]
+    pub splay: String,
+
+    /// etcd endpoints, comma separated (`http://host:2379,...`).
+    /// Falls back to ETCD_HOST_ADDRESS[:ETCD_PORT], then http://127.0.0.1:2379.
+    #[arg(long, env = "ETCD_ENDPOINTS", value_name = "URLS")]
+    pub etcd_endpoints: Option<String>,
+
+    /// Compatibility: etcd host, used when ETCD_ENDPOINTS is not set.
+    #[arg(
+        long,
+        env = "ETCD_HOST_ADDRESS",
+        value_name = "HOST",
+        hide_short_help = true
+    )]
+    pub etcd_host_address: Option<String>,
+
+    /// Compatibility: etcd port for ETCD_HOST_ADDRESS (default 2379).
+    #[arg(long, env = "ETCD_PORT", value_name = "PORT", hide_short_help = true)]
+    pub etcd_port: Option<String>,
+
+    /// Registry key prefix.
+    #[arg(long, env = "REGISTRY_PREFIX", value_name = "PREFIX", default_value = registry::DEFAULT_PREFIX)]
+    pub prefix: String,
+
+    /// etcd user (authentication enabled on etcd).
+    #[arg(long, env = "ETCD_USER", value_name = "USER")]
+    pub etcd_user: Option<String>,
+
+    /// etcd password for --etcd-user.
+    #[arg(
+        long,
+        env = "ETCD_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub etcd_password: Option<String>,
+
+    /// CA certificate (PEM) to verify etcd's TLS certificate.
+    #[arg(long, env = "ETCD_CA", value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) for etcd TLS client authentication.
+    #[arg(long, env = "ETCD_CERT", value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+
+    /// Key (PEM) of --etcd-cert.
+    #[arg(long, env = "ETCD_KEY", value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
+
+    /// Log format on stderr; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// The application to run as a child: signals (TERM, INT, HUP) are
+    /// forwarded to it and the watcher exits with its exit code when it ends.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// One entry of WATCHES.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchSpec {
+    /// The entry as written (`ingestor.testing`): what callbacks receive as
+    /// the service, so two watches on one service stay distinguishable.
+    pub name: String,
+    pub service: String,
+    /// Only instances whose labels include this one.
+    pub label: Option<String>,
+}
+
+/// What runs on a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hook {
+    /// `service_change` from this Python file.
+    Python(PathBuf),
+    /// This shell command.
+    Exec(String),
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub watches: Vec<WatchSpec>,
+    pub hook: Hook,
+    pub debounce: Duration,
+    pub splay: Duration,
+    pub registry: registry::Settings,
+    pub log_format: LogFormat,
+    /// argv of the child application, empty for none.
+    pub command: Vec<String>,
+}
+
+impl Cli {
+    /// Validates everything; no I/O beyond checking the methods file exists.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let watches = parse_watches(self.watch.as_deref().unwrap_or(""))?;
+        if watches.is_empty() && self.command.is_empty() {
+            return Err(ConfigError::NothingToDo);
+        }
+        let hook = match (self.exec, self.methods) {
+            (Some(_), Some(_)) => return Err(ConfigError::ExecAndMethods),
+            (Some(cmd), None) => Hook::Exec(cmd),
+            (None, methods) => {
+                let path = methods.unwrap_or_else(|| PathBuf::from("./watch_methods.py"));
+                if !watches.is_empty() {
+                    if !cfg!(feature = "python") {
+                        return Err(ConfigError::NoPython);
+                    }
+                    if !path.is_file() {
+                        return Err(ConfigError::MissingMethods(path));
+                    }
+                }
+                Hook::Python(path)
+            }
+        };
+        let endpoints = registry::resolve_endpoints(
+            self.etcd_endpoints.as_deref(),
+            self.etcd_host_address.as_deref(),
+            self.etcd_port.as_deref(),
+        )?;
+        let registry = registry::Settings::from_parts(
+            Some(&endpoints),
+            Some(&self.prefix),
+            self.etcd_user.as_deref(),
+            self.etcd_password.as_deref(),
+            self.etcd_ca,
+            self.etcd_cert,
+            self.etcd_key,
+        )?;
+        Ok(Config {
+            watches,
+            hook,
+            debounce: parse_duration("--debounce", &self.debounce)?,
+            splay: parse_duration("--splay", &self.splay)?,
+            registry,
+            log_format: self.log_format,
+            command: self.command,
+        })
+    }
+}
+
+/// Parses WATCHES: comma separated `service` or `service.label` entries;
+/// blanks are skipped, duplicates dropped (first kept).
+pub fn parse_watches(list: &str) -> Result<Vec<WatchSpec>, ConfigError> {
+    let mut out: Vec<WatchSpec> = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let bad = |reason: String| ConfigError::Watch {
+            entry: entry.to_string(),
+            reason,
+        };
+        let (service, label) = match entry.split_once('.') {
+            Some((s, l)) => (s, Some(l)),
+            None => (entry, None),
+        };
+        registry::naming::validate_service(service).map_err(|e| bad(e.to_string()))?;
+        if let Some(label) = label {
+            // A label is one segment of a group name: the service pattern.
+            registry::naming::validate_service(label).map_err(|_| {
+                bad(format!(
+                    "label {label:?} must match [a-z0-9]([a-z0-9-]*[a-z0-9])?"
+                ))
+            })?;
+        }
+        if out.iter().any(|w| w.name == entry) {
+            continue;
+        }
+        out.push(WatchSpec {
+            name: entry.to_string(),
+            service: service.to_string(),
+            label: label.map(str::to_string),
+        });
+    }
+    Ok(out)
+}
+
+/// Parses `250ms`, `2s`, `1.5s`, `1m`, `1h` or a bare number of seconds.
+pub fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let bad = || ConfigError::Duration {
+        flag,
+        value: value.to_string(),
+    };
+    let v = value.trim();
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (number, unit) = v.split_at(split);
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" => 1e-6,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(bad()),
+    };
+    let secs = number * scale;
+    if !secs.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&secs) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, service: &str, label: Option<&str>) -> WatchSpec {
+        WatchSpec {
+            name: name.into(),
+            service: service.into(),
+            label: label.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn watches_table() {
+        let cases: Vec<(&str, Option<Vec<WatchSpec>>)> = vec![
+            ("", Some(vec![])),
+            (" , ", Some(vec![])),
+            ("ingestor", Some(vec![spec("ingestor", "ingestor", None)])),
+            (
+                "ingestor.testing, proxy",
+                Some(vec![
+                    spec("ingestor.testing", "ingestor", Some("testing")),
+                    spec("proxy", "proxy", None),
+                ]),
+            ),
+            ("a,a", Some(vec![spec("a", "a", None)])),
+            (
+                "a,a.x",
+                Some(vec![spec("a", "a", None), spec("a.x", "a", Some("x"))]),
+            ),
+            ("Ingestor", None),
+            ("ingestor.", None),
+            (".testing", None),
+            ("ingestor.test.ing", None),
+            ("ingestor/x", None),
+            ("-a", None),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(parse_watches(input).ok(), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn durations_table() {
+        let ms = Duration::from_millis;
+        let cases = [
+            ("0", Some(ms(0))),
+            ("250ms", Some(ms(250))),
+            ("2s", Some(ms(2000))),
+            ("1.5s", Some(ms(1500))),
+            ("3", Some(ms(3000))),
+            ("1m", Some(ms(60_000))),
+            (" 100ms ", Some(ms(100))),
+            ("", None),
+            ("ms", None),
+            ("-1s", None),
+            ("5 parsecs", None),
+            ("1e9h", None),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                parse_duration("--debounce", input).ok(),
+                expected,
+                "{input:?}"
+            );
+        }
+    }
+
+    fn cli(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["watcher"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .into_config()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn modes_and_conflicts() {
+        let c = cli(&["--watch", "a", "--exec", "true"]).unwrap();
+        assert_eq!(c.hook, Hook::Exec("true".into()));
+        assert!(c.command.is_empty());
+
+        let c = cli(&["--exec", "true", "--", "sleep", "1"]).unwrap();
+        assert_eq!(c.command, vec!["sleep", "1"]);
+        assert!(c.watches.is_empty());
+
+        assert!(cli(&["--watch", "a", "--exec", "x", "--methods", "m.py"])
+            .unwrap_err()
+            .contains("together"));
+        assert!(cli(&["--exec", "x"]).unwrap_err().contains("nothing to do"));
+        assert!(cli(&["--watch", "a", "--methods", "/nonexistent/w.py"])
+            .unwrap_err()
+            .contains(if cfg!(feature = "python") {
+                "does not exist"
+            } else {
+                "not built in"
+            }));
+        assert!(cli(&["--watch", "a", "--exec", "x", "--debounce", "soon"])
+            .unwrap_err()
+            .contains("--debounce"));
+        assert!(cli(&["--watch", "a", "--exec", "x", "--etcd-endpoints", "ftp://x"]).is_err());
+    }
+
+    #[test]
+    fn registry_settings() {
+        let c = cli(&[
+            "--watch",
+            "a",
+            "--exec",
+            "x",
+            "--etcd-endpoints",
+            "http://10.0.0.1:2379,10.0.0.2:2379",
+            "--prefix",
+            "/reg/",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.registry.endpoints,
+            vec!["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+        );
+        assert_eq!(c.registry.prefix, "/reg");
+
+        let c = cli(&[
+            "--watch",
+            "a",
+            "--exec",
+            "x",
+            "--etcd-host-address",
+            "10.0.0.9",
+            "--etcd-port",
+            "4001",
+        ])
+        .unwrap();
+        assert_eq!(c.registry.endpoints, vec!["http://10.0.0.9:4001"]);
+    }
+}

@@ -1,0 +1,174 @@
+//! Shared helpers: a real etcd, records written through `registry`, the real
+//! watcher binary with its log captured, and callbacks observed through the
+//! file they append to.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use registry::{Instance, InstanceName, Port, Registry, Settings};
+use testkit::{eventually, ChildGuard, Etcd};
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn instance(service: &str, group: &str, container: &str, port: u16) -> Instance {
+    Instance {
+        schema: 1,
+        service: service.into(),
+        group: group.into(),
+        labels: registry::naming::labels_from_group(group),
+        container: container.into(),
+        app_id: format!("/{group}/{service}"),
+        app_version: "2026-11-22T10:00:00.000Z".into(),
+        node: "node-1".into(),
+        host: "10.0.0.5".into(),
+        internal_address: Some("172.17.0.3".into()),
+        ports: [("api".to_string(), Port::tcp(port, 5000))].into(),
+        state: "TASK_RUNNING".into(),
+        healthy: Some(true),
+        started_at: "2026-11-22T10:00:01.000Z".into(),
+        owner: "default".into(),
+    }
+}
+
+pub fn name(service: &str, group: &str, container: &str) -> InstanceName {
+    InstanceName::new(service, group, container).unwrap()
+}
+
+pub async fn registry(etcd: &Etcd) -> Registry {
+    Registry::connect(&Settings::new([etcd.endpoint()]))
+        .await
+        .expect("connect to the test etcd")
+}
+
+/// One callback invocation, as the test hooks record it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub service: String,
+    pub delta: i64,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub nodes: Vec<String>,
+}
+
+fn containers(json: &serde_json::Value) -> Vec<String> {
+    json.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| r["container"].as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The calls recorded so far: one JSON object per line with service, delta
+/// and (when given) the added / removed / nodes record lists.
+pub fn calls(file: &Path) -> Vec<Call> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("bad call line {l:?}: {e}"));
+            Call {
+                service: v["service"].as_str().unwrap().to_string(),
+                delta: v["delta"].as_i64().unwrap(),
+                added: containers(&v["added"]),
+                removed: containers(&v["removed"]),
+                nodes: containers(&v["nodes"]),
+            }
+        })
+        .collect()
+}
+
+/// Waits until at least `n` calls were recorded and returns them all.
+pub fn wait_calls(file: &Path, n: usize) -> Vec<Call> {
+    eventually(
+        &format!("{n} callback(s) in {}", file.display()),
+        DEADLINE,
+        || {
+            let c = calls(file);
+            (c.len() >= n).then_some(c)
+        },
+    )
+}
+
+/// An exec hook that appends one JSON line per call to `file`.
+pub fn exec_recorder(file: &Path) -> String {
+    format!(
+        r#"printf '{{"service":"%s","delta":%s,"added":%s,"removed":%s,"nodes":%s}}\n' "$WATCH_SERVICE" "$WATCH_DELTA" "$WATCH_ADDED" "$WATCH_REMOVED" "$WATCH_NODES" >> '{}'"#,
+        file.display()
+    )
+}
+
+/// A running watcher binary; killed on drop.
+pub struct Watcher {
+    pub guard: ChildGuard,
+    pub log: PathBuf,
+}
+
+impl Watcher {
+    /// Starts `watcher ARGS` against `etcd` with a clean environment for the
+    /// variables it reads; stderr (the log) goes to `dir/watcher.log`.
+    pub fn start(etcd: &Etcd, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Watcher {
+        let log = dir.join("watcher.log");
+        let stderr = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_watcher"));
+        for var in [
+            "WATCHES",
+            "WATCH_METHODS",
+            "WATCH_EXEC",
+            "WATCH_DEBOUNCE",
+            "WATCH_SPLAY",
+            "ETCD_HOST_ADDRESS",
+            "ETCD_PORT",
+            "REGISTRY_PREFIX",
+            "ETCD_USER",
+            "ETCD_PASSWORD",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("ETCD_ENDPOINTS", etcd.endpoint())
+            .env("RUST_LOG", "info")
+            .current_dir(dir)
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        let guard = ChildGuard::new(cmd.spawn().expect("start the watcher"));
+        Watcher { guard, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the watch `watch` has its baseline (logged "watching").
+    pub fn wait_watching(&mut self, watch: &str) {
+        let needle = format!("watch={watch} ");
+        eventually(&format!("watcher watching {watch}"), DEADLINE, || {
+            if let Some(status) = self.guard.child().try_wait().unwrap() {
+                panic!("the watcher exited early ({status}); log:\n{}", self.log());
+            }
+            let log = self.log();
+            log.lines()
+                .any(|l| l.contains(" watching") && l.contains(&needle))
+                .then_some(())
+        });
+    }
+
+    pub fn signal(&mut self, signal: Signal) {
+        kill(Pid::from_raw(self.guard.id() as i32), signal).unwrap();
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let child = self.guard.child();
+        eventually("the watcher exits", DEADLINE, || child.try_wait().unwrap()).code()
+    }
+}

@@ -1,0 +1,308 @@
+//! The real watcher binary in exec mode against a real etcd, records
+//! written through `registry`, callbacks observed through the file the
+//! command appends to.
+
+mod common;
+
+use common::*;
+use nix::sys::signal::Signal;
+use registry::Op;
+use testkit::Etcd;
+
+fn call(service: &str, delta: i64, added: &[&str], removed: &[&str], nodes: &[&str]) -> Call {
+    let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    Call {
+        service: service.into(),
+        delta,
+        added: v(added),
+        removed: v(removed),
+        nodes: v(nodes),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_change_fires_once_with_added_removed_and_nodes() {
+    let etcd = Etcd::start().unwrap();
+    let reg = registry(&etcd).await;
+    reg.put(&instance("ingestor", "default", "a", 31001))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("calls.jsonl");
+    let mut w = Watcher::start(
+        &etcd,
+        dir.path(),
+        &["--watch", "ingestor", "--exec", &exec_recorder(&file)],
+        &[],
+    );
+    w.wait_watching("ingestor");
+
+    // Not changes: a rewrite with identical content, a rewrite where only
+    // health changed, another service.
+    reg.put(&instance("ingestor", "default", "a", 31001))
+        .await
+        .unwrap();
+    let mut unhealthy = instance("ingestor", "default", "a", 31001);
+    unhealthy.healthy = Some(false);
+    reg.put(&unhealthy).await.unwrap();
+    reg.put(&instance("other", "default", "x", 31999))
+        .await
+        .unwrap();
+
+    // +2 instances, not debounced: two callbacks with delta 1 each.
+    reg.put(&instance("ingestor", "default", "b", 31002))
+        .await
+        .unwrap();
+    reg.put(&instance("ingestor", "default", "c", 31003))
+        .await
+        .unwrap();
+    // -1
+    reg.delete(&name("ingestor", "default", "a")).await.unwrap();
+    // One transaction writing two records is one change.
+    reg.apply(vec![
+        Op::put(instance("ingestor", "default", "d", 31004)),
+        Op::put(instance("ingestor", "default", "e", 31005)),
+    ])
+    .await
+    .unwrap();
+    // A moved instance: reported removed (old record) and added (new one).
+    let mut moved = instance("ingestor", "default", "b", 31002);
+    moved.host = "10.0.0.6".into();
+    reg.put(&moved).await.unwrap();
+
+    let calls = wait_calls(&file, 5);
+    assert_eq!(
+        calls,
+        vec![
+            call("ingestor", 1, &["b"], &[], &["a", "b"]),
+            call("ingestor", 1, &["c"], &[], &["a", "b", "c"]),
+            call("ingestor", -1, &[], &["a"], &["b", "c"]),
+            call("ingestor", 2, &["d", "e"], &[], &["b", "c", "d", "e"]),
+            call("ingestor", 0, &["b"], &["b"], &["b", "c", "d", "e"]),
+        ],
+        "log:\n{}",
+        w.log()
+    );
+    // The records are the registry's, in full.
+    let last: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(last["added"][0]["host"], "10.0.0.6");
+    assert_eq!(last["removed"][0]["host"], "10.0.0.5");
+    assert_eq!(last["nodes"][0]["ports"]["api"]["external"], 31002);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debounced_burst_is_one_net_change() {
+    let etcd = Etcd::start().unwrap();
+    let reg = registry(&etcd).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("calls.jsonl");
+    let mut w = Watcher::start(
+        &etcd,
+        dir.path(),
+        &[
+            "--watch",
+            "ingestor",
+            "--exec",
+            &exec_recorder(&file),
+            "--debounce",
+            "4s",
+        ],
+        &[],
+    );
+    w.wait_watching("ingestor");
+
+    // The first change fires at once ...
+    reg.put(&instance("ingestor", "default", "a", 31001))
+        .await
+        .unwrap();
+    let first = wait_calls(&file, 1);
+    assert_eq!(first, vec![call("ingestor", 1, &["a"], &[], &["a"])]);
+    // ... what follows within the window is one net change: +2 instances
+    // (a third one came and went).
+    reg.put(&instance("ingestor", "default", "b", 31002))
+        .await
+        .unwrap();
+    reg.put(&instance("ingestor", "default", "x", 31009))
+        .await
+        .unwrap();
+    reg.put(&instance("ingestor", "default", "c", 31003))
+        .await
+        .unwrap();
+    reg.delete(&name("ingestor", "default", "x")).await.unwrap();
+    let calls = wait_calls(&file, 2);
+    assert_eq!(
+        calls[1],
+        call("ingestor", 2, &["b", "c"], &[], &["a", "b", "c"])
+    );
+
+    // Nothing else was reported in between: the next change is the third call.
+    reg.delete(&name("ingestor", "default", "a")).await.unwrap();
+    let calls = wait_calls(&file, 3);
+    assert_eq!(calls.len(), 3, "log:\n{}", w.log());
+    assert_eq!(calls[2], call("ingestor", -1, &[], &["a"], &["b", "c"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_and_compaction_while_disconnected_report_the_net_change() {
+    let mut etcd = Etcd::start().unwrap();
+    let reg = registry(&etcd).await;
+    reg.put(&instance("ingestor", "default", "a", 31001))
+        .await
+        .unwrap();
+    reg.put(&instance("ingestor", "default", "b", 31002))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("calls.jsonl");
+    let mut w = Watcher::start(
+        &etcd,
+        dir.path(),
+        &["--watch", "ingestor", "--exec", &exec_recorder(&file)],
+        &[],
+    );
+    w.wait_watching("ingestor");
+
+    // A restart without changes: no callback (the next one is g's).
+    etcd.restart().unwrap();
+    reg.put(&instance("ingestor", "default", "g", 31007))
+        .await
+        .unwrap();
+    let calls = wait_calls(&file, 1);
+    assert_eq!(
+        calls,
+        vec![call("ingestor", 1, &["g"], &[], &["a", "b", "g"])]
+    );
+
+    // Freeze the watcher, restart etcd under it, change things and compact
+    // the history it would need to resume.
+    w.signal(Signal::SIGSTOP);
+    etcd.restart().unwrap();
+    reg.delete(&name("ingestor", "default", "a")).await.unwrap();
+    reg.put(&instance("ingestor", "default", "c", 31003))
+        .await
+        .unwrap();
+    reg.put(&instance("ingestor", "default", "d", 31004))
+        .await
+        .unwrap();
+    reg.put(&instance("ingestor", "default", "e", 31005))
+        .await
+        .unwrap();
+    reg.delete(&name("ingestor", "default", "e")).await.unwrap();
+    let revision = reg
+        .put(&instance("ingestor", "default", "g", 31007))
+        .await
+        .unwrap();
+    reg.client().compact(revision, None).await.unwrap();
+    w.signal(Signal::SIGCONT);
+
+    let calls = wait_calls(&file, 2);
+    assert_eq!(
+        calls[1],
+        call("ingestor", 1, &["c", "d"], &["a"], &["b", "c", "d", "g"]),
+        "log:\n{}",
+        w.log()
+    );
+    assert!(
+        w.log().contains("compacted"),
+        "the re-list path ran; log:\n{}",
+        w.log()
+    );
+
+    // Nothing spurious afterwards either.
+    reg.put(&instance("ingestor", "default", "h", 31008))
+        .await
+        .unwrap();
+    let calls = wait_calls(&file, 3);
+    assert_eq!(calls.len(), 3, "log:\n{}", w.log());
+    assert_eq!(
+        calls[2],
+        call("ingestor", 1, &["h"], &[], &["b", "c", "d", "g", "h"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_filter_from_the_watches_variable() {
+    let etcd = Etcd::start().unwrap();
+    let reg = registry(&etcd).await;
+    reg.put(&instance("ingestor", "default", "a", 31001))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("calls.jsonl");
+    let mut w = Watcher::start(
+        &etcd,
+        dir.path(),
+        &["--exec", &exec_recorder(&file)],
+        &[("WATCHES", "ingestor.testing")],
+    );
+    w.wait_watching("ingestor.testing");
+
+    reg.put(&instance("ingestor", "dev", "b", 31002))
+        .await
+        .unwrap();
+    reg.put(&instance("ingestor", "testing", "c", 31003))
+        .await
+        .unwrap();
+    reg.put(&instance("ingestor", "prod.testing", "d", 31004))
+        .await
+        .unwrap();
+    reg.delete(&name("ingestor", "dev", "b")).await.unwrap();
+    reg.delete(&name("ingestor", "testing", "c")).await.unwrap();
+    let calls = wait_calls(&file, 3);
+    assert_eq!(
+        calls,
+        vec![
+            call("ingestor.testing", 1, &["c"], &[], &["c"]),
+            call("ingestor.testing", 1, &["d"], &[], &["c", "d"]),
+            call("ingestor.testing", -1, &[], &["c"], &["d"]),
+        ],
+        "log:\n{}",
+        w.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_command_is_logged_and_the_watcher_goes_on() {
+    let etcd = Etcd::start().unwrap();
+    let reg = registry(&etcd).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("calls.jsonl");
+    let hook = format!(
+        "{}; [ \"$WATCH_DELTA\" = 1 ] && exit 3; exit 0",
+        exec_recorder(&file)
+    );
+    let mut w = Watcher::start(
+        &etcd,
+        dir.path(),
+        &["--watch", "ingestor,proxy", "--exec", &hook],
+        &[],
+    );
+    w.wait_watching("ingestor");
+    w.wait_watching("proxy");
+
+    reg.put(&instance("ingestor", "default", "a", 31001))
+        .await
+        .unwrap();
+    wait_calls(&file, 1);
+    testkit::eventually("the failure is logged", DEADLINE, || {
+        w.log().contains("exit status: 3").then_some(())
+    });
+    reg.put(&instance("proxy", "default", "p", 31100))
+        .await
+        .unwrap();
+    reg.delete(&name("ingestor", "default", "a")).await.unwrap();
+    let calls = wait_calls(&file, 3);
+    assert_eq!(calls[1], call("proxy", 1, &["p"], &[], &["p"]));
+    assert_eq!(calls[2], call("ingestor", -1, &[], &["a"], &[]));
+    assert!(
+        w.guard.child().try_wait().unwrap().is_none(),
+        "still running"
+    );
+}
