@@ -113,10 +113,25 @@ pub fn labels_from_group(group: &str) -> Vec<String> {
     group.split('.').map(str::to_string).collect()
 }
 
+/// The canonical form of a group given as `.`-separated labels (a
+/// `SERVICE_GROUP` label, or app id segments): the labels sorted and
+/// de-duplicated, joined with `.` — the deployer's rule, so
+/// `ponies.hello` -> `hello.ponies`. Empty labels are kept (they make the
+/// group invalid rather than silently becoming another group).
+fn canonical_group<'a>(labels: impl Iterator<Item = &'a str>) -> String {
+    let mut sorted: Vec<&str> = labels.collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted.join(".")
+}
+
 /// Service and group of a Marathon app: the `SERVICE_NAME` / `SERVICE_GROUP`
 /// labels win; otherwise the app id's last segment is the service and the
-/// segments before it, joined with `.`, the group (`default` at top level).
-/// Both names are validated.
+/// segments before it are the labels of the group (`default` at top level).
+/// A group is always the sorted, de-duplicated labels joined with `.`
+/// (DESIGN.md: `[ponies, hello]` -> `hello.ponies`), whether it comes from
+/// `SERVICE_GROUP` (split on `.`) or from the app id (segments, each split
+/// on `.`), exactly as the deployer names groups. Both names are validated.
 pub fn names_from_app(app_id: &str, labels: &BTreeMap<String, String>) -> Result<Names> {
     let segments: Vec<&str> = app_id.split('/').filter(|s| !s.is_empty()).collect();
     let service = match labels.get("SERVICE_NAME").map(|s| s.trim()) {
@@ -124,8 +139,12 @@ pub fn names_from_app(app_id: &str, labels: &BTreeMap<String, String>) -> Result
         _ => segments.last().copied().unwrap_or_default().to_string(),
     };
     let group = match labels.get("SERVICE_GROUP").map(|s| s.trim()) {
-        Some(g) if !g.is_empty() => g.to_string(),
-        _ if segments.len() > 1 => segments[..segments.len() - 1].join("."),
+        Some(g) if !g.is_empty() => canonical_group(g.split('.').map(str::trim)),
+        _ if segments.len() > 1 => canonical_group(
+            segments[..segments.len() - 1]
+                .iter()
+                .flat_map(|s| s.split('.')),
+        ),
         _ => DEFAULT_GROUP.to_string(),
     };
     validate_service(&service)?;
@@ -262,6 +281,60 @@ mod tests {
             ("/Dev/app", none.clone(), None),
             ("/", none.clone(), None),
             ("", none.clone(), None),
+            // SERVICE_GROUP parts are sorted and de-duplicated (DESIGN.md:
+            // labels [ponies, hello] -> hello.ponies), as the deployer does.
+            (
+                "/x/y",
+                labels(&[("SERVICE_NAME", "api"), ("SERVICE_GROUP", "ponies.hello")]),
+                Some(("api", "hello.ponies")),
+            ),
+            (
+                "/x/y",
+                labels(&[("SERVICE_GROUP", "b.a.b")]),
+                Some(("y", "a.b")),
+            ),
+            (
+                "/x/y",
+                labels(&[("SERVICE_GROUP", " prod ")]),
+                Some(("y", "prod")),
+            ),
+            (
+                "/x/y",
+                labels(&[("SERVICE_GROUP", "default")]),
+                Some(("y", "default")),
+            ),
+            // An empty label part is never dropped silently: invalid.
+            ("/x/y", labels(&[("SERVICE_GROUP", "a..b")]), None),
+            ("/x/y", labels(&[("SERVICE_GROUP", "dev.")]), None),
+            ("/x/y", labels(&[("SERVICE_GROUP", "Dev")]), None),
+            ("/x/y", labels(&[("SERVICE_GROUP", "dev/x")]), None),
+            // A blank SERVICE_GROUP / SERVICE_NAME falls back to the app id.
+            (
+                "/dev/y",
+                labels(&[("SERVICE_GROUP", " "), ("SERVICE_NAME", "")]),
+                Some(("y", "dev")),
+            ),
+            // From the app id: the segments (and dotted parts, as in the
+            // deployer's `/hello.ponies/hello`) are labels, sorted.
+            ("/b/a/web", none.clone(), Some(("web", "a.b"))),
+            (
+                "/ponies.hello/hello",
+                none.clone(),
+                Some(("hello", "hello.ponies")),
+            ),
+            (
+                "/hello.ponies/hello",
+                none.clone(),
+                Some(("hello", "hello.ponies")),
+            ),
+            ("/dev/dev/web", none.clone(), Some(("web", "dev"))),
+            ("/dev/web/", none.clone(), Some(("web", "dev"))),
+            ("/dev..x/web", none.clone(), None),
+            (
+                "/dev/x.y",
+                labels(&[("SERVICE_NAME", "x-y"), ("SERVICE_GROUP", "qa.dev")]),
+                Some(("x-y", "dev.qa")),
+            ),
         ];
         for (app_id, labels, expected) in cases {
             let got = names_from_app(app_id, &labels).ok();
