@@ -53,6 +53,17 @@ pub struct Cli {
     #[arg(long, env = "WATCH_METHODS", value_name = "PATH")]
     pub methods: Option<PathBuf>,
 
+    /// Run Python's full `site` initialisation in the embedded interpreter
+    /// (`.pth` import lines, sitecustomize, usercustomize). By default the
+    /// watcher only puts the site-packages folders (and the paths listed in
+    /// their `.pth` files) on sys.path, which keeps its memory small.
+    #[arg(
+        long,
+        env = "WATCH_PYTHON_SITE",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub python_site: bool,
+
     /// Shell command (run with `sh -c`) to run on every change instead of
     /// Python. It gets WATCH_SERVICE, WATCH_DELTA, WATCH_ADDED, WATCH_REMOVED
     /// and WATCH_NODES (JSON arrays of instance records) in its environment;
@@ -143,7 +154,11 @@ pub struct WatchSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hook {
     /// `service_change` from this Python file.
-    Python(PathBuf),
+    Python {
+        path: PathBuf,
+        /// Run Python's full `site` initialisation (`--python-site`).
+        full_site: bool,
+    },
     /// This shell command.
     Exec(String),
 }
@@ -181,7 +196,10 @@ impl Cli {
                         return Err(ConfigError::MissingMethods(path));
                     }
                 }
-                Hook::Python(path)
+                Hook::Python {
+                    path,
+                    full_site: self.python_site,
+                }
             }
         };
         let endpoints = registry::resolve_endpoints(
@@ -357,6 +375,20 @@ mod tests {
         let c = cli(&["--exec", "true", "--", "sleep", "1"]).unwrap();
         assert_eq!(c.command, vec!["sleep", "1"]);
         assert!(c.watches.is_empty());
+
+        for (args, full_site) in [
+            (&["--", "sleep", "1"][..], false),
+            (&["--python-site", "--", "sleep", "1"][..], true),
+        ] {
+            assert_eq!(
+                cli(args).unwrap().hook,
+                Hook::Python {
+                    path: "./watch_methods.py".into(),
+                    full_site
+                },
+                "{args:?}"
+            );
+        }
 
         assert!(cli(&["--watch", "a", "--exec", "x", "--methods", "m.py"])
             .unwrap_err()

@@ -204,3 +204,97 @@ fn a_broken_methods_file_exits_64_with_the_error() {
         w.log()
     );
 }
+
+/// The interpreter starts without `site` (memory): the site-packages folders
+/// must still be on sys.path, with the folders their `.pth` files list, but
+/// the `.pth` import lines only run with `--python-site`. Uses the user site
+/// (PYTHONUSERBASE) so the test writes nothing outside its temporary folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_packages_without_running_site() {
+    let etcd = Etcd::start().unwrap();
+    let reg = registry(&etcd).await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("userbase");
+    let user_base = ("PYTHONUSERBASE", base.to_str().unwrap());
+
+    // Where the embedded interpreter looks for the user site with this
+    // PYTHONUSERBASE (it depends on its version): a probe that reports it
+    // and stops the watcher at load.
+    let probe = dir.path().join("usersite.txt");
+    std::fs::write(
+        dir.path().join("watch_methods.py"),
+        format!(
+            "import site\nopen({:?}, 'w').write(site.getusersitepackages())\nraise RuntimeError('probe done')\n",
+            probe.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut w = Watcher::start(&etcd, dir.path(), &["--watch", "ingestor"], &[user_base]);
+    assert_eq!(w.wait_exit(), Some(64), "{}", w.log());
+    let user_site = std::path::PathBuf::from(std::fs::read_to_string(&probe).unwrap());
+    assert!(user_site.starts_with(&base), "{}", user_site.display());
+
+    // A module in the user site, a folder listed by a .pth there, and a .pth
+    // import line that leaves a mark when it runs.
+    let extra = dir.path().join("extra");
+    std::fs::create_dir_all(&user_site).unwrap();
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(user_site.join("userpkg_probe.py"), "VALUE = 'user'\n").unwrap();
+    std::fs::write(extra.join("extra_probe.py"), "VALUE = 'extra'\n").unwrap();
+    let mark = dir.path().join("pth-import-ran");
+    std::fs::write(
+        user_site.join("probe.pth"),
+        format!(
+            "# a comment\n{}\nimport os; open(os.environ['PTH_MARK'], 'w').write('ran')\n",
+            extra.display()
+        ),
+    )
+    .unwrap();
+    let file = dir.path().join("calls.jsonl");
+    methods(
+        dir.path(),
+        r#"
+import userpkg_probe, extra_probe
+
+def service_change(service, delta):
+    record(service=service, delta=delta, added=[{"container": userpkg_probe.VALUE + "," + extra_probe.VALUE}])
+"#,
+    );
+    let envs = [
+        user_base,
+        ("CALLS_FILE", file.to_str().unwrap()),
+        ("PTH_MARK", mark.to_str().unwrap()),
+    ];
+
+    // Default: imports work, the .pth import line did not run.
+    let mut w = Watcher::start(&etcd, dir.path(), &["--watch", "ingestor"], &envs);
+    w.wait_watching("ingestor");
+    reg.put(&instance("ingestor", "default", "a", 31001))
+        .await
+        .unwrap();
+    let calls = wait_calls(&file, 1);
+    assert_eq!(calls[0].added, vec!["user,extra"], "{}", w.log());
+    assert!(
+        !mark.exists(),
+        "the .pth import line ran without --python-site"
+    );
+    w.signal(Signal::SIGTERM);
+    assert_eq!(w.wait_exit(), Some(0));
+
+    // --python-site: Python's own site run, which executes it.
+    let mut w = Watcher::start(
+        &etcd,
+        dir.path(),
+        &["--watch", "ingestor", "--python-site"],
+        &envs,
+    );
+    w.wait_watching("ingestor");
+    assert_eq!(std::fs::read_to_string(&mark).unwrap(), "ran");
+    reg.put(&instance("ingestor", "default", "b", 31002))
+        .await
+        .unwrap();
+    let calls = wait_calls(&file, 2);
+    assert_eq!(calls[1].added, vec!["user,extra"], "{}", w.log());
+    w.signal(Signal::SIGTERM);
+    assert_eq!(w.wait_exit(), Some(0));
+}

@@ -55,9 +55,11 @@ impl Runner {
         match hook {
             Hook::Exec(command) => Ok(Runner::Exec(ExecHook::new(command.clone()))),
             #[cfg(feature = "python")]
-            Hook::Python(path) => Ok(Runner::Python(python::PythonHook::load(path)?)),
+            Hook::Python { path, full_site } => {
+                Ok(Runner::Python(python::PythonHook::load(path, *full_site)?))
+            }
             #[cfg(not(feature = "python"))]
-            Hook::Python(_) => Err(HookError::NoPython),
+            Hook::Python { .. } => Err(HookError::NoPython),
         }
     }
 

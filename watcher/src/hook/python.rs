@@ -42,17 +42,68 @@ impl std::fmt::Debug for PythonHook {
 /// Loads the module and finds `service_change`. Runs the module's top-level
 /// code, like `import watch_methods` would (its folder goes first on
 /// `sys.path`, so it can import its neighbours).
-const LOADER: &str = r#"
-def load(path):
-    import importlib.util, os, sys
+///
+/// The interpreter starts without `site` (see [`start_interpreter`]);
+/// `add_site_packages` then puts on `sys.path` what `site` would have put
+/// there: the user and global site-packages folders (Debian's dist-packages
+/// included: site computes them) and the folders listed in their `.pth`
+/// files. It does not run the `import` lines of `.pth` files, sitecustomize
+/// or usercustomize: on a typical image those import a few MB of modules the
+/// watcher never uses (`--python-site` restores the full site run).
+/// Everything here avoids importlib.util and inspect, which cost ~1 MB and
+/// ~2 MB of resident memory.
+const LOADER: &str = r##"
+import sys
+
+def add_site_packages():
+    import os, site  # with no_site set, importing site runs nothing
+    if site.ENABLE_USER_SITE is None:
+        site.ENABLE_USER_SITE = site.check_enableusersite()
+    folders = [site.getusersitepackages()] if site.ENABLE_USER_SITE else []
+    folders += site.getsitepackages()
+    for folder in folders:
+        folder = os.path.abspath(folder)
+        if folder in sys.path or not os.path.isdir(folder):
+            continue
+        sys.path.append(folder)
+        try:
+            names = sorted(n for n in os.listdir(folder) if n.endswith(".pth") and not n.startswith("."))
+        except OSError:
+            continue
+        for name in names:
+            try:
+                with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as f:
+                    lines = f.read().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                if not line.strip() or line.startswith(("#", "import ", "import\t")):
+                    continue
+                extra = os.path.abspath(os.path.join(folder, line.rstrip()))
+                if extra not in sys.path and os.path.exists(extra):
+                    sys.path.append(extra)
+    # The builtins site adds (exit(), quit(), help(), ...): cheap.
+    site.setquit()
+    site.setcopyright()
+    site.sethelper()
+
+def load(path, site_done):
+    import os
+    if not site_done:
+        add_site_packages()
+    try:
+        from _frozen_importlib_external import spec_from_file_location
+        from _frozen_importlib import module_from_spec
+    except ImportError:
+        from importlib.util import spec_from_file_location, module_from_spec
     path = os.path.abspath(path)
     folder = os.path.dirname(path)
     if folder not in sys.path:
         sys.path.insert(0, folder)
-    spec = importlib.util.spec_from_file_location("watch_methods", path)
+    spec = spec_from_file_location("watch_methods", path)
     if spec is None or spec.loader is None:
         raise ImportError("cannot load %s as a Python module" % path)
-    module = importlib.util.module_from_spec(spec)
+    module = module_from_spec(spec)
     sys.modules["watch_methods"] = module
     spec.loader.exec_module(module)
     function = getattr(module, "service_change", None)
@@ -81,12 +132,14 @@ def accepted(function):
         p = parameters.get(name)
         return p is not None and p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)
     return (takes("added"), takes("removed"), takes("nodes"))
-"#;
+"##;
 
 impl PythonHook {
-    /// Initialises the interpreter (first call only) and loads `path`.
-    /// Errors carry the Python traceback.
-    pub fn load(path: &Path) -> Result<PythonHook, HookError> {
+    /// Initialises the interpreter (first call only; with Python's full
+    /// `site` run when `full_site`) and loads `path`. Errors carry the
+    /// Python traceback.
+    pub fn load(path: &Path, full_site: bool) -> Result<PythonHook, HookError> {
+        start_interpreter(full_site);
         Python::with_gil(|py| {
             let loaded = (|| -> PyResult<(Py<PyAny>, Extras)> {
                 let code = std::ffi::CString::new(LOADER).expect("no NUL in the loader");
@@ -94,7 +147,7 @@ impl PythonHook {
                     PyModule::from_code(py, &code, c"<watcher loader>", c"_mdo_watcher_loader")?;
                 let result = loader
                     .getattr("load")?
-                    .call1((path.to_string_lossy().into_owned(),))?;
+                    .call1((path.to_string_lossy().into_owned(), site_ran(py)))?;
                 let (function, (added, removed, nodes)): (Py<PyAny>, (bool, bool, bool)) =
                     result.extract()?;
                 Ok((
@@ -180,6 +233,49 @@ impl PythonHook {
                 })
             }
         }
+    }
+}
+
+/// Starts the embedded interpreter once, as `python3 -S` unless
+/// `full_site`: importing `site` also runs every `import` line of the `.pth`
+/// files in site-packages (setuptools' distutils hack, certificate hooks,
+/// coverage, ...), which pulls in dozens of modules: a few MB of resident
+/// memory for the life of the watcher. The site-packages folders are added
+/// by the loader instead. Everything else is pyo3's usual initialisation
+/// (`Py_InitializeEx(0)`: no Python signal handlers, same locale handling).
+fn start_interpreter(full_site: bool) {
+    if !full_site {
+        disable_site();
+    }
+    pyo3::prepare_freethreaded_python();
+}
+
+/// Whether `site` ran at start (false after [`disable_site`]).
+fn site_ran(py: Python<'_>) -> bool {
+    (|| -> PyResult<bool> {
+        let no_site: i64 = py
+            .import("sys")?
+            .getattr("flags")?
+            .getattr("no_site")?
+            .extract()?;
+        Ok(no_site == 0)
+    })()
+    .unwrap_or(true)
+}
+
+/// Sets CPython's `Py_NoSiteFlag` (what `-S` sets), read by the legacy
+/// initialisation pyo3 uses. Deprecated since 3.12 in favour of `PyConfig`,
+/// still honoured there; writing it needs `unsafe`, hence the one exception
+/// to the workspace's no-unsafe rule (see Cargo.toml).
+#[allow(unsafe_code, deprecated)]
+fn disable_site() {
+    // SAFETY: a plain `int` global of libpython, read only when the
+    // interpreter is initialised. It is written here before
+    // `prepare_freethreaded_python`, on the thread that starts the
+    // interpreter, before any other thread touches Python; if the
+    // interpreter was already running, the write has no effect.
+    unsafe {
+        pyo3::ffi::Py_NoSiteFlag = 1;
     }
 }
 

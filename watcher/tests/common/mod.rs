@@ -124,6 +124,7 @@ impl Watcher {
             "WATCH_EXEC",
             "WATCH_DEBOUNCE",
             "WATCH_SPLAY",
+            "WATCH_PYTHON_SITE",
             "ETCD_HOST_ADDRESS",
             "ETCD_PORT",
             "REGISTRY_PREFIX",
