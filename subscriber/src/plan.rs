@@ -1,12 +1,12 @@
 //! The resync diff: what Marathon says is running (desired) against what the
 //! registry holds (actual). Pure and table-tested; the writer applies it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
 use crate::model::{AppSpec, TaskInfo};
-use crate::record::{record_from_task, wanted, RecordError};
+use crate::record::{app_names, record_with_names, wanted, RecordError};
 use crate::store::{Action, Existing, Expect, IdOf, Instance, RecordId};
 
 /// Counts of a resync, as `/cleanup` reports them.
@@ -38,12 +38,25 @@ pub fn desired_records(
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for (app, tasks) in apps {
-        for task in tasks {
-            if !wanted(app, task, require_healthy) || skip(&task.id) {
+        let mut wanted_tasks = tasks
+            .iter()
+            .filter(|t| wanted(app, t, require_healthy) && !skip(&t.id))
+            .peekable();
+        if wanted_tasks.peek().is_none() {
+            continue;
+        }
+        // Names are checked once per app, before any of its records is
+        // built: an app with invalid names gets no record (one error).
+        let names = match app_names(app) {
+            Ok(n) => n,
+            Err(e) => {
+                errors.push(e);
                 continue;
             }
+        };
+        for task in wanted_tasks {
             let node = task.node.as_deref().unwrap_or(&task.host);
-            match record_from_task(app, task, owner, node) {
+            match record_with_names(app, &names, task, owner, node) {
                 Ok(r) => out.push(r),
                 Err(e) => errors.push(e),
             }
@@ -61,18 +74,22 @@ pub fn resync_plan(
     owner: &str,
     protect: &HashSet<String>,
 ) -> Plan {
-    let actual_by_id: BTreeMap<RecordId, &Existing> = actual
-        .iter()
-        .map(|e| (RecordId::of(&e.record), e))
-        .collect();
-    let mut desired_ids = HashSet::new();
+    // Borrowed keys: no per-record allocation (this runs over every record).
+    type Key<'a> = (&'a str, &'a str, &'a str);
+    fn key(r: &Instance) -> Key<'_> {
+        (&r.service, &r.group, &r.container)
+    }
+    let mut actual_by_id: HashMap<Key<'_>, &Existing> = HashMap::with_capacity(actual.len());
+    for e in actual {
+        actual_by_id.insert(key(&e.record), e);
+    }
+    let mut desired_ids: HashSet<Key<'_>> = HashSet::with_capacity(desired.len());
     let mut plan = Plan::default();
     for d in desired {
-        let id = RecordId::of(d);
-        if !desired_ids.insert(id.clone()) || protect.contains(&d.container) {
+        if !desired_ids.insert(key(d)) || protect.contains(&d.container) {
             continue;
         }
-        match actual_by_id.get(&id) {
+        match actual_by_id.get(&key(d)) {
             Some(a) if a.record.owner != owner => plan.foreign += 1,
             Some(a) if same(&a.record, d) => plan.summary.unchanged += 1,
             Some(a) => {
@@ -91,13 +108,21 @@ pub fn resync_plan(
             }
         }
     }
-    for (id, a) in &actual_by_id {
-        if a.record.owner != owner || desired_ids.contains(id) || protect.contains(&id.container) {
-            continue;
-        }
+    // Stale records, in a stable (key) order.
+    let mut stale: Vec<&Existing> = actual
+        .iter()
+        .filter(|a| {
+            a.record.owner == owner
+                && !desired_ids.contains(&key(&a.record))
+                && !protect.contains(&a.record.container)
+        })
+        .collect();
+    stale.sort_by(|a, b| key(&a.record).cmp(&key(&b.record)));
+    stale.dedup_by(|a, b| key(&a.record) == key(&b.record));
+    for a in stale {
         plan.summary.removed += 1;
         plan.actions.push(Action::Delete {
-            id: id.clone(),
+            id: RecordId::of(&a.record),
             expect: Expect::Revision(a.revision),
         });
     }
@@ -153,6 +178,7 @@ fn same(actual: &Instance, desired: &Instance) -> bool {
 mod tests {
     use super::*;
     use crate::model::NetworkMode;
+    use crate::record::record_from_task;
     use crate::record::tests::{app, task};
 
     fn rec(container: &str, owner: &str, port: u32) -> Instance {

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use crate::model::{AppSpec, NetworkMode, TaskInfo};
-use registry::naming::{labels_from_group, names_from_app, validate_container};
+use registry::naming::{
+    labels_from_group, names_from_app, validate_container, validate_group, validate_service, Names,
+};
 
 use crate::store::{Instance, PortRecord};
 
@@ -26,10 +28,41 @@ pub fn record_from_task(
     owner: &str,
     node: &str,
 ) -> Result<Instance, RecordError> {
+    let names = app_names(app)?;
+    record_with_names(app, &names, task, owner, node)
+}
+
+/// The validated service and group of an app (`SERVICE_NAME` /
+/// `SERVICE_GROUP` labels, else its id). An app whose names are invalid
+/// gets no record at all.
+pub fn app_names(app: &AppSpec) -> Result<Names, RecordError> {
     let names = names_from_app(&app.id, &app.labels).map_err(|e| RecordError::InvalidName {
         app_id: app.id.clone(),
         reason: e.to_string(),
     })?;
+    // Belt and braces: whatever names_from_app derives must pass the very
+    // checks the registry makes before it builds a key.
+    for r in [
+        validate_service(&names.service),
+        validate_group(&names.group),
+    ] {
+        r.map_err(|e| RecordError::InvalidName {
+            app_id: app.id.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(names)
+}
+
+/// [`record_from_task`] with the app's names already worked out (a resync
+/// does it once per app, not once per task).
+pub fn record_with_names(
+    app: &AppSpec,
+    names: &Names,
+    task: &TaskInfo,
+    owner: &str,
+    node: &str,
+) -> Result<Instance, RecordError> {
     if validate_container(&task.id).is_err() {
         return Err(RecordError::InvalidContainer(task.id.clone()));
     }
@@ -79,8 +112,8 @@ pub fn record_from_task(
     let labels = labels_from_group(&names.group);
     Ok(Instance {
         schema: 1,
-        service: names.service,
-        group: names.group,
+        service: names.service.clone(),
+        group: names.group.clone(),
         labels,
         container: task.id.clone(),
         app_id: app.id.clone(),

@@ -260,7 +260,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                     for ev in batch {
                         self.on_event(ev, &mut actions).await;
                     }
-                    let actions = coalesce(actions);
+                    let actions = self.valid_only(coalesce(actions));
                     if !actions.is_empty() && !self.apply_retrying(actions, &cancel).await {
                         return;
                     }
@@ -407,6 +407,9 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             Err(e) => {
                 self.metrics.error(kind::INVALID_NAME);
                 warn!(task_id, error = %e, "record not written: invalid name");
+                // A record written under earlier (valid) names goes, as a
+                // resync would remove it.
+                self.remove_record(task_id, actions);
             }
         }
     }
@@ -418,6 +421,28 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                 expect: Expect::Any,
             });
         }
+    }
+
+    /// Drops (log + metric) every action whose key would be invalid, so one
+    /// bad name can never fail a whole transaction batch: the registry
+    /// validates every name of an apply before sending anything. Records
+    /// are validated when built, so this only ever catches a bug.
+    fn valid_only(&self, mut actions: Vec<Action>) -> Vec<Action> {
+        actions.retain(|a| {
+            let id = match a {
+                Action::Put { record, .. } => RecordId::of(record),
+                Action::Delete { id, .. } => id.clone(),
+            };
+            match id.validate() {
+                Ok(()) => true,
+                Err(e) => {
+                    self.metrics.error(kind::INVALID_NAME);
+                    warn!(record = %id, error = %e, "write refused: invalid name");
+                    false
+                }
+            }
+        });
+        actions
     }
 
     /// Applies with backoff until etcd takes it; false when cancelled.
@@ -456,9 +481,15 @@ impl<S: Store, A: AppSource> Writer<S, A> {
 
     async fn resync(&mut self, req: ResyncRequest, cancel: &CancellationToken) {
         let started = Instant::now();
-        let result = self.resync_inner(&req, cancel).await;
+        let ResyncRequest {
+            apps,
+            fetch_epoch,
+            dry_run,
+            reply,
+        } = req;
+        let result = self.resync_inner(apps, fetch_epoch, dry_run, cancel).await;
         match &result {
-            Ok(s) if !req.dry_run => {
+            Ok(s) if !dry_run => {
                 self.metrics.resync_done(started.elapsed());
                 self.metrics.resync_added.fetch_add(s.added as u64, Relaxed);
                 self.metrics
@@ -486,14 +517,17 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                 warn!(error = %e, "resync failed");
             }
         }
-        let _ = req.reply.send(result);
+        let _ = reply.send(result);
     }
 
     async fn resync_inner(
         &mut self,
-        req: &ResyncRequest,
+        apps: Vec<(AppSpec, Vec<TaskInfo>)>,
+        fetch_epoch: u64,
+        dry_run: bool,
         cancel: &CancellationToken,
     ) -> Result<Summary, String> {
+        let t0 = Instant::now();
         let snapshot = match self.store.snapshot().await {
             Ok(s) => s,
             Err(e) => {
@@ -501,46 +535,36 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                 return Err(e.to_string());
             }
         };
+        let snapshot_ms = t0.elapsed().as_millis() as u64;
         let protect: HashSet<String> = self
             .touched
             .iter()
-            .filter(|(_, e)| **e > req.fetch_epoch)
+            .filter(|(_, e)| **e > fetch_epoch)
             .map(|(c, _)| c.clone())
             .collect();
         let tombstones = &self.tombstones;
-        let (desired, errors) = desired_records(
-            &req.apps,
-            &self.cfg.owner,
-            self.cfg.require_healthy,
-            &|id| tombstones.contains(id),
-        );
+        let (desired, errors) =
+            desired_records(&apps, &self.cfg.owner, self.cfg.require_healthy, &|id| {
+                tombstones.contains(id)
+            });
         for e in &errors {
             self.metrics.error(kind::INVALID_NAME);
-            warn!(error = %e, "resync: record skipped");
+            warn!(error = %e, "resync: no record for this app's tasks (invalid name)");
         }
-        let plan = resync_plan(&desired, &snapshot, &self.cfg.owner, &protect);
+        let mut plan = resync_plan(&desired, &snapshot, &self.cfg.owner, &protect);
+        drop(desired);
+        plan.actions = self.valid_only(std::mem::take(&mut plan.actions));
         if plan.foreign > 0 {
             warn!(
                 count = plan.foreign,
                 "resync: keys held by another owner left alone"
             );
         }
-        if req.dry_run {
+        if dry_run {
             return Ok(plan.summary);
         }
-        if !plan.actions.is_empty() {
-            match self.store.apply(plan.actions.clone()).await {
-                Ok(applied) => self.count(applied),
-                Err(e) => {
-                    self.metrics.error(kind::ETCD);
-                    return Err(e.to_string());
-                }
-            }
-        }
-        if cancel.is_cancelled() {
-            return Err("shutting down".into());
-        }
-        // Rebuild the in-memory view from what is now true.
+        // The in-memory view as it will be once the plan is applied (kept
+        // only if it is): our records as read, with the plan's changes.
         let mut written: HashMap<String, Instance> = snapshot
             .into_iter()
             .filter(|e| e.record.owner == self.cfg.owner)
@@ -556,10 +580,23 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                 }
             }
         }
+        let diff_ms = t0.elapsed().as_millis() as u64 - snapshot_ms;
+        if !plan.actions.is_empty() {
+            match self.store.apply(std::mem::take(&mut plan.actions)).await {
+                Ok(applied) => self.count(applied),
+                Err(e) => {
+                    self.metrics.error(kind::ETCD);
+                    return Err(e.to_string());
+                }
+            }
+        }
+        if cancel.is_cancelled() {
+            return Err("shutting down".into());
+        }
         self.written = written;
         let mut tasks: HashMap<String, Tracked> = HashMap::new();
-        for (app, app_tasks) in &req.apps {
-            let app = Arc::new(app.clone());
+        for (app, app_tasks) in apps {
+            let app = Arc::new(app);
             self.apps
                 .insert((app.id.clone(), app.version.clone()), app.clone());
             for t in app_tasks {
@@ -567,7 +604,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                     tasks.insert(
                         t.id.clone(),
                         Tracked {
-                            task: t.clone(),
+                            task: t,
                             app: app.clone(),
                         },
                     );
@@ -585,6 +622,12 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             }
         }
         self.tasks = tasks;
+        debug!(
+            snapshot_ms,
+            diff_ms,
+            total_ms = t0.elapsed().as_millis() as u64,
+            "resync applied"
+        );
         Ok(plan.summary)
     }
 }

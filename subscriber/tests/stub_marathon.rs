@@ -496,3 +496,71 @@ async fn info_health_metrics_and_auth() {
     assert!(m.contains("subscriber_resyncs_total"), "{m}");
     assert!(m.contains("subscriber_stream_connected 1"), "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_with_invalid_names_get_no_record_and_never_fail_a_batch() {
+    let etcd = Etcd::start().unwrap();
+    let stub = Stub::start().await;
+    let mut bad = bridge_app("/dev/bad", &[("api", 5000)]);
+    bad["labels"] = json!({"SERVICE_NAME": "Bad_Name"});
+    stub.add_app(bad);
+    stub.add_app(bridge_app("/dev/web", &[("api", 5000)]));
+    // The bad app's tasks sit between valid ones, and there are more
+    // records than fit in one 128-op transaction.
+    let mut good = Vec::new();
+    let mut bad_tasks = Vec::new();
+    for i in 0..150u32 {
+        good.push(stub.add_task_silently("/dev/web", &[20000 + i]));
+        if i % 50 == 0 {
+            bad_tasks.push(stub.add_task_silently("/dev/bad", &[30000 + i]));
+        }
+    }
+    let mut sub = spawn_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]);
+    sub.wait_healthy().await;
+    let reg = registry(&etcd).await;
+    wait_containers(
+        &reg,
+        good.clone(),
+        "the start-up resync wrote every valid record and none of the bad app's",
+    )
+    .await;
+
+    // /cleanup: the same (nothing to change), and the bad app still skipped.
+    let s = sub.cleanup(false).await;
+    assert_eq!(
+        (
+            s["added"].as_u64(),
+            s["updated"].as_u64(),
+            s["removed"].as_u64(),
+            s["unchanged"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0), Some(good.len() as u64)),
+        "{s}"
+    );
+
+    // Events: the bad app's task gets no record; the valid one in the same
+    // stretch of events does.
+    let b = stub.start_task("/dev/bad", &[31000]);
+    let g = stub.start_task("/dev/web", &[31001]);
+    good.push(g);
+    wait_containers(&reg, good.clone(), "the valid task's event wrote it").await;
+    assert!(!containers(&reg).await.contains(&b));
+    assert!(bad_tasks.iter().all(|t| !good.contains(t)));
+
+    let m = reqwest::get(format!("{}/metrics", sub.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let invalid = m
+        .lines()
+        .find_map(|l| l.strip_prefix("subscriber_errors_total{kind=\"invalid_name\"} "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    // One per resync for the app (start-up + /cleanup), one for the event.
+    assert!(invalid >= 3, "invalid_name errors counted: {m}");
+    assert!(!m.contains("subscriber_errors_total{kind=\"etcd\"}"), "{m}");
+    let log = sub.log_text();
+    assert!(log.contains("Bad_Name"), "the skip is logged: {log}");
+}
