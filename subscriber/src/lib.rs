@@ -7,6 +7,7 @@
 //! (the `registry` crate) nor Marathon's types (the `marathon` crate).
 
 pub mod app;
+pub mod apps_list;
 pub mod config;
 pub mod convert;
 pub mod http;

@@ -9,7 +9,7 @@ use reqwest::{RequestBuilder, StatusCode};
 use serde::Deserialize;
 use url::Url;
 
-use crate::convert::{app_spec, task_info};
+use crate::convert::app_spec;
 use crate::model::{AppSpec, TaskInfo};
 use crate::source::{AppSource, SourceError};
 
@@ -117,6 +117,22 @@ impl MarathonApi {
         }
         let body: AppsBody = resp.json().await.map_err(unavailable)?;
         Ok(body.apps)
+    }
+
+    /// The raw body of `GET /v2/apps?embed=apps.tasks`.
+    pub async fn apps_body(&self) -> Result<bytes::Bytes, SourceError> {
+        let mut url = self.url("v2/apps");
+        url.query_pairs_mut().append_pair("embed", "apps.tasks");
+        let resp = self
+            .auth(self.http.get(url))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if !resp.status().is_success() {
+            return Err(unavailable(format!("GET /v2/apps: HTTP {}", resp.status())));
+        }
+        resp.bytes().await.map_err(unavailable)
     }
 
     pub async fn get_app(&self, id: &str) -> Result<AppInfo, SourceError> {
@@ -249,16 +265,10 @@ impl AppSource for MarathonApi {
     }
 
     async fn apps_with_tasks(&self) -> Result<Vec<(AppSpec, Vec<TaskInfo>)>, SourceError> {
-        let apps = self.list_apps().await?;
-        Ok(apps
-            .iter()
-            .map(|a| {
-                (
-                    app_spec(&a.app),
-                    a.tasks.iter().flatten().map(task_info).collect(),
-                )
-            })
-            .collect())
+        // The lean decoder (crate::apps_list), not list_apps(): for
+        // thousands of tasks the full types are many times slower.
+        let body = self.apps_body().await?;
+        crate::apps_list::decode(&body).map_err(unavailable)
     }
 }
 

@@ -1,0 +1,254 @@
+//! A lean decoder for `GET /v2/apps?embed=apps.tasks`: only the fields that
+//! shape records, straight into [`AppSpec`] / [`TaskInfo`].
+//!
+//! The `marathon` crate's `AppInfo` flattens `App` into it and `Task` keeps
+//! unknown fields through `#[serde(flatten)]`; serde then buffers every app
+//! (tasks included) into an intermediate tree before decoding it, which for
+//! 10,000 tasks cost hundreds of milliseconds and tens of megabytes. Here
+//! nothing is flattened and everything else is skipped. The leaf types
+//! (timestamps, task states, port mappings, networks) are the `marathon`
+//! crate's own, so values read the same as through [`crate::convert`]; a
+//! test checks both decoders agree.
+
+use std::collections::BTreeMap;
+
+use marathon::{IpAddress, Network, PortDefinition, PortMapping, TaskState, Timestamp};
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
+
+use crate::model::{AppSpec, NetworkMode, PortSpec, TaskInfo};
+
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[derive(Deserialize)]
+struct Body {
+    #[serde(default, deserialize_with = "null_default")]
+    apps: Vec<LeanApp>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeanApp {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    version: Option<Timestamp>,
+    #[serde(default, deserialize_with = "null_default")]
+    labels: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "null_default")]
+    networks: Vec<Network>,
+    #[serde(default)]
+    port_definitions: Option<Vec<PortDefinition>>,
+    #[serde(default)]
+    ports: Option<Vec<u32>>,
+    #[serde(default)]
+    container: Option<LeanContainer>,
+    #[serde(default, deserialize_with = "null_default")]
+    health_checks: Vec<IgnoredAny>,
+    #[serde(default)]
+    tasks: Option<Vec<LeanTask>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeanContainer {
+    #[serde(default)]
+    docker: Option<LeanDocker>,
+    #[serde(default)]
+    port_mappings: Option<Vec<PortMapping>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeanDocker {
+    #[serde(default)]
+    port_mappings: Option<Vec<PortMapping>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeanTask {
+    id: String,
+    #[serde(default)]
+    app_id: String,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    slave_id: Option<String>,
+    #[serde(default)]
+    state: TaskState,
+    #[serde(default)]
+    started_at: Option<Timestamp>,
+    #[serde(default)]
+    version: Option<Timestamp>,
+    #[serde(default)]
+    ports: Vec<u32>,
+    #[serde(default)]
+    ip_addresses: Vec<IpAddress>,
+    #[serde(default)]
+    health_check_results: Vec<LeanCheck>,
+}
+
+#[derive(Deserialize)]
+struct LeanCheck {
+    alive: bool,
+}
+
+/// Mirrors [`crate::convert::app_spec`] on the lean types.
+fn spec(app: LeanApp) -> (AppSpec, Vec<TaskInfo>) {
+    let host = app.networks.is_empty()
+        || app
+            .networks
+            .iter()
+            .any(|n| n.mode == marathon::NetworkMode::Host);
+    let network = if host {
+        NetworkMode::Host
+    } else if app
+        .networks
+        .iter()
+        .any(|n| n.mode == marathon::NetworkMode::ContainerBridge)
+    {
+        NetworkMode::Bridge
+    } else {
+        NetworkMode::Container
+    };
+    let ports = match network {
+        NetworkMode::Host => match (app.port_definitions, app.ports) {
+            (Some(defs), _) => defs
+                .into_iter()
+                .map(|d| PortSpec {
+                    name: d.name,
+                    container_port: None,
+                    protocol: Some(d.protocol),
+                })
+                .collect(),
+            (None, Some(legacy)) => legacy
+                .iter()
+                .map(|_| PortSpec {
+                    name: None,
+                    container_port: None,
+                    protocol: None,
+                })
+                .collect(),
+            (None, None) => Vec::new(),
+        },
+        NetworkMode::Bridge | NetworkMode::Container => app
+            .container
+            .and_then(|c| {
+                c.port_mappings
+                    .or_else(|| c.docker.and_then(|d| d.port_mappings))
+            })
+            .map(|m| {
+                m.into_iter()
+                    .map(|p| PortSpec {
+                        name: p.name,
+                        container_port: Some(p.container_port),
+                        protocol: Some(p.protocol),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let tasks = app
+        .tasks
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| TaskInfo {
+            healthy: if t.health_check_results.is_empty() {
+                None
+            } else {
+                Some(t.health_check_results.iter().all(|r| r.alive))
+            },
+            id: t.id,
+            app_id: t.app_id,
+            app_version: t.version.map(|v| v.to_string()),
+            host: t.host,
+            node: t.slave_id.filter(|s| !s.is_empty()),
+            state: t.state.as_str().to_string(),
+            ports: t.ports,
+            ip_addresses: t.ip_addresses.into_iter().map(|i| i.ip_address).collect(),
+            started_at: t.started_at.map(|s| s.to_string()),
+        })
+        .collect();
+    (
+        AppSpec {
+            id: app.id,
+            version: app.version.map(|v| v.to_string()).unwrap_or_default(),
+            labels: app.labels,
+            network,
+            ports,
+            has_health_checks: !app.health_checks.is_empty(),
+        },
+        tasks,
+    )
+}
+
+/// Decodes a `/v2/apps?embed=apps.tasks` body.
+pub fn decode(body: &[u8]) -> Result<Vec<(AppSpec, Vec<TaskInfo>)>, serde_json::Error> {
+    let body: Body = serde_json::from_slice(body)?;
+    Ok(body.apps.into_iter().map(spec).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::{app_spec, task_info};
+
+    /// The lean decoder and the `marathon` crate's types agree.
+    #[test]
+    fn agrees_with_the_full_types() {
+        let body = r#"{"apps": [
+          {"id": "/dev/web", "version": "2026-11-22T10:00:00.000Z", "instances": 2,
+           "labels": {"SERVICE_GROUP": "dev"}, "networks": [{"mode": "container/bridge"}],
+           "container": {"type": "DOCKER", "docker": {"image": "busybox"}, "volumes": [],
+             "portMappings": [{"containerPort": 5000, "hostPort": 0, "protocol": "tcp", "name": "api"},
+                              {"containerPort": 0, "protocol": "udp"}]},
+           "healthChecks": [{"protocol": "COMMAND", "command": {"value": "true"}}],
+           "tasksRunning": 2, "deployments": [],
+           "tasks": [
+             {"id": "dev_web.instance-1._app.1", "appId": "/dev/web", "host": "10.0.0.5",
+              "slaveId": "node-1", "state": "TASK_RUNNING", "stagedAt": "2026-11-22T10:00:01.000Z",
+              "startedAt": "2026-11-22T10:00:02.5+00:00", "version": "2026-11-22T10:00:00.000Z",
+              "ports": [31001, 31002], "servicePorts": [],
+              "ipAddresses": [{"ipAddress": "172.17.0.3", "protocol": "IPv4"}],
+              "healthCheckResults": [{"alive": true, "consecutiveFailures": 0}],
+              "localVolumes": [], "checkResult": {"x": 1}},
+             {"id": "dev_web.instance-2._app.1", "appId": "/dev/web", "host": "10.0.0.6",
+              "slaveId": "", "state": "TASK_STAGING", "ports": []}
+           ]},
+          {"id": "/cache", "version": "2026-11-22T10:00:00.000Z", "labels": null,
+           "portDefinitions": [{"port": 0, "protocol": "tcp", "name": "redis"}, {"port": 0}],
+           "healthChecks": null, "tasks": []},
+          {"id": "/legacy", "ports": [0, 0], "networks": [{"mode": "host"}]},
+          {"id": "/overlay", "networks": [{"mode": "container", "name": "dcos"}],
+           "container": {"type": "MESOS", "portMappings": [{"containerPort": 80, "name": "http"}]}}
+        ]}"#;
+        #[derive(serde::Deserialize)]
+        struct Full {
+            apps: Vec<marathon::AppInfo>,
+        }
+        let full: Full = serde_json::from_str(body).unwrap();
+        let want: Vec<(AppSpec, Vec<TaskInfo>)> = full
+            .apps
+            .iter()
+            .map(|a| {
+                (
+                    app_spec(&a.app),
+                    a.tasks.iter().flatten().map(task_info).collect(),
+                )
+            })
+            .collect();
+        let got = decode(body.as_bytes()).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(got.len(), 4);
+        assert_eq!(got[0].1.len(), 2);
+        assert_eq!(got[0].1[0].healthy, Some(true));
+        assert_eq!(got[0].1[1].node, None);
+    }
+}
