@@ -360,6 +360,7 @@ impl Core {
                     app.id
                 )));
             }
+            crate::ports::check_fixed_ports(&s, &[&app], false)?;
             app
         };
         let mut app = app;
@@ -454,7 +455,11 @@ impl Core {
             if !may_create && !s.apps.contains_key(id) {
                 return Err(ApiError::app_not_found(id));
             }
-            self.change_for(&s, id, &body, partial, version)?
+            let (change, created) = self.change_for(&s, id, &body, partial, version)?;
+            if let Change::Put { app, .. } = &change {
+                crate::ports::check_fixed_ports(&s, &[app], false)?;
+            }
+            (change, created)
         };
         let app = match &change {
             Change::Put { app, .. } => app.clone(),
@@ -514,6 +519,14 @@ impl Core {
                     })?;
                 changes.push(change);
             }
+            let apps: Vec<&App> = changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Put { app, .. } => Some(app),
+                    Change::Delete { .. } => None,
+                })
+                .collect();
+            crate::ports::check_fixed_ports(&s, &apps, true)?;
             changes
         };
         if changes.is_empty() {

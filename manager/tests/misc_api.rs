@@ -142,27 +142,20 @@ async fn constraints_and_fixed_ports_on_one_node() {
     m.wait_running("/rack", 1).await;
     assert!(m.tasks_in("/nowhere", "TASK_RUNNING").await.is_empty());
 
-    // requirePorts: the host port is the declared port; a second app wanting it waits.
+    // requirePorts: the host port is the declared port; a second app wanting
+    // it is refused (more in ports_conflicts.rs).
     let (s, _) = m
         .post("/v2/apps", &json!({"id": "/fixed", "cmd": "exec sleep 1000", "cpus": 0.01, "mem": 8, "requirePorts": true, "portDefinitions": [{"port": base}]}))
         .await;
     assert_eq!(s, 201);
     let t = m.wait_running("/fixed", 1).await;
     assert_eq!(t[0]["ports"], json!([base]));
-    let (s, _) = m
+    let (s, body) = m
         .post("/v2/apps", &json!({"id": "/fixed2", "cmd": "exec sleep 1000", "cpus": 0.01, "mem": 8, "requirePorts": true, "portDefinitions": [{"port": base}]}))
         .await;
-    assert_eq!(s, 201);
-    testkit::eventually_async("port conflict queued", DEADLINE, || async {
-        let (_, q) = m.get("/v2/queue").await;
-        q["queue"]
-            .as_array()?
-            .iter()
-            .any(|i| i["app"]["id"] == "/fixed2")
-            .then_some(())
-    })
-    .await;
-    assert!(m.tasks_in("/fixed2", "TASK_RUNNING").await.is_empty());
+    assert_eq!(s, 422, "{body}");
+    assert_eq!(body["details"][0]["path"], "/portDefinitions(0)/port");
+    assert!(m.etcd_get("/apps/fixed2").await.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
