@@ -255,3 +255,251 @@ pub fn kill_tasks_under(data_dir: &Path) {
         }
     }
 }
+
+/// One Docker test against the manager *binary*: a real etcd, a data dir, and
+/// a [`testkit::docker::ContainerGuard`] whose id is also the manager's
+/// identity (seeded in etcd before the first start), so every container the
+/// manager creates is removed when the test ends, pass or fail.
+///
+/// Declare it before any [`BinManager`] of the test: locals drop in reverse
+/// order, so the manager is killed before its containers are removed.
+pub struct DockerEnv {
+    pub guard: testkit::docker::ContainerGuard,
+    pub etcd: Etcd,
+    pub dir: tempfile::TempDir,
+}
+
+impl DockerEnv {
+    pub async fn new(prefix: &str) -> DockerEnv {
+        let guard = testkit::docker::ContainerGuard::new(prefix);
+        let etcd = Etcd::start().expect("etcd");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = etcd_client::Client::connect([etcd.endpoint()], None)
+            .await
+            .expect("etcd client");
+        c.put("/mdo/manager/meta/manager-id", guard.id(), None)
+            .await
+            .expect("seed the manager id");
+        DockerEnv { guard, etcd, dir }
+    }
+
+    /// The manager's identity (`mdo.manager` label of its containers).
+    pub fn manager_id(&self) -> &str {
+        self.guard.id()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts the manager binary with Docker on (drain delay 0 unless
+    /// `extra` says otherwise) and waits for `/ping`.
+    pub async fn start_manager(&self, extra: &[&str]) -> BinManager {
+        let port = testkit::free_port().expect("free port");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_manager"))
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--etcd-endpoints",
+                &self.etcd.endpoint(),
+                "--docker",
+                "on",
+                "--node-name",
+                "node-1",
+                "--node-cpus",
+                "8",
+                "--node-mem",
+                "8192",
+                "--drain-delay",
+                "0",
+            ])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("manager binary starts");
+        let m = BinManager {
+            guard: testkit::ChildGuard::new(child),
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        testkit::eventually_async("manager answers /ping", DEADLINE, || async {
+            m.http
+                .get(format!("{}/ping", m.base))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status() == 200)
+                .map(|_| ())
+        })
+        .await;
+        m
+    }
+}
+
+/// The manager binary under test (SIGKILLed on drop).
+pub struct BinManager {
+    pub guard: testkit::ChildGuard,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl BinManager {
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.expect("body");
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// All tasks of an app (any state).
+    pub async fn tasks(&self, app: &str) -> Vec<Value> {
+        let (_, v) = self.get(&format!("/v2/apps{app}/tasks")).await;
+        v["tasks"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until the app has exactly `n` tasks, all TASK_RUNNING and (when
+    /// `healthy`) passing every health check; returns them sorted by id.
+    pub async fn wait_running(&self, app: &str, n: usize, healthy: bool) -> Vec<Value> {
+        testkit::eventually_async(&format!("{n} running tasks of {app}"), DEADLINE, || async {
+            let mut tasks = self.tasks(app).await;
+            let ok = tasks.len() == n
+                && tasks
+                    .iter()
+                    .all(|t| t["state"] == "TASK_RUNNING" && (!healthy || is_healthy(t)));
+            tasks.sort_by_key(|t| t["id"].as_str().unwrap_or_default().to_string());
+            ok.then_some(tasks)
+        })
+        .await
+    }
+
+    pub async fn wait_no_deployments(&self) {
+        testkit::eventually_async("no deployments", DEADLINE, || async {
+            let (_, v) = self.get("/v2/deployments").await;
+            v.as_array().is_some_and(Vec::is_empty).then_some(())
+        })
+        .await
+    }
+
+    /// Subscribes to `/v2/events` (query string `query`, e.g.
+    /// `event_type=status_update_event`); returns once the stream is attached.
+    pub async fn events(&self, query: &str) -> SseLog {
+        SseLog::attach(&self.http, &format!("{}/v2/events?{query}", self.base)).await
+    }
+}
+
+/// Running, with at least one health result and every result alive.
+pub fn is_healthy(task: &Value) -> bool {
+    task["state"] == "TASK_RUNNING"
+        && task["healthCheckResults"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty() && r.iter().all(|h| h["alive"] == true))
+}
+
+/// The events of an SSE subscription, collected in the background.
+pub struct SseLog {
+    seen: Arc<std::sync::Mutex<Vec<Value>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl SseLog {
+    pub async fn attach(http: &reqwest::Client, url: &str) -> SseLog {
+        use futures::StreamExt;
+        let resp = http
+            .get(url)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .expect("event stream");
+        assert_eq!(resp.status(), 200, "GET {url}");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let reader = tokio::spawn(async move {
+            let mut stream = resp.bytes_stream();
+            let mut pending = String::new();
+            while let Some(Ok(chunk)) = stream.next().await {
+                pending.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = pending.find('\n') {
+                    let line: String = pending.drain(..=end).collect();
+                    let line = line.trim_end_matches(['\r', '\n']);
+                    if let Some(data) = line.strip_prefix("data:") {
+                        if let Ok(v) = serde_json::from_str::<Value>(data.trim_start()) {
+                            sink.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+                        }
+                    }
+                }
+            }
+        });
+        SseLog { seen, reader }
+    }
+
+    /// Every event received so far, in order.
+    pub fn all(&self) -> Vec<Value> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits until `pick` finds what it wants in the events so far.
+    pub async fn wait_for<T>(&self, what: &str, pick: impl Fn(&[Value]) -> Option<T>) -> T {
+        testkit::eventually_async(what, DEADLINE, || async { pick(&self.all()) }).await
+    }
+}
+
+impl Drop for SseLog {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// `docker` CLI: (success, trimmed stdout).
+pub fn docker_cli(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    )
+}
+
+/// Full ids of the containers (any state) carrying `label` (`key=value`).
+pub fn containers_labelled(label: &str) -> Vec<String> {
+    let (_, out) = docker_cli(&[
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        &format!("label={label}"),
+    ]);
+    let mut ids: Vec<String> = out.lines().map(str::to_string).collect();
+    ids.sort();
+    ids
+}
