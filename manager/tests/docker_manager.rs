@@ -230,6 +230,9 @@ async fn rolling_update_to_a_new_tag_keeps_minimum_health_capacity() {
             break tasks;
         }
     };
+    eprintln!(
+        "rolling update: {samples} samples, lowest healthy {lowest} (tasksHealthy {lowest_reported}), bound {min_healthy}"
+    );
     assert!(samples > 10, "sampled the deployment only {samples} times");
     assert!(saw_mixed, "old and new tasks were seen side by side");
     assert!(
