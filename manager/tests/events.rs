@@ -715,3 +715,109 @@ async fn a_full_callback_queue_drops_its_oldest_events_and_counts_them() {
     rcv.stop(false).await;
     s.stop().await;
 }
+
+/// A hand-written HTTP receiver that varies what a real one may do: some
+/// POSTs answered 500 (without keeping the event), chunked and unframed
+/// (HTTP/1.0, body until close) answers, connections closed right after an
+/// answer without saying so, and a timeout. Records accepted task ids.
+async fn unruly_receiver(listener: tokio::net::TcpListener, got: Arc<Mutex<Vec<String>>>) {
+    let refused = Arc::new(Mutex::new(std::collections::HashSet::<String>::new()));
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    while let Ok((mut s, _)) = listener.accept().await {
+        let (got, refused, answered) = (got.clone(), refused.clone(), answered.clone());
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                // One request (the manager always sends Content-Length).
+                let (body, used) = loop {
+                    if let Some(end) = find(&buf, b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map(|v| v.trim().parse().unwrap())
+                            .expect("content-length");
+                        if buf.len() >= end + 4 + len {
+                            break (buf[end + 4..end + 4 + len].to_vec(), end + 4 + len);
+                        }
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                buf.drain(..used);
+                let v: Value = serde_json::from_slice(&body).unwrap();
+                let id = v["taskId"].as_str().unwrap_or("").to_string();
+                let n: usize = id.trim_start_matches('t').parse().unwrap_or(1);
+                if n % 7 == 3 && refused.lock().unwrap().insert(id.clone()) {
+                    let no = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\nnope";
+                    if s.write_all(no).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                if n == 20 && refused.lock().unwrap().insert("slow".into()) {
+                    // Never answered: the client times out and retries.
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    return;
+                }
+                if !id.is_empty() {
+                    got.lock().unwrap().push(id);
+                }
+                let k = answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (answer, close): (&[u8], bool) = match k % 4 {
+                    0 => (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false),
+                    1 => (
+                        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+                        false,
+                    ),
+                    // Closed right after the answer, without `Connection: close`.
+                    2 => (b"HTTP/1.1 204 No Content\r\n\r\n", true),
+                    _ => (b"HTTP/1.0 200 OK\r\n\r\nbody until close", true),
+                };
+                if s.write_all(answer).await.is_err() || close {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+#[actix_web::test]
+async fn callbacks_stay_in_order_whatever_the_receiver_answers() {
+    let etcd = testkit::Etcd::start().unwrap();
+    let cfg = EventsConfig {
+        callback_timeout: Duration::from_millis(500),
+        ..fast_config()
+    };
+    let s = Served::start(&etcd, cfg).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: Arc<Mutex<Vec<String>>> = Default::default();
+    let rcv = tokio::spawn(unruly_receiver(listener, got.clone()));
+    s.bus
+        .subscribe(
+            &format!("http://127.0.0.1:{port}/callback?x=1"),
+            "127.0.0.1",
+        )
+        .await
+        .unwrap();
+    let want: Vec<String> = (0..60).map(|i| format!("t{i}")).collect();
+    for id in &want {
+        s.bus
+            .publish_value(event("status_update_event", json!({"taskId": id})));
+    }
+    testkit::eventually_async("every event delivered", WAIT, || async {
+        (got.lock().unwrap().len() >= want.len()).then_some(())
+    })
+    .await;
+    assert_eq!(*got.lock().unwrap(), want, "each event once, in order");
+    let m = s.bus.metrics();
+    // 9 refusals (t3, t10, ..., t59) and one timeout.
+    assert!(m.callback_failures >= 10, "{m:?}");
+    assert_eq!(m.callback_dropped, 0);
+    rcv.abort();
+    s.stop().await;
+}

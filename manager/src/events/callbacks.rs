@@ -8,7 +8,9 @@
 //!   it was not subscribed; also published).
 //!
 //! Each event is POSTed as JSON (`Content-Type` and `Accept:
-//! application/json`). A failed POST (error, timeout, non-2xx) is retried,
+//! application/json`), the body serialised once for every URL. Plain `http`
+//! URLs use one kept-alive connection of their own (`http1.rs`), others the
+//! shared `reqwest` client. A failed POST (error, timeout, non-2xx) is retried,
 //! same event, after an exponential backoff; later events wait behind it, so
 //! every receiver sees events in publication order.
 
@@ -17,6 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
 use etcd_client::GetOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -24,6 +27,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::frame::Frame;
+use super::http1;
 use super::{error_body, EventBus, EventsError};
 
 /// Pending events of one callback URL.
@@ -58,12 +62,14 @@ impl CallbackQueue {
             .cloned()
     }
 
-    /// Removes `frame` if it is still first (it may have been dropped meanwhile).
-    fn pop_delivered(&self, frame: &Arc<Frame>) {
+    /// Removes `frame` if it is still first (it may have been dropped
+    /// meanwhile); returns the next event to deliver.
+    fn pop_delivered(&self, frame: &Arc<Frame>) -> Option<Arc<Frame>> {
         let mut q = self.events.lock().expect("callback queue lock");
         if q.front().is_some_and(|f| Arc::ptr_eq(f, frame)) {
             q.pop_front();
         }
+        q.front().cloned()
     }
 }
 
@@ -212,39 +218,92 @@ fn subscription_event(event_type: &str, url: &str, client_ip: &str) -> Value {
     })
 }
 
-/// Delivers one URL's queue in order until unsubscribed or shut down.
+/// How one URL's events are POSTed.
+enum Sender {
+    /// Plain `http://`: our own kept-alive connection.
+    Direct(http1::Conn),
+    /// `https://` or credentials in the URL: the shared `reqwest` client
+    /// (which keeps its connections alive too).
+    Reqwest(reqwest::Url),
+}
+
+impl Sender {
+    fn new(raw: &str) -> Sender {
+        match url::Url::parse(raw) {
+            Ok(url) => match http1::Conn::for_url(&url) {
+                Some(conn) => Sender::Direct(conn),
+                None => Sender::Reqwest(url),
+            },
+            // Validated on subscription; a stored record may predate that.
+            Err(_) => Sender::Reqwest(
+                "http://invalid.invalid/"
+                    .parse()
+                    .expect("static URL parses"),
+            ),
+        }
+    }
+
+    /// POSTs one event body; `None` on success, else why it failed.
+    async fn post(&mut self, bus: &EventBus, body: &Bytes) -> Option<String> {
+        match self {
+            Sender::Direct(conn) => {
+                match tokio::time::timeout(bus.inner.config.callback_timeout, conn.post(body)).await
+                {
+                    Ok(Ok(status)) if (200..300).contains(&status) => None,
+                    Ok(Ok(status)) => Some(format!("status {status}")),
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some("timed out".into()),
+                }
+            }
+            Sender::Reqwest(url) => {
+                let sent = bus
+                    .inner
+                    .http
+                    .post(url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(reqwest::header::ACCEPT, "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        // Reading the body lets the connection be reused.
+                        let _ = resp.bytes().await;
+                        (!status.is_success()).then(|| format!("status {status}"))
+                    }
+                    Err(e) => Some(e.without_url().to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// Delivers one URL's queue in order until unsubscribed or shut down: one
+/// POST at a time, the next event only after the previous one succeeded.
 async fn deliver(bus: EventBus, queue: Arc<CallbackQueue>) {
     let cfg = bus.inner.config.clone();
     let counters = &bus.inner.counters;
     let mut backoff = cfg.callback_backoff;
     let url_for_logs = redacted(&queue.url);
+    let mut sender = Sender::new(&queue.url);
+    let mut next = queue.front();
     loop {
-        let Some(frame) = queue.front() else {
+        let Some(frame) = next.take() else {
             tokio::select! {
-                _ = queue.notify.notified() => continue,
+                _ = queue.notify.notified() => {}
                 _ = queue.cancel.cancelled() => return,
             }
+            next = queue.front();
+            continue;
         };
-        let post = bus
-            .inner
-            .http
-            .post(&queue.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::ACCEPT, "application/json")
-            .body(frame.body.clone())
-            .send();
-        let result = tokio::select! {
-            r = post => r,
+        let failure = tokio::select! {
+            r = sender.post(&bus, &frame.body) => r,
             _ = queue.cancel.cancelled() => return,
-        };
-        let failure = match result {
-            Ok(resp) if resp.status().is_success() => None,
-            Ok(resp) => Some(format!("status {}", resp.status())),
-            Err(e) => Some(e.without_url().to_string()),
         };
         match failure {
             None => {
-                queue.pop_delivered(&frame);
+                next = queue.pop_delivered(&frame);
                 counters.deliveries.fetch_add(1, Ordering::Relaxed);
                 backoff = cfg.callback_backoff;
             }
@@ -256,6 +315,8 @@ async fn deliver(bus: EventBus, queue: Arc<CallbackQueue>) {
                     _ = queue.cancel.cancelled() => return,
                 }
                 backoff = (backoff * 2).min(cfg.callback_backoff_max);
+                // The same event again, unless the full queue dropped it.
+                next = queue.front();
             }
         }
     }

@@ -11,9 +11,10 @@
 //!   behind is disconnected.
 //! - Callbacks (`/v2/eventSubscriptions`, Marathon 1.4's API, see
 //!   `callbacks.rs`): subscriptions persisted in etcd under
-//!   `<internal_prefix>/subscriptions/`; one bounded queue and one delivery
-//!   task per URL, retried with exponential backoff, oldest dropped (and
-//!   counted) when the queue is full; a dead receiver delays nobody else.
+//!   `<internal_prefix>/subscriptions/`; one bounded queue, one delivery
+//!   task and one kept-alive connection per URL, one POST at a time, retried
+//!   with exponential backoff, oldest dropped (and counted) when the queue is
+//!   full; a dead receiver delays nobody else.
 //!
 //! Wiring: `App::new().app_data(web::Data::new(bus.clone())).configure(EventBus::configure)`;
 //! call [`EventBus::shutdown`] on SIGTERM (open SSE streams end, deliveries stop).
@@ -31,6 +32,7 @@ use tokio_util::task::TaskTracker;
 
 mod callbacks;
 mod frame;
+mod http1;
 mod sse;
 
 pub use frame::{accepts_event_stream, StreamQuery};

@@ -1,0 +1,378 @@
+//! A lean HTTP/1.1 client for plain `http://` callback URLs: one kept-alive
+//! connection per URL, owned by that URL's delivery task (no pool, no
+//! connection task, no URL parsing per request), each request written with
+//! one `write`. One request at a time: the response is read completely
+//! before the next request goes out, so nothing is pipelined or reordered.
+//!
+//! `https://` URLs and URLs with credentials go through `reqwest` instead.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest response head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// One callback URL's connection.
+pub(super) struct Conn {
+    host: HostPort,
+    /// Request line and fixed headers, up to (excluding) `Content-Length`.
+    head: Bytes,
+    stream: Option<TcpStream>,
+    /// Set while a request is in flight: a cancelled exchange (timeout)
+    /// leaves the connection in an unknown state, so it is not reused.
+    busy: bool,
+    out: BytesMut,
+    buf: Vec<u8>,
+}
+
+enum HostPort {
+    Name(String, u16),
+    Addr(std::net::SocketAddr),
+}
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub(super) enum PostError {
+    /// A reused connection ended before any response byte (the receiver
+    /// closed it while idle): retried once on a new connection.
+    Stale(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for PostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PostError::Stale(e) | PostError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+impl Conn {
+    /// `None` unless `url` is plain `http` without credentials.
+    pub fn for_url(url: &url::Url) -> Option<Conn> {
+        if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
+            return None;
+        }
+        let port = url.port_or_known_default()?;
+        let host = match url.host()? {
+            url::Host::Domain(d) => HostPort::Name(d.to_string(), port),
+            url::Host::Ipv4(a) => HostPort::Addr((a, port).into()),
+            url::Host::Ipv6(a) => HostPort::Addr((a, port).into()),
+        };
+        let mut authority = url.host_str()?.to_string();
+        if let Some(p) = url.port() {
+            authority.push_str(&format!(":{p}"));
+        }
+        let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
+        let target = if target.is_empty() { "/" } else { target };
+        let head = format!(
+            "POST {target} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nAccept: application/json\r\nUser-Agent: mdo-manager\r\n"
+        );
+        Some(Conn {
+            host,
+            head: Bytes::from(head),
+            stream: None,
+            busy: false,
+            out: BytesMut::new(),
+            buf: Vec::new(),
+        })
+    }
+
+    /// POSTs `body`; the response status. Cancel-safe in the sense that a
+    /// dropped call only costs the connection.
+    pub async fn post(&mut self, body: &[u8]) -> Result<u16, PostError> {
+        if self.busy {
+            self.stream = None;
+        }
+        self.busy = true;
+        self.out.clear();
+        self.out.put_slice(&self.head);
+        self.out
+            .put_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        self.out.put_slice(body);
+        let mut result = self.exchange().await;
+        if matches!(result, Err(PostError::Stale(_))) {
+            self.stream = None;
+            result = self.exchange().await;
+        }
+        self.busy = false;
+        match result {
+            Ok((status, reusable)) => {
+                if !reusable {
+                    self.stream = None;
+                }
+                Ok(status)
+            }
+            Err(e) => {
+                self.stream = None;
+                Err(PostError::Failed(e.to_string()))
+            }
+        }
+    }
+
+    /// One request on the current (or a new) connection: (status, reusable).
+    async fn exchange(&mut self) -> Result<(u16, bool), PostError> {
+        let reused = self.stream.is_some();
+        let failed = |e: std::io::Error| {
+            if reused && is_disconnect(&e) {
+                PostError::Stale(e.to_string())
+            } else {
+                PostError::Failed(e.to_string())
+            }
+        };
+        let stream = match &mut self.stream {
+            Some(s) => s,
+            None => {
+                let s = match &self.host {
+                    HostPort::Name(h, p) => TcpStream::connect((h.as_str(), *p)).await,
+                    HostPort::Addr(a) => TcpStream::connect(a).await,
+                }
+                .map_err(|e| PostError::Failed(format!("connect: {e}")))?;
+                let _ = s.set_nodelay(true);
+                self.stream.insert(s)
+            }
+        };
+        stream.write_all(&self.out).await.map_err(failed)?;
+        self.buf.clear();
+        loop {
+            match parse_response(&self.buf).map_err(PostError::Failed)? {
+                Parsed::Incomplete => {}
+                Parsed::Informational(used) => {
+                    self.buf.drain(..used);
+                    continue;
+                }
+                Parsed::Done {
+                    status,
+                    keep_alive,
+                    used,
+                } => return Ok((status, keep_alive && used == self.buf.len())),
+            }
+            if self.buf.len() > MAX_HEAD && find(&self.buf, b"\r\n\r\n").is_none() {
+                return Err(PostError::Failed("response head too large".into()));
+            }
+            self.buf.reserve(4096);
+            let n = match stream.read_buf(&mut self.buf).await {
+                Ok(n) => n,
+                Err(e) if self.buf.is_empty() => return Err(failed(e)),
+                Err(e) => return Err(PostError::Failed(e.to_string())),
+            };
+            if n == 0 {
+                let msg = "connection closed before the response".to_string();
+                return Err(if reused && self.buf.is_empty() {
+                    PostError::Stale(msg)
+                } else {
+                    PostError::Failed(msg)
+                });
+            }
+        }
+    }
+}
+
+fn is_disconnect(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+    )
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// What the bytes read so far hold.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Parsed {
+    Incomplete,
+    /// A 1xx head of this many bytes (skipped).
+    Informational(usize),
+    /// A whole response of `used` bytes.
+    Done {
+        status: u16,
+        keep_alive: bool,
+        used: usize,
+    },
+}
+
+/// Parses one response at the start of `buf` (Content-Length, chunked, or a
+/// body up to the end of the connection, which is then not reused).
+pub(super) fn parse_response(buf: &[u8]) -> Result<Parsed, String> {
+    let Some(head_end) = find(buf, b"\r\n\r\n").map(|i| i + 4) else {
+        return Ok(Parsed::Incomplete);
+    };
+    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| "response head is not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or("");
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .filter(|s| (100..1000).contains(s))
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let mut keep_alive = match version {
+        "HTTP/1.1" => true,
+        "HTTP/1.0" => false,
+        _ => return Err(format!("bad status line {status_line:?}")),
+    };
+    if (100..200).contains(&status) {
+        return Ok(Parsed::Informational(head_end));
+    }
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "content-length" => {
+                length = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("bad Content-Length {value:?}"))?,
+                )
+            }
+            "transfer-encoding" => {
+                chunked = value
+                    .rsplit(',')
+                    .next()
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"))
+            }
+            "connection" => {
+                for token in value.split(',') {
+                    let token = token.trim();
+                    if token.eq_ignore_ascii_case("close") {
+                        keep_alive = false;
+                    } else if token.eq_ignore_ascii_case("keep-alive") {
+                        keep_alive = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if status == 204 || status == 304 {
+        return Ok(Parsed::Done {
+            status,
+            keep_alive,
+            used: head_end,
+        });
+    }
+    if chunked {
+        return Ok(match chunked_end(buf, head_end)? {
+            Some(used) => Parsed::Done {
+                status,
+                keep_alive,
+                used,
+            },
+            None => Parsed::Incomplete,
+        });
+    }
+    match length {
+        Some(len) if buf.len() >= head_end + len => Ok(Parsed::Done {
+            status,
+            keep_alive,
+            used: head_end + len,
+        }),
+        Some(_) => Ok(Parsed::Incomplete),
+        // The body lasts until the connection closes: the status is all we
+        // need; the connection is dropped.
+        None => Ok(Parsed::Done {
+            status,
+            keep_alive: false,
+            used: buf.len(),
+        }),
+    }
+}
+
+/// The end of a chunked body starting at `at`, if complete.
+fn chunked_end(buf: &[u8], mut at: usize) -> Result<Option<usize>, String> {
+    loop {
+        let Some(eol) = find(&buf[at..], b"\r\n") else {
+            return Ok(None);
+        };
+        let line = String::from_utf8_lossy(&buf[at..at + eol]);
+        let size_text = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_text, 16)
+            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
+        at += eol + 2;
+        if size == 0 {
+            // Trailer lines, then an empty line.
+            loop {
+                let Some(eol) = find(&buf[at..], b"\r\n") else {
+                    return Ok(None);
+                };
+                at += eol + 2;
+                if eol == 0 {
+                    return Ok(Some(at));
+                }
+            }
+        }
+        if buf.len() < at + size + 2 {
+            return Ok(None);
+        }
+        at += size + 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn done(status: u16, keep_alive: bool, used: usize) -> Parsed {
+        Parsed::Done {
+            status,
+            keep_alive,
+            used,
+        }
+    }
+
+    #[test]
+    fn content_length_responses() {
+        let r = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        assert_eq!(parse_response(r).unwrap(), done(200, true, r.len()));
+        for cut in 0..r.len() {
+            assert_eq!(parse_response(&r[..cut]).unwrap(), Parsed::Incomplete);
+        }
+        let r = b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        assert_eq!(parse_response(r).unwrap(), done(500, false, r.len()));
+        let r = b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(parse_response(r).unwrap(), done(200, false, r.len()));
+        let r = b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: Keep-Alive\r\n\r\n";
+        assert_eq!(parse_response(r).unwrap(), done(200, true, r.len()));
+    }
+
+    #[test]
+    fn chunked_informational_and_unframed_responses() {
+        let r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n";
+        assert_eq!(parse_response(r).unwrap(), done(200, true, r.len()));
+        for cut in 0..r.len() {
+            assert_eq!(parse_response(&r[..cut]).unwrap(), Parsed::Incomplete);
+        }
+        let r = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n";
+        assert_eq!(parse_response(r).unwrap(), Parsed::Informational(25));
+        let r = b"HTTP/1.1 200 OK\r\n\r\npartial";
+        assert_eq!(parse_response(r).unwrap(), done(200, false, r.len()));
+        let r = b"HTTP/1.1 204 No Content\r\n\r\n";
+        assert_eq!(parse_response(r).unwrap(), done(204, true, r.len()));
+        assert!(parse_response(b"SSH-2.0-x\r\n\r\n").is_err());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn request_head_per_url() {
+        let c = Conn::for_url(&"http://h.example:8080/cb?a=1#frag".parse().unwrap()).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&c.head).unwrap(),
+            "POST /cb?a=1 HTTP/1.1\r\nHost: h.example:8080\r\nContent-Type: application/json\r\nAccept: application/json\r\nUser-Agent: mdo-manager\r\n"
+        );
+        let c = Conn::for_url(&"http://[::1]".parse().unwrap()).unwrap();
+        assert!(std::str::from_utf8(&c.head)
+            .unwrap()
+            .starts_with("POST / HTTP/1.1\r\nHost: [::1]\r\n"));
+        assert!(Conn::for_url(&"https://h/cb".parse().unwrap()).is_none());
+        assert!(Conn::for_url(&"http://u:p@h/cb".parse().unwrap()).is_none());
+    }
+}
