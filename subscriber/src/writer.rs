@@ -139,6 +139,33 @@ impl Tombstones {
     }
 }
 
+/// One of our records as last written or read, compact: its key names and
+/// its JSON (equal records serialise to equal bytes). One allocation for the
+/// JSON instead of the twenty or so of an [`Instance`].
+struct Written {
+    service: Box<str>,
+    group: Box<str>,
+    json: Box<[u8]>,
+}
+
+impl Written {
+    fn of(r: &Instance) -> Written {
+        Written {
+            service: r.service.as_str().into(),
+            group: r.group.as_str().into(),
+            json: r.to_json().into_boxed_slice(),
+        }
+    }
+
+    fn id(&self, container: &str) -> RecordId {
+        RecordId {
+            service: self.service.to_string(),
+            group: self.group.to_string(),
+            container: container.to_string(),
+        }
+    }
+}
+
 struct Tracked {
     task: TaskInfo,
     app: Arc<AppSpec>,
@@ -164,7 +191,7 @@ pub struct Writer<S, A> {
     /// App definitions by (id, version).
     apps: HashMap<(String, String), Arc<AppSpec>>,
     /// Our records as last written / read, by container.
-    written: HashMap<String, Instance>,
+    written: HashMap<String, Written>,
     /// Containers touched by events since the fetch in flight began.
     touched: HashMap<String, u64>,
     tombstones: Tombstones,
@@ -386,19 +413,20 @@ impl<S: Store, A: AppSource> Writer<S, A> {
         let node = t.task.node.clone().unwrap_or_else(|| t.task.host.clone());
         match record_from_task(&t.app, &t.task, &self.cfg.owner, &node) {
             Ok(rec) => {
-                if self.written.get(task_id) == Some(&rec) {
-                    return;
-                }
+                let new = Written::of(&rec);
                 if let Some(old) = self.written.get(task_id) {
-                    if RecordId::of(old) != RecordId::of(&rec) {
+                    if old.json == new.json {
+                        return;
+                    }
+                    if old.service != new.service || old.group != new.group {
                         // Names changed (labels edited): drop the old key.
                         actions.push(Action::Delete {
-                            id: RecordId::of(old),
+                            id: old.id(task_id),
                             expect: Expect::Any,
                         });
                     }
                 }
-                self.written.insert(task_id.to_string(), rec.clone());
+                self.written.insert(task_id.to_string(), new);
                 actions.push(Action::Put {
                     record: rec,
                     expect: Expect::Any,
@@ -417,7 +445,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
     fn remove_record(&mut self, task_id: &str, actions: &mut Vec<Action>) {
         if let Some(old) = self.written.remove(task_id) {
             actions.push(Action::Delete {
-                id: RecordId::of(&old),
+                id: old.id(task_id),
                 expect: Expect::Any,
             });
         }
@@ -565,15 +593,16 @@ impl<S: Store, A: AppSource> Writer<S, A> {
         }
         // The in-memory view as it will be once the plan is applied (kept
         // only if it is): our records as read, with the plan's changes.
-        let mut written: HashMap<String, Instance> = snapshot
-            .into_iter()
-            .filter(|e| e.record.owner == self.cfg.owner)
-            .map(|e| (e.record.container.clone(), e.record))
-            .collect();
+        let mut written: HashMap<String, Written> = HashMap::with_capacity(snapshot.len());
+        for e in snapshot {
+            if e.record.owner == self.cfg.owner {
+                written.insert(e.record.container.clone(), Written::of(&e.record));
+            }
+        }
         for a in &plan.actions {
             match a {
                 Action::Put { record, .. } => {
-                    written.insert(record.container.clone(), record.clone());
+                    written.insert(record.container.clone(), Written::of(record));
                 }
                 Action::Delete { id, .. } => {
                     written.remove(&id.container);
@@ -594,7 +623,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             return Err("shutting down".into());
         }
         self.written = written;
-        let mut tasks: HashMap<String, Tracked> = HashMap::new();
+        let mut tasks: HashMap<String, Tracked> = HashMap::with_capacity(self.tasks.len());
         for (app, app_tasks) in apps {
             let app = Arc::new(app);
             self.apps
