@@ -120,6 +120,11 @@ impl Stub {
                 let Ok((conn, _)) = listener.accept().await else {
                     return;
                 };
+                // As Marathon's HTTP server (Akka) does: without it, Nagle
+                // holds each small SSE event until the previous one is
+                // ACKed, and delayed ACKs turn that into stalls of tens of
+                // milliseconds on the event stream.
+                let _ = conn.set_nodelay(true);
                 let s = s.clone();
                 tokio::spawn(async move {
                     let _ = s.serve(conn).await;
@@ -297,6 +302,57 @@ impl Stub {
         json!({ "apps": apps })
     }
 
+    /// The `/v2/apps` body, serialised straight from the stored JSON (the
+    /// same document as `apps_json`, without cloning every task: as the
+    /// benchmark's load generator it answers 10,000 tasks).
+    fn apps_body(&self, with_tasks: bool) -> String {
+        const STATUS: [&str; 5] = [
+            "tasksRunning",
+            "tasksStaged",
+            "tasksHealthy",
+            "tasksUnhealthy",
+            "deployments",
+        ];
+        let g = self.state.lock().unwrap();
+        let mut out =
+            Vec::with_capacity(1024 + 600 * g.tasks.values().map(|t| t.len()).sum::<usize>());
+        out.extend_from_slice(b"{\"apps\":[");
+        for (i, (id, app)) in g.apps.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let tasks = g.tasks.get(id);
+            let plain = app.as_object().is_some_and(|o| {
+                !o.is_empty()
+                    && !o.contains_key("tasks")
+                    && STATUS.iter().all(|k| !o.contains_key(*k))
+            });
+            if !plain {
+                serde_json::to_writer(&mut out, &self.app_info(app, tasks, with_tasks)).unwrap();
+                continue;
+            }
+            serde_json::to_writer(&mut out, app).unwrap();
+            out.pop(); // the closing brace
+            let n = tasks.map_or(0, |t| t.len());
+            out.extend_from_slice(
+                format!(",\"tasksRunning\":{n},\"tasksStaged\":0,\"tasksHealthy\":0,\"tasksUnhealthy\":0,\"deployments\":[]").as_bytes(),
+            );
+            if with_tasks {
+                out.extend_from_slice(b",\"tasks\":[");
+                for (j, t) in tasks.into_iter().flat_map(|t| t.values()).enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut out, t).unwrap();
+                }
+                out.push(b']');
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"]}");
+        String::from_utf8(out).expect("JSON is UTF-8")
+    }
+
     fn app_info(
         &self,
         app: &Value,
@@ -356,7 +412,7 @@ impl Stub {
                 ("GET", "/v2/events") => return self.stream(w).await,
                 ("GET", "/v2/apps") => {
                     self.apps_requests.fetch_add(1, Ordering::Relaxed);
-                    let body = self.apps_json(query.contains("tasks")).to_string();
+                    let body = self.apps_body(query.contains("tasks"));
                     let hold = self.take_hold();
                     if let Some(n) = hold {
                         self.held_snapshot_taken.notify_one();
