@@ -191,7 +191,9 @@ fn parse_request(buf: &[u8]) -> Option<(Vec<u8>, usize)> {
     }
 }
 
-/// One keep-alive connection of a callback receiver: answers 200 to each POST.
+/// One keep-alive connection of a callback receiver: answers 200 to each POST
+/// as soon as it is complete (a fair receiver: no framework, no JSON parsing,
+/// the receive time taken before anything else).
 async fn serve_conn(mut s: TcpStream, sink: Sink) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
@@ -199,15 +201,16 @@ async fn serve_conn(mut s: TcpStream, sink: Sink) {
         while let Some((body, used)) = parse_request(&buf) {
             let at = now_us();
             buf.drain(..used);
-            sink.lock()
-                .expect("sink")
-                .push((String::from_utf8_lossy(&body).into_owned(), at));
+            // Answer first: the sender waits for it before its next POST.
             if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
                 .await
                 .is_err()
             {
                 return;
             }
+            sink.lock()
+                .expect("sink")
+                .push((String::from_utf8_lossy(&body).into_owned(), at));
         }
         match s.read(&mut chunk).await {
             Ok(0) | Err(_) => return,
@@ -238,8 +241,11 @@ fn identity(v: &Value) -> String {
 /// The events of one consumer inside the window (timestamp >= `from_ms`):
 /// identity -> latency.
 fn in_window(sink: &Sink, from_ms: i64) -> BTreeMap<String, Duration> {
+    // Copied out first: the receivers push into the sink while answering,
+    // so parsing must not hold its lock.
+    let received = sink.lock().expect("sink").clone();
     let mut out = BTreeMap::new();
-    for (data, at) in sink.lock().expect("sink").iter() {
+    for (data, at) in &received {
         let Ok(v) = serde_json::from_str::<Value>(data) else {
             continue;
         };
