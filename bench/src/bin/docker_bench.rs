@@ -3,17 +3,26 @@
 //! - N containers to running through `DockerRuntime::launch` vs creating and
 //!   starting the same containers with bollard directly (target ratio <= 1.2);
 //! - adopting M running containers with a fresh runtime's `recover` vs just
-//!   listing them with bollard.
+//!   listing them with bollard;
+//! - kill -9 of the manager *binary* with M running containers, restarted on
+//!   the same etcd, until `/v2/tasks` serves all M adopted (same task ids,
+//!   same container ids and `State.StartedAt`: zero restarts; target <= 3 s)
+//!   vs listing the same M containers with bollard.
 //!
-//! Needs a Docker engine; builds its busybox image locally (no registry).
-//! `cargo run --release -p bench --bin docker_bench -- --containers 20`
+//! Needs a Docker engine and the manager binary built beside this one; builds
+//! its busybox image locally (no registry).
+//! `CARGO_TARGET_DIR=/work/target-release cargo build --release -p bench -p manager`
+//! then `/work/target-release/release/docker_bench --containers 20 --adopt 50`
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use bollard::container::{
-    Config, CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    Config, CreateContainerOptions, InspectContainerOptions, ListContainersOptions,
+    RemoveContainerOptions,
 };
 use bollard::models::HostConfig;
 use bollard::Docker;
@@ -21,6 +30,9 @@ use clap::Parser;
 use futures::future::try_join_all;
 use manager::runtime::docker::{DockerConfig, DockerRuntime};
 use manager::runtime::{DockerNetwork, DockerSpec, KnownTask, LaunchSpec, Runtime, Workload};
+use serde_json::{json, Value};
+use testkit::docker::ContainerGuard;
+use testkit::{ChildGuard, Etcd};
 
 #[derive(Parser)]
 struct Args {
@@ -222,5 +234,201 @@ async fn main() -> Result<()> {
     );
     drop(rt2);
     cleanup(&docker, &run).await?;
+
+    binary_restart(&docker, image, args.adopt).await
+}
+
+/// Starts the manager binary (Docker on, drain delay 0) on this etcd.
+fn start_manager(bin: &Path, etcd: &Etcd, data: &Path) -> Result<(ChildGuard, String)> {
+    let port = testkit::free_port()?;
+    let child = Command::new(bin)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--etcd-endpoints",
+            &etcd.endpoint(),
+            "--docker",
+            "on",
+            "--drain-delay",
+            "0",
+            "--node-cpus",
+            "1000",
+            "--node-mem",
+            "1000000",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    Ok((ChildGuard::new(child), format!("http://127.0.0.1:{port}")))
+}
+
+/// Task ids in TASK_RUNNING served by `/v2/tasks` (None: not answering yet).
+async fn running_tasks(http: &reqwest::Client, base: &str) -> Option<Vec<String>> {
+    let r = http.get(format!("{base}/v2/tasks")).send().await.ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    let v: Value = r.json().await.ok()?;
+    let mut ids: Vec<String> = v["tasks"]
+        .as_array()?
+        .iter()
+        .filter(|t| t["state"] == "TASK_RUNNING")
+        .filter_map(|t| t["id"].as_str().map(str::to_string))
+        .collect();
+    ids.sort();
+    Some(ids)
+}
+
+/// task id -> (container id, State.StartedAt) of every container carrying
+/// `mdo.manager=<manager_id>`, and how many there are.
+async fn containers_of(
+    docker: &Docker,
+    manager_id: &str,
+) -> Result<(BTreeMap<String, (String, String)>, usize)> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("mdo.manager={manager_id}")],
+    )]);
+    let list = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters,
+            ..Default::default()
+        }))
+        .await?;
+    let count = list.len();
+    let mut out = BTreeMap::new();
+    for c in list {
+        let id = c.id.unwrap_or_default();
+        let task = c
+            .labels
+            .unwrap_or_default()
+            .get("mdo.task-id")
+            .cloned()
+            .unwrap_or_default();
+        let info = docker
+            .inspect_container(&id, None::<InspectContainerOptions>)
+            .await?;
+        let started = info.state.and_then(|s| s.started_at).unwrap_or_default();
+        out.insert(task, (id, started));
+    }
+    Ok((out, count))
+}
+
+/// kill -9 of the manager binary with `n` running containers, restart on the
+/// same etcd, until `/v2/tasks` serves all `n` again (recovery runs before
+/// the API binds, so served = adopted). Zero restarts is checked, not assumed.
+async fn binary_restart(docker: &Docker, image: &str, n: usize) -> Result<()> {
+    let bin = bench::sibling_binary("manager").map_err(anyhow::Error::msg)?;
+    // The guard's id is the manager's identity: every container it creates
+    // is removed on exit, error or not.
+    let guard = ContainerGuard::new("bench-restart");
+    let etcd = Etcd::start()?;
+    let data = std::env::temp_dir().join(format!("docker-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&data)?;
+    let mut kv = etcd_client::Client::connect([etcd.endpoint()], None).await?;
+    kv.put("/mdo/manager/meta/manager-id", guard.id(), None)
+        .await?;
+    let http = reqwest::Client::new();
+
+    let (mut first, base) = start_manager(&bin, &etcd, &data)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running_tasks(&http, &base).await.is_none() {
+        if Instant::now() > deadline {
+            bail!("the manager did not serve within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let r = http
+        .post(format!("{base}/v2/apps"))
+        .json(
+            &json!({"id": "/bench/adopt", "cmd": "exec sleep 3600", "cpus": 0.01, "mem": 8,
+            "instances": n,
+            "container": {"type": "DOCKER", "docker": {"image": image}},
+            "networks": [{"mode": "container/bridge"}]}),
+        )
+        .send()
+        .await?;
+    if r.status() != 201 {
+        bail!("POST /v2/apps: {} {}", r.status(), r.text().await?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let before = loop {
+        if let Some(ids) = running_tasks(&http, &base)
+            .await
+            .filter(|ids| ids.len() == n)
+        {
+            break ids;
+        }
+        if Instant::now() > deadline {
+            bail!("{n} containers did not reach TASK_RUNNING within 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (seen_before, count) = containers_of(docker, guard.id()).await?;
+    if count != n || seen_before.keys().cloned().collect::<Vec<_>>() != before {
+        bail!("expected {n} containers matching the tasks, found {count}");
+    }
+
+    // kill -9, restart, poll /v2/tasks until all n are served again.
+    first.kill();
+    let t0 = Instant::now();
+    let (second, base) = start_manager(&bin, &etcd, &data)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if running_tasks(&http, &base).await.as_ref() == Some(&before) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the restarted manager did not serve the {n} tasks within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let ours = t0.elapsed();
+    let t0 = Instant::now();
+    let listed = list_by_manager(docker, guard.id()).await?;
+    let raw = t0.elapsed();
+    if listed != n {
+        bail!("listed {listed} of {n}");
+    }
+    let (seen_after, count) = containers_of(docker, guard.id()).await?;
+    let restarted = seen_before
+        .iter()
+        .filter(|(task, v)| seen_after.get(*task) != Some(*v))
+        .count();
+    if count != n || restarted != 0 {
+        bail!("after the restart: {count} containers, {restarted} restarted or replaced");
+    }
+    bench::report(
+        &format!("manager kill -9 + restart, {n} containers adopted"),
+        ours.as_secs_f64() * 1e3,
+        raw.as_secs_f64() * 1e3,
+        "ms",
+    );
+    println!(
+        "  (raw: bollard list of the same {n}; zero restarts: {n} container ids and StartedAt unchanged; target <= 3000 ms)"
+    );
+    drop(second);
+    drop(guard);
+    let _ = std::fs::remove_dir_all(&data);
     Ok(())
+}
+
+async fn list_by_manager(docker: &Docker, manager_id: &str) -> Result<usize> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("mdo.manager={manager_id}")],
+    )]);
+    let list = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters,
+            ..Default::default()
+        }))
+        .await?;
+    Ok(list.len())
 }
