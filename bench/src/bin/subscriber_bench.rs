@@ -111,29 +111,67 @@ async fn start_subscriber(bin: &PathBuf, marathon: &str, etcd: &Etcd) -> Result<
     Ok((Proc(child), url))
 }
 
-/// Container -> time its put was seen on a registry watch.
-type Seen = Arc<Mutex<HashMap<String, Instant>>>;
+/// What the bench's own registry watch saw.
+#[derive(Default)]
+struct WatchLog {
+    /// Container -> when its record was first seen (a put, or a re-list).
+    seen: HashMap<String, Instant>,
+    /// The initial listing arrived: the watch follows changes from there.
+    ready: bool,
+    /// Records first seen in a re-list after the initial one (their time is
+    /// when the re-list arrived: an upper bound).
+    relisted: usize,
+    /// Errors the watch recovered from (it resumes from the revision after
+    /// the last event it delivered, or re-lists after a compaction).
+    errors: usize,
+    first_errors: Vec<String>,
+}
 
-fn watch_puts(reg: &Registry) -> (Seen, Arc<Mutex<usize>>) {
-    let seen: Seen = Arc::default();
-    let deletes = Arc::new(Mutex::new(0usize));
-    let (s, d) = (seen.clone(), deletes.clone());
+type Log = Arc<Mutex<WatchLog>>;
+
+/// Watches every record, and returns once the initial listing arrived, so
+/// no record written afterwards can be missed.
+async fn watch_puts(reg: &Registry) -> Result<Log> {
+    let log: Log = Arc::default();
+    let l = log.clone();
     let mut stream = reg.watch(Scope::All, None);
     tokio::spawn(async move {
         while let Some(ev) = stream.next().await {
+            let now = Instant::now();
+            let mut g = l.lock().unwrap();
             match ev {
                 Ok(WatchEvent::Put(i, _)) => {
-                    s.lock()
-                        .unwrap()
-                        .entry(i.container)
-                        .or_insert_with(Instant::now);
+                    g.seen.entry(i.container).or_insert(now);
                 }
-                Ok(WatchEvent::Delete(..)) => *d.lock().unwrap() += 1,
-                _ => {}
+                Ok(WatchEvent::Delete(..)) => {}
+                Ok(WatchEvent::Relisted(snap)) => {
+                    let initial = !g.ready;
+                    g.ready = true;
+                    for e in snap.entries {
+                        if let std::collections::hash_map::Entry::Vacant(v) =
+                            g.seen.entry(e.instance.container)
+                        {
+                            v.insert(now);
+                            if !initial {
+                                g.relisted += 1;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    g.errors += 1;
+                    if g.first_errors.len() < 3 {
+                        g.first_errors.push(e.to_string());
+                    }
+                }
             }
         }
     });
-    (seen, deletes)
+    wait_until("registry watch listed", Duration::from_secs(30), || {
+        log.lock().unwrap().ready
+    })
+    .await?;
+    Ok(log)
 }
 
 async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Result<()> {
@@ -147,7 +185,60 @@ async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) 
     Ok(())
 }
 
-async fn latency_ours(stub: &Stub, seen: &Seen, n: usize) -> Result<Vec<Duration>> {
+/// Waits until the watch saw every container in `ids`; on timeout, reads
+/// the registry to say which records are missing and where.
+async fn wait_seen(reg: &Registry, log: &Log, ids: &[String], timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut next = 0;
+    loop {
+        {
+            let g = log.lock().unwrap();
+            while next < ids.len() && g.seen.contains_key(&ids[next]) {
+                next += 1;
+            }
+        }
+        if next == ids.len() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (missing, errors, first_errors) = {
+        let g = log.lock().unwrap();
+        let missing: Vec<&String> = ids.iter().filter(|id| !g.seen.contains_key(*id)).collect();
+        (missing, g.errors, g.first_errors.clone())
+    };
+    let read = match reg.list_all().await {
+        Ok(snap) => {
+            let stored: std::collections::HashSet<&str> = snap
+                .entries
+                .iter()
+                .map(|e| e.instance.container.as_str())
+                .collect();
+            let in_etcd = missing
+                .iter()
+                .filter(|id| stored.contains(id.as_str()))
+                .count();
+            format!(
+                "a range read at revision {} finds {in_etcd} of them in etcd (the watch lost them) and {} absent (never written)",
+                snap.revision,
+                missing.len() - in_etcd
+            )
+        }
+        Err(e) => format!("the range read to locate them failed too: {e}"),
+    };
+    bail!(
+        "timed out: {} of {} records never seen on the watch; {read}; first missing: {:?}; watch errors: {errors} {:?}",
+        missing.len(),
+        ids.len(),
+        missing.iter().take(3).collect::<Vec<_>>(),
+        first_errors
+    )
+}
+
+async fn latency_ours(reg: &Registry, stub: &Stub, log: &Log, n: usize) -> Result<Vec<Duration>> {
     stub.add_app(bridge_app("/bench/lat", &[("api", 5000)]));
     let start = Instant::now();
     let mut emitted = Vec::with_capacity(n);
@@ -158,20 +249,21 @@ async fn latency_ours(stub: &Stub, seen: &Seen, n: usize) -> Result<Vec<Duration
         let id = stub.start_task("/bench/lat", &[20000 + (i % 10000) as u32]);
         emitted.push((id, t0));
     }
-    wait_until(
-        "every latency record visible",
-        Duration::from_secs(60),
-        || {
-            let g = seen.lock().unwrap();
-            emitted.iter().all(|(id, _)| g.contains_key(id))
-        },
-    )
-    .await?;
-    let g = seen.lock().unwrap();
+    let ids: Vec<String> = emitted.iter().map(|(id, _)| id.clone()).collect();
+    wait_seen(reg, log, &ids, Duration::from_secs(60))
+        .await
+        .context("latency run")?;
+    let g = log.lock().unwrap();
+    if g.relisted > 0 || g.errors > 0 {
+        println!(
+            "  latency run: watch recovered from {} errors, {} records first seen in a re-list (times are upper bounds)",
+            g.errors, g.relisted
+        );
+    }
     Ok(emitted
         .iter()
         .skip(100)
-        .map(|(id, t0)| g[id].duration_since(*t0))
+        .map(|(id, t0)| g.seen[id].duration_since(*t0))
         .collect())
 }
 
@@ -182,18 +274,34 @@ async fn latency_raw(reg: &Registry, n: usize) -> Result<Vec<Duration>> {
         .watch(prefix, Some(WatchOptions::new().with_prefix()))
         .await?;
     let seen: Arc<Mutex<HashMap<Vec<u8>, Instant>>> = Arc::default();
-    let s = seen.clone();
+    // Why the raw watch stopped, if it did (for the timeout's message).
+    let ended: Arc<Mutex<Option<String>>> = Arc::default();
+    let (s, end) = (seen.clone(), ended.clone());
     tokio::spawn(async move {
-        while let Ok(Some(resp)) = stream.message().await {
-            let now = Instant::now();
-            for e in resp.events() {
-                if e.event_type() == EventType::Put {
-                    if let Some(kv) = e.kv() {
-                        s.lock().unwrap().insert(kv.key().to_vec(), now);
+        let why = loop {
+            match stream.message().await {
+                Ok(Some(resp)) => {
+                    let now = Instant::now();
+                    for e in resp.events() {
+                        if e.event_type() == EventType::Put {
+                            if let Some(kv) = e.kv() {
+                                s.lock().unwrap().entry(kv.key().to_vec()).or_insert(now);
+                            }
+                        }
+                    }
+                    if resp.canceled() {
+                        break format!(
+                            "canceled (compact revision {}): {}",
+                            resp.compact_revision(),
+                            resp.cancel_reason()
+                        );
                     }
                 }
+                Ok(None) => break "stream closed".to_string(),
+                Err(e) => break e.to_string(),
             }
-        }
+        };
+        *end.lock().unwrap() = Some(why);
     });
     let mut kv = reg.client().kv_client();
     let start = Instant::now();
@@ -206,11 +314,25 @@ async fn latency_raw(reg: &Registry, n: usize) -> Result<Vec<Duration>> {
         kv.put(key.clone(), inst.to_json(), None).await?;
         emitted.push((key.into_bytes(), t0));
     }
-    wait_until("raw watch saw every put", Duration::from_secs(30), || {
+    let mut next = 0;
+    let waited = wait_until("raw watch saw every put", Duration::from_secs(30), || {
         let g = seen.lock().unwrap();
-        emitted.iter().all(|(k, _)| g.contains_key(k))
+        while next < emitted.len() && g.contains_key(&emitted[next].0) {
+            next += 1;
+        }
+        next == emitted.len()
     })
-    .await?;
+    .await;
+    if let Err(e) = waited {
+        let missing = {
+            let g = seen.lock().unwrap();
+            emitted.iter().filter(|(k, _)| !g.contains_key(k)).count()
+        };
+        bail!(
+            "{e}: {missing} of {n} puts never seen; raw watch ended: {:?}",
+            ended.lock().unwrap().clone()
+        );
+    }
     let g = seen.lock().unwrap();
     Ok(emitted
         .iter()
@@ -219,40 +341,102 @@ async fn latency_raw(reg: &Registry, n: usize) -> Result<Vec<Duration>> {
         .collect())
 }
 
-/// Start `n` tasks then kill them all; events/s until etcd reflects the end state.
+/// The subscriber's own counters the throughput run waits on.
+struct SubMetrics {
+    status_events: u64,
+    queue_depth: u64,
+    dropped: u64,
+}
+
+async fn sub_metrics(http: &reqwest::Client, url: &str) -> Result<SubMetrics> {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let val = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok(SubMetrics {
+        status_events: val("subscriber_events_total{type=\"status_update_event\"}"),
+        queue_depth: val("subscriber_queue_depth"),
+        dropped: val("subscriber_events_dropped_total"),
+    })
+}
+
+/// Start `n` tasks then kill them all; events/s until etcd reflects the end
+/// state. A start and its kill that land in one writer batch coalesce into
+/// nothing, so deletes can't be counted: the run ends when the subscriber
+/// has taken every event and its queue is empty, and a range read finds no
+/// record of the app left (the final state).
 async fn throughput_ours(
+    reg: &Registry,
     stub: &Stub,
-    seen: &Seen,
-    deletes: &Arc<Mutex<usize>>,
+    url: &str,
+    log: &Log,
     n: usize,
 ) -> Result<f64> {
-    stub.add_app(bridge_app("/bench/tput", &[("api", 5000)]));
-    let base_deletes = *deletes.lock().unwrap();
+    const APP: &str = "/bench/tput";
+    let http = reqwest::Client::new();
+    let before = sub_metrics(&http, url).await?;
+    stub.add_app(bridge_app(APP, &[("api", 5000)]));
     let start = Instant::now();
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
-        ids.push(stub.start_task("/bench/tput", &[20000 + (i % 10000) as u32]));
+        ids.push(stub.start_task(APP, &[20000 + (i % 10000) as u32]));
         if i % 500 == 0 {
             tokio::task::yield_now().await;
         }
     }
     for (i, id) in ids.iter().enumerate() {
-        stub.kill_task("/bench/tput", id);
+        stub.kill_task(APP, id);
         if i % 500 == 0 {
             tokio::task::yield_now().await;
         }
     }
-    wait_until(
-        "every throughput record written and removed",
-        Duration::from_secs(120),
-        || *deletes.lock().unwrap() - base_deletes >= n,
-    )
-    .await?;
+    let sent = 3 * n;
+    let deadline = start + Duration::from_secs(120);
+    let mut left = None;
+    let after = loop {
+        let m = sub_metrics(&http, url).await?;
+        if m.status_events >= before.status_events + sent as u64 && m.queue_depth == 0 {
+            let snap = reg.list_all().await?;
+            let l = snap
+                .entries
+                .iter()
+                .filter(|e| e.instance.app_id == APP)
+                .count();
+            if l == 0 {
+                break m;
+            }
+            left = Some(l);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "timed out: throughput final state: subscriber took {} of {sent} events, queue depth {}, {} dropped; {APP} records left at the last read: {}",
+                m.status_events - before.status_events,
+                m.queue_depth,
+                m.dropped - before.dropped,
+                left.map_or("not read yet".to_string(), |l| l.to_string())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     let took = start.elapsed();
-    let g = seen.lock().unwrap();
-    let written = ids.iter().filter(|id| g.contains_key(*id)).count();
-    println!("  throughput run: {n} tasks, {written} records seen written (coalescing may skip some), {} events in {:.3} s", 3 * n, took.as_secs_f64());
-    Ok((3 * n) as f64 / took.as_secs_f64())
+    let written = {
+        let g = log.lock().unwrap();
+        ids.iter().filter(|id| g.seen.contains_key(*id)).count()
+    };
+    println!(
+        "  throughput run: {n} tasks, {written} records seen written (coalescing may skip some), {} dropped, {sent} events in {:.3} s",
+        after.dropped - before.dropped,
+        took.as_secs_f64()
+    );
+    Ok(sent as f64 / took.as_secs_f64())
 }
 
 async fn throughput_raw(reg: &Registry, n: usize) -> Result<f64> {
@@ -322,8 +506,11 @@ async fn raw_full_write(reg: &Registry, n: usize) -> Result<Duration> {
     // "nothing to change" /cleanup would find 10,000 stale records of its
     // owner to delete (and read twice the keys).
     let prefix = registry::keys::service_prefix(reg.prefix(), "rawbench")?;
-    kv.delete(prefix, Some(etcd_client::DeleteOptions::new().with_prefix()))
-        .await?;
+    kv.delete(
+        prefix,
+        Some(etcd_client::DeleteOptions::new().with_prefix()),
+    )
+    .await?;
     Ok(took)
 }
 
@@ -362,16 +549,16 @@ async fn main() -> Result<()> {
         let etcd = Etcd::start()?;
         let reg = Registry::connect(&Settings::new([etcd.endpoint()])).await?;
         let stub = Stub::start().await;
-        let (_sub, _url) = start_subscriber(&bin, &stub.url, &etcd).await?;
-        let (seen, deletes) = watch_puts(&reg);
-        let ours = latency_ours(&stub, &seen, args.latency_events).await?;
+        let (_sub, url) = start_subscriber(&bin, &stub.url, &etcd).await?;
+        let log = watch_puts(&reg).await?;
+        let ours = latency_ours(&reg, &stub, &log, args.latency_events).await?;
         let raw = latency_raw(&reg, args.latency_events).await?;
         report_latency(
             "event -> record on a watch @1,000 events/s",
             &Stats::of(&ours),
             &Stats::of(&raw),
         );
-        let ours = throughput_ours(&stub, &seen, &deletes, args.throughput_tasks).await?;
+        let ours = throughput_ours(&reg, &stub, &url, &log, args.throughput_tasks).await?;
         let raw = throughput_raw(&reg, args.throughput_tasks).await?;
         report(
             "sustained events/s (raw: puts+deletes, 64 in flight)",
