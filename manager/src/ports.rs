@@ -367,7 +367,10 @@ mod tests {
     fn required_host_ports_by_network() {
         let cases: Vec<(serde_json::Value, Vec<(u16, &str)>)> = vec![
             // requirePorts=false: the port is a service port, the host port is dynamic.
-            (json!({"id":"/a","cmd":"x","portDefinitions":[{"port":5000}]}), vec![]),
+            (
+                json!({"id":"/a","cmd":"x","portDefinitions":[{"port":5000}]}),
+                vec![],
+            ),
             (
                 json!({"id":"/a","cmd":"x","requirePorts":true,"portDefinitions":[{"port":0},{"port":5001}]}),
                 vec![(5001, "/portDefinitions(1)/port")],
@@ -395,8 +398,12 @@ mod tests {
     fn held_ports_skip_the_changed_app_killing_tasks_and_deleted_apps() {
         use marathon::TaskState::*;
         let apps = [
-            app(json!({"id":"/other","cmd":"x","requirePorts":true,"portDefinitions":[{"port":5000}]})),
-            app(json!({"id":"/self","cmd":"x","requirePorts":true,"portDefinitions":[{"port":5001}]})),
+            app(
+                json!({"id":"/other","cmd":"x","requirePorts":true,"portDefinitions":[{"port":5000}]}),
+            ),
+            app(
+                json!({"id":"/self","cmd":"x","requirePorts":true,"portDefinitions":[{"port":5001}]}),
+            ),
             app(json!({"id":"/dyn","cmd":"x"})),
         ];
         let tasks = [
@@ -486,12 +493,18 @@ mod tests {
     #[test]
     fn batch_items_conflict_with_each_other_and_paths_carry_the_index() {
         let mut state = crate::state::State::default();
-        let existing = app(json!({"id":"/x","cmd":"x","requirePorts":true,"portDefinitions":[{"port":5000}]}));
+        let existing =
+            app(json!({"id":"/x","cmd":"x","requirePorts":true,"portDefinitions":[{"port":5000}]}));
         state.apps.insert(existing.id.clone(), existing.clone());
         // The same app keeping its own port: no conflict with itself.
-        assert_eq!(check_fixed_ports(&state, &[&existing], false).ok(), Some(()));
-        let a = app(json!({"id":"/a","cmd":"x","requirePorts":true,"portDefinitions":[{"port":5001}]}));
-        let b = app(json!({"id":"/b","cmd":"x","requirePorts":true,"portDefinitions":[{"port":5001}]}));
+        assert_eq!(
+            check_fixed_ports(&state, &[&existing], false).ok(),
+            Some(())
+        );
+        let a =
+            app(json!({"id":"/a","cmd":"x","requirePorts":true,"portDefinitions":[{"port":5001}]}));
+        let b =
+            app(json!({"id":"/b","cmd":"x","requirePorts":true,"portDefinitions":[{"port":5001}]}));
         let err = check_fixed_ports(&state, &[&a, &b], true).unwrap_err();
         assert_eq!(
             err.body(),
@@ -499,10 +512,15 @@ mod tests {
                 "errors":["host port 5001 is already reserved on this node by app '/a'"]}]})
         );
         // /x moving off 5000 frees it for another item of the same batch.
-        let x2 = app(json!({"id":"/x","cmd":"x","requirePorts":true,"portDefinitions":[{"port":5002}]}));
-        let c = app(json!({"id":"/c","cmd":"x","requirePorts":true,"portDefinitions":[{"port":5000}]}));
+        let x2 =
+            app(json!({"id":"/x","cmd":"x","requirePorts":true,"portDefinitions":[{"port":5002}]}));
+        let c =
+            app(json!({"id":"/c","cmd":"x","requirePorts":true,"portDefinitions":[{"port":5000}]}));
         assert_eq!(check_fixed_ports(&state, &[&x2, &c], true).ok(), Some(()));
         let err = check_fixed_ports(&state, &[&c], false).unwrap_err();
-        assert_eq!(err.status_code(), actix_web::http::StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            err.status_code(),
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY
+        );
     }
 }

@@ -21,16 +21,27 @@ fn invalid(path: &str, error: String) -> Value {
 async fn assert_absent(m: &TestManager, id: &str) {
     let (s, _) = m.get(&format!("/v2/apps{id}")).await;
     assert_eq!(s, 404, "{id} not served");
-    assert!(m.etcd_get(&format!("/apps{id}")).await.is_none(), "{id} not in etcd");
+    assert!(
+        m.etcd_get(&format!("/apps{id}")).await.is_none(),
+        "{id} not in etcd"
+    );
     assert!(m.etcd_keys(&format!("/versions{id}/")).await.is_empty());
     let (_, q) = m.get("/v2/queue").await;
     assert!(
-        !q["queue"].as_array().unwrap().iter().any(|i| i["app"]["id"] == id),
+        !q["queue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["app"]["id"] == id),
         "{id} not queued: {q}"
     );
     let (_, tasks) = m.get("/v2/tasks").await;
     assert!(
-        !tasks["tasks"].as_array().unwrap().iter().any(|t| t["appId"] == id),
+        !tasks["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["appId"] == id),
         "{id} has no task: {tasks}"
     );
 }
@@ -48,10 +59,16 @@ async fn conflicting_fixed_ports_are_rejected_and_nothing_is_stored() {
     // POST /v2/apps: held by /fixed's definition.
     let taken = format!("host port {base} is already reserved on this node by app '/fixed'");
     let (s, body) = m.post("/v2/apps", &fixed("/fixed2", base)).await;
-    assert_eq!((s, body), (422, invalid("/portDefinitions(0)/port", taken.clone())));
+    assert_eq!(
+        (s, body),
+        (422, invalid("/portDefinitions(0)/port", taken.clone()))
+    );
     // PUT /v2/apps/{id} creating the app.
     let (s, body) = m.put("/v2/apps/fixed2", &fixed("/fixed2", base)).await;
-    assert_eq!((s, body), (422, invalid("/portDefinitions(0)/port", taken.clone())));
+    assert_eq!(
+        (s, body),
+        (422, invalid("/portDefinitions(0)/port", taken.clone()))
+    );
     // A Docker bridge mapping with the same fixed host port.
     let bridge = json!({"id": "/bridge", "cpus": 0.01, "mem": 8,
         "networks": [{"mode": "container/bridge"}],
@@ -60,20 +77,35 @@ async fn conflicting_fixed_ports_are_rejected_and_nothing_is_stored() {
     let (s, body) = m.post("/v2/apps", &bridge).await;
     assert_eq!(
         (s, body),
-        (422, invalid("/container/portMappings(0)/hostPort", taken.clone()))
+        (
+            422,
+            invalid("/container/portMappings(0)/hostPort", taken.clone())
+        )
     );
     // PUT /v2/apps (several apps, one deployment): the whole batch is refused.
     let other = testkit::free_port().unwrap();
     let (s, body) = m
-        .put("/v2/apps", &json!([fixed("/b1", other), fixed("/b2", base)]))
+        .put(
+            "/v2/apps",
+            &json!([fixed("/b1", other), fixed("/b2", base)]),
+        )
         .await;
-    assert_eq!((s, body), (422, invalid("/1/portDefinitions(0)/port", taken)));
+    assert_eq!(
+        (s, body),
+        (422, invalid("/1/portDefinitions(0)/port", taken))
+    );
     // Two items of one batch wanting the same port.
     let (s, body) = m
-        .put("/v2/apps", &json!([fixed("/b1", other), fixed("/b2", other)]))
+        .put(
+            "/v2/apps",
+            &json!([fixed("/b1", other), fixed("/b2", other)]),
+        )
         .await;
     let clash = format!("host port {other} is already reserved on this node by app '/b1'");
-    assert_eq!((s, body), (422, invalid("/1/portDefinitions(0)/port", clash)));
+    assert_eq!(
+        (s, body),
+        (422, invalid("/1/portDefinitions(0)/port", clash))
+    );
 
     for id in ["/fixed2", "/bridge", "/b1", "/b2"] {
         assert_absent(&m, id).await;
