@@ -38,11 +38,6 @@ impl std::fmt::Debug for MarathonApi {
 }
 
 #[derive(Deserialize)]
-struct AppsBody {
-    apps: Vec<AppInfo>,
-}
-
-#[derive(Deserialize)]
 struct AppBody {
     app: AppInfo,
 }
@@ -101,22 +96,6 @@ impl MarathonApi {
             Some(t) => rb.bearer_auth(t),
             None => rb,
         }
-    }
-
-    pub async fn list_apps(&self) -> Result<Vec<AppInfo>, SourceError> {
-        let mut url = self.url("v2/apps");
-        url.query_pairs_mut().append_pair("embed", "apps.tasks");
-        let resp = self
-            .auth(self.http.get(url))
-            .header("Accept", "application/json")
-            .send()
-            .await
-            .map_err(unavailable)?;
-        if !resp.status().is_success() {
-            return Err(unavailable(format!("GET /v2/apps: HTTP {}", resp.status())));
-        }
-        let body: AppsBody = resp.json().await.map_err(unavailable)?;
-        Ok(body.apps)
     }
 
     /// The raw body of `GET /v2/apps?embed=apps.tasks`.
@@ -265,8 +244,8 @@ impl AppSource for MarathonApi {
     }
 
     async fn apps_with_tasks(&self) -> Result<Vec<(AppSpec, Vec<TaskInfo>)>, SourceError> {
-        // The lean decoder (crate::apps_list), not list_apps(): for
-        // thousands of tasks the full types are many times slower.
+        // The lean decoder (crate::apps_list), not the marathon crate's
+        // types: for thousands of tasks those are many times slower.
         let body = self.apps_body().await?;
         crate::apps_list::decode(&body).map_err(unavailable)
     }
