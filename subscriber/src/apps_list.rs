@@ -102,22 +102,7 @@ struct LeanCheck {
 
 /// Mirrors [`crate::convert::app_spec`] on the lean types.
 fn spec(app: LeanApp) -> (AppSpec, Vec<TaskInfo>) {
-    let host = app.networks.is_empty()
-        || app
-            .networks
-            .iter()
-            .any(|n| n.mode == marathon::NetworkMode::Host);
-    let network = if host {
-        NetworkMode::Host
-    } else if app
-        .networks
-        .iter()
-        .any(|n| n.mode == marathon::NetworkMode::ContainerBridge)
-    {
-        NetworkMode::Bridge
-    } else {
-        NetworkMode::Container
-    };
+    let network = crate::convert::network_mode(&app.networks);
     let ports = match network {
         NetworkMode::Host => match (app.port_definitions, app.ports) {
             (Some(defs), _) => defs

@@ -4,18 +4,21 @@ use marathon::{App, Event, Task};
 
 use crate::model::{AppSpec, NetworkMode, PortSpec, TaskEvent, TaskInfo};
 
-pub fn app_spec(app: &App) -> AppSpec {
-    let network = if app.is_host_network() {
+/// How an app's tasks are networked, from its `networks` (none = host,
+/// as Marathon has it).
+pub(crate) fn network_mode(networks: &[marathon::Network]) -> NetworkMode {
+    let has = |mode: marathon::NetworkMode| networks.iter().any(|n| n.mode == mode);
+    if networks.is_empty() || has(marathon::NetworkMode::Host) {
         NetworkMode::Host
-    } else if app
-        .networks
-        .iter()
-        .any(|n| n.mode == marathon::NetworkMode::ContainerBridge)
-    {
+    } else if has(marathon::NetworkMode::ContainerBridge) {
         NetworkMode::Bridge
     } else {
         NetworkMode::Container
-    };
+    }
+}
+
+pub fn app_spec(app: &App) -> AppSpec {
+    let network = network_mode(&app.networks);
     let ports = match network {
         NetworkMode::Host => match (&app.port_definitions, &app.ports) {
             (Some(defs), _) => defs
