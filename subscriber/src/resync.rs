@@ -81,6 +81,9 @@ impl<A: AppSource> ResyncDriver<A> {
     /// One resync: fetch, then diff and apply inside the writer.
     async fn once(&self, dry_run: bool) -> Result<Summary, String> {
         let fetch_epoch = self.clock.begin_fetch();
+        // The writer reads the registry while Marathon answers. A full
+        // queue skips this: the writer then reads when the resync arrives.
+        let _ = self.writer.try_send(Msg::Prefetch(fetch_epoch));
         let result = async {
             let apps = match self.source.apps_with_tasks().await {
                 Ok(a) => a,

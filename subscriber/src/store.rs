@@ -74,8 +74,9 @@ pub enum StoreError {
     Unavailable(String),
 }
 
-/// Record storage used by the writer.
-pub trait Store: Send + Sync + 'static {
+/// Record storage used by the writer. Clones share one backend (the writer
+/// reads a resync's snapshot on a task of its own).
+pub trait Store: Clone + Send + Sync + 'static {
     /// Every record under the prefix (all owners), with revisions.
     fn snapshot(&self) -> impl Future<Output = Result<Vec<Existing>, StoreError>> + Send;
     /// Applies actions in order, in transactions of at most 128 operations.
@@ -97,6 +98,9 @@ pub struct MemInner {
     pub revision: i64,
     pub fail: bool,
     pub applies: usize,
+    /// Served (once) by the next snapshot instead of the records: a read
+    /// that happened earlier than the writes made since.
+    pub frozen: Option<Vec<Existing>>,
 }
 
 impl MemStore {
@@ -119,6 +123,12 @@ impl MemStore {
             .map(|e| e.record.clone())
     }
 
+    /// The next snapshot returns the records as they are now.
+    pub fn freeze_next_snapshot(&self) {
+        let mut g = self.inner.lock().expect("lock");
+        g.frozen = Some(g.records.values().cloned().collect());
+    }
+
     pub fn insert(&self, record: Instance) {
         let mut g = self.inner.lock().expect("lock");
         g.revision += 1;
@@ -130,9 +140,12 @@ impl MemStore {
 
 impl Store for MemStore {
     async fn snapshot(&self) -> Result<Vec<Existing>, StoreError> {
-        let g = self.inner.lock().expect("lock");
+        let mut g = self.inner.lock().expect("lock");
         if g.fail {
             return Err(StoreError::Unavailable("mem store failing".into()));
+        }
+        if let Some(frozen) = g.frozen.take() {
+            return Ok(frozen);
         }
         Ok(g.records.values().cloned().collect())
     }

@@ -7,8 +7,12 @@
 //!   event after that is left exactly as the event made it (`protect`);
 //! - killed task ids are remembered for a while (tombstones) and never
 //!   written again;
-//! - the etcd snapshot is read inside the writer, after every earlier event
-//!   was applied, and the diff is applied with revision compares.
+//! - the etcd snapshot is read by the writer, after every event queued
+//!   before the fetch began was applied (the driver queues a
+//!   [`Msg::Prefetch`] once the fetch has begun, so the read overlaps the
+//!   fetch; events applied while it runs are all protected, and for those
+//!   containers the writer keeps its own view, not the snapshot's), and the
+//!   diff is applied with revision compares.
 //!
 //! etcd unavailable: the batch in hand is retried with backoff while events
 //! wait in the bounded queue; when the queue overflows the newest events are
@@ -28,13 +32,18 @@ use crate::model::{is_gone, task_matches, AppSpec, TaskEvent, TaskInfo};
 use crate::plan::{desired_records, resync_plan, Summary};
 use crate::record::{record_from_task, wanted};
 use crate::source::{AppSource, SourceError};
-use crate::store::{Action, Applied, Expect, IdOf, Instance, RecordId, Store};
+use crate::store::{
+    Action, Applied, Existing, Expect, IdOf, Instance, RecordId, Store, StoreError,
+};
 
 /// Events applied in one etcd transaction batch at most.
 const BATCH: usize = 128;
 
 pub enum Msg {
     Event(TaskEvent),
+    /// A fetch that began at this epoch is under way: start reading the
+    /// snapshot its resync will diff against, now, beside the fetch.
+    Prefetch(u64),
     Resync(ResyncRequest),
 }
 
@@ -195,7 +204,11 @@ pub struct Writer<S, A> {
     /// Containers touched by events since the fetch in flight began.
     touched: HashMap<String, u64>,
     tombstones: Tombstones,
+    /// The snapshot being read for the resync whose fetch began at this epoch.
+    prefetched: Option<(u64, Prefetched)>,
 }
+
+type Prefetched = tokio::task::JoinHandle<Result<Vec<Existing>, StoreError>>;
 
 /// Everything the resync driver and the producers need to talk to the writer.
 pub struct Channels {
@@ -243,6 +256,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             written: HashMap::new(),
             touched: HashMap::new(),
             tombstones,
+            prefetched: None,
         };
         (
             w,
@@ -268,6 +282,14 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             };
             match first {
                 Msg::Resync(req) => self.resync(req, &cancel).await,
+                Msg::Prefetch(fetch_epoch) => {
+                    // Every earlier event's write is applied: read from here.
+                    let store = self.store.clone();
+                    let read = tokio::spawn(async move { store.snapshot().await });
+                    if let Some((_, old)) = self.prefetched.replace((fetch_epoch, read)) {
+                        old.abort();
+                    }
+                }
                 Msg::Event(ev) => {
                     let mut batch = vec![ev];
                     while batch.len() < BATCH {
@@ -556,7 +578,21 @@ impl<S: Store, A: AppSource> Writer<S, A> {
         cancel: &CancellationToken,
     ) -> Result<Summary, String> {
         let t0 = Instant::now();
-        let snapshot = match self.store.snapshot().await {
+        let read = match self.prefetched.take() {
+            Some((epoch, read)) if epoch == fetch_epoch => match read.await {
+                Ok(r) => r,
+                Err(e) => Err(StoreError::Unavailable(format!(
+                    "snapshot read failed: {e}"
+                ))),
+            },
+            other => {
+                if let Some((_, read)) = other {
+                    read.abort();
+                }
+                self.store.snapshot().await
+            }
+        };
+        let snapshot = match read {
             Ok(s) => s,
             Err(e) => {
                 self.metrics.error(kind::ETCD);
@@ -621,6 +657,18 @@ impl<S: Store, A: AppSource> Writer<S, A> {
         }
         if cancel.is_cancelled() {
             return Err("shutting down".into());
+        }
+        // Protected containers were left alone by the plan, and the snapshot
+        // may predate their latest write: keep the writer's own view of them.
+        for id in &protect {
+            match self.written.remove(id) {
+                Some(w) => {
+                    written.insert(id.clone(), w);
+                }
+                None => {
+                    written.remove(id);
+                }
+            }
         }
         self.written = written;
         let mut tasks: HashMap<String, Tracked> = HashMap::with_capacity(self.tasks.len());

@@ -87,7 +87,11 @@ async fn start_subscriber(bin: &PathBuf, marathon: &str, etcd: &Etcd) -> Result<
         .args(["--marathon-url", marathon])
         .args(["--etcd-endpoints", &etcd.endpoint()])
         .args(["--resync-interval", "1h"])
-        .env("RUST_LOG", "warn")
+        // BENCH_SUBSCRIBER_LOG=subscriber=debug shows each resync's phases.
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_SUBSCRIBER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .env_remove("MDO_AUTH_TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

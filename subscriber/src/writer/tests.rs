@@ -176,6 +176,56 @@ async fn resync_keeps_a_task_started_during_the_fetch() {
     h.stop().await;
 }
 
+/// The snapshot is read while Marathon answers (`Msg::Prefetch`), so it may
+/// predate the writes of events applied meanwhile: those containers are
+/// protected, and the writer keeps its own view of them, so a later kill
+/// still removes the record.
+#[tokio::test]
+async fn prefetched_snapshot_older_than_an_event_write() {
+    let h = start(false, 1000);
+    h.ch.sink.push(running("t1", "/dev/web", 31001));
+    h.wait_for(&["t1"]).await;
+    let epoch = h.ch.clock.begin_fetch();
+    // The read happens now (t1 only)...
+    h.store.freeze_next_snapshot();
+    h.ch.tx.send(Msg::Prefetch(epoch)).await.unwrap();
+    // ...t2 starts and is written after it...
+    h.ch.sink.push(running("t2", "/dev/web", 31002));
+    h.wait_for(&["t1", "t2"]).await;
+    // ...and the fetch, begun before t2, did not see it.
+    let fetched = vec![(web(), vec![task("t1", "/dev/web", &[31001])])];
+    let s = h.resync(fetched, epoch, false).await;
+    assert_eq!((s.added, s.removed), (0, 0), "t2 is protected: {s:?}");
+    assert_eq!(h.store.containers(), vec!["t1", "t2"]);
+    // The snapshot did not hold t2; the writer still knows it wrote it.
+    h.ch.sink.push(state("t2", "/dev/web", "TASK_KILLED"));
+    h.wait_for(&["t1"]).await;
+    // A prefetch for another fetch is never used: this resync reads afresh.
+    h.store.freeze_next_snapshot();
+    h.ch.tx.send(Msg::Prefetch(epoch + 1000)).await.unwrap();
+    testkit::eventually_async("the prefetch read", Duration::from_secs(5), || async {
+        h.store.inner.lock().unwrap().frozen.is_none().then_some(())
+    })
+    .await;
+    h.store.insert({
+        let mut ghost =
+            crate::record::record_from_task(&web(), &task("ghost", "/dev/web", &[9]), "me", "n")
+                .unwrap();
+        ghost.host = "h".into();
+        ghost
+    });
+    let epoch = h.ch.clock.begin_fetch();
+    let fetched = vec![(web(), vec![task("t1", "/dev/web", &[31001])])];
+    let s = h.resync(fetched, epoch, false).await;
+    assert_eq!(
+        (s.removed, s.unchanged),
+        (1, 1),
+        "the ghost was seen and removed"
+    );
+    assert_eq!(h.store.containers(), vec!["t1"]);
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn resync_repairs_and_leaves_other_owners_alone() {
     let h = start(false, 1000);
