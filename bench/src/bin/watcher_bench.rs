@@ -1,7 +1,8 @@
 //! Watcher benchmarks, each beside a raw etcd baseline measured in the same
 //! run (one etcd, started here):
 //! - etcd change -> callback start, no debounce, exec and Python modes
-//!   (target p99 <= 10 ms), beside raw etcd put -> watch event;
+//!   (target p99 <= 10 ms), beside raw etcd put -> watch event (for exec
+//!   mode also beside that plus a direct `sh -c` spawn of the same command);
 //! - 1,000 changes within 1 s with a 100 ms debounce: callbacks run
 //!   (target <= 11) and whether the last one saw the final state;
 //! - idle RSS of the watcher (exec and Python modes), beside an idle
@@ -146,6 +147,33 @@ async fn callback_latency(
     Ok(out)
 }
 
+/// Raw baseline for exec mode's process start: spawn `sh -c CMD` directly
+/// (CMD writes one line to the FIFO, as the exec hook does) -> line seen.
+fn raw_spawn(
+    hook: &str,
+    arrivals: &std_mpsc::Receiver<Instant>,
+    samples: usize,
+) -> Result<Vec<Duration>> {
+    let mut out = Vec::with_capacity(samples);
+    for i in 0..samples + 10 {
+        let t0 = Instant::now();
+        let mut child = Command::new("sh")
+            .args(["-c", hook])
+            .env("WATCH_DELTA", "1")
+            .stdin(Stdio::null())
+            .spawn()
+            .context("spawning sh")?;
+        let at = arrivals
+            .recv_timeout(Duration::from_secs(10))
+            .context("the spawned command's line within 10 s")?;
+        child.wait()?;
+        if i >= 10 {
+            out.push(at.duration_since(t0));
+        }
+    }
+    Ok(out)
+}
+
 /// Raw baseline: put -> watch event on our own etcd watch.
 async fn raw_latency(reg: &Registry, samples: usize) -> Result<Vec<Duration>> {
     let prefix = registry::keys::service_prefix(reg.prefix(), "rawbench")?;
@@ -225,7 +253,11 @@ async fn main() -> Result<()> {
     let exec_idle = rss_mib(exec_watcher.0.id()).context("exec watcher RSS")?;
     let py_idle = rss_mib(py_watcher.0.id()).context("python watcher RSS")?;
 
-    let raw = Stats::of(&raw_latency(&reg, args.samples).await?);
+    let raw_watch = raw_latency(&reg, args.samples).await?;
+    let raw = Stats::of(&raw_watch);
+    let spawn = raw_spawn(&exec_hook, &arrivals, args.samples)?;
+    // The least exec mode can do: see the change, then start the command.
+    let raw_exec: Vec<Duration> = raw_watch.iter().zip(&spawn).map(|(w, s)| *w + *s).collect();
     let exec = Stats::of(&callback_latency(&reg, "execbench", &arrivals, args.samples).await?);
     let python = Stats::of(&callback_latency(&reg, "pybench", &arrivals, args.samples).await?);
     println!(
@@ -233,6 +265,11 @@ async fn main() -> Result<()> {
         args.samples
     );
     report_latency("exec callback start vs raw put->watch event", &exec, &raw);
+    report_latency(
+        "exec callback start vs raw put->watch + direct sh spawn",
+        &exec,
+        &Stats::of(&raw_exec),
+    );
     report_latency(
         "python callback start vs raw put->watch event",
         &python,
