@@ -8,6 +8,7 @@
 //! to a set of addresses always yields the current set.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -17,20 +18,27 @@ use serde_json::Value;
 /// change of the instance set.
 pub const VISIBLE_FIELDS: [&str; 4] = ["host", "internal_address", "ports", "labels"];
 
-/// One instance as reported to callbacks: the registry record as JSON.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(transparent)]
+/// One instance as reported to callbacks: the registry record as JSON
+/// (shared: the sets of a watch and every change reported hold the same
+/// record, so copying a set of hundreds of instances is cheap).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Node {
-    #[serde(skip)]
     pub container: String,
-    pub record: Value,
+    pub record: Arc<Value>,
+}
+
+/// A node serialises as its record.
+impl Serialize for Node {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.record.serialize(s)
+    }
 }
 
 impl Node {
     pub fn new(container: impl Into<String>, record: Value) -> Node {
         Node {
             container: container.into(),
-            record,
+            record: Arc::new(record),
         }
     }
 
@@ -127,10 +135,10 @@ mod tests {
         let a_moved = node("a", "10.0.0.9", 31001);
         let a_new_port = node("a", "10.0.0.1", 31999);
         let mut a_unhealthy = a.clone();
-        a_unhealthy.record["healthy"] = json!(false);
-        a_unhealthy.record["app_version"] = json!("v2");
+        Arc::make_mut(&mut a_unhealthy.record)["healthy"] = json!(false);
+        Arc::make_mut(&mut a_unhealthy.record)["app_version"] = json!("v2");
         let mut a_relabelled = a.clone();
-        a_relabelled.record["labels"] = json!(["prod"]);
+        Arc::make_mut(&mut a_relabelled.record)["labels"] = json!(["prod"]);
 
         type Expected<'a> = Option<(Vec<&'a str>, Vec<&'a str>, i64)>;
         let cases: Vec<(&str, InstanceSet, InstanceSet, Expected)> = vec![
@@ -228,6 +236,6 @@ mod tests {
     fn nodes_serialise_as_the_record() {
         let a = node("a", "10.0.0.1", 31001);
         let v = serde_json::to_value(&a).unwrap();
-        assert_eq!(v, a.record);
+        assert_eq!(v, *a.record);
     }
 }
