@@ -127,23 +127,6 @@ pub fn apt_mirror() -> String {
     "http://deb.debian.org/debian".to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn gateway_is_the_first_host_of_the_subnet() {
-        assert_eq!(
-            super::first_host_of("172.17.0.0/16").as_deref(),
-            Some("172.17.0.1")
-        );
-        assert_eq!(
-            super::first_host_of("10.1.2.0/24").as_deref(),
-            Some("10.1.2.1")
-        );
-        assert_eq!(super::first_host_of("nonsense"), None);
-        assert_eq!(super::first_host_of("10.0.0.0/32"), None);
-    }
-}
-
 /// `cluster-setup base-image`: debootstrap minbase with python3, imported as
 /// [`BASE_TAG`]. The root filesystem tarball is cached in the state folder.
 pub fn base_image(args: &ImageArgs) -> Result<()> {
@@ -281,4 +264,21 @@ fn build_wheel(root: &Path, dist: &Path) -> Result<PathBuf> {
         .map(|e| e.path())
         .find(|p| p.extension().map(|e| e == "whl").unwrap_or(false))
         .ok_or_else(|| anyhow!("maturin produced no wheel in {}", dist.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gateway_is_the_first_host_of_the_subnet() {
+        assert_eq!(
+            super::first_host_of("172.17.0.0/16").as_deref(),
+            Some("172.17.0.1")
+        );
+        assert_eq!(
+            super::first_host_of("10.1.2.0/24").as_deref(),
+            Some("10.1.2.1")
+        );
+        assert_eq!(super::first_host_of("nonsense"), None);
+        assert_eq!(super::first_host_of("10.0.0.0/32"), None);
+    }
 }

@@ -166,7 +166,7 @@ mod tests {
         ];
         for (con, here, want) in cases {
             assert_eq!(
-                allows(&[con.clone()], &node, here),
+                allows(std::slice::from_ref(&con), &node, here),
                 want,
                 "{con:?} with {here}"
             );

@@ -76,6 +76,7 @@ pub struct Core {
 
 /// One app change of a deployment.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // a handful per deployment, never stored in bulk
 pub enum Change {
     Put { app: App, action: &'static str },
     Delete { app_id: String },

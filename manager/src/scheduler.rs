@@ -150,9 +150,12 @@ mod tests {
         Action::Kill(id.into())
     }
 
+    /// Name, desired, actual, expected actions.
+    type Case = (&'static str, Option<Desired>, Vec<Actual>, Vec<Action>);
+
     #[test]
     fn table() {
-        let cases: Vec<(&str, Option<Desired>, Vec<Actual>, Vec<Action>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "empty app launches",
                 Some(desired(3, 1, 1.0, 1.0)),

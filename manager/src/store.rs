@@ -11,14 +11,21 @@ use crate::ids;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Boxed: etcd's error is large and every `Result` here carries it.
     #[error("etcd: {0}")]
-    Etcd(#[from] etcd_client::Error),
+    Etcd(Box<etcd_client::Error>),
     #[error("encoding {key}: {source}")]
     Encode {
         key: String,
         #[source]
         source: serde_json::Error,
     },
+}
+
+impl From<etcd_client::Error> for StoreError {
+    fn from(e: etcd_client::Error) -> Self {
+        StoreError::Etcd(Box::new(e))
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -60,11 +60,9 @@ pub fn merge_update(existing: &App, update: &Map<String, Value>) -> Result<App, 
             "ipAddress" => {
                 base.remove("networks");
             }
-            "container" => {
-                // A legacy docker.network in the update re-derives networks.
-                if v.pointer("/docker/network").is_some() {
-                    base.remove("networks");
-                }
+            // A legacy docker.network in the update re-derives networks.
+            "container" if v.pointer("/docker/network").is_some() => {
+                base.remove("networks");
             }
             _ => {}
         }
@@ -218,7 +216,8 @@ pub fn validate(app: &App, limits: &Limits) -> Vec<Violation> {
         }
     }
     for (field, value) in [("cpus", app.cpus), ("mem", app.mem), ("disk", app.disk)] {
-        if !(value >= 0.0) {
+        // NaN is refused too.
+        if value.is_nan() || value < 0.0 {
             v.push(Violation::new(
                 format!("/{field}"),
                 format!("got {value}, expected 0.0 or more"),
@@ -233,11 +232,11 @@ pub fn validate(app: &App, limits: &Limits) -> Vec<Violation> {
         let path = format!("/upgradeStrategy/{field}");
         if value > 1.0 {
             v.push(Violation::new(path, "is greater than 1"));
-        } else if !(value >= 0.0) {
+        } else if value.is_nan() || value < 0.0 {
             v.push(Violation::new(path, "is less than 0"));
         }
     }
-    if !(app.backoff_factor >= 1.0) {
+    if app.backoff_factor.is_nan() || app.backoff_factor < 1.0 {
         v.push(Violation::new(
             "/backoffFactor",
             format!("got {}, expected 1.0 or more", app.backoff_factor),
@@ -266,7 +265,7 @@ pub fn validate(app: &App, limits: &Limits) -> Vec<Violation> {
                 if hc
                     .command
                     .as_ref()
-                    .map_or(true, |c| c.value.trim().is_empty())
+                    .is_none_or(|c| c.value.trim().is_empty())
                 {
                     v.push(Violation::new(
                         format!("{path}/command"),
@@ -275,7 +274,7 @@ pub fn validate(app: &App, limits: &Limits) -> Vec<Violation> {
                 }
             }
             _ => {
-                if hc.port.is_none() && hc.port_index.map_or(true, |p| p as usize >= nports) {
+                if hc.port.is_none() && hc.port_index.is_none_or(|p| p as usize >= nports) {
                     v.push(Violation::new(
                         path,
                         "Health check port indices must address an element of the ports array or container port mappings.",
