@@ -5,6 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+echo "== cargo fmt --check, cargo clippy (warnings are errors)"
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all -- --check
+else
+  echo "rustfmt is not installed: format check skipped" >&2
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --workspace --all-targets --quiet -- -D warnings
+else
+  echo "clippy is not installed: lint check skipped" >&2
+fi
+
 echo "== cargo nextest (workspace)"
 cargo build --workspace --bins
 cargo nextest run --workspace --no-fail-fast --profile ci
