@@ -23,6 +23,7 @@ pub struct Metrics {
     pub reconnects: AtomicU64,
     pub queue_overflows: AtomicU64,
     pub queue_depth: AtomicU64,
+    pub apps_cached: AtomicU64,
     pub events_dropped: AtomicU64,
     pub stream_connected: AtomicBool,
     last_sync: Mutex<Option<Instant>>,
@@ -206,6 +207,12 @@ impl Metrics {
             "subscriber_queue_depth",
             "Events waiting for the writer.",
             self.queue_depth.load(Relaxed).to_string(),
+        );
+        gauge(
+            &mut s,
+            "subscriber_app_definitions_cached",
+            "App definitions cached (by app version); rebuilt at every resync.",
+            self.apps_cached.load(Relaxed).to_string(),
         );
         gauge(
             &mut s,

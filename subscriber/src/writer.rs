@@ -354,6 +354,9 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                     self.apps
                         .insert((app_id.to_string(), v.to_string()), spec.clone());
                 }
+                self.metrics
+                    .apps_cached
+                    .store(self.apps.len() as u64, Relaxed);
                 Some(spec)
             }
             Err(SourceError::NotFound(_)) => {
@@ -672,10 +675,21 @@ impl<S: Store, A: AppSource> Writer<S, A> {
         }
         self.written = written;
         let mut tasks: HashMap<String, Tracked> = HashMap::with_capacity(self.tasks.len());
+        // The app-definition cache is rebuilt from what Marathon has now (by
+        // app version and by the versions its tasks carry), so definitions
+        // of deleted apps and old versions do not pile up.
+        let mut cache: HashMap<(String, String), Arc<AppSpec>> = HashMap::with_capacity(apps.len());
         for (app, app_tasks) in apps {
             let app = Arc::new(app);
-            self.apps
-                .insert((app.id.clone(), app.version.clone()), app.clone());
+            let mut versions: HashSet<&str> = HashSet::new();
+            for t in &app_tasks {
+                if let Some(v) = t.app_version.as_deref() {
+                    if v != app.version && versions.insert(v) {
+                        cache.insert((app.id.clone(), v.to_string()), app.clone());
+                    }
+                }
+            }
+            cache.insert((app.id.clone(), app.version.clone()), app.clone());
             for t in app_tasks {
                 if t.state == "TASK_RUNNING" && !self.tombstones.contains(&t.id) {
                     tasks.insert(
@@ -691,6 +705,11 @@ impl<S: Store, A: AppSource> Writer<S, A> {
         for id in &protect {
             match self.tasks.remove(id) {
                 Some(t) => {
+                    if let Some(v) = t.task.app_version.as_deref() {
+                        cache
+                            .entry((t.app.id.clone(), v.to_string()))
+                            .or_insert_with(|| t.app.clone());
+                    }
                     tasks.insert(id.clone(), t);
                 }
                 None => {
@@ -699,6 +718,10 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             }
         }
         self.tasks = tasks;
+        self.apps = cache;
+        self.metrics
+            .apps_cached
+            .store(self.apps.len() as u64, Relaxed);
         debug!(
             snapshot_ms,
             diff_ms,

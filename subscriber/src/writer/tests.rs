@@ -226,6 +226,31 @@ async fn prefetched_snapshot_older_than_an_event_write() {
     h.stop().await;
 }
 
+/// App definitions fetched for events are cached, and the cache is rebuilt
+/// at every resync from what Marathon has: deleted apps do not pile up.
+#[tokio::test]
+async fn app_definition_cache_is_rebuilt_at_resync() {
+    let h = start(false, 1000);
+    h.ch.sink.push(running("t1", "/dev/web", 31001));
+    h.ch.sink.push(running("c1", "/dev/checked", 31002));
+    h.wait_for(&["c1", "t1"]).await;
+    assert_eq!(h.metrics.apps_cached.load(Relaxed), 2);
+    // /dev/checked was deleted; /dev/web runs t1 (launched at v1) at v2.
+    let mut web_v2 = web();
+    web_v2.version = "v2".into();
+    let mut t1 = task("t1", "/dev/web", &[31001]);
+    t1.app_version = Some("v1".into());
+    let epoch = h.ch.clock.begin_fetch();
+    h.resync(vec![(web_v2, vec![t1])], epoch, false).await;
+    assert_eq!(
+        h.metrics.apps_cached.load(Relaxed),
+        2,
+        "/dev/web by v2 and by its task's v1; /dev/checked gone"
+    );
+    assert_eq!(h.store.containers(), vec!["t1"]);
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn resync_repairs_and_leaves_other_owners_alone() {
     let h = start(false, 1000);
