@@ -24,7 +24,7 @@ use bollard::container::{
     Config, CreateContainerOptions, InspectContainerOptions, ListContainersOptions,
     RemoveContainerOptions,
 };
-use bollard::models::HostConfig;
+use bollard::models::{ContainerSummary, HostConfig};
 use bollard::Docker;
 use clap::Parser;
 use futures::future::try_join_all;
@@ -289,17 +289,7 @@ async fn containers_of(
     docker: &Docker,
     manager_id: &str,
 ) -> Result<(BTreeMap<String, (String, String)>, usize)> {
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("mdo.manager={manager_id}")],
-    )]);
-    let list = docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters,
-            ..Default::default()
-        }))
-        .await?;
+    let list = listed_by_manager(docker, manager_id).await?;
     let count = list.len();
     let mut out = BTreeMap::new();
     for c in list {
@@ -390,7 +380,7 @@ async fn binary_restart(docker: &Docker, image: &str, n: usize) -> Result<()> {
     }
     let ours = t0.elapsed();
     let t0 = Instant::now();
-    let listed = list_by_manager(docker, guard.id()).await?;
+    let listed = listed_by_manager(docker, guard.id()).await?.len();
     let raw = t0.elapsed();
     if listed != n {
         bail!("listed {listed} of {n}");
@@ -418,17 +408,17 @@ async fn binary_restart(docker: &Docker, image: &str, n: usize) -> Result<()> {
     Ok(())
 }
 
-async fn list_by_manager(docker: &Docker, manager_id: &str) -> Result<usize> {
+/// Every container (running or not) labelled `mdo.manager=<manager_id>`.
+async fn listed_by_manager(docker: &Docker, manager_id: &str) -> Result<Vec<ContainerSummary>> {
     let filters = HashMap::from([(
         "label".to_string(),
         vec![format!("mdo.manager={manager_id}")],
     )]);
-    let list = docker
+    Ok(docker
         .list_containers(Some(ListContainersOptions {
             all: true,
             filters,
             ..Default::default()
         }))
-        .await?;
-    Ok(list.len())
+        .await?)
 }
