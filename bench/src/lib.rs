@@ -82,6 +82,28 @@ pub fn rss_mib(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// The manager binary set up for a benchmark, not yet spawned: a free
+/// loopback port, this etcd, `data` as its data folder, a node large enough
+/// that no bench waits for resources, `RUST_LOG=warn`, stdout discarded.
+/// Callers add their own flags (`--docker`, `--internal-prefix`, ...) and
+/// spawn it. Returns the command and the base URL it will serve.
+pub fn manager_command(
+    bin: &std::path::Path,
+    etcd_endpoint: &str,
+    data: &std::path::Path,
+) -> anyhow::Result<(std::process::Command, String)> {
+    let port = testkit::free_port()?;
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--etcd-endpoints", etcd_endpoint])
+        .args(["--node-cpus", "1000", "--node-mem", "1000000"])
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null());
+    Ok((cmd, format!("http://127.0.0.1:{port}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

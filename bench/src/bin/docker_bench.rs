@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -240,30 +240,13 @@ async fn main() -> Result<()> {
 
 /// Starts the manager binary (Docker on, drain delay 0) on this etcd.
 fn start_manager(bin: &Path, etcd: &Etcd, data: &Path) -> Result<(ChildGuard, String)> {
-    let port = testkit::free_port()?;
-    let child = Command::new(bin)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--etcd-endpoints",
-            &etcd.endpoint(),
-            "--docker",
-            "on",
-            "--drain-delay",
-            "0",
-            "--node-cpus",
-            "1000",
-            "--node-mem",
-            "1000000",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+    let (mut cmd, base) = bench::manager_command(bin, &etcd.endpoint(), data)?;
+    let child = cmd
+        .args(["--docker", "on", "--drain-delay", "0"])
         .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
-    Ok((ChildGuard::new(child), format!("http://127.0.0.1:{port}")))
+    Ok((ChildGuard::new(child), base))
 }
 
 /// Task ids in TASK_RUNNING served by `/v2/tasks` (None: not answering yet).

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -79,33 +79,14 @@ struct Manager {
 }
 
 async fn start_manager(bin: &Path, etcd: &Etcd, data: &Path) -> Result<Manager> {
-    let port = testkit::free_port()?;
-    let child = Command::new(bin)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--etcd-endpoints",
-            &etcd.endpoint(),
-        ])
-        .args([
-            "--internal-prefix",
-            "/bench/events",
-            "--docker",
-            "off",
-            "--node-cpus",
-            "1000",
-            "--node-mem",
-            "1000000",
-        ])
+    let (mut cmd, base) = bench::manager_command(bin, &etcd.endpoint(), data)?;
+    let child = cmd
+        .args(["--internal-prefix", "/bench/events", "--docker", "off"])
         .args(["--drain-delay", "0"])
-        .arg("--data-dir")
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
         .spawn()?;
     let m = Manager {
         guard: ChildGuard::new(child),
-        base: format!("http://127.0.0.1:{port}"),
+        base,
     };
     let http = reqwest::Client::new();
     let t0 = Instant::now();

@@ -10,7 +10,7 @@
 //! `cargo build --release -p manager && cargo run --release -p bench --bin manager_bench`
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -42,33 +42,14 @@ fn sibling(name: &str) -> Result<PathBuf> {
 }
 
 async fn start(bin: &Path, etcd: &Etcd, prefix: &str, data: &Path) -> Result<(Manager, Duration)> {
-    let port = testkit::free_port()?;
     let t0 = Instant::now();
-    let child = Command::new(bin)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--etcd-endpoints",
-            &etcd.endpoint(),
-        ])
-        .args([
-            "--internal-prefix",
-            prefix,
-            "--docker",
-            "off",
-            "--node-cpus",
-            "1000",
-            "--node-mem",
-            "1000000",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+    let (mut cmd, base) = bench::manager_command(bin, &etcd.endpoint(), data)?;
+    let child = cmd
+        .args(["--internal-prefix", prefix, "--docker", "off"])
         .spawn()?;
     let m = Manager {
         guard: ChildGuard::new(child),
-        base: format!("http://127.0.0.1:{port}"),
+        base,
     };
     let http = reqwest::Client::new();
     loop {
