@@ -18,6 +18,32 @@ use tokio_util::sync::CancellationToken;
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// One API call: status, body (JSON, or the text as a JSON string, or
+/// null when empty) and headers.
+pub async fn request(
+    http: &reqwest::Client,
+    base: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let mut req = http.request(method, format!("{base}{path}"));
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.expect("body");
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (status, value, headers)
+}
+
 pub struct TestManager {
     pub etcd: Etcd,
     pub dir: tempfile::TempDir,
@@ -86,21 +112,7 @@ impl TestManager {
         path: &str,
         body: Option<&Value>,
     ) -> (u16, Value, reqwest::header::HeaderMap) {
-        let mut req = self.http.request(method, format!("{}{}", self.base, path));
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.expect("body");
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-        };
-        (status, value, headers)
+        request(&self.http, &self.base, method, path, body).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -348,19 +360,7 @@ pub struct BinManager {
 
 impl BinManager {
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{}", self.base, path));
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.expect("body");
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-        };
+        let (status, value, _) = request(&self.http, &self.base, method, path, body).await;
         (status, value)
     }
 
