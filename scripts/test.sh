@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust workspace (real etcd, real Docker), then the
 # Python suites (the guestutils wheel in a fresh virtualenv, marathon-python
-# against the manager). This is the README's test command.
+# against the manager). This is the README's test command: on a fresh machine
+# it first installs what is missing (scripts/install-deps.sh says one line for
+# each install; MDO_NO_INSTALL=1 fails with the command to run instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== installing what is missing (scripts/install-deps.sh)"
+# shellcheck source=install-deps.sh
+source scripts/install-deps.sh
 
 echo "== cargo fmt --check, cargo clippy (warnings are errors)"
 if cargo fmt --version >/dev/null 2>&1; then

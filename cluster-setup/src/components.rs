@@ -201,7 +201,16 @@ fn check_port_free(port: u16, what: &str) -> Result<()> {
 pub async fn up(args: &UpArgs) -> Result<()> {
     let common = &args.common;
     let started_at = Instant::now();
-    install::ensure_packages(&[("etcd", "etcd-server")], !args.no_install)?;
+    // Everything missing from the system in one apt-get: etcd, and what the
+    // build (protoc, Python headers) and the demo (debootstrap, venv) need.
+    let mut needs = vec![install::Need::Program("etcd", "etcd-server")];
+    if common.bin_dir.is_none() {
+        needs.extend(install::STACK_NEEDS);
+    }
+    if args.demo {
+        needs.extend(install::DEMO_NEEDS);
+    }
+    install::ensure(&needs, !args.no_install)?;
     let etcd_bin = install::which("etcd").ok_or_else(|| anyhow!("etcd not found on PATH"))?;
     let docker = match args.docker.as_str() {
         "off" => None,
@@ -222,7 +231,7 @@ pub async fn up(args: &UpArgs) -> Result<()> {
     let l = layout(common, docker.as_ref())?;
     std::fs::create_dir_all(&l.state_dir)
         .with_context(|| format!("creating {}", l.state_dir.display()))?;
-    let bins = install::binaries(common.bin_dir.as_deref(), common.release)?;
+    let bins = install::binaries(common.bin_dir.as_deref(), common.release, !args.no_install)?;
     let docker_mode = if docker.is_some() { "on" } else { "off" };
     let client = http_client(common)?;
     let ports = [
@@ -319,8 +328,9 @@ async fn demo(args: &UpArgs, l: &Layout, client: &reqwest::Client) -> Result<()>
         state_dir: l.state_dir.clone(),
         bin_dir: args.common.bin_dir.clone(),
     };
-    images::base_image(&image_args)?;
-    images::example_image(&image_args)?;
+    let allow_install = !args.no_install;
+    images::base_image(&image_args, allow_install)?;
+    images::example_image(&image_args, allow_install)?;
     let root =
         crate::workspace_root().ok_or_else(|| anyhow!("--demo runs from the mdo checkout"))?;
     let doc_path = root.join("example-image").join("deploy.yml");

@@ -9,12 +9,14 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::cli::ImageArgs;
 use crate::install;
 
-pub const BASE_TAG: &str = "mdo/base:bookworm";
+/// Bumped whenever [`BASE_PACKAGES`] changes, so an older base image is not
+/// reused for a demo that needs the new packages.
+pub const BASE_TAG: &str = "mdo/base:bookworm-2";
 pub const EXAMPLE_TAG: &str = "mdo/example:latest";
 const SUITE: &str = "bookworm";
 /// python3 for the apps and guestutils; libpython3.11 for the watcher's
-/// embedded interpreter.
-const BASE_PACKAGES: &str = "python3,libpython3.11,ca-certificates";
+/// embedded interpreter; haproxy for the demo's load balancer.
+const BASE_PACKAGES: &str = "python3,libpython3.11,ca-certificates,haproxy";
 
 /// What the Docker engine tells about itself.
 #[derive(Debug, Clone)]
@@ -129,18 +131,18 @@ pub fn apt_mirror() -> String {
 
 /// `cluster-setup base-image`: debootstrap minbase with python3, imported as
 /// [`BASE_TAG`]. The root filesystem tarball is cached in the state folder.
-pub fn base_image(args: &ImageArgs) -> Result<()> {
+pub fn base_image(args: &ImageArgs, allow_install: bool) -> Result<()> {
     if image_exists(&args.base_tag) && !args.force {
         println!("base image {} already built", args.base_tag);
         return Ok(());
     }
-    install::ensure_packages(&[("debootstrap", "debootstrap")], true)?;
+    install::ensure(&[install::DEMO_NEEDS[0]], allow_install)?;
     if !nix::unistd::geteuid().is_root() {
         bail!("debootstrap needs root: run `sudo cluster-setup base-image`");
     }
     let cache = crate::absolute(&args.state_dir)?.join("cache");
     std::fs::create_dir_all(&cache)?;
-    let tarball = cache.join(format!("base-{SUITE}.tar"));
+    let tarball = cache.join(format!("{}.tar", args.base_tag.replace([':', '/'], "-")));
     if !tarball.is_file() || args.force {
         let rootfs = cache.join(format!("rootfs-{SUITE}"));
         if rootfs.exists() {
@@ -200,17 +202,18 @@ pub fn base_image(args: &ImageArgs) -> Result<()> {
 
 /// `cluster-setup example-image`: the base image plus the guestutils wheel,
 /// the watcher binary and the demo app.
-pub fn example_image(args: &ImageArgs) -> Result<()> {
+pub fn example_image(args: &ImageArgs, allow_install: bool) -> Result<()> {
     if !image_exists(&args.base_tag) {
-        base_image(args)?;
+        base_image(args, allow_install)?;
     }
     let root = crate::workspace_root()
         .ok_or_else(|| anyhow!("example-image builds from the mdo checkout: run it there"))?;
     let context_dir = root.join("example-image");
     let dist = context_dir.join("dist");
     std::fs::create_dir_all(&dist)?;
-    let wheel = build_wheel(&root, &dist)?;
-    let watcher = install::binaries(args.bin_dir.as_deref(), false)?.join("watcher");
+    let maturin = install::maturin(&crate::absolute(&args.state_dir)?, allow_install)?;
+    let wheel = build_wheel(&root, &dist, &maturin)?;
+    let watcher = install::binaries(args.bin_dir.as_deref(), false, allow_install)?.join("watcher");
     std::fs::copy(&watcher, dist.join("watcher"))
         .with_context(|| format!("copying {}", watcher.display()))?;
     println!(
@@ -232,7 +235,7 @@ pub fn example_image(args: &ImageArgs) -> Result<()> {
 }
 
 /// Builds the guestutils abi3 wheel with maturin into `dist` (one wheel kept).
-fn build_wheel(root: &Path, dist: &Path) -> Result<PathBuf> {
+fn build_wheel(root: &Path, dist: &Path, maturin: &Path) -> Result<PathBuf> {
     for entry in std::fs::read_dir(dist)?.flatten() {
         if entry
             .path()
@@ -243,9 +246,6 @@ fn build_wheel(root: &Path, dist: &Path) -> Result<PathBuf> {
             std::fs::remove_file(entry.path())?;
         }
     }
-    let maturin = install::which("maturin").ok_or_else(|| {
-        anyhow!("maturin not found: python3 -m pip install maturin (scripts/requirements-dev.txt)")
-    })?;
     install::run(
         Command::new(maturin)
             .current_dir(root)

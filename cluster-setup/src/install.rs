@@ -14,38 +14,152 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Installs the Debian packages whose programs are missing. `needs` maps a
-/// program to the package that provides it.
-pub fn ensure_packages(needs: &[(&str, &str)], allow_install: bool) -> Result<()> {
-    let missing: Vec<&str> = needs
-        .iter()
-        .filter(|(program, _)| which(program).is_none())
-        .map(|(_, package)| *package)
-        .collect();
+/// Something the stack needs from the system, and the Debian package that
+/// provides it.
+#[derive(Debug, Clone, Copy)]
+pub enum Need {
+    /// A program on PATH.
+    Program(&'static str, &'static str),
+    /// Python's C headers and libpython (the watcher embeds CPython).
+    PythonHeaders(&'static str),
+    /// Python's `venv` with `ensurepip` (Debian splits it out).
+    PythonVenv(&'static str),
+}
+
+impl Need {
+    pub fn package(&self) -> &'static str {
+        match self {
+            Need::Program(_, p) | Need::PythonHeaders(p) | Need::PythonVenv(p) => p,
+        }
+    }
+
+    pub fn present(&self) -> bool {
+        match self {
+            Need::Program(program, _) => which(program).is_some(),
+            Need::PythonHeaders(_) => python_ok(
+                "import os, sysconfig; \
+                 raise SystemExit(0 if os.path.isfile(os.path.join(sysconfig.get_paths()['include'], 'Python.h')) else 1)",
+            ),
+            Need::PythonVenv(_) => python_ok("import ensurepip, venv"),
+        }
+    }
+}
+
+fn python_ok(code: &str) -> bool {
+    Command::new("python3")
+        .args(["-c", code])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// What `cluster-setup up` needs before it can build and start the stack:
+/// etcd, protoc (etcd-client's build) and Python's headers (the watcher).
+pub const STACK_NEEDS: [Need; 4] = [
+    Need::Program("etcd", "etcd-server"),
+    Need::Program("protoc", "protobuf-compiler"),
+    Need::Program("python3", "python3"),
+    Need::PythonHeaders("python3-dev"),
+];
+
+/// What `--demo` needs on top: debootstrap for the base image and a Python
+/// virtualenv for maturin (the guestutils wheel).
+pub const DEMO_NEEDS: [Need; 2] = [
+    Need::Program("debootstrap", "debootstrap"),
+    Need::PythonVenv("python3-venv"),
+];
+
+/// Installs the Debian packages for whatever in `needs` is missing, saying one
+/// line of what it does. With `allow_install` false, without root or without
+/// apt-get, it fails with one line naming the command to run instead.
+pub fn ensure(needs: &[Need], allow_install: bool) -> Result<()> {
+    let mut missing: Vec<&str> = Vec::new();
+    for need in needs {
+        if !missing.contains(&need.package()) && !need.present() {
+            missing.push(need.package());
+        }
+    }
     if missing.is_empty() {
         return Ok(());
     }
+    let list = missing.join(" ");
     if !allow_install {
+        bail!("missing Debian packages {list} (--no-install): run `sudo apt-get install {list}`");
+    }
+    if which("apt-get").is_none() {
         bail!(
-            "missing Debian packages: {} (install them with: apt-get install {})",
-            missing.join(", "),
-            missing.join(" ")
+            "missing {list} and no apt-get on this system: install them with its package manager"
         );
     }
     if !nix::unistd::geteuid().is_root() {
-        bail!(
-            "missing Debian packages {}; run as root or install them first: sudo apt-get install {}",
-            missing.join(", "),
-            missing.join(" ")
-        );
+        bail!("missing Debian packages {list}: run `sudo apt-get install {list}` (or run this as root)");
     }
-    eprintln!("installing {} ...", missing.join(" "));
+    println!("installing {list} (apt-get install) ...");
     run(Command::new("apt-get").args(["update", "-qq"]))?;
     run(Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    if let Some(still) = needs.iter().find(|n| !n.present()) {
+        bail!(
+            "installed {list}, but {} is still missing: {still:?}",
+            still.package()
+        );
+    }
     Ok(())
+}
+
+/// The maturin requirement, kept in step with scripts/requirements-dev.txt.
+const MATURIN: &str = "maturin>=1.7,<2";
+
+/// A `maturin` to build the guestutils wheel: the one on PATH when there is
+/// one, else one installed with pip into a virtualenv under
+/// `<state>/tools/venv` (never into the system Python).
+pub fn maturin(state_dir: &Path, allow_install: bool) -> Result<PathBuf> {
+    if let Some(m) = which("maturin") {
+        return Ok(m);
+    }
+    let venv = state_dir.join("tools").join("venv");
+    let in_venv = venv.join("bin").join("maturin");
+    if in_venv.is_file() {
+        return Ok(in_venv);
+    }
+    if !allow_install {
+        bail!(
+            "maturin not found (--no-install): run `python3 -m venv {v} && {v}/bin/pip install '{MATURIN}'`",
+            v = venv.display()
+        );
+    }
+    ensure(
+        &[
+            Need::Program("python3", "python3"),
+            Need::PythonVenv("python3-venv"),
+        ],
+        true,
+    )?;
+    println!("installing {MATURIN} into {} (pip) ...", venv.display());
+    if !venv.join("bin").join("python").is_file() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+            .context("creating the tools virtualenv")?;
+    }
+    run(Command::new(venv.join("bin").join("python")).args([
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        MATURIN,
+    ]))
+    .context("installing maturin")?;
+    if !in_venv.is_file() {
+        bail!(
+            "pip installed maturin, but {} is missing",
+            in_venv.display()
+        );
+    }
+    Ok(in_venv)
 }
 
 /// Runs a command, failing with its output when it exits non-zero.
@@ -67,7 +181,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 /// The folder holding the stack's binaries: `bin_dir` when given, else the
 /// cargo target folder of this checkout after building what is missing or stale.
-pub fn binaries(bin_dir: Option<&Path>, release: bool) -> Result<PathBuf> {
+pub fn binaries(bin_dir: Option<&Path>, release: bool, allow_install: bool) -> Result<PathBuf> {
     const BINS: [&str; 4] = ["manager", "subscriber", "deployer", "watcher"];
     if let Some(dir) = bin_dir {
         // The manager's command tasks run under `mdo-task-shim`, found beside it.
@@ -81,6 +195,7 @@ pub fn binaries(bin_dir: Option<&Path>, release: bool) -> Result<PathBuf> {
     let Some(root) = crate::workspace_root() else {
         bail!("not inside the mdo checkout and no --bin-dir given: run from the repository or pass --bin-dir");
     };
+    ensure(&STACK_NEEDS, allow_install)?;
     let profile = if release { "release" } else { "debug" };
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

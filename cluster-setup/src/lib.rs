@@ -40,8 +40,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Up(args) => components::up(&args).await,
         Command::Status(args) => components::status(&args).await,
         Command::Down(args) => components::down(&args).await,
-        Command::BaseImage(args) => images::base_image(&args).map_err(Into::into),
-        Command::ExampleImage(args) => images::example_image(&args).map_err(Into::into),
+        Command::BaseImage(args) => images::base_image(&args, true).map_err(Into::into),
+        Command::ExampleImage(args) => images::example_image(&args, true).map_err(Into::into),
     }
 }
 
