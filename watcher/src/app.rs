@@ -1,5 +1,6 @@
-//! Wiring: the watches, the callback runner and the optional child, until a
-//! signal (or the child's exit) ends the process.
+//! Wiring: the watches, the callback runner, the templates and the optional
+//! child, until a signal (or the child's exit) ends the process. With
+//! templates, the child starts only after their first render.
 
 use std::future::pending;
 use std::time::Duration;
@@ -8,41 +9,69 @@ use futures::future::join_all;
 use nix::sys::signal::Signal;
 use registry::{Registry, Scope, Settings};
 use tokio::process::Child;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::child;
 use crate::config::{Config, WatchSpec};
+use crate::delta::InstanceSet;
 use crate::dispatch::dispatch;
 use crate::hook::{Notification, Runner};
 use crate::signals::Signals;
+use crate::template::{self, Templates};
 use crate::watch::follow;
 
-/// How long a callback that is running at shutdown may take to finish.
+/// How long a callback (or a template command) that is running at shutdown
+/// may take to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs until SIGTERM/SIGINT (exit code 0) or, with a child, until the child
 /// exits (its exit code). Returns the process exit code.
-pub async fn run(config: Config, runner: Option<Runner>, signals: &mut Signals) -> i32 {
+pub async fn run(
+    config: Config,
+    runner: Option<Runner>,
+    templates: Option<Templates>,
+    signals: &mut Signals,
+) -> i32 {
     let stop = CancellationToken::new();
     let mut app = None;
-    if !config.command.is_empty() {
-        match child::spawn(&config.command) {
-            Ok(c) => {
-                info!(pid = c.id().unwrap_or(0), command = ?config.command, "started the application");
-                app = Some(c);
-            }
-            Err(e) => {
-                error!(command = ?config.command, error = %e, "cannot start the application");
-                return if e.kind() == std::io::ErrorKind::NotFound {
-                    127
-                } else {
-                    126
-                };
-            }
+    // With templates the child waits for their first render.
+    let mut child_pending = !config.command.is_empty();
+    let (ready_tx, mut ready_rx) = oneshot::channel::<()>();
+    let ready_tx = match templates {
+        Some(_) => Some(ready_tx),
+        None => {
+            let _ = ready_tx.send(());
+            None
+        }
+    };
+
+    // One state channel per watch, for the templates.
+    let mut publishers = Vec::new();
+    let mut states = Vec::new();
+    for spec in &config.watches {
+        if templates.is_some() {
+            let (tx, rx) = watch::channel::<Option<InstanceSet>>(None);
+            publishers.push(Some(tx));
+            states.push((spec.name.clone(), rx));
+        } else {
+            publishers.push(None);
         }
     }
+    let mut renderer = tokio::spawn({
+        let stop = stop.clone();
+        let window = config.debounce;
+        let has_child = child_pending;
+        async move {
+            match (templates, ready_tx) {
+                (Some(t), Some(ready)) => {
+                    template::run(t, states, window, has_child, ready, stop).await
+                }
+                _ => stop.cancelled().await,
+            }
+        }
+    });
 
     let (tx, rx) = mpsc::channel::<Notification>(1024);
     let watching = watch_all(
@@ -50,6 +79,7 @@ pub async fn run(config: Config, runner: Option<Runner>, signals: &mut Signals) 
         config.registry.clone(),
         config.debounce,
         tx,
+        publishers,
     );
     tokio::pin!(watching);
     let mut dispatcher = tokio::spawn({
@@ -58,13 +88,47 @@ pub async fn run(config: Config, runner: Option<Runner>, signals: &mut Signals) 
         async move {
             match runner {
                 Some(runner) => dispatch(rx, runner, splay, stop).await,
-                None => stop.cancelled().await,
+                // Template mode alone: nobody reads the changes, but the
+                // watches must never block on a full channel.
+                None => {
+                    let mut rx = rx;
+                    loop {
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            n = rx.recv() => if n.is_none() {
+                                stop.cancelled().await;
+                                break;
+                            },
+                        }
+                    }
+                }
             }
         }
     });
 
     let code = loop {
         tokio::select! {
+            ready = &mut ready_rx, if child_pending => {
+                child_pending = false;
+                if ready.is_err() {
+                    // The renderer ended without rendering: its branch says why.
+                    continue;
+                }
+                match child::spawn(&config.command) {
+                    Ok(c) => {
+                        info!(pid = c.id().unwrap_or(0), command = ?config.command, "started the application");
+                        app = Some(c);
+                    }
+                    Err(e) => {
+                        error!(command = ?config.command, error = %e, "cannot start the application");
+                        break if e.kind() == std::io::ErrorKind::NotFound {
+                            127
+                        } else {
+                            126
+                        };
+                    }
+                }
+            }
             code = wait(&mut app) => {
                 info!(code, "the application exited");
                 break code;
@@ -85,16 +149,25 @@ pub async fn run(config: Config, runner: Option<Runner>, signals: &mut Signals) 
                 error!(?result, "the callback runner ended");
                 break 1;
             }
+            result = &mut renderer => {
+                error!(?result, "the template renderer ended");
+                break 1;
+            }
         }
     };
     stop.cancel();
-    if !dispatcher.is_finished()
-        && tokio::time::timeout(SHUTDOWN_GRACE, &mut dispatcher)
-            .await
-            .is_err()
-    {
-        warn!(grace = ?SHUTDOWN_GRACE, "a callback was still running at shutdown; abandoning it");
-        dispatcher.abort();
+    for (task, what) in [
+        (&mut dispatcher, "a callback"),
+        (&mut renderer, "a template command"),
+    ] {
+        if !task.is_finished()
+            && tokio::time::timeout(SHUTDOWN_GRACE, &mut *task)
+                .await
+                .is_err()
+        {
+            warn!(grace = ?SHUTDOWN_GRACE, "{what} was still running at shutdown; abandoning it");
+            task.abort();
+        }
     }
     code
 }
@@ -113,19 +186,21 @@ async fn wait(app: &mut Option<Child>) -> i32 {
 }
 
 /// Connects (retrying while etcd is unreachable) and follows every watch.
+/// `publishers[i]` (template mode) gets the instance sets of `watches[i]`.
 async fn watch_all(
     watches: Vec<WatchSpec>,
     settings: Settings,
     window: Duration,
     tx: mpsc::Sender<Notification>,
+    publishers: Vec<Option<watch::Sender<Option<InstanceSet>>>>,
 ) {
     if watches.is_empty() {
         return pending().await;
     }
     let registry = connect(&settings).await;
-    let follows = watches.into_iter().map(|spec| {
+    let follows = watches.into_iter().zip(publishers).map(|(spec, states)| {
         let events = registry.watch(Scope::service(spec.service.clone()), None);
-        follow(spec, events, window, tx.clone())
+        follow(spec, events, window, tx.clone(), states)
     });
     join_all(follows).await;
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::template::TemplateSpec;
+
 /// What the command line could not be turned into. `main` prints it as one
 /// line and exits with 64.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,12 @@ pub enum ConfigError {
     MissingMethods(PathBuf),
     #[error("nothing to do: no service to watch (--watch / WATCHES) and no command after --")]
     NothingToDo,
+    #[error("invalid template {spec:?}: {reason}")]
+    Template { spec: String, reason: String },
+    #[error("--template needs a service to watch (--watch / WATCHES)")]
+    TemplateWithoutWatch,
+    #[error("two templates write {0}")]
+    TemplateSameDest(PathBuf),
     #[error("{0}")]
     Registry(#[from] registry::Error),
 }
@@ -36,8 +44,9 @@ pub enum LogFormat {
 
 /// Watches services in the mdo registry (etcd) and calls user code when the
 /// set of their instances changes: `service_change(service, delta)` from
-/// watch_methods.py, or a shell command. Optionally runs the application as
-/// its child (`watcher [OPTIONS] -- CMD...`), forwarding signals and the exit
+/// watch_methods.py, or a shell command; and/or renders configuration files
+/// from templates (`--template`). Optionally runs the application as its
+/// child (`watcher [OPTIONS] -- CMD...`), forwarding signals and the exit
 /// code, so one entrypoint serves an image.
 #[derive(Debug, Parser)]
 #[command(name = "watcher", version, about, long_about = None)]
@@ -70,6 +79,22 @@ pub struct Cli {
     /// a list over 64 KiB comes as a file named by WATCH_<NAME>_FILE instead.
     #[arg(long, env = "WATCH_EXEC", value_name = "CMD")]
     pub exec: Option<String>,
+
+    /// Template mode (repeatable): render the minijinja template SRC into
+    /// DEST at start (before the child starts) and after every change of
+    /// the watched records; DEST is replaced atomically, and only when its
+    /// bytes change, then COMMAND (optional, may contain `:`) runs with
+    /// `sh -c`. Context: `services["ingestor"]` (or `service("ingestor")`),
+    /// the instance records of each WATCHES entry, sorted by container.
+    /// WATCH_TEMPLATES: one spec per line. Alone (without --exec/--methods)
+    /// no callback runs.
+    #[arg(
+        long = "template",
+        env = "WATCH_TEMPLATES",
+        value_name = "SRC:DEST[:COMMAND]",
+        value_delimiter = '\n'
+    )]
+    pub templates: Vec<String>,
 
     /// Debounce window: the first change fires at once, the changes that
     /// follow within the window are reported together as one net change
@@ -167,7 +192,9 @@ pub enum Hook {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub watches: Vec<WatchSpec>,
-    pub hook: Hook,
+    /// None in template mode without --exec / --methods.
+    pub hook: Option<Hook>,
+    pub templates: Vec<TemplateSpec>,
     pub debounce: Duration,
     pub splay: Duration,
     pub registry: registry::Settings,
@@ -183,9 +210,14 @@ impl Cli {
         if watches.is_empty() && self.command.is_empty() {
             return Err(ConfigError::NothingToDo);
         }
+        let templates = parse_templates(&self.templates)?;
+        if !templates.is_empty() && watches.is_empty() {
+            return Err(ConfigError::TemplateWithoutWatch);
+        }
         let hook = match (self.exec, self.methods) {
             (Some(_), Some(_)) => return Err(ConfigError::ExecAndMethods),
-            (Some(cmd), None) => Hook::Exec(cmd),
+            (Some(cmd), None) => Some(Hook::Exec(cmd)),
+            (None, None) if !templates.is_empty() => None,
             (None, methods) => {
                 let path = methods.unwrap_or_else(|| PathBuf::from("./watch_methods.py"));
                 if !watches.is_empty() {
@@ -196,10 +228,10 @@ impl Cli {
                         return Err(ConfigError::MissingMethods(path));
                     }
                 }
-                Hook::Python {
+                Some(Hook::Python {
                     path,
                     full_site: self.python_site,
-                }
+                })
             }
         };
         let endpoints = registry::resolve_endpoints(
@@ -219,6 +251,7 @@ impl Cli {
         Ok(Config {
             watches,
             hook,
+            templates,
             debounce: parse_duration("--debounce", &self.debounce)?,
             splay: parse_duration("--splay", &self.splay)?,
             registry,
@@ -258,6 +291,22 @@ pub fn parse_watches(list: &str) -> Result<Vec<WatchSpec>, ConfigError> {
             service: service.to_string(),
             label: label.map(str::to_string),
         });
+    }
+    Ok(out)
+}
+
+/// Parses the `--template` / WATCH_TEMPLATES entries (blank ones skipped).
+pub fn parse_templates(entries: &[String]) -> Result<Vec<TemplateSpec>, ConfigError> {
+    let mut out: Vec<TemplateSpec> = Vec::new();
+    for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        let spec = TemplateSpec::parse(entry).map_err(|reason| ConfigError::Template {
+            spec: entry.to_string(),
+            reason,
+        })?;
+        if out.iter().any(|t| t.dest == spec.dest) {
+            return Err(ConfigError::TemplateSameDest(spec.dest));
+        }
+        out.push(spec);
     }
     Ok(out)
 }
@@ -369,7 +418,7 @@ mod tests {
     #[test]
     fn modes_and_conflicts() {
         let c = cli(&["--watch", "a", "--exec", "true"]).unwrap();
-        assert_eq!(c.hook, Hook::Exec("true".into()));
+        assert_eq!(c.hook, Some(Hook::Exec("true".into())));
         assert!(c.command.is_empty());
 
         let c = cli(&["--exec", "true", "--", "sleep", "1"]).unwrap();
@@ -382,10 +431,10 @@ mod tests {
         ] {
             assert_eq!(
                 cli(args).unwrap().hook,
-                Hook::Python {
+                Some(Hook::Python {
                     path: "./watch_methods.py".into(),
                     full_site
-                },
+                }),
                 "{args:?}"
             );
         }
@@ -405,6 +454,45 @@ mod tests {
             .unwrap_err()
             .contains("--debounce"));
         assert!(cli(&["--watch", "a", "--exec", "x", "--etcd-endpoints", "ftp://x"]).is_err());
+    }
+
+    #[test]
+    fn templates_flags_and_env() {
+        let c = cli(&[
+            "--watch",
+            "a",
+            "--template",
+            "a.j2:a.cfg",
+            "--template",
+            "b.j2:/etc/b.cfg:kill -HUP $(cat /run/b.pid)",
+        ])
+        .unwrap();
+        assert_eq!(c.hook, None, "template mode alone runs no callback");
+        assert_eq!(c.templates.len(), 2);
+        assert_eq!(
+            c.templates[1].command.as_deref(),
+            Some("kill -HUP $(cat /run/b.pid)")
+        );
+        // With --exec both run.
+        let c = cli(&["--watch", "a", "--template", "a.j2:a.cfg", "--exec", "x"]).unwrap();
+        assert_eq!(c.hook, Some(Hook::Exec("x".into())));
+
+        assert!(cli(&["--watch", "a", "--template", "a.j2"])
+            .unwrap_err()
+            .contains("SRC:DEST"));
+        assert!(cli(&["--template", "a.j2:a.cfg", "--", "true"])
+            .unwrap_err()
+            .contains("needs a service"));
+        assert!(cli(&[
+            "--watch",
+            "a",
+            "--template",
+            "a.j2:x.cfg",
+            "--template",
+            "b.j2:x.cfg"
+        ])
+        .unwrap_err()
+        .contains("two templates"));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! Owns: WATCHES parsing and the command line ([`config`]), the pure change
 //! decision ([`delta`]) and its debouncing ([`debounce`]), the per-watch
 //! loop over registry events ([`watch`]), the callbacks (`service_change`
-//! in an embedded Python, or a shell command: [`hook`]), and supervision of
-//! an optional child application ([`child`]).
+//! in an embedded Python, or a shell command: [`hook`]), the files rendered
+//! from templates ([`template`]), and supervision of an optional child
+//! application ([`child`]).
 //!
 //! Does not own: key formats, records or watch resumption (the `registry`
 //! crate does), nor the environment (`main` reads it through clap).
@@ -18,6 +19,7 @@ pub mod delta;
 pub mod dispatch;
 pub mod hook;
 pub mod signals;
+pub mod template;
 pub mod watch;
 
 pub use config::{Cli, Config, ConfigError, Hook, LogFormat, WatchSpec};

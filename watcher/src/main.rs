@@ -5,6 +5,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use watcher::hook::{HookError, Runner};
 use watcher::signals::Signals;
+use watcher::template::Templates;
 use watcher::{Cli, LogFormat};
 
 const EX_USAGE: i32 = 64;
@@ -39,11 +40,25 @@ fn real_main() -> i32 {
             return EX_USAGE;
         }
     };
+    // Templates are read and compiled before anything starts (and before
+    // logging): a missing or broken one is a usage error, one line.
+    let templates = if config.templates.is_empty() {
+        None
+    } else {
+        match Templates::load(&config.templates) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("watcher: {e}");
+                return EX_USAGE;
+            }
+        }
+    };
     init_tracing(config.log_format);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         watches = ?config.watches.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(),
         hook = ?config.hook,
+        templates = ?config.templates.iter().map(|t| format!("{} -> {}", t.src.display(), t.dest.display())).collect::<Vec<_>>(),
         debounce = ?config.debounce,
         splay = ?config.splay,
         endpoints = ?config.registry.endpoints,
@@ -64,10 +79,10 @@ fn real_main() -> i32 {
     };
     // The callback is loaded before anything starts, so a broken
     // watch_methods.py stops the container at once with its traceback.
-    let runner = if config.watches.is_empty() {
-        None
-    } else {
-        match Runner::load(&config.hook) {
+    let hook = config.hook.as_ref().filter(|_| !config.watches.is_empty());
+    let runner = match hook {
+        None => None,
+        Some(hook) => match Runner::load(hook) {
             Ok(r) => Some(r),
             Err(HookError::PythonLoad { path, traceback }) => {
                 tracing::error!("cannot load {}:\n{}", path.display(), traceback.trim_end());
@@ -84,7 +99,7 @@ fn real_main() -> i32 {
                 eprintln!("watcher: {e}");
                 return EX_USAGE;
             }
-        }
+        },
     };
     let code = runtime.block_on(async {
         let mut signals = match Signals::install() {
@@ -94,7 +109,7 @@ fn real_main() -> i32 {
                 return 1;
             }
         };
-        watcher::app::run(config, runner, &mut signals).await
+        watcher::app::run(config, runner, templates, &mut signals).await
     });
     // A Python callback stuck past the grace period must not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, Stream, StreamExt};
 use registry::{Instance, WatchEvent};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
@@ -20,13 +20,17 @@ use crate::delta::{InstanceSet, Node};
 use crate::hook::Notification;
 
 /// Follows `events` (from [`registry::Registry::watch`] on the service's
-/// scope) and sends every reportable change to `out`. Returns when the event
-/// stream ends or `out` is closed.
+/// scope) and sends every reportable change to `out`. With `states` (template
+/// mode), also publishes the full instance set after the first listing and
+/// after every revision that changed any record in it (not only the fields
+/// [`crate::delta`] reports). Returns when the event stream ends or `out` is
+/// closed.
 pub async fn follow<S>(
     spec: WatchSpec,
     events: S,
     window: Duration,
     out: mpsc::Sender<Notification>,
+    states: Option<watch::Sender<Option<InstanceSet>>>,
 ) where
     S: Stream<Item = registry::Result<WatchEvent>> + Unpin,
 {
@@ -60,7 +64,7 @@ pub async fn follow<S>(
                                 apply(&spec, &mut state, e);
                             }
                         }
-                        match debouncer.as_mut() {
+                        let change = match debouncer.as_mut() {
                             Some(d) => d.offer(Instant::now(), &state),
                             None if relisted => {
                                 info!(watch = %spec.name, instances = state.len(), "watching");
@@ -70,7 +74,11 @@ pub async fn follow<S>(
                             // Events before the first listing cannot happen
                             // with a watch started without a revision.
                             None => None,
+                        };
+                        if let (Some(tx), Some(_)) = (&states, &debouncer) {
+                            publish(tx, &state);
                         }
+                        change
                     }
                     Err(e) => {
                         if !failing {
@@ -112,6 +120,18 @@ pub async fn follow<S>(
             }
         }
     }
+}
+
+/// Publishes `state` unless the receivers already have exactly it.
+fn publish(tx: &watch::Sender<Option<InstanceSet>>, state: &InstanceSet) {
+    tx.send_if_modified(|current| {
+        if current.as_ref() == Some(state) {
+            false
+        } else {
+            *current = Some(state.clone());
+            true
+        }
+    });
 }
 
 fn revision_of(event: &WatchEvent) -> Option<i64> {
@@ -289,7 +309,7 @@ mod tests {
     ) {
         let (events_tx, events_rx) = fmpsc::unbounded();
         let (out_tx, out_rx) = mpsc::channel(64);
-        let task = tokio::spawn(follow(spec("ingestor"), events_rx, window, out_tx));
+        let task = tokio::spawn(follow(spec("ingestor"), events_rx, window, out_tx, None));
         (events_tx, out_rx, task)
     }
 
@@ -387,6 +407,51 @@ mod tests {
         // Nothing more: the next window closes empty.
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn states_follow_every_record_change_but_not_identical_rewrites() {
+        let (events_tx, events_rx) = fmpsc::unbounded();
+        let (out_tx, _out_rx) = mpsc::channel(64);
+        let (state_tx, mut state_rx) = watch::channel(None);
+        let _task = tokio::spawn(follow(
+            spec("ingestor"),
+            events_rx,
+            Duration::ZERO,
+            out_tx,
+            Some(state_tx),
+        ));
+        let healthy = |rx: &mut watch::Receiver<Option<InstanceSet>>| {
+            rx.borrow_and_update().as_ref().map(|s| {
+                s.values()
+                    .map(|n| n.record["healthy"].clone())
+                    .collect::<Vec<_>>()
+            })
+        };
+        // The first listing is published, even an empty one.
+        events_tx
+            .unbounded_send(Ok(WatchEvent::Relisted(snapshot(vec![]))))
+            .unwrap();
+        state_rx.changed().await.unwrap();
+        assert_eq!(healthy(&mut state_rx), Some(vec![]));
+        events_tx
+            .unbounded_send(put(instance("a", "default", 1)))
+            .unwrap();
+        state_rx.changed().await.unwrap();
+        assert_eq!(healthy(&mut state_rx), Some(vec![serde_json::Value::Null]));
+        // An identical rewrite publishes nothing; a health change does.
+        events_tx
+            .unbounded_send(put(instance("a", "default", 1)))
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(!state_rx.has_changed().unwrap());
+        let mut flip = instance("a", "default", 1);
+        flip.healthy = Some(false);
+        events_tx.unbounded_send(put(flip)).unwrap();
+        state_rx.changed().await.unwrap();
+        assert_eq!(healthy(&mut state_rx), Some(vec![serde_json::json!(false)]));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(!state_rx.has_changed().unwrap());
     }
 
     #[tokio::test(start_paused = true)]
