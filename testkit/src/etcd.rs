@@ -48,32 +48,19 @@ impl Etcd {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let listen = self.listen.clone();
-        let bin = etcd_binary()?;
-        let data = self.dir.path().join("data");
         let log = std::fs::File::create(self.dir.path().join("etcd.log"))?;
-        let child = Command::new(bin)
-            .arg("--name")
-            .arg(&self.name)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--listen-client-urls")
-            .arg(format!("http://{listen}:{}", self.client_port))
-            .arg("--advertise-client-urls")
-            .arg(self.endpoint())
-            .arg("--listen-peer-urls")
-            .arg(format!("http://127.0.0.1:{}", self.peer_port))
-            .arg("--initial-advertise-peer-urls")
-            .arg(format!("http://127.0.0.1:{}", self.peer_port))
-            .arg("--initial-cluster")
-            .arg(format!("{}=http://127.0.0.1:{}", self.name, self.peer_port))
-            .arg("--log-level")
-            .arg("warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting etcd")?;
+        let initial_cluster = format!("{}=http://127.0.0.1:{}", self.name, self.peer_port);
+        let child = member_command(
+            &self.name,
+            &self.dir.path().join("data"),
+            &format!("http://{}:{}", self.listen, self.client_port),
+            &self.endpoint(),
+            self.peer_port,
+            &initial_cluster,
+            log,
+        )?
+        .spawn()
+        .context("starting etcd")?;
         self.child = Some(child);
         self.wait_ready(Duration::from_secs(20))
     }
@@ -145,6 +132,196 @@ impl Drop for Etcd {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A real etcd cluster of several members, all on loopback: each member has
+/// its own free client and peer ports and its own data dir (one temp dir for
+/// the cluster), and every member is killed (data removed) on drop.
+/// [`EtcdCluster::start`] returns once every member answers `/health` with a
+/// leader elected.
+pub struct EtcdCluster {
+    members: Vec<Member>,
+    dir: tempfile::TempDir,
+}
+
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+}
+
+impl EtcdCluster {
+    /// Starts `size` members (`member-1`, `member-2`, ...) as one new cluster.
+    pub fn start(size: usize) -> Result<EtcdCluster> {
+        if size == 0 {
+            bail!("an etcd cluster needs at least one member");
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("mdo-etcd-cluster-")
+            .tempdir()?;
+        let mut members = Vec::with_capacity(size);
+        for i in 1..=size {
+            members.push(Member {
+                name: format!("member-{i}"),
+                client_port: free_port()?,
+                peer_port: free_port()?,
+                child: None,
+            });
+        }
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        // One token for the whole cluster, unique to this test run.
+        let token = format!("mdo-test-{}", members[0].client_port);
+        let mut cluster = EtcdCluster { members, dir };
+        // Every member must run before any of them can elect a leader.
+        for m in &mut cluster.members {
+            let log = std::fs::File::create(cluster.dir.path().join(format!("{}.log", m.name)))?;
+            let endpoint = format!("http://127.0.0.1:{}", m.client_port);
+            let mut cmd = member_command(
+                &m.name,
+                &cluster.dir.path().join(&m.name),
+                &endpoint,
+                &endpoint,
+                m.peer_port,
+                &initial_cluster,
+                log,
+            )?;
+            cmd.arg("--initial-cluster-token").arg(&token);
+            m.child = Some(
+                cmd.spawn()
+                    .with_context(|| format!("starting etcd {}", m.name))?,
+            );
+        }
+        cluster.wait_healthy(Duration::from_secs(30))?;
+        Ok(cluster)
+    }
+
+    fn wait_healthy(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut healthy = 0;
+            for m in &mut self.members {
+                if let Some(child) = m.child.as_mut() {
+                    if let Some(status) = child.try_wait()? {
+                        bail!(
+                            "etcd {} exited early ({status}); log:\n{}",
+                            m.name,
+                            std::fs::read_to_string(
+                                self.dir.path().join(format!("{}.log", m.name))
+                            )
+                            .unwrap_or_default()
+                        );
+                    }
+                }
+                if health_ok(&format!("127.0.0.1:{}", m.client_port)) {
+                    healthy += 1;
+                }
+            }
+            if healthy == self.members.len() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = self
+                    .members
+                    .iter()
+                    .map(|m| {
+                        let log = self.dir.path().join(format!("{}.log", m.name));
+                        format!(
+                            "--- {}:\n{}",
+                            m.name,
+                            std::fs::read_to_string(log).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                bail!(
+                    "etcd cluster: {healthy} of {} members healthy after {timeout:?}; logs:\n{}",
+                    self.members.len(),
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Always false: a cluster has at least one member.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// `http://127.0.0.1:<port>` of member `i` (0-based).
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.members[i].client_port)
+    }
+
+    /// Every member's client endpoint, in member order.
+    pub fn endpoints(&self) -> Vec<String> {
+        (0..self.members.len()).map(|i| self.endpoint(i)).collect()
+    }
+
+    /// The temp dir holding every member's data dir and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Kills (SIGKILL) member `i` and waits for it; the others keep running.
+    pub fn stop_member(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.stop_member(i);
+        }
+    }
+}
+
+/// The command line of one etcd member (plain HTTP, log level warn, output to
+/// `log`), ready to spawn.
+fn member_command(
+    name: &str,
+    data_dir: &Path,
+    listen_client_url: &str,
+    advertise_client_url: &str,
+    peer_port: u16,
+    initial_cluster: &str,
+    log: std::fs::File,
+) -> Result<Command> {
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let mut cmd = Command::new(etcd_binary()?);
+    cmd.arg("--name")
+        .arg(name)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--listen-client-urls")
+        .arg(listen_client_url)
+        .arg("--advertise-client-urls")
+        .arg(advertise_client_url)
+        .arg("--listen-peer-urls")
+        .arg(&peer_url)
+        .arg("--initial-advertise-peer-urls")
+        .arg(&peer_url)
+        .arg("--initial-cluster")
+        .arg(initial_cluster)
+        .arg("--log-level")
+        .arg("warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    Ok(cmd)
 }
 
 /// Finds the etcd binary: `$ETCD_BIN`, then `PATH`, then Debian's location.

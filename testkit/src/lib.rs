@@ -9,7 +9,7 @@ pub mod etcd;
 pub mod images;
 pub mod process;
 
-pub use etcd::{free_port, Etcd};
+pub use etcd::{free_port, Etcd, EtcdCluster};
 pub use process::{eventually, eventually_async, ChildGuard};
 
 use std::path::PathBuf;
