@@ -1,6 +1,7 @@
 //! The whole flow on the real Docker engine: `cluster-setup up --demo`, then
 //! records in etcd, guestutils inside the proxy, requests spread over the
-//! ingestors, a scale-up seen by the proxy's watcher, `/cleanup` repairing a
+//! ingestors, the same through the HAProxy load balancer whose configuration
+//! the watcher renders (template mode), a scale-up seen by both, `/cleanup` repairing a
 //! damaged registry, and `cluster-setup down` leaving nothing behind.
 
 use std::collections::BTreeSet;
@@ -166,6 +167,8 @@ fn proxy_container() -> Option<String> {
         .next()
 }
 
+/// The ingestors' answers (their container names) to `requests` GETs through
+/// the proxy or the load balancer at `proxy`, one connection per request.
 fn names_through_proxy(proxy: &str, requests: usize) -> BTreeSet<String> {
     (0..requests)
         .filter_map(|_| http_get(&format!("http://{proxy}/")))
@@ -310,6 +313,23 @@ fn up_demo_discovery_scaling_cleanup_and_down() {
     );
     assert_eq!(seen, ingestor_names);
 
+    // 4b. The same through HAProxy, whose configuration the lb's watcher
+    // renders from the ingestors' records.
+    let lb_rec = eventually("the lb record", Duration::from_secs(120), || {
+        stack.records_of("lb").into_iter().next()
+    });
+    let lb = format!(
+        "127.0.0.1:{}",
+        lb_rec["ports"]["http"]["external"]
+            .as_u64()
+            .expect("named port http")
+    );
+    eventually(
+        "HAProxy reaches all 3 ingestors",
+        Duration::from_secs(60),
+        || (names_through_proxy(&lb, 12) == ingestor_names).then_some(()),
+    );
+
     // 5. Scale up: the proxy's watcher fires and the new instance gets requests.
     let (status, body) = plain_http::request(
         "PUT",
@@ -322,11 +342,22 @@ fn up_demo_discovery_scaling_cleanup_and_down() {
         let r = stack.records_of("ingestor");
         (r.len() == 4).then_some(r)
     });
+    // From the moment the registry has the new instance, HAProxy sends it
+    // requests within 5 s (render, atomic write, graceful reload).
     let new_name = four
         .iter()
         .map(|r| r["container"].as_str().unwrap().to_string())
         .find(|n| !ingestor_names.contains(n))
         .expect("a new ingestor");
+    eventually(
+        "HAProxy reaches the new ingestor within 5 s of its record",
+        Duration::from_secs(5),
+        || {
+            names_through_proxy(&lb, 16)
+                .contains(&new_name)
+                .then_some(())
+        },
+    );
     eventually(
         "the watcher in the proxy fired with delta +1",
         Duration::from_secs(60),
