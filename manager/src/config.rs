@@ -93,7 +93,18 @@ pub struct Cli {
     /// Node memory in MiB offered to tasks (default: what the runtime reports).
     #[arg(long, env = "MANAGER_NODE_MEM")]
     pub node_mem: Option<f64>,
+    /// Upper bound, in seconds (1-300), on the whole shutdown after SIGTERM
+    /// or SIGINT. Open /v2/events streams end at once; in-flight requests and
+    /// work get the rest of this time, then remaining connections are closed
+    /// and the manager exits 0. Tasks keep running: the next manager on the
+    /// same etcd state adopts them.
+    #[arg(long, env = "MANAGER_SHUTDOWN_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SHUTDOWN_TIMEOUT_SECS))]
+    pub shutdown_timeout: u64,
 }
+
+/// Largest accepted `--shutdown-timeout`, seconds.
+pub const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 300;
 
 /// Validated configuration.
 #[derive(Debug, Clone)]
@@ -114,8 +125,8 @@ pub struct Config {
     pub allow_privileged: bool,
     /// Delay between TASK_KILLING and the actual stop (see `--drain-delay`).
     pub drain_delay: Duration,
-    /// Bound on waiting for in-flight work at shutdown.
-    pub shutdown_grace: Duration,
+    /// Bound on the whole shutdown (see `--shutdown-timeout`).
+    pub shutdown_timeout: Duration,
     pub node_attributes: BTreeMap<String, String>,
     pub auth_token: Option<String>,
     pub log_format: LogFormat,
@@ -148,7 +159,7 @@ impl Config {
             docker: DockerMode::Off,
             allow_privileged: false,
             drain_delay: Duration::ZERO,
-            shutdown_grace: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
             node_attributes: BTreeMap::new(),
             auth_token: None,
             log_format: LogFormat::Text,
@@ -220,7 +231,7 @@ impl TryFrom<Cli> for Config {
             docker: cli.docker,
             allow_privileged: cli.allow_privileged,
             drain_delay: Duration::from_secs(cli.drain_delay),
-            shutdown_grace: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(cli.shutdown_timeout),
             node_attributes,
             auth_token: cli.auth_token.filter(|t| !t.is_empty()),
             log_format: cli.log_format,
@@ -277,8 +288,22 @@ mod tests {
         assert_eq!(cfg.container_etcd_endpoints, "http://10.0.0.1:4001");
         assert_eq!(cfg.port_range, (31000, 32000));
         assert!(cfg.data_dir.is_absolute());
+        assert_eq!(cfg.shutdown_timeout, Duration::from_secs(10));
         let bad = Cli::parse_from(["manager", "--listen", "nope"]);
         assert!(Config::try_from(bad).is_err());
+    }
+
+    #[test]
+    fn shutdown_timeout_is_bounded() {
+        let cli = Cli::parse_from(["manager", "--shutdown-timeout", "3"]);
+        assert_eq!(
+            Config::try_from(cli).unwrap().shutdown_timeout,
+            Duration::from_secs(3)
+        );
+        for bad in ["0", "301", "-1", "ten"] {
+            let err = Cli::try_parse_from(["manager", "--shutdown-timeout", bad]).unwrap_err();
+            assert!(err.use_stderr(), "{bad}: {err}");
+        }
     }
 
     #[test]

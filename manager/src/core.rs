@@ -65,6 +65,9 @@ pub struct Core {
     pub(crate) wake: Notify,
     pub(crate) tracker: TaskTracker,
     pub shutdown: CancellationToken,
+    /// Cancelled first at shutdown: long-lived streaming responses (task log
+    /// follow) end, so they do not hold the graceful HTTP stop.
+    pub streams_end: CancellationToken,
     last_version: Mutex<i64>,
     port_cursor: AtomicU64,
     me: std::sync::OnceLock<std::sync::Weak<Core>>,
@@ -106,6 +109,7 @@ impl Core {
             wake: Notify::new(),
             tracker: TaskTracker::new(),
             shutdown,
+            streams_end: CancellationToken::new(),
             last_version: Mutex::new(0),
             me: std::sync::OnceLock::new(),
             health: crate::health::Schedule::default(),

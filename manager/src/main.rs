@@ -1,10 +1,21 @@
 //! `manager`: parse the configuration, set up logging, build the
-//! application, run it until SIGTERM/SIGINT.
+//! application, run it until SIGTERM/SIGINT, then shut down within
+//! `--shutdown-timeout` (tasks keep running for the next manager).
+
+use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use manager::config::{Cli, Config, LogFormat};
 use manager::Application;
 use tokio_util::sync::CancellationToken;
+
+/// Slack past `--shutdown-timeout` before the watchdog ends the process:
+/// the staged shutdown plus the runtime's own teardown fit in it.
+const WATCHDOG_SLACK: Duration = Duration::from_secs(3);
+
+/// How long the runtime's teardown may wait for blocking tasks.
+const RUNTIME_TEARDOWN: Duration = Duration::from_secs(1);
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -18,8 +29,7 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-#[tokio::main]
-async fn main() {
+fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => e.exit(),
@@ -30,22 +40,40 @@ async fn main() {
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("invalid arguments");
             eprintln!("manager: {}", line.trim_start_matches("error: "));
-            std::process::exit(64);
+            return ExitCode::from(64);
         }
     };
     let cfg = match Config::try_from(cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("manager: {e}");
-            std::process::exit(64);
+            return ExitCode::from(64);
         }
     };
     init_tracing(cfg.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("manager: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(run(cfg));
+    // A blocking task stuck in a system call must not hold the exit.
+    runtime.shutdown_timeout(RUNTIME_TEARDOWN);
+    code
+}
+
+async fn run(cfg: Config) -> ExitCode {
+    let bound = cfg.shutdown_timeout;
     let app = match Application::build(cfg).await {
         Ok(a) => a,
         Err(e) => {
             eprintln!("manager: {e}");
-            std::process::exit(1);
+            return ExitCode::from(1);
         }
     };
     let stop = CancellationToken::new();
@@ -63,9 +91,31 @@ async fn main() {
             _ = int.recv() => {}
         }
         signal_stop.cancel();
+        start_watchdog(bound + WATCHDOG_SLACK);
     });
-    if let Err(e) = app.run_until_stopped(stop).await {
-        eprintln!("manager: {e}");
-        std::process::exit(1);
+    match app.run_until_stopped(stop).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("manager: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Last resort: every shutdown stage is bounded, but should one still hang
+/// (a worker thread stuck outside the runtime), end the process anyway.
+fn start_watchdog(after: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("shutdown-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(after);
+            eprintln!(
+                "manager: shutdown still running after {} s; exiting",
+                after.as_secs()
+            );
+            std::process::exit(1);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no shutdown watchdog");
     }
 }

@@ -255,6 +255,8 @@ impl Application {
         })
         .disable_signals()
         .workers(2)
+        // Workers close what is still open once the shutdown bound is over.
+        .shutdown_timeout(cfg.shutdown_timeout.as_secs())
         .listen(listener)
         .map_err(|source| StartError::Bind {
             addr: cfg.listen.to_string(),
@@ -279,7 +281,11 @@ impl Application {
         self.core.clone()
     }
 
-    /// Serves until `stop` is cancelled, then drains (bounded by the drain delay).
+    /// Serves until `stop` is cancelled, then shuts down within
+    /// `shutdown_timeout`: open SSE streams and log follows end first (they
+    /// would otherwise hold the graceful HTTP stop), then the HTTP server stops
+    /// gracefully, then the background loops and callback deliveries stop.
+    /// Each stage gets what is left of the bound; tasks keep running.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> std::io::Result<()> {
         let Application {
             core,
@@ -293,27 +299,47 @@ impl Application {
         let events = tokio::spawn(core.clone().run_runtime_events(runtime_events));
         let health = tokio::spawn(core.clone().run_health_checks());
         let mut server = tokio::spawn(server);
-        let result = tokio::select! {
-            r = &mut server => r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        let bound = core.cfg.shutdown_timeout;
+        let bus = core.bus.delivery();
+        let (result, deadline) = tokio::select! {
+            r = &mut server => (
+                r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+                tokio::time::Instant::now() + bound,
+            ),
             _ = stop.cancelled() => {
-                tracing::info!("shutting down");
-                handle.stop(true).await;
-                Ok(())
+                let deadline = tokio::time::Instant::now() + bound;
+                tracing::info!(timeout_secs = bound.as_secs(), "shutting down");
+                core.streams_end.cancel();
+                if let Some(bus) = &bus {
+                    bus.end_streams();
+                }
+                if tokio::time::timeout_at(deadline, handle.stop(true)).await.is_err() {
+                    // The workers close them (their shutdown timeout is the
+                    // same bound); the process does not wait for that.
+                    tracing::warn!("HTTP connections still open at the shutdown bound");
+                }
+                (Ok(()), deadline)
             }
         };
         shutdown.cancel();
-        if let Some(events) = core.bus.delivery() {
-            events.shutdown().await;
+        if let Some(bus) = &bus {
+            bus.shutdown_within(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                .await;
         }
         core.tracker.close();
-        let drain = core.cfg.shutdown_grace;
-        let _ = tokio::time::timeout(drain, async {
+        let drained = tokio::time::timeout_at(deadline, async {
             let _ = reconciler.await;
             let _ = events.await;
             let _ = health.await;
             core.tracker.wait().await;
         })
         .await;
+        if drained.is_err() {
+            tracing::warn!(
+                timeout_secs = bound.as_secs(),
+                "background work still running at the shutdown bound; leaving it"
+            );
+        }
         result
     }
 }

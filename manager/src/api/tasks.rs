@@ -120,13 +120,17 @@ async fn logs(
                 yield Ok::<_, actix_web::Error>(bytes::Bytes::from(bytes));
                 loop {
                     let alive = core.state().tasks.contains_key(&id);
-                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+                        _ = core.streams_end.cancelled() => {}
+                    }
                     let Ok(now) = rt.logs(&id, None).await else { break };
                     if now.len() > seen {
                         yield Ok(bytes::Bytes::copy_from_slice(&now[seen..]));
                     }
                     seen = now.len();
-                    if !alive || core.shutdown.is_cancelled() {
+                    // Shutdown: what was written so far went out; end here.
+                    if !alive || core.streams_end.is_cancelled() || core.shutdown.is_cancelled() {
                         break;
                     }
                 }

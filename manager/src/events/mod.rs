@@ -17,7 +17,9 @@
 //!   full; a dead receiver delays nobody else.
 //!
 //! Wiring: `App::new().app_data(web::Data::new(bus.clone())).configure(EventBus::configure)`;
-//! call [`EventBus::shutdown`] on SIGTERM (open SSE streams end, deliveries stop).
+//! on SIGTERM call [`EventBus::end_streams`] before stopping the HTTP server
+//! (open SSE streams flush what is queued and end, so a graceful stop is not
+//! held by them), then [`EventBus::shutdown`] (deliveries stop).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -164,6 +166,8 @@ struct Inner {
     http: reqwest::Client,
     counters: Counters,
     cancel: CancellationToken,
+    /// Cancelled by [`EventBus::end_streams`]: every open SSE stream ends.
+    streams: CancellationToken,
     tasks: TaskTracker,
 }
 
@@ -181,7 +185,10 @@ struct Hub {
     sse: HashMap<u64, SseClient>,
     callbacks: BTreeMap<String, Arc<CallbackQueue>>,
     published: BTreeMap<String, u64>,
+    /// No more events (shutdown).
     closed: bool,
+    /// No more SSE clients (shutdown started).
+    streams_closed: bool,
 }
 
 struct SseClient {
@@ -215,6 +222,7 @@ impl EventBus {
                 http,
                 counters: Counters::default(),
                 cancel: CancellationToken::new(),
+                streams: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
         };
@@ -314,16 +322,36 @@ impl EventBus {
         queues.iter().map(|q| q.url.clone()).collect()
     }
 
-    /// Ends every SSE stream and stops callback deliveries (graceful shutdown).
-    pub async fn shutdown(&self) {
+    /// Ends every open SSE stream (each writes what is already queued for
+    /// it, then its body ends) and refuses new ones with 503. Callbacks keep
+    /// being delivered. Idempotent.
+    pub fn end_streams(&self) {
         {
             let mut hub = self.inner.hub.lock().expect("event hub lock");
-            hub.closed = true;
+            hub.streams_closed = true;
             hub.sse.clear();
         }
+        self.inner.streams.cancel();
+    }
+
+    /// Ends every SSE stream and stops callback deliveries (graceful
+    /// shutdown), waiting at most 5 s for the delivery tasks.
+    pub async fn shutdown(&self) {
+        self.shutdown_within(Duration::from_secs(5)).await;
+    }
+
+    /// [`EventBus::shutdown`], waiting at most `limit` for the delivery tasks.
+    pub async fn shutdown_within(&self, limit: Duration) {
+        self.end_streams();
+        self.inner.hub.lock().expect("event hub lock").closed = true;
         self.inner.cancel.cancel();
         self.inner.tasks.close();
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.tasks.wait()).await;
+        let _ = tokio::time::timeout(limit, self.inner.tasks.wait()).await;
+    }
+
+    /// Fires when [`EventBus::end_streams`] is called.
+    fn streams_ended(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.inner.streams.clone().cancelled_owned()
     }
 
     /// Registers an SSE client and publishes its `event_stream_attached`
@@ -340,7 +368,7 @@ impl EventBus {
             remote,
         )));
         let mut hub = self.inner.hub.lock().expect("event hub lock");
-        if hub.closed {
+        if hub.closed || hub.streams_closed {
             return None;
         }
         hub.next_client += 1;

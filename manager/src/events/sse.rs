@@ -3,7 +3,8 @@
 //! Response: 200, `text/event-stream;charset=UTF-8`, `Connection: close`, no
 //! chunked encoding (the body ends when the connection does, as with Jetty),
 //! never compressed. Frames are `event: <type>\r\ndata: <json>\r\n\r\n`; a bare
-//! `\r\n` heartbeat goes out every `heartbeat` period.
+//! `\r\n` heartbeat goes out every `heartbeat` period. The body ends on
+//! shutdown ([`EventBus::end_streams`]) after what is already queued.
 
 use std::sync::atomic::Ordering;
 
@@ -54,15 +55,29 @@ pub(super) async fn stream_events(bus: web::Data<EventBus>, req: HttpRequest) ->
     };
     tracing::debug!(%remote, "SSE client attached");
     let heartbeat = bus.inner.config.heartbeat;
+    let ended = bus.streams_ended();
     let attachment = Attachment { bus, id, remote };
     let body = async_stream::stream! {
         let _attachment = attachment;
         let start = tokio::time::Instant::now() + heartbeat;
         let mut beat = tokio::time::interval_at(start, heartbeat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(ended);
         loop {
             tokio::select! {
                 biased;
+                _ = &mut ended => {
+                    // Shutdown: write what is already queued, then end the
+                    // body (the connection closes with it).
+                    let mut buf = BytesMut::new();
+                    while let Ok(more) = rx.try_recv() {
+                        buf.extend_from_slice(more.sse(light));
+                    }
+                    if !buf.is_empty() {
+                        yield Ok::<Bytes, std::convert::Infallible>(buf.freeze());
+                    }
+                    break;
+                }
                 frame = rx.recv() => {
                     let Some(frame) = frame else { break };
                     // Send what is already queued in one write.

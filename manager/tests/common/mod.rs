@@ -304,18 +304,39 @@ impl DockerEnv {
         self.dir.path().join("data")
     }
 
-    /// Starts the manager binary with Docker on (drain delay 0 unless
-    /// `extra` says otherwise) and waits for `/ping`.
+    /// Starts the manager binary with Docker on (see [`BinManager::start`])
+    /// and waits for `/ping`.
     pub async fn start_manager(&self, extra: &[&str]) -> BinManager {
+        let mut args = vec!["--docker", "on"];
+        args.extend_from_slice(extra);
+        BinManager::start(&self.etcd, &self.data_dir(), &args, &[]).await
+    }
+}
+
+/// The manager binary under test (SIGKILLed on drop).
+pub struct BinManager {
+    pub guard: testkit::ChildGuard,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl BinManager {
+    /// Starts the manager binary on a free port (node `node-1`, 8 CPUs,
+    /// 8 GiB, drain delay 0, plus `extra`) with the extra environment `env`,
+    /// and waits for `/ping`.
+    pub async fn start(
+        etcd: &Etcd,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> BinManager {
         let port = testkit::free_port().expect("free port");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_manager"))
             .args([
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--etcd-endpoints",
-                &self.etcd.endpoint(),
-                "--docker",
-                "on",
+                &etcd.endpoint(),
                 "--node-name",
                 "node-1",
                 "--node-cpus",
@@ -327,8 +348,9 @@ impl DockerEnv {
             ])
             .args(extra)
             .arg("--data-dir")
-            .arg(self.data_dir())
+            .arg(data_dir)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("manager binary starts");
@@ -349,16 +371,16 @@ impl DockerEnv {
         .await;
         m
     }
-}
 
-/// The manager binary under test (SIGKILLed on drop).
-pub struct BinManager {
-    pub guard: testkit::ChildGuard,
-    pub base: String,
-    pub http: reqwest::Client,
-}
+    /// The port the manager listens on.
+    pub fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port in base URL")
+    }
 
-impl BinManager {
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
         let (status, value, _) = request(&self.http, &self.base, method, path, body).await;
         (status, value)
