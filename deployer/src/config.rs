@@ -20,13 +20,25 @@ use crate::upstream::MarathonConfig;
     long_about = "Theseus: deploy services from a YAML (or JSON) document through the Marathon API \
 (the built-in manager or a real Marathon).\n\nThe document has `deploy:` (service -> spec) and \
 `remove:` (service -> {labels}). `serve` runs the HTTP API (POST /deploy, GET /services, GET /); \
-apply, render, status and remove talk to the Marathon API directly."
+apply, render, status and remove talk to the Marathon API directly.",
+    after_long_help = spec_fields_help()
 )]
 pub struct Cli {
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The list of a service spec's fields shown by `deployer --help`, taken
+/// from the parser's own list so the two cannot differ.
+fn spec_fields_help() -> String {
+    format!(
+        "Fields of a service spec under `deploy:` (deployer/README.md describes each one; \
+examples/everything.yaml uses them all): {}.\n\n`deployer render FILE` prints the Marathon app \
+JSON a document becomes.",
+        crate::spec::SERVICE_FIELDS.join(", ")
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -68,7 +80,7 @@ pub struct CommonArgs {
     /// networking), put into every app's env as ETCD_ENDPOINTS. [default: --etcd-endpoints]
     #[arg(long, env = "CONTAINER_ETCD_ENDPOINTS", global = true)]
     pub container_etcd_endpoints: Option<String>,
-    /// Log format.
+    /// Log format (filter with RUST_LOG, default info).
     #[arg(long, env = "DEPLOYER_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
@@ -96,7 +108,7 @@ pub enum Command {
     /// Show the services the Marathon API runs, as a table.
     Status {
         /// Print JSON instead of a table.
-        #[arg(long)]
+        #[arg(long, env = "DEPLOYER_STATUS_JSON")]
         json: bool,
     },
     /// Remove one service's labeled group.
@@ -104,7 +116,7 @@ pub enum Command {
         /// The service name.
         service: String,
         /// The group's labels, comma separated (none = the default group).
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long, env = "DEPLOYER_REMOVE_LABELS", value_delimiter = ',')]
         labels: Vec<String>,
     },
 }

@@ -119,7 +119,8 @@ impl RemoveSpec {
 }
 
 const TOP_FIELDS: &[&str] = &["deploy", "remove"];
-const SERVICE_FIELDS: &[&str] = &[
+/// Every field a service spec may have (anything else is refused).
+pub const SERVICE_FIELDS: &[&str] = &[
     "image",
     "cmd",
     "args",

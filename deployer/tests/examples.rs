@@ -24,3 +24,39 @@ fn examples_are_valid() {
     }
     assert!(seen >= 4);
 }
+
+/// deployer/README.md says `examples/everything.yaml` uses every field of a
+/// service spec and its table describes each: both hold for every field the
+/// parser accepts.
+#[test]
+fn everything_yaml_uses_and_readme_describes_every_field() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let body = std::fs::read_to_string(root.join("examples/everything.yaml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&body).unwrap();
+    let used: std::collections::BTreeSet<String> = doc["deploy"]
+        .as_mapping()
+        .expect("everything.yaml has deploy:")
+        .values()
+        .flat_map(|spec| spec.as_mapping().expect("a spec is a mapping").keys())
+        .filter_map(|k| k.as_str().map(str::to_string))
+        .collect();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut problems = Vec::new();
+    for field in deployer::spec::SERVICE_FIELDS {
+        if !used.contains(*field) {
+            problems.push(format!("examples/everything.yaml does not use `{field}`"));
+        }
+        // A row of the field table: `| `field` |` or `| `a`, `field`, ... |`.
+        let described = readme.lines().any(|l| {
+            l.starts_with("| `")
+                && l.split('|').nth(1).is_some_and(|cell| {
+                    cell.split(',')
+                        .any(|name| name.trim().trim_matches('`') == *field)
+                })
+        });
+        if !described {
+            problems.push(format!("deployer/README.md's field table lacks `{field}`"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
