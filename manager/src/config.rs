@@ -38,19 +38,22 @@ pub struct Cli {
     /// Address the Marathon API listens on.
     #[arg(long, env = "MANAGER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// etcd endpoints, comma separated (falls back to ETCD_HOST_ADDRESS[:ETCD_PORT]).
+    /// etcd endpoints, comma separated (falls back to ETCD_HOST_ADDRESS[:ETCD_PORT],
+    /// then http://127.0.0.1:2379).
     #[arg(long, env = "ETCD_ENDPOINTS")]
     pub etcd_endpoints: Option<String>,
-    /// Compatibility: etcd host when ETCD_ENDPOINTS is not set.
-    #[arg(long, env = "ETCD_HOST_ADDRESS", hide = true)]
+    /// Compatibility: etcd host, used when --etcd-endpoints / ETCD_ENDPOINTS is not set.
+    #[arg(long, env = "ETCD_HOST_ADDRESS")]
     pub etcd_host_address: Option<String>,
-    /// Compatibility: etcd port with ETCD_HOST_ADDRESS (default 2379).
-    #[arg(long, env = "ETCD_PORT", hide = true)]
+    /// Compatibility: etcd port used with --etcd-host-address (default 2379).
+    #[arg(long, env = "ETCD_PORT")]
     pub etcd_port: Option<String>,
     /// etcd key prefix of the manager's own state (apps, versions, tasks, deployments).
     #[arg(long, env = "MANAGER_INTERNAL_PREFIX", default_value = "/mdo/manager")]
     pub internal_prefix: String,
-    /// Name of this node (task `host`, `/v2/nodes`); default: the machine's hostname.
+    /// Name of this node: the tasks' `slaveId` (the registry record's `node`), the
+    /// `hostname` constraint attribute, `/v2/nodes` and `/v2/info`; default: the
+    /// machine's hostname. (The tasks' `host` is --advertise-address.)
     #[arg(long, env = "MANAGER_NODE_NAME")]
     pub node_name: Option<String>,
     /// Address other containers use to reach published ports (CONTAINER_HOST_ADDRESS, HOST).

@@ -25,14 +25,59 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::files::{self, ExitRecord, Marker, TaskSpec};
 use super::procfs;
 
+/// The shim's command line: one task directory.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "mdo-task-shim",
+    version,
+    about = "Internal helper of the mdo manager: supervises one command task. Not for direct use.",
+    long_about = "Internal helper of the mdo manager: supervises one command task. Not for direct \
+use: the manager's command runtime starts one mdo-task-shim per command task, and finds it \
+beside the manager binary (install both in the same folder).\n\n\
+The shim leaves the manager's session (so tasks survive a manager restart, even kill -9), runs \
+the program of TASK_DIR/spec.json in its own process group with exactly the environment written \
+there, copies its output to TASK_DIR/output.log (size-capped, rotated to output.log.1), writes \
+TASK_DIR/marker.json and prints `started <pid>` (or `failed <reason>`) on stdout. On SIGTERM it \
+stops the task's process group (SIGTERM, then SIGKILL after the grace period in TASK_DIR/kill); \
+when the task ends it writes TASK_DIR/exit.json and exits.\n\n\
+Environment: the shim reads no variable itself; the task gets only the environment of spec.json.",
+    after_help = "Exit codes: 0 after the task ended (its status is in exit.json), 64 bad \
+arguments, 70 the task could not be supervised."
+)]
+struct ShimCli {
+    /// The task's directory, `<data-dir>/tasks/<task-id>/`, holding spec.json (written by the
+    /// manager before it starts the shim).
+    #[arg(value_name = "TASK_DIR")]
+    task_dir: PathBuf,
+}
+
 /// Entry point of the `mdo-task-shim` binary.
 pub fn main() -> ExitCode {
-    let args: Vec<_> = std::env::args_os().skip(1).collect();
-    let [dir] = args.as_slice() else {
-        eprintln!("usage: mdo-task-shim <task-dir> (started by the mdo manager's command runtime)");
-        return ExitCode::from(64);
+    let cli = match <ShimCli as clap::Parser>::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help / --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let line = match e.kind() {
+                clap::error::ErrorKind::MissingRequiredArgument => "no task directory given",
+                _ => text
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .unwrap_or("bad arguments")
+                    .trim_start_matches("error: "),
+            };
+            eprintln!(
+                "mdo-task-shim: {line}; usage: mdo-task-shim <TASK_DIR> (started by the mdo manager)"
+            );
+            return ExitCode::from(64);
+        }
     };
-    let dir = PathBuf::from(dir);
+    let dir = cli.task_dir;
     // Leave the manager's session and process group: its death or its
     // terminal's signals must not reach the task.
     if let Err(e) = nix::unistd::setsid() {
