@@ -20,8 +20,8 @@ pub enum Command {
     Up(UpArgs),
     /// Show each component's process and health.
     Status(CommonArgs),
-    /// Stop the demo's apps through the manager, then every process `up`
-    /// started (by pid file), and nothing else.
+    /// Remove every app through the manager (not only the demo's), then stop
+    /// every process `up` started (by pid file), and nothing else.
     Down(CommonArgs),
     /// Build the Debian base image (debootstrap minbase + python3, then
     /// `docker import`), tagged for reuse.
@@ -109,7 +109,7 @@ pub struct ImageArgs {
     pub mirror: Option<String>,
 
     /// Rebuild even when the tag already exists.
-    #[arg(long)]
+    #[arg(long, env = "MDO_FORCE_REBUILD")]
     pub force: bool,
 
     /// Folder for build caches (the rootfs tarball, the wheel...).
