@@ -58,7 +58,7 @@ pub struct Cli {
 
     /// Python file defining `service_change(service, delta)` (and optionally
     /// `added`, `removed`, `nodes` parameters or `**kwargs`). Default
-    /// ./watch_methods.py when --exec is not given.
+    /// ./watch_methods.py when neither --exec nor --template is given.
     #[arg(long, env = "WATCH_METHODS", value_name = "PATH")]
     pub methods: Option<PathBuf>,
 
@@ -84,7 +84,7 @@ pub struct Cli {
     /// DEST at start (before the child starts) and after every change of
     /// the watched records; DEST is replaced atomically, and only when its
     /// bytes change, then COMMAND (optional, may contain `:`) runs with
-    /// `sh -c`. Context: `services["ingestor"]` (or `service("ingestor")`),
+    /// `sh -c` and WATCH_TEMPLATE_DEST set. Context: `services["ingestor"]` (or `service("ingestor")`),
     /// the instance records of each WATCHES entry, sorted by container.
     /// WATCH_TEMPLATES: one spec per line. Alone (without --exec/--methods)
     /// no callback runs.

@@ -132,20 +132,21 @@ impl Templates {
         &self.specs
     }
 
-    /// Renders template `index` with `services` (WATCHES entry -> sorted
-    /// instance records). The error is one line with the line number.
-    pub fn render(
-        &self,
-        index: usize,
-        services: &BTreeMap<&str, Vec<&Node>>,
-    ) -> Result<String, String> {
+    /// The context of a pass: `services` (WATCHES entry -> instance
+    /// records sorted by container), converted once for every template.
+    pub fn context(services: &BTreeMap<&str, Vec<&Node>>) -> Value {
+        minijinja::context! { services => Value::from_serialize(services) }
+    }
+
+    /// Renders template `index` with a [`Templates::context`]. The error is
+    /// one line with the line number.
+    pub fn render(&self, index: usize, context: &Value) -> Result<String, String> {
         let spec = &self.specs[index];
         let template = self
             .env
             .get_template(&name_of(spec))
             .map_err(|e| describe(&e))?;
-        let ctx = minijinja::context! { services => Value::from_serialize(services) };
-        template.render(ctx).map_err(|e| describe(&e))
+        template.render(context).map_err(|e| describe(&e))
     }
 }
 
@@ -329,8 +330,9 @@ async fn pass(templates: &Templates, states: &mut [(String, StateRx)], run_comma
         .iter()
         .map(|(name, set)| (name.as_str(), set.values().collect()))
         .collect();
+    let context = Templates::context(&services);
     for (index, spec) in templates.specs().iter().enumerate() {
-        let outcome = match templates.render(index, &services) {
+        let outcome = match templates.render(index, &context) {
             Ok(text) => {
                 let dest = spec.dest.clone();
                 let written =
@@ -449,7 +451,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = node("a", 31001);
         let b = node("b", 31002);
-        let services: BTreeMap<&str, Vec<&Node>> = [("ingestor", vec![&a, &b])].into();
+        let services = Templates::context(&[("ingestor", vec![&a, &b])].into());
         let t = templates(
             dir.path(),
             "{% for r in services.ingestor %}{{ r.container }} {{ r.host }}:{{ r.ports.api.external }}\n{% endfor %}\
@@ -459,6 +461,13 @@ mod tests {
         assert_eq!(
             t.render(0, &services).unwrap(),
             "a 10.0.0.5:31001\nb 10.0.0.5:31002\n2\n"
+        );
+
+        // JSON output for tools that read it; null stays null.
+        let t = templates(dir.path(), "{{ service('ingestor')[0].healthy | tojson }} {{ services.ingestor[1].ports | tojson }}").unwrap();
+        assert_eq!(
+            t.render(0, &services).unwrap(),
+            r#"null {"api":{"exposed":5000,"external":31002,"protocol":"tcp"}}"#
         );
 
         let t = templates(dir.path(), "ok\n{{ service('proxy') }}").unwrap();

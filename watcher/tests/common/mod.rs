@@ -122,6 +122,7 @@ impl Watcher {
             "WATCHES",
             "WATCH_METHODS",
             "WATCH_EXEC",
+            "WATCH_TEMPLATES",
             "WATCH_DEBOUNCE",
             "WATCH_SPLAY",
             "WATCH_PYTHON_SITE",
