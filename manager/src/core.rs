@@ -697,7 +697,7 @@ impl Core {
                     to_kill.push(t.clone());
                 }
                 let t = t.clone();
-                out.push(s.task_json(&t, false));
+                out.push(s.task_json(&t));
             }
         }
         for t in to_kill {

@@ -157,16 +157,16 @@ impl State {
         Some(marathon >= app.health_checks.len())
     }
 
-    /// The Marathon view of a task; `service_ports` only for `/v2/tasks`.
-    pub fn task_json(&self, t: &TaskRecord, with_service_ports: bool) -> Task {
-        let service_ports = if with_service_ports {
-            self.apps
-                .get(&t.app_id)
-                .map(App::service_ports)
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+    /// The Marathon view of a task, with its app's service ports wherever it
+    /// appears (`/v2/tasks`, tasks embedded in `/v2/apps` answers,
+    /// `/v2/apps/{id}/tasks`, kill answers). Issue 12: parity with what marathon-lb and current
+    /// clients expect; Marathon 1.4 filled them in `/v2/tasks` only.
+    pub fn task_json(&self, t: &TaskRecord) -> Task {
+        let service_ports = self
+            .apps
+            .get(&t.app_id)
+            .map(App::service_ports)
+            .unwrap_or_default();
         let ips = if t.ip_addresses.is_empty() {
             vec![t.host.clone()]
         } else {

@@ -119,13 +119,27 @@ async fn launch_scale_kill_restart_delete() {
         assert!(types.contains(&t), "{t} in {types:?}");
     }
 
-    // /v2/tasks fills servicePorts; the app's embedded tasks do not.
+    // Every view of a task carries the app's service ports (issue 12).
     let (_, all) = m.get("/v2/tasks?status=running").await;
     let sp = all["tasks"][0]["servicePorts"][0].as_u64().unwrap();
     assert!((10000..=20000).contains(&sp));
+    let service_ports = json!([sp]);
     let (_, apps) = m.get("/v2/apps?embed=apps.tasks&embed=apps.counts").await;
     assert_eq!(apps["apps"][0]["tasksRunning"], 2);
-    assert_eq!(apps["apps"][0]["tasks"][0]["servicePorts"], json!([]));
+    assert_eq!(apps["apps"][0]["portDefinitions"][0]["port"], sp);
+    let (_, app_tasks) = m.get("/v2/apps/dev/ingestor/tasks").await;
+    let (_, single) = m.get("/v2/apps/dev/ingestor?embed=app.tasks").await;
+    for tasks in [
+        &apps["apps"][0]["tasks"],
+        &app_tasks["tasks"],
+        &single["app"]["tasks"],
+    ] {
+        let tasks = tasks.as_array().expect("tasks");
+        assert_eq!(tasks.len(), 2);
+        for t in tasks {
+            assert_eq!(t["servicePorts"], service_ports, "{t}");
+        }
+    }
 
     // Scale up then down (youngest first).
     let (s, _) = m

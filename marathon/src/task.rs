@@ -34,7 +34,8 @@ pub struct Task {
     /// Host ports, by port index.
     #[serde(default)]
     pub ports: Vec<u32>,
-    /// Filled by `/v2/tasks`, empty elsewhere.
+    /// The app's service ports. Marathon 1.4 fills them in `/v2/tasks` only
+    /// (`[]` elsewhere); the mdo manager fills them wherever a task appears.
     #[serde(default)]
     pub service_ports: Vec<u32>,
     #[serde(default)]

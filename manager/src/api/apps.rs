@@ -86,7 +86,7 @@ pub fn app_info(s: &State, app: &App, embed: Embed) -> AppInfo {
         .map(|id| DeploymentRef { id })
         .collect();
     if embed.tasks {
-        info.tasks = Some(s.tasks_of(&app.id).map(|t| s.task_json(t, false)).collect());
+        info.tasks = Some(s.tasks_of(&app.id).map(|t| s.task_json(t)).collect());
     }
     if embed.last_task_failure {
         info.last_task_failure = s.last_failure.get(&app.id).cloned();
@@ -275,7 +275,7 @@ async fn get_sub(
             if !s.apps.contains_key(&id) {
                 return Err(ApiError::app_not_found(&id));
             }
-            let tasks: Vec<_> = s.tasks_of(&id).map(|t| s.task_json(t, false)).collect();
+            let tasks: Vec<_> = s.tasks_of(&id).map(|t| s.task_json(t)).collect();
             Ok(HttpResponse::Ok().json(super::wrap("tasks", &tasks)))
         }
         Target::Versions(id) => {

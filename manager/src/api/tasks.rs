@@ -37,7 +37,7 @@ async fn list(core: CoreData, req: HttpRequest) -> HttpResponse {
                 || wanted.contains(&t.state)
                 || (wanted.contains(&TaskState::Staging) && t.state == TaskState::Starting)
         })
-        .map(|t| s.task_json(t, true))
+        .map(|t| s.task_json(t))
         .collect();
     HttpResponse::Ok().json(super::wrap("tasks", &tasks))
 }
