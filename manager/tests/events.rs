@@ -1,6 +1,7 @@
 //! The event bus over real HTTP (actix on port 0) and a real etcd: exact SSE
-//! bytes, filters, attach/detach, slow consumers, callbacks (order, retries,
-//! persistence across a new bus).
+//! bytes (chunked, kept alive for HTTP/1.1; close-delimited for HTTP/1.0),
+//! filters, attach/detach, slow consumers, how streams end, callbacks (order,
+//! retries, persistence across a new bus).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -77,16 +78,26 @@ struct Sse {
 
 impl Sse {
     async fn connect(port: u16, query: &str, accept: Option<&str>) -> Sse {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let accept = accept
             .map(|a| format!("Accept: {a}\r\n"))
             .unwrap_or_default();
         let req = format!("GET /v2/events{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n{accept}Cache-Control: no-cache\r\n\r\n");
-        stream.write_all(req.as_bytes()).await.unwrap();
+        Sse::send(port, &req).await
+    }
+
+    /// Opens a connection and sends `request` as is.
+    async fn send(port: u16, request: &str) -> Sse {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
         Sse {
             stream,
             buf: Vec::new(),
         }
+    }
+
+    /// Sends another request on the same connection.
+    async fn write(&mut self, request: &str) {
+        self.stream.write_all(request.as_bytes()).await.unwrap();
     }
 
     /// Reads until `done(self)` holds.
@@ -132,16 +143,50 @@ impl Sse {
         Some(String::from_utf8_lossy(&self.buf[..end + 4]).into_owned())
     }
 
-    fn body(&self) -> &[u8] {
+    /// The body bytes as sent (chunk framing included).
+    fn raw_body(&self) -> &[u8] {
         match find(&self.buf, b"\r\n\r\n") {
             Some(end) => &self.buf[end + 4..],
             None => &[],
         }
     }
 
+    fn chunked(&self) -> bool {
+        self.head().is_some_and(|h| {
+            h.to_ascii_lowercase()
+                .contains("\r\ntransfer-encoding: chunked\r\n")
+        })
+    }
+
+    /// The body: the data of every complete chunk when chunked (panics on bad
+    /// chunk framing), else the bytes as sent.
+    fn body(&self) -> Vec<u8> {
+        if self.chunked() {
+            dechunk(self.raw_body()).0
+        } else {
+            self.raw_body().to_vec()
+        }
+    }
+
+    /// Whether the chunked body ended with its last (empty) chunk.
+    fn complete(&self) -> bool {
+        self.chunked() && dechunk(self.raw_body()).1.is_some()
+    }
+
+    /// What the connection carried after the (complete, chunked) body: the
+    /// answers to requests sent on it afterwards.
+    fn after_body(&self) -> &[u8] {
+        let raw = self.raw_body();
+        match dechunk(raw).1 {
+            Some(end) if self.chunked() => &raw[end..],
+            _ => &[],
+        }
+    }
+
     /// The body split into tokens; panics on any byte outside Marathon's framing.
     fn tokens(&self) -> Vec<Token> {
-        let mut body = self.body();
+        let body = self.body();
+        let mut body = &body[..];
         let mut out = Vec::new();
         while !body.is_empty() {
             if let Some(rest) = body.strip_prefix(b"\r\n") {
@@ -194,6 +239,34 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Decodes a chunked body: the data of its complete chunks, and where the
+/// body ends in `raw` once its last chunk (`0\r\n\r\n`) was seen. A trailing
+/// partial chunk is left out.
+fn dechunk(all: &[u8]) -> (Vec<u8>, Option<usize>) {
+    let mut out = Vec::new();
+    let mut raw = all;
+    while let Some(eol) = find(raw, b"\r\n") {
+        let line = std::str::from_utf8(&raw[..eol]).expect("chunk size line");
+        let size = usize::from_str_radix(line, 16)
+            .unwrap_or_else(|_| panic!("bad chunk size line {line:?}"));
+        let data = &raw[eol + 2..];
+        if size == 0 {
+            if data.len() < 2 {
+                break;
+            }
+            assert_eq!(&data[..2], b"\r\n", "no trailers after the last chunk");
+            return (out, Some(all.len() - data.len() + 2));
+        }
+        if data.len() < size + 2 {
+            break;
+        }
+        assert_eq!(&data[size..size + 2], b"\r\n", "chunk data ends with CRLF");
+        out.extend_from_slice(&data[..size]);
+        raw = &data[size + 2..];
+    }
+    (out, None)
+}
+
 fn event(event_type: &str, extra: Value) -> Value {
     let mut v = json!({"eventType": event_type, "timestamp": "2026-11-22T04:00:00.000Z"});
     v.as_object_mut()
@@ -222,15 +295,32 @@ async fn sse_bytes_are_marathons_framing_with_crlf_and_heartbeats() {
         lower.contains("\r\ncontent-type: text/event-stream;charset=utf-8\r\n"),
         "{head}"
     );
-    assert!(lower.contains("\r\nconnection: close\r\n"), "{head}");
-    assert!(!lower.contains("transfer-encoding"), "no chunking: {head}");
-    assert!(!lower.contains("content-length"), "{head}");
-
-    // The first frame is this client's own attach event.
-    let body = String::from_utf8(sse.body().to_vec()).unwrap();
+    // An ordinary HTTP/1.1 keep-alive streaming response (issue 12).
+    assert!(!lower.contains("\r\nconnection:"), "kept alive: {head}");
     assert!(
-        body.starts_with("event: event_stream_attached\r\ndata: {"),
-        "{body:?}"
+        lower.contains("\r\ntransfer-encoding: chunked\r\n"),
+        "chunked: {head}"
+    );
+    assert!(!lower.contains("content-length"), "{head}");
+    assert!(!lower.contains("content-encoding: gzip"), "{head}");
+
+    // The first frame is this client's own attach event, in a chunk of its
+    // own (hex size line, then the frame).
+    let raw = String::from_utf8(sse.raw_body().to_vec()).unwrap();
+    let (size, rest) = raw.split_once("\r\n").unwrap();
+    assert!(
+        !size.is_empty() && size.chars().all(|c| c.is_ascii_hexdigit()),
+        "{raw:?}"
+    );
+    assert!(
+        rest.starts_with("event: event_stream_attached\r\ndata: {"),
+        "{raw:?}"
+    );
+    let body = String::from_utf8(sse.body()).unwrap();
+    assert_eq!(
+        usize::from_str_radix(size, 16).unwrap(),
+        find(body.as_bytes(), b"\r\n\r\n").unwrap() + 4,
+        "one frame in the first chunk: {body:?}"
     );
     let (_, attached) = &sse.events()[0];
     assert_eq!(attached["remoteAddress"], "127.0.0.1");
@@ -243,11 +333,11 @@ async fn sse_bytes_are_marathons_framing_with_crlf_and_heartbeats() {
     s.bus.publish_value(published.clone());
     let expected = format!("event: status_update_event\r\ndata: {}\r\n\r\n", published);
     sse.read_until("the published frame", |c| {
-        find(c.body(), expected.as_bytes()).is_some()
+        find(&c.body(), expected.as_bytes()).is_some()
     })
     .await;
     // ...followed by heartbeats (bare CRLF) while nothing happens.
-    let after = find(sse.body(), expected.as_bytes()).unwrap() + expected.len();
+    let after = find(&sse.body(), expected.as_bytes()).unwrap() + expected.len();
     sse.read_until("two heartbeats", |c| {
         c.body()[after..].starts_with(b"\r\n\r\n")
     })
@@ -410,12 +500,88 @@ async fn a_slow_consumer_is_disconnected_without_blocking_others() {
     assert_eq!(s.bus.metrics().sse_slow_disconnects, 1);
     assert_eq!(s.bus.metrics().sse_clients, 0);
     slow.read_to_eof().await;
+    // The connection is dropped without the last chunk: the client can tell
+    // a cut (events lost) from a stream that ended.
+    assert!(slow.chunked(), "{:?}", slow.head());
+    assert!(!slow.complete(), "no last chunk after a cut");
     // What it got before the cut is well-framed and in order.
     let events = slow.events();
     assert!(events.len() < 400);
     for (i, (_, v)) in events.iter().skip(1).enumerate() {
         assert_eq!(v["taskId"], format!("t{i}"));
     }
+    s.stop().await;
+}
+
+#[actix_web::test]
+async fn an_ended_stream_keeps_its_connection_alive_until_the_graceful_stop() {
+    let etcd = testkit::Etcd::start().unwrap();
+    let s = Served::start(&etcd, fast_config()).await;
+    let mut sse = Sse::connect(s.port, "", Some("text/event-stream")).await;
+    sse.read_until("attached", |c| !c.events().is_empty()).await;
+    s.bus
+        .publish_value(event("status_update_event", json!({"taskId": "t1"})));
+    // Shutdown starts: what is queued goes out, then the last chunk.
+    s.bus.end_streams();
+    sse.read_until("the last chunk", Sse::complete).await;
+    assert_eq!(
+        sse.types(),
+        vec!["event_stream_attached", "status_update_event"]
+    );
+    assert!(sse.after_body().is_empty(), "nothing after the last chunk");
+
+    // The connection is kept alive: a second request on it is answered.
+    sse.write("GET /v2/eventSubscriptions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await;
+    let want = br#"{"callbackUrls":[]}"#;
+    sse.read_until("the second answer", |c| c.after_body().ends_with(want))
+        .await;
+    let second = String::from_utf8_lossy(sse.after_body()).into_owned();
+    assert!(second.starts_with("HTTP/1.1 200 OK\r\n"), "{second:?}");
+    assert!(
+        !second
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close"),
+        "{second:?}"
+    );
+
+    // A graceful stop of the server closes the idle connection.
+    let stopped = s.handle.stop(true);
+    sse.read_to_eof().await;
+    stopped.await;
+    s.bus.shutdown().await;
+}
+
+#[actix_web::test]
+async fn an_http_1_0_client_gets_the_stream_delimited_by_the_connection() {
+    let etcd = testkit::Etcd::start().unwrap();
+    let s = Served::start(&etcd, fast_config()).await;
+    let mut sse = Sse::send(
+        s.port,
+        "GET /v2/events HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n",
+    )
+    .await;
+    sse.read_until("attached", |c| !c.events().is_empty()).await;
+    let head = sse.head().unwrap();
+    assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(!lower.contains("transfer-encoding"), "no chunks: {head}");
+    assert!(!lower.contains("content-length"), "{head}");
+    assert!(
+        sse.raw_body()
+            .starts_with(b"event: event_stream_attached\r\ndata: {"),
+        "{:?}",
+        String::from_utf8_lossy(sse.raw_body())
+    );
+    s.bus
+        .publish_value(event("status_update_event", json!({"taskId": "t1"})));
+    s.bus.end_streams();
+    // The body ends with the connection.
+    sse.read_to_eof().await;
+    assert_eq!(
+        sse.types(),
+        vec!["event_stream_attached", "status_update_event"]
+    );
     s.stop().await;
 }
 

@@ -5,13 +5,16 @@
 //! - `GET /v2/apps?embed=apps.tasks`: per app `id`, `labels`, `portDefinitions`
 //!   (service ports), `healthChecks`, `tasks`; per task `id`, `host`,
 //!   `state`, `ports` (host ports, one per port definition), `ipAddresses`,
-//!   `healthCheckResults[].alive`. Embedded tasks carry `"servicePorts": []`
-//!   as in Marathon (`EnrichedTask(.., servicePorts = Nil)` in
-//!   `AppInfoBaseData`); marathon-lb takes service ports from the app.
+//!   `healthCheckResults[].alive`. Every task, wherever embedded
+//!   (`/v2/apps`, `/v2/apps/{id}`, `/v2/apps/{group}/*`, `/v2/apps/{id}/tasks`),
+//!   carries `servicePorts` = the app's service ports (issue 12: what
+//!   marathon-lb and current clients expect; Marathon 1.4 sent `[]` there).
 //! - `GET /v2/tasks`: `servicePorts` filled from the app (marathon-python's
 //!   `list_endpoints` zips them with `ports`).
 //! - `GET /v2/events?plan-format=light&event_type=...` with marathon-lb's
-//!   headers: plain (not gzip) SSE, `data: ` lines of one-line JSON.
+//!   headers: plain (not gzip) SSE, `data: ` lines of one-line JSON, as an
+//!   ordinary HTTP/1.1 keep-alive chunked response (issue 12; Marathon 1.4's
+//!   Jetty servlet sent `Connection: close`).
 
 mod common;
 
@@ -50,6 +53,25 @@ async fn lb_get(m: &BinManager, path: &str) -> Value {
         .expect("request");
     assert_eq!(resp.status(), 200, "GET {path}");
     resp.json().await.expect("JSON body")
+}
+
+/// Decodes a chunked body (panics on bad chunk framing); a trailing partial
+/// chunk is left out.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
+        let line = std::str::from_utf8(&raw[..eol]).expect("chunk size line");
+        let size = usize::from_str_radix(line, 16)
+            .unwrap_or_else(|_| panic!("bad chunk size line {line:?}"));
+        let data = &raw[eol + 2..];
+        if size == 0 || data.len() < size + 2 {
+            break;
+        }
+        assert_eq!(&data[size..size + 2], b"\r\n", "chunk data ends with CRLF");
+        out.extend_from_slice(&data[..size]);
+        raw = &data[size + 2..];
+    }
+    out
 }
 
 fn u64s(v: &Value) -> Vec<u64> {
@@ -172,14 +194,36 @@ async fn marathon_lb_reads_apps_tasks_and_events() {
     for task in &embedded {
         assert_lb_task(task, 2);
         assert_eq!(task["appId"], "/lb/web");
-        assert_eq!(task["servicePorts"], json!([]), "as Marathon: {task}");
+        assert_eq!(u64s(&task["servicePorts"]), service_ports, "{task}");
     }
 
-    // The single-app refresh, with Marathon's always-embedded tasks.
+    // The single-app refresh, with Marathon's always-embedded tasks, and the
+    // other places tasks are embedded: each carries the app's service ports.
     let single = lb_get(&m, "/v2/apps/lb/web").await;
     assert_eq!(single["app"]["tasks"].as_array().map(Vec::len), Some(2));
     for task in single["app"]["tasks"].as_array().unwrap() {
         assert_lb_task(task, 2);
+        assert_eq!(u64s(&task["servicePorts"]), service_ports, "{task}");
+    }
+    let group = lb_get(&m, "/v2/apps/lb/*?embed=group.apps.tasks").await;
+    let app_tasks = lb_get(&m, "/v2/apps/lb/web/tasks").await;
+    let with_embed = lb_get(&m, "/v2/apps/lb/web?embed=app.tasks").await;
+    for (path, tasks) in [
+        ("/v2/apps/lb/*", &group["*"][0]["tasks"]),
+        ("/v2/apps/lb/web/tasks", &app_tasks["tasks"]),
+        (
+            "/v2/apps/lb/web?embed=app.tasks",
+            &with_embed["app"]["tasks"],
+        ),
+    ] {
+        let tasks = tasks
+            .as_array()
+            .unwrap_or_else(|| panic!("{path}: tasks expected"));
+        assert_eq!(tasks.len(), 2, "{path}");
+        for task in tasks {
+            assert_lb_task(task, 2);
+            assert_eq!(u64s(&task["servicePorts"]), service_ports, "{path}: {task}");
+        }
     }
 
     // GET /v2/tasks: the same tasks, servicePorts from the app.
@@ -205,20 +249,39 @@ async fn marathon_lb_reads_apps_tasks_and_events() {
     // The stream: plain text/event-stream (no gzip although asked), the
     // filtered events as `data: <one-line JSON>` lines (what marathon-lb
     // keeps), status updates of the launches among them.
-    let text = testkit::eventually_async("status updates on the stream", DEADLINE, || async {
-        let text = String::from_utf8_lossy(&received.lock().unwrap()).into_owned();
-        let ups = text.matches("event: status_update_event\r\n").count();
-        (ups >= 2 * 3 && text.contains("event: api_post_event\r\n")).then_some(text)
-    })
-    .await;
-    let (head, body) = text.split_once("\r\n\r\n").expect("response head");
-    let head = head.to_ascii_lowercase();
+    let (head, body) =
+        testkit::eventually_async("status updates on the stream", DEADLINE, || async {
+            let text = String::from_utf8_lossy(&received.lock().unwrap()).into_owned();
+            let (head, raw_body) = text.split_once("\r\n\r\n")?;
+            let head = format!("{}\r\n", head.to_ascii_lowercase());
+            // Complete chunks only (the framing is asserted below).
+            let body = if head.contains("\r\ntransfer-encoding: chunked\r\n") {
+                String::from_utf8(dechunk(raw_body.as_bytes())).expect("UTF-8 body")
+            } else {
+                raw_body.to_string()
+            };
+            let ups = body.matches("event: status_update_event\r\n").count();
+            (ups >= 2 * 3 && body.contains("event: api_post_event\r\n")).then_some((head, body))
+        })
+        .await;
     assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
     assert!(
-        head.contains("\r\ncontent-type: text/event-stream;charset=utf-8"),
+        head.contains("\r\ncontent-type: text/event-stream;charset=utf-8\r\n"),
         "{head}"
     );
     assert!(!head.contains("gzip"), "{head}");
+    // An ordinary HTTP/1.1 keep-alive streaming response: chunked, and no
+    // `Connection: close`.
+    assert!(!head.contains("\r\nconnection: close"), "{head}");
+    assert!(
+        head.contains("\r\ntransfer-encoding: chunked\r\n"),
+        "{head}"
+    );
+    assert!(!head.contains("\r\ncontent-length:"), "{head}");
+    assert!(
+        body.trim_start_matches("\r\n").starts_with("event: "),
+        "the body is SSE frames (and heartbeats) once dechunked: {body:?}"
+    );
     let data: Vec<Value> = body
         .split("\r\n")
         .filter(|l| l.starts_with("data: "))

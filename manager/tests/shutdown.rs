@@ -154,6 +154,11 @@ async fn sigterm_ends_open_event_streams_exits_zero_and_leaves_tasks_for_adoptio
     })
     .await;
     assert_eq!(end, End::Eof, "the stream ends with the connection");
+    assert!(
+        sse.text().ends_with("\r\n0\r\n\r\n"),
+        "the event stream ends with its last chunk: {:?}",
+        sse.text()
+    );
     let end = testkit::eventually_async("the log follow ends", DEADLINE, || async {
         Some(logs.end()).filter(|e| *e != End::Open)
     })

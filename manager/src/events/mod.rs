@@ -22,7 +22,7 @@
 //! held by them), then [`EventBus::shutdown`] (deliveries stop).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -196,6 +196,18 @@ struct SseClient {
     tx: mpsc::UnboundedSender<Arc<Frame>>,
     /// Events queued for this client and not yet written.
     outstanding: Arc<AtomicUsize>,
+    /// Set when the bus cuts this client for being too slow.
+    cut: Arc<AtomicBool>,
+}
+
+/// What [`EventBus::attach`] hands to the SSE handler.
+struct Attached {
+    id: u64,
+    rx: mpsc::UnboundedReceiver<Arc<Frame>>,
+    outstanding: Arc<AtomicUsize>,
+    /// Set when the bus cut this client for being too slow: its stream
+    /// writes what is queued, then drops the connection.
+    cut: Arc<AtomicBool>,
 }
 
 impl EventBus {
@@ -284,6 +296,7 @@ impl EventBus {
                     .slow_disconnects
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(client = id, max, "SSE client too slow; disconnecting it");
+                client.cut.store(true, Ordering::SeqCst);
                 gone.push(*id);
             } else if client.tx.send(frame.clone()).is_err() {
                 gone.push(*id);
@@ -323,7 +336,8 @@ impl EventBus {
     }
 
     /// Ends every open SSE stream (each writes what is already queued for
-    /// it, then its body ends) and refuses new ones with 503. Callbacks keep
+    /// it, then its body ends with the last chunk; the HTTP server's graceful
+    /// stop then closes the idle connection) and refuses new ones with 503. Callbacks keep
     /// being delivered. Idempotent.
     pub fn end_streams(&self) {
         {
@@ -356,13 +370,10 @@ impl EventBus {
 
     /// Registers an SSE client and publishes its `event_stream_attached`
     /// under the same lock, so that is the first event it receives.
-    fn attach(
-        &self,
-        query: StreamQuery,
-        remote: &str,
-    ) -> Option<(u64, mpsc::UnboundedReceiver<Arc<Frame>>, Arc<AtomicUsize>)> {
+    fn attach(&self, query: StreamQuery, remote: &str) -> Option<Attached> {
         let (tx, rx) = mpsc::unbounded_channel();
         let outstanding = Arc::new(AtomicUsize::new(0));
+        let cut = Arc::new(AtomicBool::new(false));
         let attached = Arc::new(frame::prepare(&stream_change(
             "event_stream_attached",
             remote,
@@ -379,10 +390,16 @@ impl EventBus {
                 query,
                 tx,
                 outstanding: outstanding.clone(),
+                cut: cut.clone(),
             },
         );
         self.fan_out(&mut hub, attached);
-        Some((id, rx, outstanding))
+        Some(Attached {
+            id,
+            rx,
+            outstanding,
+            cut,
+        })
     }
 
     fn detach(&self, id: u64, remote: &str) {
