@@ -8,8 +8,8 @@
 #
 # How: debootstrap builds the root once (cached as the image
 # mdo/fresh-machine:bookworm); a container from it gets a copy of this checkout
-# (tracked and untracked-but-not-ignored files, as a clone would have them,
-# without target/ or .state/), the host's Rust toolchain read-only, the Docker
+# as a fresh clone has it (the committed HEAD: no target/, no .state/, no
+# uncommitted change), the host's Rust toolchain read-only, the Docker
 # socket, the host network and the host's /tmp (so paths the tests bind-mount
 # into containers mean the same on the engine's side). In it, the commands
 # marked `<!-- fresh-machine: NAME -->` in README.md run in order: `up` (with
@@ -98,7 +98,7 @@ work="$(mktemp -d /tmp/mdo-fresh-XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 src="$work/mdo"
 mkdir -p "$src"
-git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -C "$src" -xf -
+git archive --format=tar HEAD | tar -C "$src" -xf -
 
 # The commands, as README.md writes them, each block behind its marker.
 extract() {
@@ -149,7 +149,7 @@ if command -v cargo-nextest >/dev/null; then
   mounts+=(-v "$(command -v cargo-nextest)":/usr/local/bin/cargo-nextest:ro)
 fi
 
-say "running the README's commands in $image (checkout copied to $src)"
+say "running the README's commands in $image ($(git rev-parse --short HEAD) copied to $src)"
 docker run --rm --privileged --network host "${mounts[@]}" \
   -e RUSTUP_HOME=/opt/rustup -e CARGO_HOME=/root/.cargo \
   -e PATH=/root/.cargo/bin:/opt/cargo-bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
