@@ -150,7 +150,8 @@ if command -v cargo-nextest >/dev/null; then
 fi
 
 say "running the README's commands in $image ($(git rev-parse --short HEAD) copied to $src)"
-docker run --rm --privileged --network host "${mounts[@]}" \
+docker run --rm --network host \
+  --cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined "${mounts[@]}" \
   -e RUSTUP_HOME=/opt/rustup -e CARGO_HOME=/root/.cargo \
   -e PATH=/root/.cargo/bin:/opt/cargo-bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   -e SSL_CERT_FILE -e SSL_CERT_DIR -e PIP_CERT -e CURL_CA_BUNDLE -e REQUESTS_CA_BUNDLE \
