@@ -51,23 +51,56 @@ pub struct TaskInfo {
     pub healthy: Option<bool>,
 }
 
-/// Task states after which a task never runs again (plus TASK_KILLING: the
-/// record goes as soon as the kill starts, before the drain delay).
-pub fn is_gone(state: &str) -> bool {
-    matches!(
-        state,
+/// What a task status update means for the task's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusEffect {
+    /// `TASK_RUNNING`: the record is written (when wanted).
+    Running,
+    /// The task never runs again: the record goes and the task id is
+    /// remembered (tombstoned), so neither a late `TASK_RUNNING` nor a stale
+    /// resync brings it back.
+    Final,
+    /// The task is out of reach but may still run and come back (agent
+    /// partition): the record goes, nothing is remembered, and the next
+    /// `TASK_RUNNING` (event or resync) writes it again at once.
+    Away,
+    /// Staging, starting, anything unknown: no change.
+    Ignore,
+}
+
+/// The effect of a task state on its record. Pure; table-tested below.
+///
+/// Final: FINISHED, FAILED, KILLED, ERROR, GONE, GONE_BY_OPERATOR, DROPPED
+/// (terminal in Mesos: the agent and the task are gone for good), and
+/// KILLING (a kill is never undone; the record goes as soon as it starts,
+/// before the drain delay).
+///
+/// Away: UNREACHABLE and UNKNOWN (the task "may or may not still be
+/// running": a healed partition reports it RUNNING again), and LOST. The
+/// reference (marathon-api.md, task `state`) lists the states Marathon 1.4+
+/// derives from an instance's condition, and TASK_LOST is not one of them:
+/// a partitioned task is TASK_UNREACHABLE there. TASK_LOST still arrives
+/// from Marathon <= 1.3 and from versions that report unreachable/unknown
+/// conditions under Mesos's old name, and Mesos itself says TASK_LOST is not
+/// always terminal (the agent of a lost task may re-register, and its task
+/// then reports RUNNING again). So it is treated like UNREACHABLE.
+/// Nothing is lost by not tombstoning it: a resync whose fetch predates the
+/// event is already kept off the task (the writer's `protect`), and a later
+/// resync that lists the task as running sees a task that runs again.
+pub fn status_effect(state: &str) -> StatusEffect {
+    match state {
+        "TASK_RUNNING" => StatusEffect::Running,
         "TASK_KILLING"
-            | "TASK_FINISHED"
-            | "TASK_FAILED"
-            | "TASK_KILLED"
-            | "TASK_ERROR"
-            | "TASK_LOST"
-            | "TASK_GONE"
-            | "TASK_GONE_BY_OPERATOR"
-            | "TASK_DROPPED"
-            | "TASK_UNREACHABLE"
-            | "TASK_UNKNOWN"
-    )
+        | "TASK_FINISHED"
+        | "TASK_FAILED"
+        | "TASK_KILLED"
+        | "TASK_ERROR"
+        | "TASK_GONE"
+        | "TASK_GONE_BY_OPERATOR"
+        | "TASK_DROPPED" => StatusEffect::Final,
+        "TASK_UNREACHABLE" | "TASK_UNKNOWN" | "TASK_LOST" => StatusEffect::Away,
+        _ => StatusEffect::Ignore,
+    }
 }
 
 /// The events the subscriber acts on.
@@ -109,11 +142,28 @@ mod tests {
     }
 
     #[test]
-    fn gone_states() {
-        assert!(is_gone("TASK_KILLING"));
-        assert!(is_gone("TASK_KILLED"));
-        assert!(is_gone("TASK_FAILED"));
-        assert!(!is_gone("TASK_RUNNING"));
-        assert!(!is_gone("TASK_STAGING"));
+    fn status_effects() {
+        use StatusEffect::*;
+        let cases = [
+            ("TASK_RUNNING", Running),
+            ("TASK_KILLING", Final),
+            ("TASK_FINISHED", Final),
+            ("TASK_FAILED", Final),
+            ("TASK_KILLED", Final),
+            ("TASK_ERROR", Final),
+            ("TASK_GONE", Final),
+            ("TASK_GONE_BY_OPERATOR", Final),
+            ("TASK_DROPPED", Final),
+            ("TASK_UNREACHABLE", Away),
+            ("TASK_UNKNOWN", Away),
+            ("TASK_LOST", Away),
+            ("TASK_STAGING", Ignore),
+            ("TASK_STARTING", Ignore),
+            ("TASK_WHATEVER", Ignore),
+            ("", Ignore),
+        ];
+        for (state, want) in cases {
+            assert_eq!(status_effect(state), want, "{state}");
+        }
     }
 }

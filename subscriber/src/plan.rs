@@ -1,5 +1,9 @@
-//! The resync diff: what Marathon says is running (desired) against what the
-//! registry holds (actual). Pure and table-tested; the writer applies it.
+//! The pure decisions of the writer, table-tested; the writer applies them:
+//! - the resync diff: what Marathon says is running (desired) against what
+//!   the registry holds (actual);
+//! - event changes made safe: where a dead task's record may be
+//!   ([`record_keys`]) and which deletes may go ahead, against what the
+//!   registry holds at those keys now ([`event_actions`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -8,6 +12,7 @@ use serde::Serialize;
 use crate::model::{AppSpec, TaskInfo};
 use crate::record::{app_names, record_with_names, wanted, RecordError};
 use crate::store::{Action, Existing, Expect, IdOf, Instance, RecordId};
+use registry::naming::names_from_app;
 
 /// Counts of a resync, as `/cleanup` reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -125,6 +130,97 @@ pub fn resync_plan(
             id: RecordId::of(&a.record),
             expect: Expect::Revision(a.revision),
         });
+    }
+    plan
+}
+
+/// A change asked for by task events, before it is checked against the
+/// registry ([`event_actions`]).
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // built and consumed at once, never stored in bulk
+pub enum Change {
+    /// Write this record (the event writer is the only writer of its
+    /// records: unconditional).
+    Put(Instance),
+    /// Remove the record at this key, if it is one of ours.
+    Delete(RecordId),
+}
+
+impl Change {
+    pub fn id(&self) -> RecordId {
+        match self {
+            Change::Put(r) => RecordId::of(r),
+            Change::Delete(id) => id.clone(),
+        }
+    }
+}
+
+/// Every key under which the record of the task `container` of app
+/// `app_id` may be, in this order, without duplicates:
+/// - `known`: where this process last wrote or read it, if it did;
+/// - where the app definition's names put it (`SERVICE_NAME` /
+///   `SERVICE_GROUP` labels, else the app id), when the definition is known;
+/// - where the app id alone puts it (the app may be deleted already; apps
+///   made by the deployer are named the same either way).
+///
+/// So a record written by an earlier process (or before the first resync)
+/// is found by its key. Names that are not valid give no key.
+pub fn record_keys(
+    container: &str,
+    known: Option<RecordId>,
+    app: Option<&AppSpec>,
+    app_id: &str,
+) -> Vec<RecordId> {
+    let mut out: Vec<RecordId> = known.into_iter().collect();
+    let from_app = app.and_then(|a| app_names(a).ok());
+    let from_id = names_from_app(app_id, &Default::default()).ok();
+    for names in [from_app, from_id].into_iter().flatten() {
+        if let Ok(id) = RecordId::new(names.service, names.group, container) {
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+    }
+    out
+}
+
+/// Event changes as store actions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventPlan {
+    pub actions: Vec<Action>,
+    /// Deletes skipped: the key holds another owner's record.
+    pub foreign: usize,
+    /// Deletes skipped: nothing at the key.
+    pub absent: usize,
+}
+
+/// Turns event changes (one per key: coalesced) into actions. Puts go as
+/// they are. A delete goes only when the key holds a record of `owner`
+/// (`stored`: what the registry holds now at the deleted keys), and only
+/// at that record's mod revision: whatever is written there after the
+/// read (a newer record of a restarted subscriber, another owner's) wins
+/// over the delete, which then fails its compare and changes nothing.
+pub fn event_actions(
+    changes: Vec<Change>,
+    stored: &HashMap<RecordId, Existing>,
+    owner: &str,
+) -> EventPlan {
+    let mut plan = EventPlan::default();
+    for c in changes {
+        match c {
+            Change::Put(record) => plan.actions.push(Action::Put {
+                record,
+                expect: Expect::Any,
+            }),
+            Change::Delete(id) => match stored.get(&id) {
+                None => plan.absent += 1,
+                Some(e) if e.record.owner != owner => plan.foreign += 1,
+                Some(e) => plan.actions.push(Action::Delete {
+                    id,
+                    expect: Expect::Revision(e.revision),
+                }),
+            },
+        }
     }
     plan
 }
@@ -370,5 +466,187 @@ mod tests {
             vec!["t-run"]
         );
         assert_eq!(errs.len(), 1);
+    }
+
+    fn id(service: &str, group: &str, container: &str) -> RecordId {
+        RecordId::new(service, group, container).unwrap()
+    }
+
+    #[test]
+    fn record_keys_table() {
+        let plain = app("/dev/web", NetworkMode::Bridge, &[]);
+        let mut labelled = plain.clone();
+        labelled
+            .labels
+            .insert("SERVICE_NAME".into(), "front".into());
+        labelled
+            .labels
+            .insert("SERVICE_GROUP".into(), "prod.eu".into());
+        let mut bad_labels = plain.clone();
+        bad_labels
+            .labels
+            .insert("SERVICE_NAME".into(), "Bad_Name".into());
+        struct Case {
+            what: &'static str,
+            container: &'static str,
+            known: Option<RecordId>,
+            app: Option<AppSpec>,
+            app_id: &'static str,
+            want: Vec<RecordId>,
+        }
+        let cases = vec![
+            Case {
+                what: "nothing known, app deleted: from the app id",
+                container: "t1",
+                known: None,
+                app: None,
+                app_id: "/dev/web",
+                want: vec![id("web", "dev", "t1")],
+            },
+            Case {
+                what: "app known with the id's names: one key",
+                container: "t1",
+                known: None,
+                app: Some(plain.clone()),
+                app_id: "/dev/web",
+                want: vec![id("web", "dev", "t1")],
+            },
+            Case {
+                what: "labels name it otherwise: labels first, then the id",
+                container: "t1",
+                known: None,
+                app: Some(labelled.clone()),
+                app_id: "/dev/web",
+                want: vec![id("front", "eu.prod", "t1"), id("web", "dev", "t1")],
+            },
+            Case {
+                what: "the key this process knows comes first, not repeated",
+                container: "t1",
+                known: Some(id("web", "dev", "t1")),
+                app: Some(labelled.clone()),
+                app_id: "/dev/web",
+                want: vec![id("web", "dev", "t1"), id("front", "eu.prod", "t1")],
+            },
+            Case {
+                what: "a known key under old names is kept beside the current ones",
+                container: "t1",
+                known: Some(id("old", "default", "t1")),
+                app: None,
+                app_id: "/web",
+                want: vec![id("old", "default", "t1"), id("web", "default", "t1")],
+            },
+            Case {
+                what: "invalid label names give no key; the id still does",
+                container: "t1",
+                known: None,
+                app: Some(bad_labels),
+                app_id: "/dev/web",
+                want: vec![id("web", "dev", "t1")],
+            },
+            Case {
+                what: "an app id with an invalid service gives no key",
+                container: "t1",
+                known: None,
+                app: None,
+                app_id: "/dev/Web_1",
+                want: vec![],
+            },
+            Case {
+                what: "an invalid container gives no key",
+                container: "../x",
+                known: None,
+                app: Some(plain.clone()),
+                app_id: "/dev/web",
+                want: vec![],
+            },
+        ];
+        for c in cases {
+            assert_eq!(
+                record_keys(c.container, c.known, c.app.as_ref(), c.app_id),
+                c.want,
+                "{}",
+                c.what
+            );
+        }
+    }
+
+    #[test]
+    fn event_actions_table() {
+        let mine = rec("t1", "me", 1);
+        let theirs = rec("t2", "other", 1);
+        let put = |r: &Instance| Change::Put(r.clone());
+        let del = |r: &Instance| Change::Delete(RecordId::of(r));
+        struct Case {
+            what: &'static str,
+            changes: Vec<Change>,
+            stored: Vec<Existing>,
+            want: Vec<&'static str>,
+            foreign: usize,
+            absent: usize,
+        }
+        let cases = vec![
+            Case {
+                what: "nothing",
+                changes: vec![],
+                stored: vec![],
+                want: vec![],
+                foreign: 0,
+                absent: 0,
+            },
+            Case {
+                what: "puts are unconditional",
+                changes: vec![put(&mine)],
+                stored: vec![],
+                want: vec!["put t1 Any"],
+                foreign: 0,
+                absent: 0,
+            },
+            Case {
+                what: "our record is deleted at the revision read, never unconditionally",
+                changes: vec![del(&mine)],
+                stored: vec![ex(mine.clone(), 42)],
+                want: vec!["del t1 Revision(42)"],
+                foreign: 0,
+                absent: 0,
+            },
+            Case {
+                what: "another owner's record at the key is left alone",
+                changes: vec![del(&theirs)],
+                stored: vec![ex(theirs.clone(), 7)],
+                want: vec![],
+                foreign: 1,
+                absent: 0,
+            },
+            Case {
+                what: "nothing at the key: no delete",
+                changes: vec![del(&mine)],
+                stored: vec![],
+                want: vec![],
+                foreign: 0,
+                absent: 1,
+            },
+            Case {
+                what: "mixed, in order",
+                changes: vec![put(&rec("t3", "me", 3)), del(&theirs), del(&mine)],
+                stored: vec![ex(theirs.clone(), 7), ex(mine.clone(), 9)],
+                want: vec!["put t3 Any", "del t1 Revision(9)"],
+                foreign: 1,
+                absent: 0,
+            },
+        ];
+        for c in cases {
+            let stored: HashMap<RecordId, Existing> = c
+                .stored
+                .into_iter()
+                .map(|e| (RecordId::of(&e.record), e))
+                .collect();
+            let p = event_actions(c.changes, &stored, "me");
+            let got = kinds(&Plan {
+                actions: p.actions,
+                ..Plan::default()
+            });
+            assert_eq!(got, c.want, "{}", c.what);
+            assert_eq!((p.foreign, p.absent), (c.foreign, c.absent), "{}", c.what);
+        }
     }
 }

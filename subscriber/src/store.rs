@@ -79,6 +79,12 @@ pub enum StoreError {
 pub trait Store: Clone + Send + Sync + 'static {
     /// Every record under the prefix (all owners), with revisions.
     fn snapshot(&self) -> impl Future<Output = Result<Vec<Existing>, StoreError>> + Send;
+    /// The records at these keys (all owners), with revisions; keys with
+    /// nothing valid at them are left out.
+    fn read(
+        &self,
+        ids: &[RecordId],
+    ) -> impl Future<Output = Result<Vec<Existing>, StoreError>> + Send;
     /// Applies actions in order, in transactions of at most 128 operations.
     fn apply(
         &self,
@@ -148,6 +154,17 @@ impl Store for MemStore {
             return Ok(frozen);
         }
         Ok(g.records.values().cloned().collect())
+    }
+
+    async fn read(&self, ids: &[RecordId]) -> Result<Vec<Existing>, StoreError> {
+        let g = self.inner.lock().expect("lock");
+        if g.fail {
+            return Err(StoreError::Unavailable("mem store failing".into()));
+        }
+        Ok(ids
+            .iter()
+            .filter_map(|id| g.records.get(id).cloned())
+            .collect())
     }
 
     async fn apply(&self, actions: Vec<Action>) -> Result<Applied, StoreError> {
@@ -225,6 +242,31 @@ impl Store for EtcdStore {
                 revision: e.mod_revision,
             })
             .collect())
+    }
+
+    async fn read(&self, ids: &[RecordId]) -> Result<Vec<Existing>, StoreError> {
+        use futures::{StreamExt, TryStreamExt};
+        let found: Vec<Option<Existing>> = futures::stream::iter(ids.iter().cloned())
+            .map(|id| async move {
+                match self.registry.get(&id).await {
+                    Ok(e) => Ok(e.map(|e| Existing {
+                        record: e.instance,
+                        revision: e.mod_revision,
+                    })),
+                    // Not a valid record (or name): not ours to delete; a
+                    // resync leaves it alone as well.
+                    Err(registry::Error::InvalidRecord { key, reason }) => {
+                        tracing::warn!(%key, %reason, "registry key holds no valid record; left alone");
+                        Ok(None)
+                    }
+                    Err(registry::Error::InvalidName { .. }) => Ok(None),
+                    Err(e) => Err(unavailable(e)),
+                }
+            })
+            .buffered(32)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
     }
 
     async fn apply(&self, actions: Vec<Action>) -> Result<Applied, StoreError> {

@@ -6,13 +6,23 @@
 //!   the epoch at which its Marathon fetch began, and every task touched by an
 //!   event after that is left exactly as the event made it (`protect`);
 //! - killed task ids are remembered for a while (tombstones) and never
-//!   written again;
+//!   written again (only for final states: a task that is merely out of
+//!   reach, TASK_UNREACHABLE / TASK_UNKNOWN / TASK_LOST, loses its record
+//!   but comes back with its next TASK_RUNNING, see
+//!   [`crate::model::status_effect`]);
 //! - the etcd snapshot is read by the writer, after every event queued
 //!   before the fetch began was applied (the driver queues a
 //!   [`Msg::Prefetch`] once the fetch has begun, so the read overlaps the
 //!   fetch; events applied while it runs are all protected, and for those
 //!   containers the writer keeps its own view, not the snapshot's), and the
 //!   diff is applied with revision compares.
+//!
+//! Why an event's delete never depends on this process having written the
+//! record, and never removes what it should not: the record is looked for
+//! by its key (where this process wrote it, where the app's names put it,
+//! where the app id puts it: [`crate::plan::record_keys`]), read, and
+//! deleted only when it is ours and only at the revision read
+//! ([`crate::plan::event_actions`]).
 //!
 //! etcd unavailable: the batch in hand is retried with backoff while events
 //! wait in the bounded queue; when the queue overflows the newest events are
@@ -28,13 +38,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::metrics::{kind, Metrics};
-use crate::model::{is_gone, task_matches, AppSpec, TaskEvent, TaskInfo};
-use crate::plan::{desired_records, resync_plan, Summary};
+use crate::model::{status_effect, task_matches, AppSpec, StatusEffect, TaskEvent, TaskInfo};
+use crate::plan::{desired_records, event_actions, record_keys, resync_plan, Change, Summary};
 use crate::record::{record_from_task, wanted};
 use crate::source::{AppSource, SourceError};
-use crate::store::{
-    Action, Applied, Existing, Expect, IdOf, Instance, RecordId, Store, StoreError,
-};
+use crate::store::{Action, Applied, Existing, IdOf, Instance, RecordId, Store, StoreError};
 
 /// Events applied in one etcd transaction batch at most.
 const BATCH: usize = 128;
@@ -305,12 +313,12 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                     self.metrics
                         .queue_depth
                         .fetch_sub(batch.len() as u64, Relaxed);
-                    let mut actions = Vec::new();
+                    let mut changes = Vec::new();
                     for ev in batch {
-                        self.on_event(ev, &mut actions).await;
+                        self.on_event(ev, &mut changes).await;
                     }
-                    let actions = self.valid_only(coalesce(actions));
-                    if !actions.is_empty() && !self.apply_retrying(actions, &cancel).await {
+                    let changes = self.valid_only(coalesce(changes), Change::id);
+                    if !changes.is_empty() && !self.apply_retrying(&changes, &cancel).await {
                         return;
                     }
                 }
@@ -372,16 +380,47 @@ impl<S: Store, A: AppSource> Writer<S, A> {
         }
     }
 
-    /// Computes the actions for one event, updating the in-memory view.
-    async fn on_event(&mut self, ev: TaskEvent, actions: &mut Vec<Action>) {
+    /// The app definition of a task that just died, to find its record
+    /// by: the cached one, else (when this process does not know where the
+    /// record is) Marathon's. `None` when the app is gone: the app id
+    /// still names the key of apps made by the deployer.
+    async fn app_of_dead_task(&mut self, task: &TaskInfo) -> Option<Arc<AppSpec>> {
+        if let Some(v) = task.app_version.as_deref() {
+            if let Some(a) = self.apps.get(&(task.app_id.clone(), v.to_string())) {
+                return Some(a.clone());
+            }
+        }
+        if self.written.contains_key(&task.id) {
+            return None;
+        }
+        self.app_for(&task.app_id, task.app_version.as_deref())
+            .await
+    }
+
+    /// Computes the changes for one event, updating the in-memory view.
+    async fn on_event(&mut self, ev: TaskEvent, changes: &mut Vec<Change>) {
         match ev {
             TaskEvent::Status(task) => {
                 self.touch(&task.id);
-                if is_gone(&task.state) {
-                    self.tombstones.insert(&task.id);
-                    self.tasks.remove(&task.id);
-                    self.remove_record(&task.id, actions);
-                } else if task.state == "TASK_RUNNING" {
+                let effect = status_effect(&task.state);
+                if matches!(effect, StatusEffect::Final | StatusEffect::Away) {
+                    let tracked = self.tasks.remove(&task.id);
+                    if effect == StatusEffect::Final {
+                        if self.tombstones.contains(&task.id)
+                            && !self.written.contains_key(&task.id)
+                        {
+                            // TASK_KILLED after TASK_KILLING: the first
+                            // final event already removed the record.
+                            return;
+                        }
+                        self.tombstones.insert(&task.id);
+                    }
+                    let app = match tracked {
+                        Some(t) => Some(t.app),
+                        None => self.app_of_dead_task(&task).await,
+                    };
+                    self.remove_record(&task.id, app.as_deref(), &task.app_id, changes);
+                } else if effect == StatusEffect::Running {
                     if self.tombstones.contains(&task.id) {
                         debug!(task_id = %task.id, "running event for a killed task ignored");
                         return;
@@ -404,7 +443,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                             app,
                         },
                     );
-                    self.refresh(&task.id, actions);
+                    self.refresh(&task.id, changes);
                 }
             }
             TaskEvent::Health { id, healthy, .. } => {
@@ -419,7 +458,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                     if let Some(t) = self.tasks.get_mut(&tid) {
                         t.task.healthy = healthy;
                     }
-                    self.refresh(&tid, actions);
+                    self.refresh(&tid, changes);
                 }
             }
             TaskEvent::Other => {}
@@ -427,12 +466,13 @@ impl<S: Store, A: AppSource> Writer<S, A> {
     }
 
     /// Puts or removes the record of a tracked task according to its state.
-    fn refresh(&mut self, task_id: &str, actions: &mut Vec<Action>) {
+    fn refresh(&mut self, task_id: &str, changes: &mut Vec<Change>) {
         let Some(t) = self.tasks.get(task_id) else {
             return;
         };
         if !wanted(&t.app, &t.task, self.cfg.require_healthy) {
-            self.remove_record(task_id, actions);
+            let (app, app_id) = (t.app.clone(), t.task.app_id.clone());
+            self.remove_record(task_id, Some(&app), &app_id, changes);
             return;
         }
         let node = t.task.node.clone().unwrap_or_else(|| t.task.host.clone());
@@ -445,47 +485,46 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                     }
                     if old.service != new.service || old.group != new.group {
                         // Names changed (labels edited): drop the old key.
-                        actions.push(Action::Delete {
-                            id: old.id(task_id),
-                            expect: Expect::Any,
-                        });
+                        changes.push(Change::Delete(old.id(task_id)));
                     }
                 }
                 self.written.insert(task_id.to_string(), new);
-                actions.push(Action::Put {
-                    record: rec,
-                    expect: Expect::Any,
-                });
+                changes.push(Change::Put(rec));
             }
             Err(e) => {
                 self.metrics.error(kind::INVALID_NAME);
                 warn!(task_id, error = %e, "record not written: invalid name");
                 // A record written under earlier (valid) names goes, as a
                 // resync would remove it.
-                self.remove_record(task_id, actions);
+                let (app, app_id) = (t.app.clone(), t.task.app_id.clone());
+                self.remove_record(task_id, Some(&app), &app_id, changes);
             }
         }
     }
 
-    fn remove_record(&mut self, task_id: &str, actions: &mut Vec<Action>) {
-        if let Some(old) = self.written.remove(task_id) {
-            actions.push(Action::Delete {
-                id: old.id(task_id),
-                expect: Expect::Any,
-            });
+    /// Asks for the task's record to go, wherever it may be (whether or not
+    /// this process wrote it); [`Writer::apply_changes`] deletes only ours.
+    fn remove_record(
+        &mut self,
+        task_id: &str,
+        app: Option<&AppSpec>,
+        app_id: &str,
+        changes: &mut Vec<Change>,
+    ) {
+        let known = self.written.remove(task_id).map(|w| w.id(task_id));
+        for id in record_keys(task_id, known, app, app_id) {
+            changes.push(Change::Delete(id));
         }
     }
 
-    /// Drops (log + metric) every action whose key would be invalid, so one
-    /// bad name can never fail a whole transaction batch: the registry
-    /// validates every name of an apply before sending anything. Records
-    /// are validated when built, so this only ever catches a bug.
-    fn valid_only(&self, mut actions: Vec<Action>) -> Vec<Action> {
-        actions.retain(|a| {
-            let id = match a {
-                Action::Put { record, .. } => RecordId::of(record),
-                Action::Delete { id, .. } => id.clone(),
-            };
+    /// Drops (log + metric) every change or action whose key would be
+    /// invalid, so one bad name can never fail a whole transaction batch:
+    /// the registry validates every name of an apply before sending
+    /// anything. Records are validated when built, so this only ever
+    /// catches a bug.
+    fn valid_only<T>(&self, mut items: Vec<T>, id_of: impl Fn(&T) -> RecordId) -> Vec<T> {
+        items.retain(|a| {
+            let id = id_of(a);
             match id.validate() {
                 Ok(()) => true,
                 Err(e) => {
@@ -495,18 +534,15 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                 }
             }
         });
-        actions
+        items
     }
 
     /// Applies with backoff until etcd takes it; false when cancelled.
-    async fn apply_retrying(&mut self, actions: Vec<Action>, cancel: &CancellationToken) -> bool {
+    async fn apply_retrying(&mut self, changes: &[Change], cancel: &CancellationToken) -> bool {
         let mut backoff = Duration::from_millis(50);
         loop {
-            match self.store.apply(actions.clone()).await {
-                Ok(applied) => {
-                    self.count(applied);
-                    return true;
-                }
+            match self.apply_changes(changes).await {
+                Ok(()) => return true,
                 Err(e) => {
                     self.metrics.error(kind::ETCD);
                     warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "etcd write failed; retrying");
@@ -518,6 +554,42 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                 }
             }
         }
+    }
+
+    /// Reads what the registry holds at the keys to delete, then applies
+    /// the changes that are still right ([`event_actions`]). A retry reads
+    /// again, so a retried delete is checked against the registry as it is
+    /// then.
+    async fn apply_changes(&self, changes: &[Change]) -> Result<(), StoreError> {
+        let deletes: Vec<RecordId> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Delete(id) => Some(id.clone()),
+                Change::Put(_) => None,
+            })
+            .collect();
+        let stored: HashMap<RecordId, Existing> = if deletes.is_empty() {
+            HashMap::new()
+        } else {
+            self.store
+                .read(&deletes)
+                .await?
+                .into_iter()
+                .map(|e| (RecordId::of(&e.record), e))
+                .collect()
+        };
+        let plan = event_actions(changes.to_vec(), &stored, &self.cfg.owner);
+        if plan.foreign > 0 {
+            warn!(
+                count = plan.foreign,
+                "a dead task's key holds another owner's record: left alone"
+            );
+        }
+        if !plan.actions.is_empty() {
+            let applied = self.store.apply(plan.actions).await?;
+            self.count(applied);
+        }
+        Ok(())
     }
 
     fn count(&self, applied: Applied) {
@@ -620,7 +692,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
         }
         let mut plan = resync_plan(&desired, &snapshot, &self.cfg.owner, &protect);
         drop(desired);
-        plan.actions = self.valid_only(std::mem::take(&mut plan.actions));
+        plan.actions = self.valid_only(std::mem::take(&mut plan.actions), Action::id);
         if plan.foreign > 0 {
             warn!(
                 count = plan.foreign,
@@ -732,17 +804,17 @@ impl<S: Store, A: AppSource> Writer<S, A> {
     }
 }
 
-/// Keeps the last action per key, in the order of last occurrence (etcd
+/// Keeps the last change per key, in the order of last occurrence (etcd
 /// rejects a transaction naming one key twice).
-fn coalesce(actions: Vec<Action>) -> Vec<Action> {
-    if actions.len() < 2 {
-        return actions;
+fn coalesce(changes: Vec<Change>) -> Vec<Change> {
+    if changes.len() < 2 {
+        return changes;
     }
     let mut last: HashMap<RecordId, usize> = HashMap::new();
-    for (i, a) in actions.iter().enumerate() {
+    for (i, a) in changes.iter().enumerate() {
         last.insert(a.id(), i);
     }
-    actions
+    changes
         .into_iter()
         .enumerate()
         .filter(|(i, a)| last.get(&a.id()) == Some(i))

@@ -351,19 +351,101 @@ async fn health_events_and_require_healthy() {
     h.stop().await;
 }
 
+/// A task out of reach (agent partition) loses its record but is not
+/// tombstoned: its next TASK_RUNNING writes it again at once, and so does a
+/// resync that lists it running again.
+#[tokio::test]
+async fn unreachable_unknown_lost_are_not_final() {
+    let h = start(false, 1000);
+    for away in ["TASK_UNREACHABLE", "TASK_UNKNOWN", "TASK_LOST"] {
+        h.ch.sink.push(running("t1", "/dev/web", 31001));
+        h.wait_for(&["t1"]).await;
+        h.ch.sink.push(state("t1", "/dev/web", away));
+        h.wait_for(&[]).await;
+        h.ch.sink.push(running("t1", "/dev/web", 31001));
+        h.wait_for(&["t1"]).await;
+        // Away again, and this time the TASK_RUNNING event is missed: the
+        // resync that lists the task running brings the record back.
+        h.ch.sink.push(state("t1", "/dev/web", away));
+        h.wait_for(&[]).await;
+        let epoch = h.ch.clock.begin_fetch();
+        let s = h
+            .resync(
+                vec![(web(), vec![task("t1", "/dev/web", &[31001])])],
+                epoch,
+                false,
+            )
+            .await;
+        assert_eq!(s.added, 1, "{away}: {s:?}");
+        assert_eq!(h.store.containers(), vec!["t1"], "{away}");
+        h.ch.sink.push(state("t1", "/dev/web", away));
+        h.wait_for(&[]).await;
+    }
+    // A final state still is final.
+    h.ch.sink.push(running("t2", "/dev/web", 31002));
+    h.wait_for(&["t2"]).await;
+    h.ch.sink.push(state("t2", "/dev/web", "TASK_GONE"));
+    h.wait_for(&[]).await;
+    h.ch.sink.push(running("t2", "/dev/web", 31002));
+    h.ch.sink.push(running("t3", "/dev/web", 31003));
+    h.wait_for(&["t3"]).await;
+    h.stop().await;
+}
+
+fn stored(container: &str, app: &AppSpec, owner: &str) -> Instance {
+    crate::record::record_from_task(app, &task(container, &app.id, &[7]), owner, "n").unwrap()
+}
+
+/// Records written by an earlier process (this one never wrote nor read
+/// them: no resync yet) go with their task's death, found by their key,
+/// whether the app still exists or not; and even while a resync's fetch
+/// is under way (the resync would leave them alone: protected).
+#[tokio::test]
+async fn death_removes_a_record_this_process_never_wrote() {
+    let h = start(false, 1000);
+    let mut gone_app = web();
+    gone_app.id = "/dev/gone".into();
+    h.store.insert(stored("t1", &web(), "me"));
+    h.store.insert(stored("t2", &gone_app, "me"));
+    h.store.insert(stored("t3", &web(), "me"));
+    h.store.insert(stored("t4", &web(), "me"));
+    let _epoch = h.ch.clock.begin_fetch();
+    h.ch.sink.push(state("t1", "/dev/web", "TASK_KILLED"));
+    h.wait_for(&["t2", "t3", "t4"]).await;
+    h.ch.sink.push(state("t2", "/dev/gone", "TASK_FAILED"));
+    h.wait_for(&["t3", "t4"]).await;
+    h.ch.sink.push(state("t3", "/dev/web", "TASK_UNREACHABLE"));
+    h.wait_for(&["t4"]).await;
+    h.ch.clock.end_fetch();
+    h.stop().await;
+}
+
+/// A dead task's key that holds another owner's record keeps it, even when
+/// this process wrote the key before.
+#[tokio::test]
+async fn death_leaves_another_owners_record() {
+    let h = start(false, 1000);
+    h.ch.sink.push(running("t1", "/dev/web", 31001));
+    h.wait_for(&["t1"]).await;
+    h.store.insert(stored("t1", &web(), "other"));
+    h.store.insert(stored("t5", &web(), "other"));
+    h.ch.sink.push(state("t1", "/dev/web", "TASK_KILLED"));
+    h.ch.sink.push(state("t5", "/dev/web", "TASK_KILLED"));
+    // Events are applied in order: once t2 is there, the kills were handled.
+    h.ch.sink.push(running("t2", "/dev/web", 31002));
+    h.wait_for(&["t1", "t2", "t5"]).await;
+    assert_eq!(h.store.get("t1").unwrap().owner, "other");
+    assert_eq!(h.store.get("t5").unwrap().owner, "other");
+    h.stop().await;
+}
+
 #[test]
 fn coalesce_keeps_last_per_key() {
     let a = web();
     let r1 = crate::record::record_from_task(&a, &task("t1", "/dev/web", &[1]), "me", "n").unwrap();
     let r2 = crate::record::record_from_task(&a, &task("t2", "/dev/web", &[2]), "me", "n").unwrap();
-    let put = |r: &Instance| Action::Put {
-        record: r.clone(),
-        expect: Expect::Any,
-    };
-    let del = |r: &Instance| Action::Delete {
-        id: RecordId::of(r),
-        expect: Expect::Any,
-    };
+    let put = |r: &Instance| Change::Put(r.clone());
+    let del = |r: &Instance| Change::Delete(RecordId::of(r));
     let out = coalesce(vec![put(&r1), put(&r2), del(&r1)]);
     assert_eq!(out, vec![put(&r2), del(&r1)]);
 }
