@@ -48,6 +48,8 @@ pub struct Counters {
     pub http_requests: AtomicU64,
     pub http_errors: AtomicU64,
     pub health_failures: AtomicU64,
+    /// Panics caught in one app's work by a long-lived loop ([`crate::contain`]).
+    pub loop_panics: AtomicU64,
 }
 
 pub struct Core {

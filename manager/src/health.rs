@@ -61,7 +61,7 @@ pub fn evaluate(
                 };
             }
             r.alive = false;
-            r.consecutive_failures += 1;
+            r.consecutive_failures = r.consecutive_failures.saturating_add(1);
             r.last_failure = Some(now);
             r.last_failure_cause = Some(cause);
             let kill = check.max_consecutive_failures > 0
@@ -82,14 +82,18 @@ pub struct Schedule {
 }
 
 impl Core {
-    /// Runs due checks every 200 ms until shutdown.
+    /// Runs due checks every 200 ms until shutdown. A panic in one task's
+    /// scheduling or check is contained ([`crate::contain`]): the loop and
+    /// the other apps' checks go on.
     pub async fn run_health_checks(self: Arc<Self>) {
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
-            self.health_tick();
+            crate::contain::run(&self.counters.loop_panics, "health checks", "", || {
+                self.health_tick()
+            });
         }
     }
 
@@ -108,29 +112,45 @@ impl Core {
                 let Some(app) = s.apps.get(&t.app_id) else {
                     continue;
                 };
-                if Core::config_version(app) != t.config_version && app.version != Some(t.version) {
-                    // Old-version tasks keep the checks of the current definition.
-                }
-                for (i, hc) in app.health_checks.iter().enumerate() {
-                    let entry = sched.entry((t.id.clone(), i)).or_insert((now, false));
-                    if !entry.1 && entry.0 <= now {
-                        entry.1 = true;
-                        entry.0 = now + Duration::from_secs(hc.interval_seconds.max(1));
-                        due.push((t.clone(), i, hc.clone()));
-                    }
-                }
+                // Old-version tasks keep the checks of the current definition.
+                crate::contain::run(
+                    &self.counters.loop_panics,
+                    "health checks",
+                    &t.app_id,
+                    || {
+                        for (i, hc) in app.health_checks.iter().enumerate() {
+                            let entry = sched.entry((t.id.clone(), i)).or_insert((now, false));
+                            if !entry.1 && entry.0 <= now {
+                                entry.1 = true;
+                                entry.0 =
+                                    crate::bounds::later(now, crate::bounds::health_interval(hc));
+                                due.push((t.clone(), i, hc.clone()));
+                            }
+                        }
+                    },
+                );
             }
             due
         };
         for (t, i, hc) in due {
             let core = self.clone();
             self.tracker.spawn(async move {
-                let timeout = Duration::from_secs(hc.timeout_seconds.max(1));
-                let outcome = match tokio::time::timeout(timeout, core.probe(&t, &hc)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(format!("timed out after {}s", timeout.as_secs())),
+                let check = async {
+                    let timeout = crate::bounds::health_timeout(&hc);
+                    let outcome = match tokio::time::timeout(timeout, core.probe(&t, &hc)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(format!("timed out after {}s", timeout.as_secs())),
+                    };
+                    core.record_health(&t, i, &hc, outcome);
                 };
-                core.record_health(&t, i, &hc, outcome);
+                crate::contain::run_async(
+                    &core.counters.loop_panics,
+                    "health check",
+                    &t.app_id,
+                    check,
+                )
+                .await;
+                // Even after a panic: the next interval checks again.
                 if let Some(e) = core
                     .health
                     .next
@@ -163,7 +183,7 @@ impl Core {
                     .find(|r| r.name() == t.runtime)
                     .ok_or("no runtime")?;
                 match rt
-                    .exec_check(&t.id, &cmd, Duration::from_secs(hc.timeout_seconds.max(1)))
+                    .exec_check(&t.id, &cmd, crate::bounds::health_timeout(hc))
                     .await
                 {
                     Ok(true) => Ok(()),
@@ -223,8 +243,11 @@ impl Core {
                 return;
             }
             let started = rec.started_at.unwrap_or(rec.staged_at);
-            let in_grace = Timestamp::now().as_millis() - started.as_millis()
-                < (hc.grace_period_seconds as i64) * 1000;
+            let grace_ms = crate::bounds::health_grace(hc).as_millis() as i64;
+            let in_grace = Timestamp::now()
+                .as_millis()
+                .saturating_sub(started.as_millis())
+                < grace_ms;
             let prev = s.health.get(&t.id).and_then(|m| m.get(&i)).cloned();
             let v = evaluate(
                 hc,

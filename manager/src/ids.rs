@@ -44,6 +44,13 @@ pub fn validate_app_id(raw: &str) -> Result<(), String> {
     if id == "/" {
         return Err("Path must contain at least one path element".into());
     }
+    let max = crate::bounds::MAX_APP_ID_LEN;
+    if id.len() > max {
+        return Err(format!(
+            "must be at most {max} characters long, got {} (task ids are built from it)",
+            id.len()
+        ));
+    }
     let last = id.rsplit('/').next().unwrap_or_default();
     if matches!(last, "restart" | "tasks" | "versions") {
         return Err(format!("must not end with {last}"));
@@ -61,10 +68,19 @@ pub fn app_id_from_safe(safe: &str) -> String {
     format!("/{}", safe.replace('_', "/"))
 }
 
+const INSTANCE_PREFIX: &str = ".instance-";
+const TASK_SUFFIX: &str = "._app.1";
+/// Characters of a hyphenated UUID.
+const UUID_LEN: usize = 36;
+
+/// What [`new_task_id`] adds to the safe id: the length of a task id is
+/// `safe_id(app_id).len() + TASK_ID_EXTRA_LEN`.
+pub const TASK_ID_EXTRA_LEN: usize = INSTANCE_PREFIX.len() + UUID_LEN + TASK_SUFFIX.len();
+
 /// A new task id in the current format.
 pub fn new_task_id(app_id: &str) -> String {
     format!(
-        "{}.instance-{}._app.1",
+        "{}{INSTANCE_PREFIX}{}{TASK_SUFFIX}",
         safe_id(app_id),
         uuid::Uuid::new_v4()
     )
@@ -117,9 +133,29 @@ mod tests {
             ("/x/tasks", false),
             ("/x/restart", false),
         ];
+        let max = crate::bounds::MAX_APP_ID_LEN;
+        let long = |n: usize| format!("/{}", "a".repeat(n - 1));
+        let cases = [
+            (long(max), true),
+            (long(max + 1), false),
+            (long(300), false),
+            (
+                format!("/{}/{}", "a".repeat(70), "b".repeat(max - 72)),
+                true,
+            ),
+            (
+                format!("/{}/{}", "a".repeat(70), "b".repeat(max - 71)),
+                false,
+            ),
+        ]
+        .into_iter()
+        .chain(cases.map(|(id, ok)| (id.to_string(), ok)));
         for (id, ok) in cases {
-            assert_eq!(validate_app_id(id).is_ok(), ok, "{id}");
+            assert_eq!(validate_app_id(&id).is_ok(), ok, "{id}");
         }
+        assert!(validate_app_id(&long(300))
+            .unwrap_err()
+            .starts_with(&format!("must be at most {max} characters long, got 300")));
         assert_eq!(canonical("a/./b/../c"), "/a/c");
         assert_eq!(safe_id("/prod/web"), "prod_web");
         assert_eq!(app_id_from_safe("prod_web"), "/prod/web");

@@ -13,12 +13,16 @@
 //!   [`store`] (state in etcd), [`state`], [`core`] (the write path),
 //!   [`scheduler`] (pure `plan`), [`reconcile`] (applies it: launches,
 //!   kills, exits, deployments, recovery), [`ports`], [`env`],
-//!   [`constraints`], [`health`], [`event_json`], [`bus`].
+//!   [`constraints`], [`health`], [`event_json`], [`bus`]; [`bounds`]
+//!   (the limits of app definitions and the clamps of durations) and
+//!   [`contain`] (a panic in one app's work never stops a loop).
 
 pub mod api;
+pub mod bounds;
 pub mod bus;
 pub mod config;
 pub mod constraints;
+pub mod contain;
 pub mod core;
 pub mod env;
 pub mod error;

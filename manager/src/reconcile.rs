@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use marathon::{App, TaskFailure, TaskState, Timestamp};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use crate::bounds;
+use crate::contain;
 use crate::core::Core;
 use crate::env::{task_env, NodeEnv};
 use crate::event_json;
@@ -80,6 +82,13 @@ pub fn workload(app: &App, alloc: &ports::Allocation) -> Workload {
     }
 }
 
+/// Resources taken by active tasks (and the launches planned so far).
+struct Used {
+    cpus: f64,
+    mem: f64,
+    ports: BTreeSet<u16>,
+}
+
 /// What one reconcile pass decided, applied after the state lock is released.
 #[derive(Default)]
 struct Pass {
@@ -89,10 +98,17 @@ struct Pass {
 }
 
 impl Core {
-    /// Runs until shutdown: reconciles on every wake-up and on a tick.
+    /// Runs until shutdown: reconciles on every wake-up and on a tick. A
+    /// panic in a pass is contained ([`crate::contain`]); the next pass runs.
     pub async fn run_reconciler(self: Arc<Self>) {
         loop {
-            self.reconcile_once().await;
+            contain::run_async(
+                &self.counters.loop_panics,
+                "reconcile",
+                "",
+                self.reconcile_once(),
+            )
+            .await;
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
@@ -101,31 +117,55 @@ impl Core {
         }
     }
 
-    /// Consumes runtime events until the channel closes or shutdown.
+    /// Consumes runtime events until the channel closes or shutdown. A
+    /// panic while handling one event is contained ([`crate::contain`]): the
+    /// next events (other apps' task exits) are still processed.
     pub async fn run_runtime_events(self: Arc<Self>, mut rx: UnboundedReceiver<RuntimeEvent>) {
         loop {
             let ev = tokio::select! {
                 _ = self.shutdown.cancelled() => break,
                 ev = rx.recv() => ev,
             };
-            match ev {
-                Some(RuntimeEvent::Exited { task_id, exit }) => {
-                    self.finish_task(&task_id, exit).await
+            let Some(ev) = ev else { break };
+            let task_id = match &ev {
+                RuntimeEvent::Exited { task_id, .. } | RuntimeEvent::Health { task_id, .. } => {
+                    task_id.clone()
                 }
-                Some(RuntimeEvent::Health { task_id, healthy }) => {
-                    self.runtime_health(&task_id, healthy)
+            };
+            let app_id = self
+                .state()
+                .tasks
+                .get(&task_id)
+                .map(|t| t.app_id.clone())
+                .unwrap_or_default();
+            let handle = async {
+                match ev {
+                    RuntimeEvent::Exited { task_id, exit } => {
+                        self.finish_task(&task_id, exit).await
+                    }
+                    RuntimeEvent::Health { task_id, healthy } => {
+                        self.runtime_health(&task_id, healthy)
+                    }
                 }
-                None => break,
-            }
+            };
+            contain::run_async(&self.counters.loop_panics, "runtime event", &app_id, handle).await;
         }
     }
 
+    /// What the scheduler aims for; definitions loaded from etcd may carry
+    /// values beyond today's bounds, clamped here.
     fn desired(app: &App) -> Desired {
         Desired {
-            instances: app.instances as usize,
+            instances: bounds::instances(app),
             config_version: Core::config_version(app),
-            minimum_health_capacity: app.upgrade_strategy.minimum_health_capacity,
-            maximum_over_capacity: app.upgrade_strategy.maximum_over_capacity,
+            minimum_health_capacity: bounds::capacity(
+                app.upgrade_strategy.minimum_health_capacity,
+                1.0,
+            ),
+            maximum_over_capacity: bounds::capacity(
+                app.upgrade_strategy.maximum_over_capacity,
+                1.0,
+            ),
             kill_selection: app.kill_selection,
         }
     }
@@ -203,174 +243,29 @@ impl Core {
                 .filter(|t| t.is_active())
                 .map(|t| t.app_id.clone()),
         );
-        let mut used_cpus: f64 = s
+        let cpus: f64 = s
             .tasks
             .values()
             .filter(|t| t.is_active())
             .map(|t| t.cpus)
             .sum();
-        let mut used_mem: f64 = s
+        let mem: f64 = s
             .tasks
             .values()
             .filter(|t| t.is_active())
             .map(|t| t.mem)
             .sum();
-        let mut used_ports: BTreeSet<u16> = s
+        let ports: BTreeSet<u16> = s
             .tasks
             .values()
             .filter(|t| t.is_active())
             .flat_map(|t| t.host_ports.iter().copied())
             .collect();
+        let mut used = Used { cpus, mem, ports };
         for app_id in app_ids {
-            let app = s.apps.get(&app_id).cloned();
-            let desired = app.as_ref().map(Self::desired);
-            let actual = Self::actuals(s, &app_id);
-            let actions = scheduler::plan(desired.as_ref(), &actual);
-            let mut waiting: Option<(usize, String)> = None;
-            for action in actions {
-                match action {
-                    Action::Kill(id) => {
-                        if let Some(t) = s.tasks.get_mut(&id) {
-                            t.state = TaskState::Killing;
-                            pass.kills.push(t.clone());
-                        }
-                    }
-                    Action::Launch(n) => {
-                        let Some(app) = app.as_ref() else { continue };
-                        for i in 0..n {
-                            if let Some(b) = s.backoff.get(&app_id) {
-                                if b.next_launch > now {
-                                    waiting = Some((
-                                        n - i,
-                                        format!(
-                                            "backoff: {:.1}s delay after failures",
-                                            b.delay_secs
-                                        ),
-                                    ));
-                                    break;
-                                }
-                            }
-                            if used_cpus + app.cpus > self.node.cpus + 1e-9
-                                || used_mem + app.mem > self.node.mem + 1e-9
-                            {
-                                waiting = Some((
-                                    n - i,
-                                    "insufficient resources on the node (cpus/mem)".into(),
-                                ));
-                                break;
-                            }
-                            let here = s.tasks_of(&app_id).filter(|t| t.is_active()).count();
-                            if !crate::constraints::allows(
-                                &app.constraints,
-                                &self.node.attributes,
-                                here,
-                            ) {
-                                waiting =
-                                    Some((n - i, "constraints not satisfied on this node".into()));
-                                break;
-                            }
-                            let start = self.next_port_start();
-                            let alloc = match ports::allocate(
-                                app,
-                                &used_ports,
-                                self.cfg.port_range,
-                                start,
-                                &ports::host_can_bind,
-                            ) {
-                                Ok(a) => a,
-                                Err(p) => {
-                                    waiting = Some((n - i, p.to_string()));
-                                    break;
-                                }
-                            };
-                            let wl = workload(app, &alloc);
-                            let Some(rt) = self.runtimes.iter().find(|r| r.handles(&wl)) else {
-                                waiting = Some((
-                                    n - i,
-                                    "no runtime can run this app (Docker unavailable?)".into(),
-                                ));
-                                break;
-                            };
-                            let task_id = crate::ids::new_task_id(&app_id);
-                            let env = task_env(
-                                app,
-                                &task_id,
-                                &alloc.ports,
-                                &NodeEnv {
-                                    host: self.node.address.clone(),
-                                    etcd_endpoints: match (&wl, &self.container_net_etcd_endpoints)
-                                    {
-                                        (Workload::Docker(d), Some(e))
-                                            if d.network != DockerNetwork::Host =>
-                                        {
-                                            e.clone()
-                                        }
-                                        _ => self.cfg.container_etcd_endpoints.clone(),
-                                    },
-                                },
-                            );
-                            let kill_grace = app.task_kill_grace_period_seconds.unwrap_or(3);
-                            let version = app.version.unwrap_or_else(Timestamp::now);
-                            let rec = TaskRecord {
-                                id: task_id.clone(),
-                                app_id: app_id.clone(),
-                                state: TaskState::Staging,
-                                host: self.node.address.clone(),
-                                node: self.node.name.clone(),
-                                staged_at: Timestamp::now(),
-                                started_at: None,
-                                version,
-                                config_version: Core::config_version(app),
-                                ports: alloc.ports.clone(),
-                                host_ports: alloc.host_ports.clone(),
-                                cpus: app.cpus,
-                                mem: app.mem,
-                                runtime: rt.name().to_string(),
-                                handle: String::new(),
-                                ip_addresses: Vec::new(),
-                                is_docker: matches!(wl, Workload::Docker(_)),
-                                kill_grace,
-                            };
-                            let spec = LaunchSpec {
-                                task_id: task_id.clone(),
-                                app_id: app_id.clone(),
-                                app_version: version.to_string(),
-                                env,
-                                cpus: app.cpus,
-                                mem_mib: app.mem,
-                                kill_grace: Duration::from_secs(kill_grace),
-                                workload: wl,
-                            };
-                            used_cpus += app.cpus;
-                            used_mem += app.mem;
-                            used_ports.extend(alloc.host_ports.iter().copied());
-                            s.tasks.insert(task_id, rec.clone());
-                            pass.launches.push((rec, spec));
-                        }
-                    }
-                }
-            }
-            match waiting {
-                Some((count, reason)) => {
-                    let since = s
-                        .queue
-                        .get(&app_id)
-                        .map(|w| w.since)
-                        .unwrap_or_else(Timestamp::now);
-                    s.queue.insert(
-                        app_id.clone(),
-                        Waiting {
-                            app_id: app_id.clone(),
-                            count,
-                            reason,
-                            since,
-                        },
-                    );
-                }
-                None => {
-                    s.queue.remove(&app_id);
-                }
-            }
+            contain::run(&self.counters.loop_panics, "reconcile", &app_id, || {
+                self.plan_app(s, &mut pass, &mut used, &app_id, now)
+            });
         }
         // Deployments whose apps all converged are done.
         let done: Vec<String> = s
@@ -392,6 +287,165 @@ impl Core {
             }
         }
         pass
+    }
+
+    /// One app's share of a pass: its launches (within backoff, resources,
+    /// constraints and ports), kills and queue entry.
+    fn plan_app(
+        &self,
+        s: &mut State,
+        pass: &mut Pass,
+        used: &mut Used,
+        app_id: &str,
+        now: Instant,
+    ) {
+        let app = s.apps.get(app_id).cloned();
+        let desired = app.as_ref().map(Self::desired);
+        let actual = Self::actuals(s, app_id);
+        let actions = scheduler::plan(desired.as_ref(), &actual);
+        let mut waiting: Option<(usize, String)> = None;
+        for action in actions {
+            match action {
+                Action::Kill(id) => {
+                    if let Some(t) = s.tasks.get_mut(&id) {
+                        t.state = TaskState::Killing;
+                        pass.kills.push(t.clone());
+                    }
+                }
+                Action::Launch(n) => {
+                    let Some(app) = app.as_ref() else { continue };
+                    for i in 0..n {
+                        if let Some(b) = s.backoff.get(app_id) {
+                            if b.next_launch > now {
+                                waiting = Some((
+                                    n - i,
+                                    format!("backoff: {:.1}s delay after failures", b.delay_secs),
+                                ));
+                                break;
+                            }
+                        }
+                        if used.cpus + app.cpus > self.node.cpus + 1e-9
+                            || used.mem + app.mem > self.node.mem + 1e-9
+                        {
+                            waiting = Some((
+                                n - i,
+                                "insufficient resources on the node (cpus/mem)".into(),
+                            ));
+                            break;
+                        }
+                        let here = s.tasks_of(app_id).filter(|t| t.is_active()).count();
+                        if !crate::constraints::allows(
+                            &app.constraints,
+                            &self.node.attributes,
+                            here,
+                        ) {
+                            waiting =
+                                Some((n - i, "constraints not satisfied on this node".into()));
+                            break;
+                        }
+                        let start = self.next_port_start();
+                        let alloc = match ports::allocate(
+                            app,
+                            &used.ports,
+                            self.cfg.port_range,
+                            start,
+                            &ports::host_can_bind,
+                        ) {
+                            Ok(a) => a,
+                            Err(p) => {
+                                waiting = Some((n - i, p.to_string()));
+                                break;
+                            }
+                        };
+                        let wl = workload(app, &alloc);
+                        let Some(rt) = self.runtimes.iter().find(|r| r.handles(&wl)) else {
+                            waiting = Some((
+                                n - i,
+                                "no runtime can run this app (Docker unavailable?)".into(),
+                            ));
+                            break;
+                        };
+                        let task_id = crate::ids::new_task_id(app_id);
+                        let env = task_env(
+                            app,
+                            &task_id,
+                            &alloc.ports,
+                            &NodeEnv {
+                                host: self.node.address.clone(),
+                                etcd_endpoints: match (&wl, &self.container_net_etcd_endpoints) {
+                                    (Workload::Docker(d), Some(e))
+                                        if d.network != DockerNetwork::Host =>
+                                    {
+                                        e.clone()
+                                    }
+                                    _ => self.cfg.container_etcd_endpoints.clone(),
+                                },
+                            },
+                        );
+                        let kill_grace = bounds::kill_grace_secs(
+                            app.task_kill_grace_period_seconds.unwrap_or(3),
+                        );
+                        let version = app.version.unwrap_or_else(Timestamp::now);
+                        let rec = TaskRecord {
+                            id: task_id.clone(),
+                            app_id: app_id.to_string(),
+                            state: TaskState::Staging,
+                            host: self.node.address.clone(),
+                            node: self.node.name.clone(),
+                            staged_at: Timestamp::now(),
+                            started_at: None,
+                            version,
+                            config_version: Core::config_version(app),
+                            ports: alloc.ports.clone(),
+                            host_ports: alloc.host_ports.clone(),
+                            cpus: app.cpus,
+                            mem: app.mem,
+                            runtime: rt.name().to_string(),
+                            handle: String::new(),
+                            ip_addresses: Vec::new(),
+                            is_docker: matches!(wl, Workload::Docker(_)),
+                            kill_grace,
+                        };
+                        let spec = LaunchSpec {
+                            task_id: task_id.clone(),
+                            app_id: app_id.to_string(),
+                            app_version: version.to_string(),
+                            env,
+                            cpus: app.cpus,
+                            mem_mib: app.mem,
+                            kill_grace: Duration::from_secs(kill_grace),
+                            workload: wl,
+                        };
+                        used.cpus += app.cpus;
+                        used.mem += app.mem;
+                        used.ports.extend(alloc.host_ports.iter().copied());
+                        s.tasks.insert(task_id, rec.clone());
+                        pass.launches.push((rec, spec));
+                    }
+                }
+            }
+        }
+        match waiting {
+            Some((count, reason)) => {
+                let since = s
+                    .queue
+                    .get(app_id)
+                    .map(|w| w.since)
+                    .unwrap_or_else(Timestamp::now);
+                s.queue.insert(
+                    app_id.to_string(),
+                    Waiting {
+                        app_id: app_id.to_string(),
+                        count,
+                        reason,
+                        since,
+                    },
+                );
+            }
+            None => {
+                s.queue.remove(app_id);
+            }
+        }
     }
 
     fn spawn_launch(&self, t: TaskRecord, spec: LaunchSpec) {
@@ -474,7 +528,13 @@ impl Core {
                 }
             }
             if let Some(rt) = rt {
-                if let Err(e) = rt.kill(&t.id, Duration::from_secs(t.kill_grace)).await {
+                // A record from etcd may carry any grace: clamped. Whatever
+                // the runtime does (even a panic), the task ends KILLED.
+                let grace = Duration::from_secs(bounds::kill_grace_secs(t.kill_grace));
+                let kill = rt.kill(&t.id, grace);
+                let outcome =
+                    contain::run_async(&core.counters.loop_panics, "kill", &t.app_id, kill).await;
+                if let Some(Err(e)) = outcome {
                     tracing::warn!(task_id = %t.id, error = %e, "kill reported an error");
                 }
             }
@@ -546,13 +606,20 @@ impl Core {
                     }
                     if let Some(app) = s.apps.get(&t.app_id).cloned() {
                         if Core::config_version(&app) == t.config_version {
-                            let failures = s.backoff.get(&t.app_id).map_or(0, |b| b.failures) + 1;
-                            let delay = backoff_delay(&app, failures);
+                            let failures = s
+                                .backoff
+                                .get(&t.app_id)
+                                .map_or(0, |b| b.failures)
+                                .saturating_add(1);
+                            let delay = bounds::backoff_delay(&app, failures);
                             s.backoff.insert(
                                 t.app_id.clone(),
                                 Backoff {
                                     failures,
-                                    next_launch: Instant::now() + Duration::from_secs_f64(delay),
+                                    next_launch: bounds::later(
+                                        Instant::now(),
+                                        bounds::bounded_secs(delay),
+                                    ),
                                     delay_secs: delay,
                                 },
                             );
@@ -697,27 +764,5 @@ impl Core {
             )
             .await;
         }
-    }
-}
-
-/// `backoffSeconds * backoffFactor^(n-1)`, capped by `maxLaunchDelaySeconds`.
-pub fn backoff_delay(app: &App, failures: u32) -> f64 {
-    let exp = failures.saturating_sub(1).min(1000) as i32;
-    let d = app.backoff_seconds as f64 * app.backoff_factor.powi(exp);
-    d.min(app.max_launch_delay_seconds as f64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        let mut app = App::new("/a");
-        app.backoff_seconds = 2;
-        app.backoff_factor = 2.0;
-        app.max_launch_delay_seconds = 10;
-        let got: Vec<f64> = (1..=5).map(|n| backoff_delay(&app, n)).collect();
-        assert_eq!(got, vec![2.0, 4.0, 8.0, 10.0, 10.0]);
     }
 }

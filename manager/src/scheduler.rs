@@ -60,7 +60,7 @@ pub fn plan(desired: Option<&Desired>, actual: &[Actual]) -> Vec<Action> {
     let min_healthy = (n * d.minimum_health_capacity).ceil() as usize;
     let mut max_capacity = (n * (1.0 + d.maximum_over_capacity)).floor() as usize;
     if min_healthy == max_capacity && max_capacity <= old.len() + new.len() {
-        max_capacity += 1;
+        max_capacity = max_capacity.saturating_add(1);
     }
     let ready_new = new.iter().filter(|a| a.ready).count();
     let keep_old = min_healthy

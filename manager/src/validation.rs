@@ -9,6 +9,7 @@ use marathon::{
 };
 use serde_json::{json, Map, Value};
 
+use crate::bounds::{self, at_most, at_most_bytes, at_most_items};
 use crate::error::{ApiError, Violation};
 use crate::ids;
 
@@ -242,6 +243,7 @@ pub fn validate(app: &App, limits: &Limits) -> Vec<Violation> {
             format!("got {}, expected 1.0 or more", app.backoff_factor),
         ));
     }
+    validate_bounds(app, &mut v);
     for (i, c) in app.constraints.iter().enumerate() {
         if let Err(msg) = crate::constraints::validate(c) {
             v.push(Violation::new(format!("/constraints({i})"), msg));
@@ -274,6 +276,12 @@ pub fn validate(app: &App, limits: &Limits) -> Vec<Violation> {
                 }
             }
             _ => {
+                if let Some(port) = hc.port.filter(|p| *p > 65535) {
+                    v.push(Violation::new(
+                        format!("{path}/port"),
+                        format!("got {port}, expected between 0 and 65535"),
+                    ));
+                }
                 if hc.port.is_none() && hc.port_index.is_none_or(|p| p as usize >= nports) {
                     v.push(Violation::new(
                         path,
@@ -284,6 +292,197 @@ pub fn validate(app: &App, limits: &Limits) -> Vec<Violation> {
         }
     }
     v
+}
+
+/// The bounds of [`crate::bounds`]: every duration, count and length a
+/// definition carries, one violation per value beyond its bound.
+fn validate_bounds(app: &App, v: &mut Vec<Violation>) {
+    let mut check = |path: String, problem: Option<String>| {
+        if let Some(p) = problem {
+            v.push(Violation::new(path, p));
+        }
+    };
+    check(
+        "/instances".into(),
+        at_most(app.instances, bounds::MAX_INSTANCES),
+    );
+    check(
+        "/backoffSeconds".into(),
+        at_most(app.backoff_seconds, bounds::MAX_BACKOFF_SECS),
+    );
+    check(
+        "/backoffFactor".into(),
+        at_most(app.backoff_factor, bounds::MAX_BACKOFF_FACTOR),
+    );
+    check(
+        "/maxLaunchDelaySeconds".into(),
+        at_most(app.max_launch_delay_seconds, bounds::MAX_LAUNCH_DELAY_SECS),
+    );
+    if let Some(grace) = app.task_kill_grace_period_seconds {
+        check(
+            "/taskKillGracePeriodSeconds".into(),
+            at_most(grace, bounds::MAX_KILL_GRACE_SECS),
+        );
+    }
+    check(
+        "/healthChecks".into(),
+        at_most_items(app.health_checks.len(), bounds::MAX_HEALTH_CHECKS),
+    );
+    for (i, hc) in app.health_checks.iter().enumerate() {
+        for (field, value, max) in [
+            (
+                "intervalSeconds",
+                hc.interval_seconds,
+                bounds::MAX_HEALTH_INTERVAL_SECS,
+            ),
+            (
+                "timeoutSeconds",
+                hc.timeout_seconds,
+                bounds::MAX_HEALTH_TIMEOUT_SECS,
+            ),
+            (
+                "gracePeriodSeconds",
+                hc.grace_period_seconds,
+                bounds::MAX_HEALTH_GRACE_SECS,
+            ),
+            (
+                "delaySeconds",
+                hc.delay_seconds,
+                bounds::MAX_HEALTH_DELAY_SECS,
+            ),
+        ] {
+            check(format!("/healthChecks({i})/{field}"), at_most(value, max));
+        }
+        check(
+            format!("/healthChecks({i})/maxConsecutiveFailures"),
+            at_most(
+                hc.max_consecutive_failures,
+                bounds::MAX_CONSECUTIVE_FAILURES,
+            ),
+        );
+    }
+    for (i, rc) in app.readiness_checks.iter().enumerate() {
+        for (field, value) in [
+            ("intervalSeconds", rc.interval_seconds),
+            ("timeoutSeconds", rc.timeout_seconds),
+        ] {
+            check(
+                format!("/readinessChecks({i})/{field}"),
+                at_most(value, bounds::MAX_READINESS_SECS),
+            );
+        }
+    }
+    check(
+        "/constraints".into(),
+        at_most_items(app.constraints.len(), bounds::MAX_CONSTRAINTS),
+    );
+    check(
+        "/portDefinitions".into(),
+        at_most_items(
+            app.port_definitions.as_ref().map_or(0, Vec::len),
+            bounds::MAX_PORTS,
+        ),
+    );
+    check(
+        "/container/portMappings".into(),
+        at_most_items(
+            app.container
+                .as_ref()
+                .and_then(|c| c.port_mappings.as_ref())
+                .map_or(0, Vec::len),
+            bounds::MAX_PORTS,
+        ),
+    );
+    if let Some(cmd) = &app.cmd {
+        check(
+            "/cmd".into(),
+            at_most_bytes(cmd.len(), bounds::MAX_VALUE_LEN),
+        );
+        if cmd.contains('\0') {
+            check("/cmd".into(), Some(NUL_REFUSED.into()));
+        }
+    }
+    check(
+        "/args".into(),
+        at_most_items(app.args.len(), bounds::MAX_ARGS),
+    );
+    for (i, arg) in app.args.iter().enumerate() {
+        check(
+            format!("/args({i})"),
+            at_most_bytes(arg.len(), bounds::MAX_VALUE_LEN),
+        );
+        if arg.contains('\0') {
+            check(format!("/args({i})"), Some(NUL_REFUSED.into()));
+        }
+    }
+    check(
+        "/env".into(),
+        at_most_items(app.env.len(), bounds::MAX_ENV_VARS),
+    );
+    for (name, value) in &app.env {
+        if let Some(problem) = env_name_problem(name) {
+            check("/env".into(), Some(problem));
+            continue;
+        }
+        if let Some(value) = value.as_str() {
+            let path = format!("/env/{name}");
+            check(
+                path.clone(),
+                at_most_bytes(value.len(), bounds::MAX_VALUE_LEN),
+            );
+            if value.contains('\0') {
+                check(path, Some(NUL_REFUSED.into()));
+            }
+        }
+    }
+    check(
+        "/labels".into(),
+        at_most_items(app.labels.len(), bounds::MAX_LABELS),
+    );
+    for (key, value) in &app.labels {
+        if let Some(problem) = at_most_bytes(key.len(), bounds::MAX_NAME_LEN) {
+            check(
+                "/labels".into(),
+                Some(format!("key '{}…': {problem}", preview(key))),
+            );
+            continue;
+        }
+        check(
+            format!("/labels/{key}"),
+            at_most_bytes(value.len(), bounds::MAX_VALUE_LEN),
+        );
+        if key.contains('\0') || value.contains('\0') {
+            check(format!("/labels/{key}"), Some(NUL_REFUSED.into()));
+        }
+    }
+}
+
+const NUL_REFUSED: &str = "must not contain a NUL character";
+
+/// What is wrong with an env variable name, if anything (the message names it).
+fn env_name_problem(name: &str) -> Option<String> {
+    if let Some(problem) = at_most_bytes(name.len(), bounds::MAX_NAME_LEN) {
+        return Some(format!("name '{}…': {problem}", preview(name)));
+    }
+    if name.is_empty() {
+        return Some("a variable name must not be empty".into());
+    }
+    if name.contains(['=', '\0']) {
+        return Some(format!(
+            "name '{}': must not contain '=' or a NUL character",
+            name.escape_debug()
+        ));
+    }
+    None
+}
+
+/// The first characters of a long name, for a message.
+fn preview(s: &str) -> String {
+    s.chars()
+        .take(40)
+        .collect::<String>()
+        .escape_debug()
+        .to_string()
 }
 
 const PRIVILEGED_REFUSED: &str =
@@ -640,12 +839,71 @@ mod tests {
             (json!({"id":"/x","container":{"docker":{"image":"i","parameters":[{"key":"privileged","value":"true"}]}}}),
                 vec!["/container/docker/parameters docker parameter 'privileged': privileged containers are not allowed"]),
             (json!({"id":"/x","container":{"docker":{"image":"i","parameters":[{"key":"privileged","value":"false"},{"key":"add-host","value":"a:1.2.3.4"}]}}}), vec![]),
+            (json!({"id":"/x","cmd":"a","healthChecks":[{"protocol":"TCP","port":70000}]}), vec!["/healthChecks(0)/port got 70000, expected between 0 and 65535"]),
         ];
         for (input, expected) in cases {
             let got = paths(validate(&app(input.clone()), &limits));
             assert_eq!(got.len(), expected.len(), "{input}: {got:?}");
             for (g, e) in got.iter().zip(expected) {
                 assert!(g.starts_with(e), "{input}: {g} vs {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn bounds_of_durations_counts_and_lengths() {
+        let limits = Limits::default();
+        let max = u64::MAX;
+        let hc = |field: &str, value: u64| json!({"id":"/x","cmd":"a","healthChecks":[{"protocol":"COMMAND","command":{"value":"true"}, field: value}]});
+        let many = |n: usize| {
+            (0..n)
+                .map(|i| (format!("K{i}"), json!("v")))
+                .collect::<Map<String, Value>>()
+        };
+        let long = "x".repeat(bounds::MAX_VALUE_LEN + 1);
+        let long_name = "N".repeat(bounds::MAX_NAME_LEN + 1);
+        // (input, expected "path message" prefixes)
+        let cases: Vec<(Value, Vec<String>)> = vec![
+            // At the bounds: accepted.
+            (json!({"id":"/x","cmd":"a","instances":10000,"backoffSeconds":3600,"backoffFactor":100.0,
+                "maxLaunchDelaySeconds":86400,"taskKillGracePeriodSeconds":3600,
+                "healthChecks":[{"protocol":"COMMAND","command":{"value":"true"},"intervalSeconds":86400,
+                    "timeoutSeconds":86400,"gracePeriodSeconds":86400,"delaySeconds":86400,"maxConsecutiveFailures":1000000}]}), vec![]),
+            (json!({"id":"/x","cmd":"a","instances":10001}), vec!["/instances got 10001, expected 10000 or less".into()]),
+            (json!({"id":"/x","cmd":"a","backoffSeconds":max}), vec![format!("/backoffSeconds got {max}, expected 3600 or less")]),
+            (json!({"id":"/x","cmd":"a","backoffFactor":1e300}), vec!["/backoffFactor got 1000000".into()]),
+            (json!({"id":"/x","cmd":"a","backoffFactor":0.5}), vec!["/backoffFactor got 0.5, expected 1.0 or more".into()]),
+            (json!({"id":"/x","cmd":"a","maxLaunchDelaySeconds":1e19 as u64}), vec!["/maxLaunchDelaySeconds got 10000000000000000000, expected 86400 or less".into()]),
+            (json!({"id":"/x","cmd":"a","taskKillGracePeriodSeconds":max}), vec!["/taskKillGracePeriodSeconds got".into()]),
+            (hc("intervalSeconds", max), vec!["/healthChecks(0)/intervalSeconds got 18446744073709551615, expected 86400 or less".into()]),
+            (hc("timeoutSeconds", 86401), vec!["/healthChecks(0)/timeoutSeconds got 86401".into()]),
+            (hc("gracePeriodSeconds", max), vec!["/healthChecks(0)/gracePeriodSeconds".into()]),
+            (hc("delaySeconds", max), vec!["/healthChecks(0)/delaySeconds".into()]),
+            (hc("maxConsecutiveFailures", u32::MAX as u64), vec!["/healthChecks(0)/maxConsecutiveFailures".into()]),
+            (json!({"id":"/x","cmd":"a","readinessChecks":[{"intervalSeconds":max,"timeoutSeconds":1}]}), vec!["/readinessChecks(0)/intervalSeconds".into()]),
+            (json!({"id":"/x","cmd":"a","constraints":vec![json!(["hostname","CLUSTER","a"]); 101]}), vec!["/constraints must have at most 100 elements, got 101".into()]),
+            (json!({"id":"/x","cmd":"a","portDefinitions":vec![json!({"port":0}); 1001]}), vec!["/portDefinitions must have at most 1000 elements".into()]),
+            (json!({"id":"/x","cmd":long}), vec![format!("/cmd must be at most {} bytes long", bounds::MAX_VALUE_LEN)]),
+            (json!({"id":"/x","cmd":"a\u{0}b"}), vec!["/cmd must not contain a NUL".into()]),
+            (json!({"id":"/x","args":["a", long]}), vec!["/args(1) must be at most".into()]),
+            (json!({"id":"/x","args":vec!["a"; 1001]}), vec!["/args must have at most 1000 elements".into()]),
+            (json!({"id":"/x","cmd":"a","env":many(1001)}), vec!["/env must have at most 1000 elements".into()]),
+            (json!({"id":"/x","cmd":"a","env":{"A": long}}), vec!["/env/A must be at most".into()]),
+            (json!({"id":"/x","cmd":"a","env":{long_name.clone(): "v"}}), vec!["/env name 'NNNN".into()]),
+            (json!({"id":"/x","cmd":"a","env":{"A=B": "v"}}), vec!["/env name 'A=B': must not contain '='".into()]),
+            (json!({"id":"/x","cmd":"a","env":{"": "v"}}), vec!["/env a variable name must not be empty".into()]),
+            (json!({"id":"/x","cmd":"a","env":{"S": {"secret": "s"}}}), vec![]),
+            (json!({"id":"/x","cmd":"a","labels":many(1001)}), vec!["/labels must have at most 1000 elements".into()]),
+            (json!({"id":"/x","cmd":"a","labels":{"k": long}}), vec!["/labels/k must be at most".into()]),
+            (json!({"id":"/x","cmd":"a","labels":{long_name: "v"}}), vec!["/labels key 'NNNN".into()]),
+            (json!({"id": format!("/{}", "a".repeat(299)),"cmd":"a"}), vec![format!("/id must be at most {} characters long, got 300", bounds::MAX_APP_ID_LEN)]),
+        ];
+        for (input, expected) in cases {
+            let shown: String = input.to_string().chars().take(200).collect();
+            let got = paths(validate(&app(input), &limits));
+            assert_eq!(got.len(), expected.len(), "{shown}: {got:?}");
+            for (g, e) in got.iter().zip(expected) {
+                assert!(g.starts_with(&e), "{shown}: {g} vs {e}");
             }
         }
     }

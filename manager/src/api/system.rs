@@ -202,6 +202,7 @@ fn samples(core: &Core) -> Vec<(&'static str, &'static str, f64)> {
         ),
         ("http_requests_total", "counter", load(&c.http_requests)),
         ("http_errors_total", "counter", load(&c.http_errors)),
+        ("loop_panics_total", "counter", load(&c.loop_panics)),
     ];
     out.into_iter().map(|(n, k, v)| (n, k, v + 0.0)).collect()
 }

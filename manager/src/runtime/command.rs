@@ -44,6 +44,9 @@ mod procfs;
 mod recovery;
 pub mod shim;
 
+/// Whether a task id can name a task here (its directory name).
+pub use files::valid_task_id;
+
 use files::{ExitRecord, Marker, TaskSpec};
 
 /// File name of the supervisor binary.
@@ -343,7 +346,10 @@ impl Inner {
         if procfs::same_process_alive(marker.shim_pid, marker.shim_start) {
             let _ = kill(Pid::from_raw(marker.shim_pid), Signal::SIGTERM);
         }
-        let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(5);
+        let deadline = tokio::time::Instant::from_std(crate::bounds::later(
+            std::time::Instant::now(),
+            grace.saturating_add(Duration::from_secs(5)),
+        ));
         while procfs::same_process_alive(marker.shim_pid, marker.shim_start)
             && tokio::time::Instant::now() < deadline
         {
@@ -445,7 +451,11 @@ impl Runtime for CommandRuntime {
         if procfs::same_process_alive(m.shim_pid, m.shim_start) {
             let _ = kill(Pid::from_raw(m.shim_pid), Signal::SIGTERM);
         }
-        let wait = tokio::time::timeout(grace + Duration::from_secs(5), wait_done(&mut done)).await;
+        let wait = tokio::time::timeout(
+            grace.saturating_add(Duration::from_secs(5)),
+            wait_done(&mut done),
+        )
+        .await;
         if wait.is_ok() {
             return Ok(());
         }

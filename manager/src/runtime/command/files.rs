@@ -106,7 +106,7 @@ pub fn valid_task_id(id: &str) -> bool {
     !id.is_empty()
         && id != "."
         && id != ".."
-        && id.len() <= 200
+        && id.len() <= crate::bounds::MAX_TASK_ID_LEN
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))

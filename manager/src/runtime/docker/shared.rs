@@ -197,7 +197,7 @@ impl Shared {
         let client = self
             .docker
             .clone()
-            .with_timeout(grace + Duration::from_secs(120));
+            .with_timeout(grace.saturating_add(Duration::from_secs(120)));
         if let Err(e) = client
             .stop_container(container_id, Some(StopContainerOptions { t }))
             .await

@@ -81,7 +81,7 @@ pub(crate) fn container_plan(
             host.nano_cpus = Some((spec.cpus * 1e9).round() as i64);
         }
     }
-    config.stop_timeout = Some(spec.kill_grace.as_secs().max(1) as i64);
+    config.stop_timeout = Some(i64::try_from(spec.kill_grace.as_secs().max(1)).unwrap_or(i64::MAX));
 
     host.privileged = Some(docker.privileged);
     host.binds = Some(
