@@ -189,7 +189,8 @@ pub async fn wait(
         .iter()
         .filter_map(|r| r.deployment_id.clone())
         .collect();
-    let deadline = Instant::now() + timeout;
+    // A timeout too large for the clock waits forever rather than panicking.
+    let deadline = Instant::now().checked_add(timeout);
     let mut running: Vec<String>;
     loop {
         let current = marathon.deployment_ids().await?;
@@ -199,7 +200,7 @@ pub async fn wait(
             .cloned()
             .collect();
         progress(wanted.len() - running.len(), wanted.len());
-        if running.is_empty() || Instant::now() >= deadline {
+        if running.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -141,3 +141,46 @@ async fn auth_token_guards_everything_but_health_and_ping() {
     // authorised: reaches the (absent) manager
     assert_eq!(resp.status().as_u16(), 502);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_query_values_are_bounded_and_never_crash_the_handler() {
+    let manager = Manager::start();
+    let deployer = Deployer::start(&manager.url);
+    let doc = "deploy: {web: {cmd: sleep 100, cpus: 0.01, mem: 8}}";
+    for timeout in [
+        "1e300", "1e19", "-1", "0", "nan", "NaN", "inf", "-inf", "3601", "soon", "",
+    ] {
+        let (status, body) = deployer
+            .post(
+                &format!("/deploy?wait=true&timeout={timeout}"),
+                Some("application/yaml"),
+                doc,
+            )
+            .await;
+        assert_eq!(status, 400, "timeout={timeout}: {body}");
+        let msg = body["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("expected seconds, more than 0 and at most 3600"),
+            "timeout={timeout}: {body}"
+        );
+        // still serving
+        let (status, _) = deployer.get("/metrics").await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        app_ids(&manager.url).await,
+        Vec::<String>::new(),
+        "nothing may be applied"
+    );
+    // A bounded timeout works.
+    let (status, body) = deployer
+        .post(
+            "/deploy?wait=true&timeout=60",
+            Some("application/yaml"),
+            doc,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["complete"], true, "{body}");
+    assert_eq!(app_ids(&manager.url).await, vec!["/web".to_string()]);
+}

@@ -11,6 +11,10 @@ use super::State;
 use crate::apply::{self, DeployReport};
 use crate::parse::Format;
 
+/// Longest `timeout` a request may ask for, in seconds (one hour; the
+/// server's `--wait-timeout` may cap it lower).
+const MAX_TIMEOUT_SECS: f64 = 3600.0;
+
 #[derive(Debug, Default, PartialEq)]
 struct DeployQuery {
     wait: bool,
@@ -34,9 +38,12 @@ fn query(q: &str) -> Result<DeployQuery, ApiError> {
                 }
             }
             "timeout" => {
-                let secs: f64 = v.parse().map_err(|_| bad("expected seconds"))?;
-                if !(secs.is_finite() && secs >= 0.0) {
-                    return Err(bad("expected seconds"));
+                let expected =
+                    format!("expected seconds, more than 0 and at most {MAX_TIMEOUT_SECS}");
+                let secs: f64 = v.parse().map_err(|_| bad(&expected))?;
+                // NaN fails both comparisons.
+                if !(secs > 0.0 && secs <= MAX_TIMEOUT_SECS) {
+                    return Err(bad(&expected));
                 }
                 out.timeout = Some(Duration::from_secs_f64(secs));
             }
@@ -159,6 +166,19 @@ mod tests {
         );
         assert!(query("wait").unwrap().wait);
         assert!(query("wait=maybe").is_err());
-        assert!(query("timeout=-1").is_err());
+        let secs = |t: &str| query(&format!("timeout={t}")).map(|q| q.timeout);
+        for ok in ["0.001", "1", "2.5", "3600"] {
+            assert!(secs(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(secs("3600").unwrap(), Some(Duration::from_secs(3600)));
+        for bad in [
+            "-1", "0", "-0", "3600.5", "1e300", "1e19", "nan", "NaN", "inf", "-inf", "", "soon",
+        ] {
+            let e = secs(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("expected seconds, more than 0 and at most 3600"),
+                "{bad}: {e}"
+            );
+        }
     }
 }
