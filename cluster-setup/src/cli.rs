@@ -23,8 +23,8 @@ pub enum Command {
     /// Remove every app through the manager (not only the demo's), then stop
     /// every process `up` started (by pid file), and nothing else.
     Down(CommonArgs),
-    /// Build the Debian base image (debootstrap minbase + python3, then
-    /// `docker import`), tagged for reuse.
+    /// Build the Debian base image (debootstrap minbase + python3, the
+    /// watcher's libpython and haproxy, then `docker import`), tagged for reuse.
     BaseImage(ImageArgs),
     /// Build the example image on the base image, with the guestutils wheel
     /// and the watcher binary.
