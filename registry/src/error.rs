@@ -6,6 +6,14 @@ pub enum NameKind {
     Service,
     Group,
     Container,
+    /// A Marathon app id (the manager's state keys).
+    AppId,
+    /// A task id (the manager's state keys).
+    TaskId,
+    /// A deployment id (the manager's state keys).
+    Deployment,
+    /// An app version (the manager's state keys).
+    Version,
 }
 
 impl fmt::Display for NameKind {
@@ -14,6 +22,10 @@ impl fmt::Display for NameKind {
             NameKind::Service => "service",
             NameKind::Group => "group",
             NameKind::Container => "container",
+            NameKind::AppId => "app id",
+            NameKind::TaskId => "task id",
+            NameKind::Deployment => "deployment id",
+            NameKind::Version => "app version",
         })
     }
 }
@@ -64,6 +76,21 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A transaction with more operations than etcd accepts in one
+    /// (`--max-txn-ops`): refused before anything was sent.
+    #[error(
+        "this change needs {ops} etcd operations in one transaction, more than the limit of {max} (etcd --max-txn-ops)"
+    )]
+    TooManyOps { ops: usize, max: usize },
+    /// A transaction etcd refused for its size (`--max-request-bytes`,
+    /// 1.5 MiB by default): nothing of it was written.
+    #[error(
+        "this change is about {bytes} bytes, more than etcd accepts in one request (--max-request-bytes, 1.5 MiB by default)"
+    )]
+    RequestTooLarge { bytes: usize },
+    /// A raw key outside the prefix this connection was made for.
+    #[error("key {key:?} is outside the prefix {prefix:?}")]
+    OutsidePrefix { key: String, prefix: String },
     /// The watch was cancelled by the server for a reason other than compaction.
     #[error("watch cancelled by etcd: {0}")]
     WatchCancelled(String),

@@ -1,7 +1,10 @@
 //! Key builders and parser: the only place key strings are made.
 //!
 //! `<prefix>/<service>/<group>/containers/<container>`. Every name is
-//! validated first; a bad name is an error, never a key.
+//! validated first; a bad name is an error, never a key. The manager's own
+//! state keys are built by [`manager`].
+
+pub mod manager;
 
 use std::fmt;
 

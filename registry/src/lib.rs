@@ -12,11 +12,17 @@
 //! 128 operations ([`Registry::apply`]), and watches that resume from a
 //! revision and re-list after compaction ([`Registry::watch`]).
 //!
+//! The manager's own state (not instance records) uses the same connection
+//! with raw values: keys from [`keys::manager`], paged prefix reads
+//! ([`Registry::range_prefix`]) and one-transaction writes bounded by
+//! etcd's `--max-txn-ops` ([`Registry::txn`]).
+//!
 //! What it does not do: read the process environment (callers do, except
 //! guestutils), decide what to write (the subscriber does), or log secrets.
 
 mod error;
 pub mod keys;
+mod kv;
 pub mod naming;
 mod record;
 mod settings;
@@ -24,7 +30,9 @@ mod store;
 mod watch;
 
 pub use error::{Error, NameKind, Result};
+pub use keys::manager::ManagerKeys;
 pub use keys::{InstanceName, Scope};
+pub use kv::{prefix_range_end, KeyValue, KvOp, CHUNK_BYTES, DEFAULT_PAGE};
 pub use naming::Names;
 pub use record::{Instance, Port, SCHEMA};
 pub use settings::{

@@ -246,9 +246,14 @@ impl Registry {
         self.watch.clone()
     }
 
+    /// Operations per transaction (clamped settings value).
+    pub(crate) fn max_txn_ops_limit(&self) -> usize {
+        self.max_txn_ops
+    }
+
     /// Runs one unary request with the request timeout, re-authenticating
     /// once when the auth token expired.
-    async fn call<T, F, Fut>(&self, f: F) -> Result<T>
+    pub(crate) async fn call<T, F, Fut>(&self, f: F) -> Result<T>
     where
         F: Fn(KvClient) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
