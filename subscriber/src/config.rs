@@ -3,17 +3,15 @@
 //! original deployments (`MARATHON_HOST`/`MARATHON_PORT`,
 //! `ETCD_HOST_ADDRESS`/`ETCD_PORT`) are plain flags with their own env
 //! variables, resolved by pure functions so tests never touch the process env.
+//! The etcd flags are [`daemon::EtcdArgs`], the same in every binary.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
 /// Default Marathon API URL (DESIGN.md).
 pub const DEFAULT_MARATHON_URL: &str = "http://127.0.0.1:8080";
-/// Default etcd endpoint (DESIGN.md).
-pub const DEFAULT_ETCD_ENDPOINT: &str = "http://127.0.0.1:2379";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -77,37 +75,9 @@ pub struct Cli {
     #[arg(long, env = "MARATHON_TOKEN", hide_env_values = true)]
     pub marathon_token: Option<String>,
 
-    /// etcd endpoints, comma separated. Default http://127.0.0.1:2379.
-    #[arg(long, env = "ETCD_ENDPOINTS")]
-    pub etcd_endpoints: Option<String>,
-
-    /// Legacy: etcd host address, used only when --etcd-endpoints / ETCD_ENDPOINTS is absent.
-    #[arg(long, env = "ETCD_HOST_ADDRESS")]
-    pub etcd_host_address: Option<String>,
-
-    /// Legacy: etcd port used with --etcd-host-address (default 2379).
-    #[arg(long, env = "ETCD_PORT")]
-    pub etcd_port: Option<String>,
-
-    /// etcd user name (authentication is off when absent).
-    #[arg(long, env = "ETCD_USER")]
-    pub etcd_user: Option<String>,
-
-    /// etcd password for --etcd-user.
-    #[arg(long, env = "ETCD_PASSWORD", hide_env_values = true)]
-    pub etcd_password: Option<String>,
-
-    /// CA certificate (PEM) to verify etcd's TLS certificate.
-    #[arg(long, env = "ETCD_CA")]
-    pub etcd_ca: Option<PathBuf>,
-
-    /// Client certificate (PEM) for etcd TLS client authentication.
-    #[arg(long, env = "ETCD_CERT")]
-    pub etcd_cert: Option<PathBuf>,
-
-    /// Client key (PEM) for --etcd-cert.
-    #[arg(long, env = "ETCD_KEY")]
-    pub etcd_key: Option<PathBuf>,
+    /// etcd endpoints, credentials and TLS (shared with every binary).
+    #[command(flatten)]
+    pub etcd: daemon::EtcdArgs,
 
     /// Registry prefix in etcd.
     #[arg(long, env = "REGISTRY_PREFIX", default_value = "/services")]
@@ -193,11 +163,6 @@ impl Cli {
             self.marathon_host.as_deref(),
             self.marathon_port.as_deref(),
         )?;
-        let endpoints = resolve_etcd_endpoints(
-            self.etcd_endpoints.as_deref(),
-            self.etcd_host_address.as_deref(),
-            self.etcd_port.as_deref(),
-        )?;
         if !self.prefix.starts_with('/') || self.prefix.len() < 2 || self.prefix.ends_with('/') {
             return Err(invalid(
                 "--prefix",
@@ -205,16 +170,10 @@ impl Cli {
                 "must start with '/' and not end with '/'",
             ));
         }
-        let etcd = registry::Settings::from_parts(
-            Some(&endpoints.join(",")),
-            Some(&self.prefix),
-            self.etcd_user.as_deref(),
-            self.etcd_password.as_deref(),
-            self.etcd_ca,
-            self.etcd_cert,
-            self.etcd_key,
-        )
-        .map_err(|e| invalid("etcd settings", "", e.to_string()))?;
+        let etcd = self
+            .etcd
+            .settings(&self.prefix)
+            .map_err(|e| invalid("etcd settings", "", e.to_string()))?;
         if self.owner.is_empty()
             || !self
                 .owner
@@ -309,33 +268,6 @@ pub fn resolve_marathon_url(
     Ok(chosen.trim_end_matches('/').to_string())
 }
 
-/// `--etcd-endpoints` (comma separated) wins; else `ETCD_HOST_ADDRESS`
-/// (+ `ETCD_PORT`, default 2379); else the default. The rule itself is the
-/// registry's (shared by every component); this names the flags in errors.
-pub fn resolve_etcd_endpoints(
-    endpoints: Option<&str>,
-    host: Option<&str>,
-    port: Option<&str>,
-) -> Result<Vec<String>, ConfigError> {
-    let joined = registry::resolve_endpoints(endpoints, host, port).map_err(|e| {
-        invalid(
-            "etcd endpoints (--etcd-endpoints / ETCD_HOST_ADDRESS / ETCD_PORT)",
-            endpoints.or(host).unwrap_or_default(),
-            e.to_string(),
-        )
-    })?;
-    Ok(joined
-        .split(',')
-        .map(|e| {
-            if e.contains("://") {
-                e.to_string()
-            } else {
-                format!("http://{e}")
-            }
-        })
-        .collect())
-}
-
 fn split_scheme(s: &str) -> (&str, &str) {
     if let Some(rest) = s.strip_prefix("https://") {
         ("https", rest.trim_end_matches('/'))
@@ -422,46 +354,49 @@ mod tests {
 
     #[test]
     fn etcd_endpoint_resolution_table() {
-        type Case<'a> = (
-            Option<&'a str>,
-            Option<&'a str>,
-            Option<&'a str>,
-            Result<Vec<&'a str>, ()>,
-        );
+        // The rule is daemon::EtcdArgs's (tested there in full); the
+        // subscriber's flags and variables reach it unchanged.
+        type Case<'a> = (&'a [&'a str], Result<&'a [&'a str], ()>);
         let cases: &[Case] = &[
-            (None, None, None, Ok(vec!["http://127.0.0.1:2379"])),
+            (&[], Ok(&["http://127.0.0.1:2379"])),
             (
-                Some("http://a:2379, http://b:2379"),
-                Some("ignored"),
-                None,
-                Ok(vec!["http://a:2379", "http://b:2379"]),
+                &[
+                    "--etcd-endpoints",
+                    "http://a:2379, http://b:2379",
+                    "--etcd-host-address",
+                    "ignored",
+                ],
+                Ok(&["http://a:2379", "http://b:2379"]),
             ),
-            (Some("a:2379"), None, None, Ok(vec!["http://a:2379"])),
+            (&["--etcd-endpoints", "a:2379"], Ok(&["http://a:2379"])),
             (
-                None,
-                Some("10.0.0.5"),
-                None,
-                Ok(vec!["http://10.0.0.5:2379"]),
+                &["--etcd-host-address", "10.0.0.5"],
+                Ok(&["http://10.0.0.5:2379"]),
             ),
             (
-                None,
-                Some("10.0.0.5"),
-                Some("4001"),
-                Ok(vec!["http://10.0.0.5:4001"]),
+                &["--etcd-host-address", "10.0.0.5", "--etcd-port", "4001"],
+                Ok(&["http://10.0.0.5:4001"]),
             ),
-            (Some(" "), Some("h"), None, Ok(vec!["http://h:2379"])),
-            (None, Some("h"), Some("x"), Err(())),
-            (Some(","), None, None, Err(())),
+            (
+                &["--etcd-endpoints", " ", "--etcd-host-address", "h"],
+                Ok(&["http://h:2379"]),
+            ),
+            (
+                &["--etcd-endpoints", "a:2379", "--etcd-ca", "/ca.pem"],
+                Ok(&["https://a:2379"]),
+            ),
+            (&["--etcd-host-address", "h", "--etcd-port", "x"], Err(())),
+            (&["--etcd-endpoints", ","], Err(())),
         ];
-        for (eps, host, port, want) in cases {
-            let got = resolve_etcd_endpoints(*eps, *host, *port);
+        for (args, want) in cases {
+            let got = cli(args).into_config().map(|c| c.etcd.endpoints);
             match want {
                 Ok(w) => assert_eq!(
                     got,
                     Ok(w.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
-                    "{eps:?} {host:?} {port:?}"
+                    "{args:?}"
                 ),
-                Err(()) => assert!(got.is_err(), "{eps:?} {host:?} {port:?} -> {got:?}"),
+                Err(()) => assert!(got.is_err(), "{args:?} -> {got:?}"),
             }
         }
     }
