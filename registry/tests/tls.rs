@@ -1,133 +1,17 @@
 //! TLS with a CA and a client certificate, against a real etcd started with
 //! `--client-cert-auth` on free ports (certificates made by `openssl`).
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use registry::{Registry, Settings};
-use testkit::{free_port, ChildGuard};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// ca.pem, server.{pem,key}, client.{pem,key} in `dir`.
-fn make_certs(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=mdo-test-ca",
-        ],
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
-    )
-    .unwrap();
-    for name in ["server", "client"] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN={name}"),
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "1",
-                "-extfile",
-                "ext.cnf",
-            ],
-        );
-    }
-}
+use testkit::EtcdTls;
 
 #[tokio::test]
 async fn tls_with_ca_and_client_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    make_certs(d);
-    let (client_port, peer_port) = (free_port().unwrap(), free_port().unwrap());
-    let endpoint = format!("https://127.0.0.1:{client_port}");
-    let log = std::fs::File::create(d.join("etcd.log")).unwrap();
-    let _etcd = ChildGuard::new(
-        Command::new(testkit::etcd::etcd_binary().unwrap())
-            .args(["--name", "tls", "--data-dir"])
-            .arg(d.join("data"))
-            .args([
-                "--listen-client-urls",
-                &endpoint,
-                "--advertise-client-urls",
-                &endpoint,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &format!("http://127.0.0.1:{peer_port}"),
-            ])
-            .args([
-                "--initial-advertise-peer-urls",
-                &format!("http://127.0.0.1:{peer_port}"),
-            ])
-            .args([
-                "--initial-cluster",
-                &format!("tls=http://127.0.0.1:{peer_port}"),
-            ])
-            .arg("--cert-file")
-            .arg(d.join("server.pem"))
-            .arg("--key-file")
-            .arg(d.join("server.key"))
-            .arg("--trusted-ca-file")
-            .arg(d.join("ca.pem"))
-            .arg("--client-cert-auth")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let etcd = EtcdTls::start().unwrap();
+    let d = etcd.dir();
+    let client_port = etcd.client_port();
+    let endpoint = etcd.endpoint();
 
     // Endpoint given without a scheme: TLS settings make it https.
     let mut settings = Settings::from_parts(

@@ -8,9 +8,11 @@ pub mod docker;
 pub mod etcd;
 pub mod images;
 pub mod process;
+pub mod tls;
 
 pub use etcd::{free_port, Etcd, EtcdCluster};
 pub use process::{eventually, eventually_async, ChildGuard};
+pub use tls::EtcdTls;
 
 use std::path::PathBuf;
 

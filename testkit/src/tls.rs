@@ -1,0 +1,230 @@
+//! etcd with TLS and client-certificate authentication, for tests of every
+//! component's TLS settings: a throw-away CA, a server certificate for
+//! 127.0.0.1/localhost and a client certificate, all made by `openssl` in
+//! the server's temp dir; free loopback ports; killed on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::etcd::{etcd_binary, free_port};
+
+fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .context("running openssl")?;
+    if !out.status.success() {
+        bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// Writes `ca.pem` (+ `ca.key`), `server.{pem,key}` and `client.{pem,key}`
+/// into `dir`: RSA 2048, valid one day, the server's names 127.0.0.1 and
+/// localhost, both certificates usable for server and client auth.
+pub fn make_certs(dir: &Path) -> Result<()> {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=mdo-test-ca",
+        ],
+    )?;
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )?;
+    for name in ["server", "client"] {
+        let (key, csr, pem) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        )?;
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "1",
+                "-extfile",
+                "ext.cnf",
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// A single etcd member serving clients on `https://127.0.0.1:<port>` only,
+/// requiring a client certificate signed by its CA (`--client-cert-auth`).
+pub struct EtcdTls {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    client_port: u16,
+}
+
+impl EtcdTls {
+    /// Makes the certificates, starts etcd and waits until it answers a
+    /// health check over TLS with the client certificate.
+    pub fn start() -> Result<EtcdTls> {
+        let dir = tempfile::Builder::new().prefix("mdo-etcd-tls-").tempdir()?;
+        make_certs(dir.path())?;
+        let (client_port, peer_port) = (free_port()?, free_port()?);
+        let endpoint = format!("https://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let log = std::fs::File::create(dir.path().join("etcd.log"))?;
+        let d = dir.path();
+        let child = Command::new(etcd_binary()?)
+            .args(["--name", "tls", "--log-level", "warn", "--data-dir"])
+            .arg(d.join("data"))
+            .args(["--listen-client-urls", &endpoint])
+            .args(["--advertise-client-urls", &endpoint])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("tls={peer}")])
+            .arg("--cert-file")
+            .arg(d.join("server.pem"))
+            .arg("--key-file")
+            .arg(d.join("server.key"))
+            .arg("--trusted-ca-file")
+            .arg(d.join("ca.pem"))
+            .arg("--client-cert-auth")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting etcd with TLS")?;
+        let mut etcd = EtcdTls {
+            child: Some(child),
+            dir,
+            client_port,
+        };
+        etcd.wait_ready(Duration::from_secs(20))?;
+        Ok(etcd)
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "etcd (TLS) exited early ({status}); log:\n{}",
+                    std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
+                );
+            }
+            if self.etcdctl(&["endpoint", "health"]).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "etcd (TLS) on {} not healthy within {timeout:?}",
+                    self.endpoint()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `https://127.0.0.1:<port>`
+    pub fn endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn client_port(&self) -> u16 {
+        self.client_port
+    }
+
+    /// The CA that signed the server and client certificates.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// The client certificate etcd accepts.
+    pub fn client_cert(&self) -> PathBuf {
+        self.dir.path().join("client.pem")
+    }
+
+    /// The client certificate's key.
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.path().join("client.key")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `etcdctl` against this server with the CA and the client
+    /// certificate; its stdout, or an error with its stderr.
+    pub fn etcdctl(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(self.endpoint())
+            .arg("--cacert")
+            .arg(self.ca())
+            .arg("--cert")
+            .arg(self.client_cert())
+            .arg("--key")
+            .arg(self.client_key())
+            .args(["--dial-timeout", "2s", "--command-timeout", "5s"])
+            .args(args)
+            .output()
+            .context("running etcdctl")?;
+        if !out.status.success() {
+            bail!("etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for EtcdTls {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
