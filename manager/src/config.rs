@@ -38,19 +38,18 @@ pub struct Cli {
     /// Address the Marathon API listens on.
     #[arg(long, env = "MANAGER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// etcd endpoints, comma separated (falls back to ETCD_HOST_ADDRESS[:ETCD_PORT],
-    /// then http://127.0.0.1:2379).
-    #[arg(long, env = "ETCD_ENDPOINTS")]
-    pub etcd_endpoints: Option<String>,
-    /// Compatibility: etcd host, used when --etcd-endpoints / ETCD_ENDPOINTS is not set.
-    #[arg(long, env = "ETCD_HOST_ADDRESS")]
-    pub etcd_host_address: Option<String>,
-    /// Compatibility: etcd port used with --etcd-host-address (default 2379).
-    #[arg(long, env = "ETCD_PORT")]
-    pub etcd_port: Option<String>,
+    /// etcd endpoints, credentials and TLS (the same flags in every binary).
+    #[command(flatten)]
+    pub etcd: daemon::EtcdArgs,
     /// etcd key prefix of the manager's own state (apps, versions, tasks, deployments).
     #[arg(long, env = "MANAGER_INTERNAL_PREFIX", default_value = "/mdo/manager")]
     pub internal_prefix: String,
+    /// Versions kept per app (1-1000, like Marathon's max_versions): each
+    /// change stores a version and drops the oldest beyond this, in the same
+    /// etcd transaction.
+    #[arg(long, env = "MANAGER_MAX_VERSIONS", default_value_t = crate::store::DEFAULT_MAX_VERSIONS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_VERSIONS_LIMIT))]
+    pub max_versions: u64,
     /// Name of this node: the tasks' `slaveId` (the registry record's `node`), the
     /// `hostname` constraint attribute, `/v2/nodes` and `/v2/info`; default: the
     /// machine's hostname. (The tasks' `host` is --advertise-address.)
@@ -106,6 +105,9 @@ pub struct Cli {
     pub shutdown_timeout: u64,
 }
 
+/// Largest accepted `--max-versions`.
+pub const MAX_VERSIONS_LIMIT: u64 = 1000;
+
 /// Largest accepted `--shutdown-timeout`, seconds.
 pub const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 300;
 
@@ -113,8 +115,12 @@ pub const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 300;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub etcd_endpoints: Vec<String>,
+    /// etcd endpoints, user/password and TLS; the key prefix used is
+    /// [`Config::internal_prefix`].
+    pub etcd: registry::Settings,
     pub internal_prefix: String,
+    /// Versions kept per app (see `--max-versions`).
+    pub max_versions: usize,
     pub node_name: String,
     pub advertise_address: String,
     pub container_etcd_endpoints: String,
@@ -151,8 +157,9 @@ impl Config {
     pub fn for_tests(etcd_endpoint: &str, data_dir: PathBuf) -> Config {
         Config {
             listen: "127.0.0.1:0".parse().expect("literal address"),
-            etcd_endpoints: vec![etcd_endpoint.to_string()],
+            etcd: registry::Settings::new([etcd_endpoint.to_string()]),
             internal_prefix: "/mdo/manager".into(),
+            max_versions: crate::store::DEFAULT_MAX_VERSIONS,
             node_name: "node-1".into(),
             advertise_address: "127.0.0.1".into(),
             container_etcd_endpoints: etcd_endpoint.to_string(),
@@ -183,13 +190,14 @@ impl TryFrom<Cli> for Config {
             .listen
             .parse()
             .map_err(|_| ConfigError(format!("--listen {:?} is not host:port", cli.listen)))?;
-        let endpoints = registry::resolve_endpoints(
-            cli.etcd_endpoints.as_deref(),
-            cli.etcd_host_address.as_deref(),
-            cli.etcd_port.as_deref(),
-        )
-        .map_err(|e| ConfigError(format!("--etcd-endpoints: {e}")))?;
-        let etcd_endpoints: Vec<String> = endpoints.split(',').map(str::to_string).collect();
+        if !cli.internal_prefix.starts_with('/') {
+            return Err(ConfigError("--internal-prefix must start with '/'".into()));
+        }
+        let etcd = cli
+            .etcd
+            .settings(&cli.internal_prefix)
+            .map_err(|e| ConfigError(format!("etcd settings: {e}")))?;
+        let endpoints = etcd.endpoints.join(",");
         let container_etcd_endpoints_explicit = cli.container_etcd_endpoints.is_some();
         let container_etcd_endpoints = match cli.container_etcd_endpoints {
             Some(c) => registry::parse_endpoints(&c)
@@ -207,9 +215,6 @@ impl TryFrom<Cli> for Config {
             })?;
             node_attributes.insert(k.trim().to_string(), v.trim().to_string());
         }
-        if !cli.internal_prefix.starts_with('/') {
-            return Err(ConfigError("--internal-prefix must start with '/'".into()));
-        }
         let node_name = cli
             .node_name
             .filter(|n| !n.trim().is_empty())
@@ -223,8 +228,9 @@ impl TryFrom<Cli> for Config {
         let data_dir = absolute_data_dir(&cli.data_dir)?;
         Ok(Config {
             listen,
-            etcd_endpoints,
-            internal_prefix: cli.internal_prefix.trim_end_matches('/').to_string(),
+            internal_prefix: etcd.prefix.clone(),
+            etcd,
+            max_versions: usize::try_from(cli.max_versions).unwrap_or(usize::MAX),
             node_name,
             advertise_address: cli.advertise_address,
             container_etcd_endpoints,
@@ -287,13 +293,69 @@ mod tests {
             "4001",
         ]);
         let cfg = Config::try_from(cli).unwrap();
-        assert_eq!(cfg.etcd_endpoints, vec!["http://10.0.0.1:4001".to_string()]);
+        assert_eq!(cfg.etcd.endpoints, vec!["http://10.0.0.1:4001".to_string()]);
+        assert_eq!(cfg.etcd.prefix, "/mdo/manager");
+        assert_eq!(cfg.internal_prefix, "/mdo/manager");
+        assert!(cfg.etcd.auth.is_none() && cfg.etcd.tls.is_none());
+        assert_eq!(cfg.max_versions, 50);
         assert_eq!(cfg.container_etcd_endpoints, "http://10.0.0.1:4001");
         assert_eq!(cfg.port_range, (31000, 32000));
         assert!(cfg.data_dir.is_absolute());
         assert_eq!(cfg.shutdown_timeout, Duration::from_secs(10));
         let bad = Cli::parse_from(["manager", "--listen", "nope"]);
         assert!(Config::try_from(bad).is_err());
+    }
+
+    #[test]
+    fn etcd_auth_tls_and_max_versions() {
+        let cli = Cli::parse_from([
+            "manager",
+            "--etcd-endpoints",
+            "e1:2379,e2:2379",
+            "--etcd-user",
+            "mgr",
+            "--etcd-password",
+            "pw-123",
+            "--etcd-ca",
+            "/ca.pem",
+            "--etcd-cert",
+            "/c.pem",
+            "--etcd-key",
+            "/k.pem",
+            "--internal-prefix",
+            "/mdo/node-2/",
+            "--max-versions",
+            "7",
+        ]);
+        assert!(!format!("{cli:?}").contains("pw-123"));
+        let cfg = Config::try_from(cli).unwrap();
+        assert_eq!(
+            cfg.etcd.endpoints,
+            vec!["https://e1:2379", "https://e2:2379"]
+        );
+        assert_eq!(
+            cfg.container_etcd_endpoints,
+            "https://e1:2379,https://e2:2379"
+        );
+        assert_eq!(cfg.etcd.auth, Some(("mgr".into(), "pw-123".into())));
+        assert_eq!(cfg.etcd.prefix, "/mdo/node-2");
+        assert_eq!(cfg.internal_prefix, "/mdo/node-2");
+        assert_eq!(cfg.max_versions, 7);
+        for bad in ["0", "1001", "-1", "many"] {
+            let err = Cli::try_parse_from(["manager", "--max-versions", bad]).unwrap_err();
+            assert!(err.use_stderr(), "{bad}: {err}");
+        }
+        for bad in [
+            &["manager", "--etcd-password", "x"][..],
+            &["manager", "--etcd-cert", "/c.pem"],
+            &["manager", "--internal-prefix", "/a/../b"],
+            &["manager", "--internal-prefix", "mdo"],
+        ] {
+            let err = Config::try_from(Cli::parse_from(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains('\n'), "{bad:?}: {err}");
+        }
     }
 
     #[test]

@@ -226,6 +226,22 @@ impl Core {
         force: bool,
         version: Timestamp,
     ) -> Result<DeploymentRecord, ApiError> {
+        self.commit_replacing(changes, force, version, None).await
+    }
+
+    /// [`Core::commit`], also removing `replaced` (a deployment this one
+    /// rolls back) in the same etcd transaction. Everything the change
+    /// writes (apps, their new versions, the versions dropped beyond
+    /// `--max-versions`, cancelled deployments, the new deployment) is ONE
+    /// transaction: a change too large for one is refused (422) and nothing
+    /// is written.
+    async fn commit_replacing(
+        &self,
+        changes: Vec<Change>,
+        force: bool,
+        version: Timestamp,
+        replaced: Option<&DeploymentRecord>,
+    ) -> Result<DeploymentRecord, ApiError> {
         let ids: Vec<String> = changes
             .iter()
             .map(|c| match c {
@@ -237,6 +253,7 @@ impl Core {
             let s = self.state();
             let mut conflicts: Vec<String> =
                 ids.iter().flat_map(|id| s.deployments_of(id)).collect();
+            conflicts.retain(|id| replaced.is_none_or(|r| r.id != *id));
             conflicts.sort();
             conflicts.dedup();
             let original: BTreeMap<String, Option<App>> = ids
@@ -266,27 +283,43 @@ impl Core {
             original,
         };
         let mut writes = Vec::new();
+        let mut dropped: BTreeMap<String, Vec<Timestamp>> = BTreeMap::new();
         for c in &changes {
             match c {
                 Change::Put { app, .. } => {
-                    writes.push(Store::put(self.store.app_key(&app.id), app)?);
-                    let v = app.version.unwrap_or(version).to_string();
-                    writes.push(Store::put(self.store.version_key(&app.id, &v), app)?);
+                    writes.push(Store::put(self.store.app_key(&app.id)?, app)?);
+                    let v = app.version.unwrap_or(version);
+                    writes.push(Store::put(self.store.version_key(&app.id, &v)?, app)?);
+                    let old = self
+                        .store
+                        .versions_to_drop(self.state().versions.get(&app.id), v);
+                    for ts in &old {
+                        writes.push(Write::Delete(self.store.version_key(&app.id, ts)?));
+                    }
+                    dropped.insert(app.id.clone(), old);
                 }
                 Change::Delete { app_id } => {
-                    writes.push(Write::Delete(self.store.app_key(app_id)));
-                    writes.push(Write::DeletePrefix(self.store.versions_prefix(app_id)));
+                    writes.push(Write::Delete(self.store.app_key(app_id)?));
+                    writes.push(Write::DeletePrefix(self.store.versions_prefix(app_id)?));
                 }
             }
         }
-        for id in &conflicts {
-            writes.push(Write::Delete(self.store.deployment_key(id)));
+        for id in conflicts.iter().chain(replaced.map(|r| &r.id)) {
+            writes.push(Write::Delete(self.store.deployment_key(id)?));
         }
         writes.push(Store::put(
-            self.store.deployment_key(&deployment.id),
+            self.store.deployment_key(&deployment.id)?,
             &deployment,
         )?);
         self.store.apply(writes).await?;
+        if let Some(r) = replaced {
+            self.state().deployments.remove(&r.id);
+            self.counters
+                .deployments_failed
+                .fetch_add(1, Ordering::Relaxed);
+            self.bus
+                .publish_value(event_json::deployment_failed(r, "cancelled"));
+        }
 
         let cancelled = {
             let mut s = self.state();
@@ -302,10 +335,11 @@ impl Core {
                         if prev_cfg != Some(Self::config_version(&app)) {
                             s.backoff.remove(&app.id);
                         }
-                        s.versions
-                            .entry(app.id.clone())
-                            .or_default()
-                            .insert(v, app.clone());
+                        let versions = s.versions.entry(app.id.clone()).or_default();
+                        versions.insert(v, app.clone());
+                        for ts in dropped.get(&app.id).into_iter().flatten() {
+                            versions.remove(ts);
+                        }
                         s.apps.insert(app.id.clone(), app);
                     }
                     Change::Delete { app_id } => {
@@ -638,18 +672,18 @@ impl Core {
                 "DeploymentPlan {id} does not exist"
             )));
         };
-        self.store
-            .apply(vec![Write::Delete(self.store.deployment_key(id))])
-            .await?;
-        self.state().deployments.remove(id);
-        self.counters
-            .deployments_failed
-            .fetch_add(1, Ordering::Relaxed);
-        self.bus
-            .publish_value(event_json::deployment_failed(&d, "cancelled"));
         if force {
+            self.store.delete_deployment(id).await?;
+            self.state().deployments.remove(id);
+            self.counters
+                .deployments_failed
+                .fetch_add(1, Ordering::Relaxed);
+            self.bus
+                .publish_value(event_json::deployment_failed(&d, "cancelled"));
             return Ok(None);
         }
+        // The rollback replaces it: one transaction removes it and stores
+        // the rollback (its apps, versions and deployment).
         let version = self.next_version();
         let changes: Vec<Change> = {
             let s = self.state();
@@ -677,7 +711,10 @@ impl Core {
                 })
                 .collect()
         };
-        Ok(Some(self.commit(changes, true, version).await?))
+        Ok(Some(
+            self.commit_replacing(changes, true, version, Some(&d))
+                .await?,
+        ))
     }
 
     /// Marks tasks KILLING and kills them in the background; returns their

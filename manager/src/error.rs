@@ -114,8 +114,19 @@ impl ResponseError for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        tracing::error!(error = %e, "etcd");
-        ApiError::Unavailable(format!("state store unavailable: {e}"))
+        use crate::store::StoreError;
+        match e {
+            // Refused before anything was written: the client sends less.
+            StoreError::TooLarge(why) => ApiError::Invalid(vec![Violation::new(
+                "/",
+                format!("{why}; nothing was changed, send fewer or smaller apps per request"),
+            )]),
+            StoreError::Key(_) | StoreError::Encode { .. } => ApiError::Internal(e.to_string()),
+            StoreError::Etcd(_) => {
+                tracing::error!(error = %e, "etcd");
+                ApiError::Unavailable(format!("state store unavailable: {e}"))
+            }
+        }
     }
 }
 

@@ -202,9 +202,11 @@ impl Core {
         if !launches.is_empty() {
             let writes: Vec<Write> = launches
                 .iter()
-                .filter_map(|(t, _)| Store::put(self.store.task_key(&t.id), t).ok())
+                .filter_map(|(t, _)| Store::put(self.store.task_key(&t.id).ok()?, t).ok())
                 .collect();
-            if let Err(e) = self.store.apply(writes).await {
+            // Not an API change and safe to repeat (each record is
+            // rewritten as the task moves on): may take several transactions.
+            if let Err(e) = self.store.apply_chunked(writes).await {
                 tracing::warn!(error = %e, "persisting new tasks failed; they start anyway");
             }
         }
@@ -217,11 +219,7 @@ impl Core {
             self.spawn_kill(t);
         }
         for d in finished_deployments {
-            if let Err(e) = self
-                .store
-                .apply(vec![Write::Delete(self.store.deployment_key(&d.id))])
-                .await
-            {
+            if let Err(e) = self.store.delete_deployment(&d.id).await {
                 tracing::warn!(error = %e, deployment = %d.id, "deleting finished deployment failed");
             }
             self.counters
@@ -553,11 +551,7 @@ impl Core {
     }
 
     async fn persist_task(&self, t: &TaskRecord) {
-        let w = match Store::put(self.store.task_key(&t.id), t) {
-            Ok(w) => w,
-            Err(e) => return tracing::warn!(error = %e, "encoding task"),
-        };
-        if let Err(e) = self.store.apply(vec![w]).await {
+        if let Err(e) = self.store.put_task(&t.id, t).await {
             tracing::warn!(task_id = %t.id, error = %e, "persisting task failed");
         }
     }
@@ -630,11 +624,7 @@ impl Core {
             (t, message)
         };
         let (t, message) = rec;
-        if let Err(e) = self
-            .store
-            .apply(vec![Write::Delete(self.store.task_key(&t.id))])
-            .await
-        {
+        if let Err(e) = self.store.delete_task(&t.id).await {
             tracing::warn!(task_id = %t.id, error = %e, "deleting task state failed");
         }
         tracing::info!(task_id = %t.id, state = %t.state, %message, "task ended");

@@ -10,7 +10,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpServer, ResponseError};
-use marathon::{App, Timestamp};
+use marathon::App;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, CoreData};
@@ -24,12 +24,19 @@ use crate::runtime::command::CommandRuntime;
 use crate::runtime::docker::{DockerConfig, DockerRuntime};
 use crate::runtime::{Runtime, RuntimeEvent};
 use crate::state::{DeploymentRecord, State, TaskRecord};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Write};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("state store: {0}")]
     Store(#[from] StoreError),
+    /// Connecting or loading the state failed: which etcd, which prefix, why.
+    #[error("cannot load the state from etcd at {endpoints} under {prefix}: {cause}")]
+    Load {
+        endpoints: String,
+        prefix: String,
+        cause: String,
+    },
     #[error("binding {addr}: {source}")]
     Bind {
         addr: String,
@@ -50,18 +57,17 @@ pub struct Application {
     shutdown: CancellationToken,
 }
 
-/// Loads apps, versions, tasks and deployments from etcd.
+/// Loads apps, versions, tasks and deployments from etcd, each folder in
+/// pages (any amount of state loads). Versions beyond `--max-versions` (a
+/// history written before the limit, or a lower limit than before) are
+/// dropped, oldest first, in etcd too: idempotent deletes, in chunks.
 pub async fn load_state(store: &Store) -> Result<State, StoreError> {
     let mut state = State::default();
     for (_, app) in store.load::<App>("apps").await? {
         state.apps.insert(app.id.clone(), app);
     }
     for (key, app) in store.load::<App>("versions").await? {
-        if let Some(ts) = key
-            .rsplit('/')
-            .next()
-            .and_then(|v| v.parse::<Timestamp>().ok())
-        {
+        if let Some(ts) = store.version_of_key(&key) {
             state
                 .versions
                 .entry(app.id.clone())
@@ -75,42 +81,31 @@ pub async fn load_state(store: &Store) -> Result<State, StoreError> {
     for (_, d) in store.load::<DeploymentRecord>("deployments").await? {
         state.deployments.insert(d.id.clone(), d);
     }
+    trim_versions(store, &mut state).await?;
     Ok(state)
 }
 
-/// This manager's stable id (labels its containers), created once in etcd.
-async fn manager_id(store: &Store) -> Result<String, StoreError> {
-    let key = format!("{}/meta/manager-id", store.prefix());
-    let mut client = store.client();
-    let resp = client.get(key.as_str(), None).await?;
-    if let Some(kv) = resp.kvs().first() {
-        return Ok(String::from_utf8_lossy(kv.value()).to_string());
-    }
-    let id = uuid::Uuid::new_v4().to_string();
-    let txn = etcd_client::Txn::new()
-        .when(vec![etcd_client::Compare::create_revision(
-            key.as_str(),
-            etcd_client::CompareOp::Equal,
-            0,
-        )])
-        .and_then(vec![etcd_client::TxnOp::put(
-            key.as_str(),
-            id.as_str(),
-            None,
-        )])
-        .or_else(vec![etcd_client::TxnOp::get(key.as_str(), None)]);
-    let resp = client.txn(txn).await?;
-    if resp.succeeded() {
-        return Ok(id);
-    }
-    for r in resp.op_responses() {
-        if let etcd_client::TxnOpResponse::Get(g) = r {
-            if let Some(kv) = g.kvs().first() {
-                return Ok(String::from_utf8_lossy(kv.value()).to_string());
-            }
+/// Drops the oldest versions beyond `--max-versions` of every app.
+async fn trim_versions(store: &Store, state: &mut State) -> Result<(), StoreError> {
+    let max = store.max_versions();
+    let mut writes = Vec::new();
+    for (app_id, versions) in state.versions.iter_mut() {
+        while versions.len() > max {
+            let Some((ts, _)) = versions.pop_first() else {
+                break;
+            };
+            writes.push(Write::Delete(store.version_key(app_id, &ts)?));
         }
     }
-    Ok(id)
+    if !writes.is_empty() {
+        tracing::info!(
+            versions = writes.len(),
+            max_versions = max,
+            "dropping app versions beyond --max-versions"
+        );
+        store.apply_chunked(writes).await?;
+    }
+    Ok(())
 }
 
 fn host_resources() -> (f64, f64) {
@@ -147,8 +142,20 @@ async fn guard(
 impl Application {
     pub async fn build(cfg: Config) -> Result<Application, StartError> {
         let cfg = Arc::new(cfg);
-        let store = Store::connect(&cfg.etcd_endpoints, &cfg.internal_prefix).await?;
-        let state = load_state(&store).await?;
+        let settings = cfg
+            .etcd
+            .clone()
+            .with_prefix(&cfg.internal_prefix)
+            .map_err(StoreError::from)?;
+        let load_failed = |e: StoreError| StartError::Load {
+            endpoints: settings.endpoints.join(","),
+            prefix: cfg.internal_prefix.clone(),
+            cause: e.cause(),
+        };
+        let store = Store::connect(&settings, cfg.max_versions)
+            .await
+            .map_err(load_failed)?;
+        let state = load_state(&store).await.map_err(load_failed)?;
         tracing::info!(
             apps = state.apps.len(),
             tasks = state.tasks.len(),
@@ -163,7 +170,7 @@ impl Application {
             .map_err(|e| StartError::Runtime(e.to_string()))?;
         let mut runtimes: Vec<Arc<dyn Runtime>> = vec![Arc::new(command)];
         let mut gateway = None;
-        let manager_id = manager_id(&store).await?;
+        let manager_id = store.manager_id().await?;
         if cfg.docker != DockerMode::Off {
             let mut dc = DockerConfig::new(manager_id.clone());
             dc.allow_privileged = cfg.allow_privileged;

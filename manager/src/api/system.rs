@@ -94,12 +94,12 @@ async fn info(core: CoreData, req: HttpRequest) -> HttpResponse {
         zookeeper_config: ZookeeperConfig {
             zk: Some(format!(
                 "etcd://{}{}",
-                core.cfg.etcd_endpoints.join(","),
+                core.cfg.etcd.endpoints.join(","),
                 core.cfg.internal_prefix
             )),
             zk_timeout: Some(10000),
             zk_session_timeout: Some(10000),
-            zk_max_versions: Some(50),
+            zk_max_versions: Some(core.cfg.max_versions as u64),
             extra: Default::default(),
         },
         http_config: HttpConfig {

@@ -109,15 +109,14 @@ fn redacted(raw: &str) -> String {
 
 impl EventBus {
     fn subscription_key(&self, url: &str) -> String {
-        let encoded: String = url::form_urlencoded::byte_serialize(url.as_bytes()).collect();
-        format!("{}{encoded}", self.inner.subscriptions_prefix)
+        self.inner.keys.subscription(url)
     }
 
     pub(super) async fn load_subscriptions(&self) -> Result<Vec<String>, EventsError> {
         let mut kv = self.inner.etcd.kv_client();
         let resp = kv
             .get(
-                self.inner.subscriptions_prefix.as_str(),
+                self.inner.keys.subscriptions_prefix(),
                 Some(GetOptions::new().with_prefix()),
             )
             .await?;

@@ -84,6 +84,8 @@ pub enum EventsError {
     },
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("{0}")]
+    Prefix(#[from] registry::Error),
 }
 
 /// Counters for `/metrics`.
@@ -159,8 +161,8 @@ struct Inner {
     config: EventsConfig,
     hub: Mutex<Hub>,
     etcd: etcd_client::Client,
-    /// `<internal_prefix>/subscriptions/`
-    subscriptions_prefix: String,
+    /// Builds `<internal_prefix>/subscriptions/...`.
+    keys: registry::ManagerKeys,
     /// Serialises subscription changes (etcd write + hub change).
     subscription_changes: tokio::sync::Mutex<()>,
     http: reqwest::Client,
@@ -218,6 +220,7 @@ impl EventBus {
         internal_prefix: String,
         config: EventsConfig,
     ) -> Result<EventBus, EventsError> {
+        let keys = registry::ManagerKeys::new(&internal_prefix)?;
         let http = reqwest::Client::builder()
             .timeout(config.callback_timeout)
             .build()?;
@@ -226,10 +229,7 @@ impl EventBus {
                 config,
                 hub: Mutex::new(Hub::default()),
                 etcd,
-                subscriptions_prefix: format!(
-                    "{}/subscriptions/",
-                    internal_prefix.trim_end_matches('/')
-                ),
+                keys,
                 subscription_changes: tokio::sync::Mutex::new(()),
                 http,
                 counters: Counters::default(),

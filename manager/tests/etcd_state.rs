@@ -1,0 +1,491 @@
+//! The manager binary's state in etcd (issues 13, 14, 15): a long version
+//! history still loads after kill -9 and is bounded by --max-versions; an
+//! API change is one transaction (too large -> 422, nothing stored); the
+//! manager works against etcd with user/password auth and with TLS client
+//! certificates, and fails with one clear line without its password.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{kill_tasks_under, DEADLINE};
+use etcd_client::{Client, ConnectOptions, GetOptions};
+use serde_json::{json, Value};
+use testkit::{ChildGuard, Etcd, EtcdTls};
+
+const PREFIX: &str = "/mdo/manager/";
+
+/// The manager binary on a free port with `args` (etcd flags included);
+/// returns once it answers /ping.
+async fn start(args: &[&str], data: &Path) -> (ChildGuard, String) {
+    let port = testkit::free_port().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_manager"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--docker",
+            "off",
+            "--node-name",
+            "node-1",
+            "--drain-delay",
+            "0",
+        ])
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("manager binary starts");
+    let mut guard = ChildGuard::new(child);
+    let base = format!("http://127.0.0.1:{port}");
+    testkit::eventually_async("manager answers /ping", DEADLINE, || {
+        let exited = guard.child().try_wait().ok().flatten();
+        let url = format!("{base}/ping");
+        async move {
+            if let Some(status) = exited {
+                panic!("manager exited early: {status}");
+            }
+            reqwest::get(url)
+                .await
+                .ok()
+                .filter(|r| r.status() == 200)
+                .map(|_| ())
+        }
+    })
+    .await;
+    (guard, base)
+}
+
+/// Runs the manager binary expecting it to exit: (exit code, stderr).
+fn run_to_exit(args: &[&str], data: &Path) -> (Option<i32>, String) {
+    let port = testkit::free_port().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_manager"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--docker", "off"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("manager binary starts");
+    let mut guard = ChildGuard::new(child);
+    let status = testkit::eventually("the manager exits", DEADLINE, || {
+        guard.child().try_wait().ok().flatten()
+    });
+    let mut stderr = String::new();
+    if let Some(mut e) = guard.child().stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    (status.code(), stderr)
+}
+
+async fn call(method: reqwest::Method, url: String, body: Option<&Value>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method, url);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn get(base: &str, path: &str) -> (u16, Value) {
+    call(reqwest::Method::GET, format!("{base}{path}"), None).await
+}
+
+/// Keys and their count under `prefix`, read the plain way (as root when
+/// a user is given).
+async fn etcd_count(endpoint: &str, prefix: &str, user: Option<(&str, &str)>) -> usize {
+    let opts = user.map(|(u, p)| ConnectOptions::new().with_user(u, p));
+    let mut c = Client::connect([endpoint], opts).await.expect("etcd");
+    let resp = c
+        .get(
+            prefix,
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await
+        .expect("count");
+    resp.count() as usize
+}
+
+/// 6 variables of 10,000 bytes: a 60 KB `env`.
+fn big_env() -> Value {
+    let mut env = serde_json::Map::new();
+    for i in 0..6 {
+        env.insert(format!("BLOB_{i}"), Value::String("x".repeat(10_000)));
+    }
+    Value::Object(env)
+}
+
+struct Cleanup(std::path::PathBuf);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        kill_tasks_under(&self.0);
+    }
+}
+
+/// Issue 14.1 as reported: one app with a 60 KB env, 90 label changes,
+/// kill -9, restart. Today's manager keeps 91 versions (5.5 MB) and dies on
+/// start-up reading them in one reply; now it keeps --max-versions (50 by
+/// default), drops the oldest with each change, and comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_history_of_a_big_app_survives_kill_9_and_is_bounded() {
+    let etcd = Etcd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _cleanup = Cleanup(data.clone());
+    let ep = etcd.endpoint();
+    let (mut m, base) = start(&["--etcd-endpoints", &ep], &data).await;
+
+    let app = json!({"id": "/big", "cmd": "exec sleep 1000", "cpus": 0.01, "mem": 8,
+                     "instances": 0, "env": big_env(), "labels": {"change": "0"}});
+    let (s, v) = call(reqwest::Method::POST, format!("{base}/v2/apps"), Some(&app)).await;
+    assert_eq!(s, 201, "{v}");
+    for i in 1..=90 {
+        let body = json!({"labels": {"change": i.to_string()}});
+        let url = format!("{base}/v2/apps/big?force=true");
+        let (s, v) = call(reqwest::Method::PATCH, url, Some(&body)).await;
+        assert_eq!(s, 200, "change {i}: {v}");
+    }
+    let (_, v) = get(&base, "/v2/apps/big/versions").await;
+    assert_eq!(v["versions"].as_array().unwrap().len(), 50, "{v}");
+    assert_eq!(
+        etcd_count(&ep, "/mdo/manager/versions/big/", None).await,
+        50
+    );
+
+    m.kill(); // SIGKILL
+    let (_m, base) = start(&["--etcd-endpoints", &ep], &data).await;
+    let (s, v) = get(&base, "/v2/apps/big").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["app"]["labels"]["change"], "90");
+    assert_eq!(v["app"]["env"]["BLOB_5"].as_str().unwrap().len(), 10_000);
+    let (_, v) = get(&base, "/v2/apps/big/versions").await;
+    let versions = v["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 50, "{v}");
+    // The newest are kept: the current version is one of them.
+    let (_, app) = get(&base, "/v2/apps/big").await;
+    assert!(versions.contains(&app["app"]["version"]), "{v}");
+    assert_eq!(
+        etcd_count(&ep, "/mdo/manager/versions/big/", None).await,
+        50
+    );
+}
+
+/// A history written before the bound (120 versions of 60 KB, 7 MB, in
+/// etcd) loads in pages and is cut to --max-versions, oldest first, in etcd
+/// too; later changes keep it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_stored_history_loads_and_is_trimmed_to_max_versions() {
+    let etcd = Etcd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _cleanup = Cleanup(data.clone());
+    let ep = etcd.endpoint();
+    let mut c = Client::connect([ep.as_str()], None).await.unwrap();
+    let mut app = json!({"id": "/old", "cmd": "exec sleep 1000", "cpus": 0.01, "mem": 8,
+                         "instances": 0, "env": big_env()});
+    let mut stamps = Vec::new();
+    for i in 0..120 {
+        let ts = format!("2026-01-01T00:{:02}:{:02}.000Z", i / 60, i % 60);
+        app["version"] = json!(ts);
+        app["versionInfo"] = json!({"lastScalingAt": ts, "lastConfigChangeAt": ts});
+        let bytes = serde_json::to_vec(&app).unwrap();
+        c.put(
+            format!("/mdo/manager/versions/old/{ts}"),
+            bytes.clone(),
+            None,
+        )
+        .await
+        .unwrap();
+        if i == 119 {
+            c.put("/mdo/manager/apps/old", bytes, None).await.unwrap();
+        }
+        stamps.push(ts);
+    }
+
+    let args = ["--etcd-endpoints", ep.as_str(), "--max-versions", "20"];
+    let (_m, base) = start(&args, &data).await;
+    let (s, v) = get(&base, "/v2/apps/old").await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = get(&base, "/v2/apps/old/versions").await;
+    let mut kept: Vec<String> = v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, stamps[100..].to_vec());
+    assert_eq!(
+        etcd_count(&ep, "/mdo/manager/versions/old/", None).await,
+        20
+    );
+
+    let url = format!("{base}/v2/apps/old?force=true");
+    let (s, v) = call(
+        reqwest::Method::PATCH,
+        url,
+        Some(&json!({"labels": {"a": "b"}})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        etcd_count(&ep, "/mdo/manager/versions/old/", None).await,
+        20
+    );
+    let (_, v) = get(&base, "/v2/apps/old/versions").await;
+    let versions = v["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 20);
+    assert!(
+        !versions.contains(&json!(stamps[100])),
+        "oldest dropped: {v}"
+    );
+}
+
+/// Issue 14.4: a PUT /v2/apps too large for one etcd transaction is refused
+/// with 422 before anything is written; one that fits is stored whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_too_large_for_one_transaction_is_refused_whole() {
+    let etcd = Etcd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _cleanup = Cleanup(data.clone());
+    let ep = etcd.endpoint();
+    let (_m, base) = start(&["--etcd-endpoints", &ep], &data).await;
+    let before = etcd_count(&ep, PREFIX, None).await;
+
+    // 70 new apps: 70 x (app + version) + the deployment = 141 operations.
+    let apps = |n: usize, tag: &str| -> Value {
+        Value::Array(
+            (0..n)
+                .map(|i| {
+                    json!({"id": format!("/{tag}/a{i}"), "cmd": "exec sleep 1000",
+                                "cpus": 0.01, "mem": 8, "instances": 0})
+                })
+                .collect(),
+        )
+    };
+    let (s, v) = call(
+        reqwest::Method::PUT,
+        format!("{base}/v2/apps"),
+        Some(&apps(70, "many")),
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    let text = v.to_string();
+    assert!(text.contains("141") && text.contains("128"), "{v}");
+    assert!(v["message"].is_string() && v["details"].is_array(), "{v}");
+    assert_eq!(
+        etcd_count(&ep, PREFIX, None).await,
+        before,
+        "nothing stored"
+    );
+    let (_, list) = get(&base, "/v2/apps").await;
+    assert_eq!(list["apps"].as_array().unwrap().len(), 0, "{list}");
+    let (_, deployments) = get(&base, "/v2/deployments").await;
+    assert_eq!(deployments.as_array().unwrap().len(), 0, "{deployments}");
+
+    // 40 apps (81 operations): stored, all of them, in one deployment.
+    let (s, v) = call(
+        reqwest::Method::PUT,
+        format!("{base}/v2/apps"),
+        Some(&apps(40, "some")),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(etcd_count(&ep, "/mdo/manager/apps/", None).await, 40);
+    assert_eq!(etcd_count(&ep, "/mdo/manager/versions/", None).await, 40);
+    let (_, list) = get(&base, "/v2/apps").await;
+    assert_eq!(list["apps"].as_array().unwrap().len(), 40);
+}
+
+fn etcdctl(endpoint: &str, args: &[&str]) -> String {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(endpoint)
+        .args(args)
+        .output()
+        .expect("etcdctl runs");
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue 15.1: the manager on an etcd with authentication, as a user whose
+/// role covers only its internal prefix; without the password it stops at
+/// once with one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_with_etcd_user_and_password_and_fails_clearly_without() {
+    let etcd = Etcd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _cleanup = Cleanup(data.clone());
+    let ep = etcd.endpoint();
+    etcdctl(&ep, &["user", "add", "root:rootpw"]);
+    etcdctl(&ep, &["role", "add", "mdo-manager"]);
+    etcdctl(
+        &ep,
+        &[
+            "role",
+            "grant-permission",
+            "mdo-manager",
+            "readwrite",
+            PREFIX,
+            "--prefix=true",
+        ],
+    );
+    etcdctl(&ep, &["user", "add", "manager:mgr-s3cret"]);
+    etcdctl(&ep, &["user", "grant-role", "manager", "mdo-manager"]);
+    etcdctl(&ep, &["auth", "enable"]);
+    let root = Some(("root", "rootpw"));
+
+    // The password through its environment variable, as a service would.
+    let port = testkit::free_port().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_manager"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--docker", "off"])
+        .args(["--etcd-endpoints", &ep, "--etcd-user", "manager"])
+        .args(["--node-name", "node-1", "--drain-delay", "0"])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("ETCD_PASSWORD", "mgr-s3cret")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("manager.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut m = ChildGuard::new(child);
+    let base = format!("http://127.0.0.1:{port}");
+    testkit::eventually_async("manager answers /ping", DEADLINE, || async {
+        reqwest::get(format!("{base}/ping"))
+            .await
+            .ok()
+            .filter(|r| r.status() == 200)
+    })
+    .await;
+    let app =
+        json!({"id": "/web", "cmd": "exec sleep 1000", "cpus": 0.01, "mem": 8, "instances": 1});
+    let (s, v) = call(reqwest::Method::POST, format!("{base}/v2/apps"), Some(&app)).await;
+    assert_eq!(s, 201, "{v}");
+    testkit::eventually_async("the task runs", DEADLINE, || async {
+        let (_, v) = get(&base, "/v2/apps/web/tasks").await;
+        let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
+        (tasks.len() == 1 && tasks[0]["state"] == "TASK_RUNNING").then_some(())
+    })
+    .await;
+    let sub = format!("{base}/v2/eventSubscriptions?callbackUrl=http://127.0.0.1:9/cb");
+    let (s, v) = call(reqwest::Method::POST, sub, None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(etcd_count(&ep, "/mdo/manager/apps/web", root).await, 1);
+    assert_eq!(etcd_count(&ep, "/mdo/manager/tasks/", root).await, 1);
+    assert_eq!(
+        etcd_count(&ep, "/mdo/manager/subscriptions/", root).await,
+        1
+    );
+    assert_eq!(
+        etcd_count(&ep, "/mdo/manager/meta/manager-id", root).await,
+        1
+    );
+    // Nothing written outside the prefix it may use.
+    assert_eq!(
+        etcd_count(&ep, "/", root).await,
+        etcd_count(&ep, PREFIX, root).await
+    );
+    m.kill();
+    let logs = std::fs::read_to_string(dir.path().join("manager.log")).unwrap();
+    assert!(!logs.is_empty());
+    assert!(!logs.contains("mgr-s3cret"), "the password was logged");
+
+    // Without the password: one line naming the cause, nothing served.
+    let (code, stderr) = run_to_exit(&["--etcd-endpoints", &ep, "--etcd-user", "manager"], &data);
+    assert_ne!(code, Some(0));
+    let line = stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{stderr}");
+    assert!(line.starts_with("manager: "), "{line}");
+    assert!(line.contains("authentication failed"), "{line}");
+    // Without any credentials: refused too, one line.
+    let (code, stderr) = run_to_exit(&["--etcd-endpoints", &ep], &data);
+    assert_ne!(code, Some(0));
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    // A password without a user is a usage error.
+    let (code, stderr) = run_to_exit(&["--etcd-endpoints", &ep, "--etcd-password", "x"], &data);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+/// Issue 15.1: the manager on an etcd that only speaks TLS and requires a
+/// client certificate, given --etcd-ca/--etcd-cert/--etcd-key (the
+/// endpoint without a scheme becomes https).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_with_etcd_tls_client_certificates() {
+    let etcd = EtcdTls::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _cleanup = Cleanup(data.clone());
+    let hostport = format!("127.0.0.1:{}", etcd.client_port());
+    let (ca, cert, key) = (etcd.ca(), etcd.client_cert(), etcd.client_key());
+    let tls_args = [
+        "--etcd-endpoints",
+        hostport.as_str(),
+        "--etcd-ca",
+        ca.to_str().unwrap(),
+        "--etcd-cert",
+        cert.to_str().unwrap(),
+        "--etcd-key",
+        key.to_str().unwrap(),
+    ];
+    let (mut m, base) = start(&tls_args, &data).await;
+    let app =
+        json!({"id": "/web", "cmd": "exec sleep 1000", "cpus": 0.01, "mem": 8, "instances": 1});
+    let (s, v) = call(reqwest::Method::POST, format!("{base}/v2/apps"), Some(&app)).await;
+    assert_eq!(s, 201, "{v}");
+    let task = testkit::eventually_async("the task runs", DEADLINE, || async {
+        let (_, v) = get(&base, "/v2/apps/web/tasks").await;
+        let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
+        (tasks.len() == 1 && tasks[0]["state"] == "TASK_RUNNING")
+            .then(|| tasks[0]["id"].as_str().unwrap().to_string())
+    })
+    .await;
+    let stored = etcd
+        .etcdctl(&["get", "/mdo/manager/apps/web", "--print-value-only"])
+        .unwrap();
+    let stored: Value = serde_json::from_str(stored.trim()).unwrap();
+    assert_eq!(stored["id"], "/web");
+    let keys = etcd
+        .etcdctl(&["get", "/mdo/manager/tasks/", "--prefix", "--keys-only"])
+        .unwrap();
+    assert!(keys.contains(&task), "{keys}");
+    let (s, health) = get(&base, "/health").await;
+    assert_eq!(s, 200, "{health}");
+
+    // The state comes back over TLS after a kill -9.
+    m.kill();
+    let (_m, base) = start(&tls_args, &data).await;
+    let (s, v) = get(&base, "/v2/apps/web").await;
+    assert_eq!(s, 200, "{v}");
+
+    // Without the client certificate etcd refuses the connection.
+    let (code, stderr) = run_to_exit(
+        &[
+            "--etcd-endpoints",
+            &hostport,
+            "--etcd-ca",
+            ca.to_str().unwrap(),
+        ],
+        &data,
+    );
+    assert_ne!(code, Some(0));
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
