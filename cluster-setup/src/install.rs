@@ -118,7 +118,15 @@ const MATURIN: &str = "maturin>=1.7,<2";
 /// one, else one installed with pip into a virtualenv under
 /// `<state>/tools/venv` (never into the system Python).
 pub fn maturin(state_dir: &Path, allow_install: bool) -> Result<PathBuf> {
-    if let Some(m) = which("maturin") {
+    maturin_with(which("maturin"), state_dir, allow_install)
+}
+
+fn maturin_with(
+    on_path: Option<PathBuf>,
+    state_dir: &Path,
+    allow_install: bool,
+) -> Result<PathBuf> {
+    if let Some(m) = on_path {
         return Ok(m);
     }
     let venv = state_dir.join("tools").join("venv");
@@ -215,4 +223,41 @@ pub fn binaries(bin_dir: Option<&Path>, release: bool, allow_install: bool) -> R
         bail!("cargo build failed ({status})");
     }
     Ok(target.join(profile))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_package_without_install_names_the_command() {
+        let needs = [
+            Need::Program("sh", "dash"),
+            Need::Program("mdo-no-such-program-a", "pkg-a"),
+            Need::Program("mdo-no-such-program-b", "pkg-b"),
+            Need::Program("mdo-no-such-program-c", "pkg-a"),
+        ];
+        let err = ensure(&needs, false).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "missing Debian packages pkg-a pkg-b (--no-install): run `sudo apt-get install pkg-a pkg-b`"
+        );
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    #[test]
+    fn nothing_missing_installs_nothing() {
+        ensure(&[Need::Program("sh", "dash")], false).unwrap();
+    }
+
+    #[test]
+    fn maturin_without_install_names_the_venv_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = maturin_with(None, dir.path(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("python3 -m venv"), "{err}");
+        assert!(err.contains("pip install 'maturin"), "{err}");
+        assert!(!dir.path().join("tools").exists(), "nothing created");
+    }
 }
