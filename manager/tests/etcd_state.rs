@@ -155,12 +155,6 @@ async fn long_history_of_a_big_app_survives_kill_9_and_is_bounded() {
         let (s, v) = call(reqwest::Method::PATCH, url, Some(&body)).await;
         assert_eq!(s, 200, "change {i}: {v}");
     }
-    let (_, v) = get(&base, "/v2/apps/big/versions").await;
-    assert_eq!(v["versions"].as_array().unwrap().len(), 50, "{v}");
-    assert_eq!(
-        etcd_count(&ep, "/mdo/manager/versions/big/", None).await,
-        50
-    );
 
     m.kill(); // SIGKILL
     let (_m, base) = start(&["--etcd-endpoints", &ep], &data).await;
@@ -174,6 +168,26 @@ async fn long_history_of_a_big_app_survives_kill_9_and_is_bounded() {
     // The newest are kept: the current version is one of them.
     let (_, app) = get(&base, "/v2/apps/big").await;
     assert!(versions.contains(&app["app"]["version"]), "{v}");
+    assert_eq!(
+        etcd_count(&ep, "/mdo/manager/versions/big/", None).await,
+        50
+    );
+
+    // One more change: still 50, the oldest gone.
+    let mut sorted: Vec<String> = versions
+        .iter()
+        .map(|x| x.as_str().unwrap().into())
+        .collect();
+    sorted.sort();
+    let url = format!("{base}/v2/apps/big?force=true");
+    let body = json!({"labels": {"change": "91"}});
+    let (s, v) = call(reqwest::Method::PATCH, url, Some(&body)).await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = get(&base, "/v2/apps/big/versions").await;
+    let after = v["versions"].as_array().unwrap();
+    assert_eq!(after.len(), 50, "{v}");
+    assert!(!after.contains(&json!(sorted[0])), "{v}");
+    assert!(after.contains(&json!(sorted[1])), "{v}");
     assert_eq!(
         etcd_count(&ep, "/mdo/manager/versions/big/", None).await,
         50
