@@ -4,7 +4,8 @@
 # cargo-nextest, and the Python test tools (maturin, pytest, marathon-python)
 # in a virtualenv under .state/tools (never the system Python).
 #
-# Sourced by scripts/test.sh (so PATH gets the tools' virtualenv); safe to run
+# Sourced by scripts/test.sh (PATH gets the tools' virtualenv at its end, and
+# MDO_TOOLS_PYTHON names the virtualenv's interpreter); safe to run
 # again: it installs only what is missing and says one line for each install.
 # Without root or without apt-get it stops with one line naming the command.
 #
@@ -55,4 +56,9 @@ if [ ! -x "$_mdo_venv/bin/python" ] || ! cmp -s "$_mdo_req" "$_mdo_stamp"; then
   "$_mdo_venv/bin/python" -m pip install -q --disable-pip-version-check -r "$_mdo_req"
   cp "$_mdo_req" "$_mdo_stamp"
 fi
-export PATH="$_mdo_venv/bin:$PATH"
+# Appended, not prepended: `python3` must stay the machine's own interpreter
+# (the watcher's embedded Python finds its prefix through `python3` on PATH,
+# and a virtualenv's pyvenv.cfg would turn its user site off); maturin and
+# pytest exist only in the virtualenv, so they are found there.
+export PATH="$PATH:$_mdo_venv/bin"
+export MDO_TOOLS_PYTHON="$_mdo_venv/bin/python"

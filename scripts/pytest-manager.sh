@@ -56,7 +56,8 @@ done
 curl -fsS "$URL/ping" >/dev/null || { echo "manager did not start"; cat "$WORK/manager.log"; exit 1; }
 
 set +e
-MARATHON_URL="$URL" python3 -m pytest -q manager/tests/python "$@"
+# The Python test tools' interpreter (scripts/install-deps.sh), else python3.
+MARATHON_URL="$URL" "${MDO_TOOLS_PYTHON:-python3}" -m pytest -q manager/tests/python "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi
