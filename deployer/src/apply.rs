@@ -136,7 +136,12 @@ fn report_of(p: &Planned, deployment_id: Option<String>) -> ServiceReport {
     }
 }
 
-/// Reads the current apps, plans, and applies the plan in order.
+/// Reads the current apps, plans, and applies the plan: every create,
+/// scale and update in one multi-app `PUT /v2/apps` (one deployment; the
+/// Marathon API accepts all of it or none), then the removals, one
+/// `DELETE` each, only once the PUT was accepted. A refused PUT leaves
+/// everything as it was; a failing `DELETE` leaves the PUT and the
+/// removals before it applied (listed in the error).
 #[instrument(skip_all, fields(apps = desired.len(), removals = removals.len()))]
 pub async fn apply(
     marathon: &Marathon,
@@ -151,44 +156,133 @@ pub async fn apply(
             applied: Vec::new(),
         })?;
     let planned = plan::plan(desired, removals, &actual);
+    let calls = plan::calls(&planned);
+    let put_id = if calls.put.is_empty() {
+        None
+    } else {
+        let sent: Vec<&Planned> = planned.iter().filter(|p| p.step.app().is_some()).collect();
+        marathon
+            .put_apps(&calls.put)
+            .await
+            .map_err(|source| DeployError::Upstream {
+                source: name_the_apps(source, &sent),
+                applied: Vec::new(),
+            })?
+    };
     let mut reports = Vec::with_capacity(planned.len());
     for p in &planned {
-        let result = match &p.step {
-            Step::Create(app) => marathon.create_app(app).await,
-            Step::Scale(n) => marathon.scale_app(&p.app_id, *n).await,
-            Step::Update { app, .. } => marathon.replace_app(&p.app_id, app).await,
-            Step::Delete => marathon.delete_app(&p.app_id).await,
-            Step::Unchanged | Step::AlreadyAbsent => Ok(None),
+        let deployment_id = match &p.step {
+            Step::Delete => match marathon.delete_app(&p.app_id).await {
+                Ok(id) => id,
+                Err(source) => {
+                    return Err(DeployError::Upstream {
+                        source,
+                        applied: reports,
+                    })
+                }
+            },
+            step if step.app().is_some() => put_id.clone(),
+            _ => None,
         };
-        match result {
-            Ok(deployment_id) => {
-                let r = report_of(p, deployment_id);
-                info!(app_id = %r.app_id, action = ?r.action, deployment_id = ?r.deployment_id, "applied");
-                reports.push(r);
-            }
-            Err(source) => {
-                return Err(DeployError::Upstream {
-                    source,
-                    applied: reports,
-                })
-            }
-        }
+        let r = report_of(p, deployment_id);
+        info!(app_id = %r.app_id, action = ?r.action, deployment_id = ?r.deployment_id, "applied");
+        reports.push(r);
     }
     Ok(reports)
 }
 
+/// Most details to spell out in the message of a refused PUT.
+const NAMED_DETAILS: usize = 5;
+
+/// A refused multi-app PUT reports paths by list index (`/1/portDefinitions(0)/port`):
+/// each detail gets the `app_id` and `service` it is about, and the message
+/// says which app and why, so one line (the CLI's) is enough to fix it.
+fn name_the_apps(e: UpstreamError, sent: &[&Planned]) -> UpstreamError {
+    let UpstreamError::Status {
+        status,
+        what,
+        mut message,
+        mut details,
+    } = e
+    else {
+        return e;
+    };
+    let mut named = Vec::new();
+    for d in details.as_array_mut().into_iter().flatten() {
+        let Some(path) = d.get("path").and_then(Value::as_str) else {
+            continue;
+        };
+        let Some((i, rest)) = list_index(path) else {
+            continue;
+        };
+        let Some(p) = sent.get(i) else { continue };
+        let rest = rest.to_string();
+        let errors: Vec<&str> = d
+            .get("errors")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let at = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(" at {rest}")
+        };
+        named.push(format!("app {}{at}: {}", p.app_id, errors.join(", ")));
+        if let Some(o) = d.as_object_mut() {
+            o.insert("app_id".into(), Value::String(p.app_id.clone()));
+            o.insert("service".into(), Value::String(p.service.clone()));
+        }
+    }
+    if !named.is_empty() {
+        let more = named.len().saturating_sub(NAMED_DETAILS);
+        named.truncate(NAMED_DETAILS);
+        message = format!("{message}: {}", named.join("; "));
+        if more > 0 {
+            message.push_str(&format!("; and {more} more"));
+        }
+    }
+    UpstreamError::Status {
+        status,
+        what,
+        message,
+        details,
+    }
+}
+
+/// `/1/x` or `/(1)/x` -> (1, "/x").
+fn list_index(path: &str) -> Option<(usize, &str)> {
+    let p = path.strip_prefix('/').unwrap_or(path);
+    let (head, rest) = match p.find('/') {
+        Some(k) => (&p[..k], &p[k..]),
+        None => (p, ""),
+    };
+    let head = head
+        .strip_prefix('(')
+        .and_then(|h| h.strip_suffix(')'))
+        .unwrap_or(head);
+    if head.is_empty() || !head.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((head.parse().ok()?, rest))
+}
+
 /// Polls until none of the reports' deployments is running, or `timeout`.
-/// `progress(finished, total)` is called on every poll.
+/// `progress(finished, total)` (in distinct deployments) is called on every poll.
 pub async fn wait(
     marathon: &Marathon,
     reports: &mut [ServiceReport],
     timeout: Duration,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<bool, UpstreamError> {
-    let wanted: Vec<String> = reports
-        .iter()
-        .filter_map(|r| r.deployment_id.clone())
-        .collect();
+    // Services of one PUT share its deployment: each id counts once.
+    let mut wanted: Vec<String> = Vec::new();
+    for id in reports.iter().filter_map(|r| r.deployment_id.clone()) {
+        if !wanted.contains(&id) {
+            wanted.push(id);
+        }
+    }
     // A timeout too large for the clock waits forever rather than panicking.
     let deadline = Instant::now().checked_add(timeout);
     let mut running: Vec<String>;

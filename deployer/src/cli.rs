@@ -169,8 +169,9 @@ async fn finish(
     if let Some(timeout) = wait {
         let total = services
             .iter()
-            .filter(|s| s.deployment_id.is_some())
-            .count() as u64;
+            .filter_map(|s| s.deployment_id.as_deref())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len() as u64;
         let bar = ProgressBar::new(total);
         bar.set_style(
             ProgressStyle::with_template("{spinner} deployments {pos}/{len} [{bar:30}] {elapsed}")

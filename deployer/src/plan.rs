@@ -43,13 +43,19 @@ pub enum Action {
     Removed,
 }
 
-/// The call to make for one app.
+/// What to do with one app. Creates, scales and updates travel together in
+/// one multi-app `PUT /v2/apps` ([`calls`]); each carries the full app
+/// definition it puts.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// POST the app.
+    /// A new app.
     Create(Value),
-    /// Only `instances` differs.
-    Scale(u64),
+    /// Only `instances` differs: the definition the server has, with the new
+    /// count (so the server sees nothing but a scale and keeps the tasks).
+    Scale {
+        instances: u64,
+        app: Value,
+    },
     /// Replace the definition (the manager rolls the tasks); with the paths that differ.
     Update {
         app: Value,
@@ -62,10 +68,18 @@ pub enum Step {
 }
 
 impl Step {
+    /// The app definition this step puts, if it is part of the PUT.
+    pub fn app(&self) -> Option<&Value> {
+        match self {
+            Step::Create(app) | Step::Scale { app, .. } | Step::Update { app, .. } => Some(app),
+            Step::Unchanged | Step::Delete | Step::AlreadyAbsent => None,
+        }
+    }
+
     pub fn action(&self) -> Action {
         match self {
             Step::Create(_) => Action::Created,
-            Step::Scale(_) => Action::Scaled,
+            Step::Scale { .. } => Action::Scaled,
             Step::Update { .. } => Action::Updated,
             Step::Unchanged | Step::AlreadyAbsent => Action::Unchanged,
             Step::Delete => Action::Removed,
@@ -148,8 +162,8 @@ pub fn plan(
     out
 }
 
-fn step_for(d: &Desired, current: &Value) -> Step {
-    let mut current = current.clone();
+fn step_for(d: &Desired, stored: &Value) -> Step {
+    let mut current = stored.clone();
     let pin = if d.fixed_host {
         take_pin(&d.app, &mut current)
     } else {
@@ -161,7 +175,10 @@ fn step_for(d: &Desired, current: &Value) -> Step {
     }
     let pinned_hosts = pin.as_ref().map(|_| task_hosts(&current).len());
     if changes == ["/instances"] && pinned_hosts.is_none_or(|k| d.instances() as usize <= k) {
-        return Step::Scale(d.instances());
+        return Step::Scale {
+            instances: d.instances(),
+            app: scale_body(stored, d.instances()),
+        };
     }
     let mut app = d.app.clone();
     if d.fixed_host {
@@ -232,6 +249,79 @@ fn pin_for(current: &Value, instances: u64) -> Option<String> {
     names.sort();
     names.dedup();
     Some(names.join("|"))
+}
+
+/// The Marathon calls for a plan, in the order they are made.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Calls {
+    /// The body of one `PUT /v2/apps?partialUpdate=false`: the apps to
+    /// create, scale and update, in document order (Marathon applies the
+    /// list as one deployment, all or nothing). Nothing to send when empty.
+    pub put: Vec<Value>,
+    /// `DELETE /v2/apps/<id>`, one by one, once the PUT was accepted
+    /// (Marathon has no list delete, and a list PUT cannot remove).
+    pub delete: Vec<String>,
+}
+
+/// Groups a plan into its calls; unchanged apps are not sent.
+pub fn calls(planned: &[Planned]) -> Calls {
+    Calls {
+        put: planned
+            .iter()
+            .filter_map(|p| p.step.app().cloned())
+            .collect(),
+        delete: planned
+            .iter()
+            .filter(|p| p.step == Step::Delete)
+            .map(|p| p.app_id.clone())
+            .collect(),
+    }
+}
+
+/// Fields of Marathon's AppInfo (`GET /v2/apps`) that are status, not
+/// definition: never sent back. `version` on input would mean a rollback.
+const STATUS_FIELDS: &[&str] = &[
+    "version",
+    "versionInfo",
+    "tasks",
+    "tasksStaged",
+    "tasksRunning",
+    "tasksHealthy",
+    "tasksUnhealthy",
+    "deployments",
+    "lastTaskFailure",
+    "readinessCheckResults",
+    "taskStats",
+    "tasksStats",
+];
+
+/// Legacy fields older Marathons write beside their canonical form (which
+/// holds the same data): dropped when the canonical one is there.
+const LEGACY_FIELDS: &[(&str, &str)] = &[
+    ("ports", "portDefinitions"),
+    ("uris", "fetch"),
+    ("ipAddress", "networks"),
+];
+
+/// A scale as a full definition: the app as the server has it (its own
+/// output, without status fields) with the new `instances`. Put with
+/// `partialUpdate=false` it differs from the stored app only in the count,
+/// so Marathon and the manager scale and keep every task, as a
+/// `{"instances": n}` patch would; fields set outside the deployer stay.
+pub fn scale_body(stored: &Value, instances: u64) -> Value {
+    let mut app = stored.clone();
+    if let Some(o) = app.as_object_mut() {
+        for f in STATUS_FIELDS {
+            o.remove(*f);
+        }
+        for (legacy, canonical) in LEGACY_FIELDS {
+            if o.contains_key(*canonical) {
+                o.remove(*legacy);
+            }
+        }
+        o.insert("instances".into(), json!(instances));
+    }
+    app
 }
 
 /// Paths where the server's app differs from the desired one.
@@ -575,10 +665,19 @@ mod tests {
 
     #[test]
     fn scale_carries_the_new_count_and_update_lists_changes() {
-        assert_eq!(
-            step(with(|w| w["instances"] = json!(5)), Some(base())),
-            Step::Scale(5)
-        );
+        let before = desired(base()).app;
+        let s = step(with(|w| w["instances"] = json!(5)), Some(base()));
+        let Step::Scale { instances, app } = s else {
+            panic!("{s:?}")
+        };
+        assert_eq!(instances, 5);
+        // the server's definition with the new count, without its status
+        let mut want = as_server_returns(&before);
+        for f in ["version", "tasks", "tasksRunning", "deployments"] {
+            want.as_object_mut().unwrap().remove(f);
+        }
+        want["instances"] = json!(5);
+        assert_eq!(app, want);
         match step(with(|w| w["environment"]["A"] = json!("2")), Some(base())) {
             Step::Update { changes, app } => {
                 assert_eq!(changes, vec!["/env/A".to_string()]);
@@ -628,6 +727,18 @@ mod tests {
             .remove(0)
             .step;
         assert_eq!(again, Step::Unchanged);
+        // scaling within the pinned hosts is a scale that keeps the pin
+        let mut none = changed.clone();
+        none["deploy"]["db"]["instances"] = json!(0);
+        let s = plan(&[desired(none)], &[], &actual).remove(0).step;
+        let Step::Scale {
+            instances: 0,
+            app: body,
+        } = s
+        else {
+            panic!("{s:?}")
+        };
+        assert_eq!(body["constraints"], app["constraints"]);
         // scaling beyond the pinned hosts needs an update that drops the pin
         let mut more = changed.clone();
         more["deploy"]["db"]["instances"] = json!(2);
@@ -657,5 +768,188 @@ mod tests {
             vec!["/args"]
         );
         assert_eq!(diff(&d, &json!({"id": "/a", "instances": 1})), vec!["/cmd"]);
+    }
+
+    /// Top-level fields of a Marathon app definition (`RAML/v2/types/app.raml`):
+    /// what a real Marathon accepts in a `PUT /v2/apps` list item.
+    const MARATHON_APP_FIELDS: &[&str] = &[
+        "id",
+        "cmd",
+        "args",
+        "user",
+        "env",
+        "instances",
+        "cpus",
+        "mem",
+        "disk",
+        "gpus",
+        "executor",
+        "constraints",
+        "fetch",
+        "acceptedResourceRoles",
+        "container",
+        "networks",
+        "portDefinitions",
+        "requirePorts",
+        "healthChecks",
+        "readinessChecks",
+        "check",
+        "dependencies",
+        "upgradeStrategy",
+        "labels",
+        "backoffSeconds",
+        "backoffFactor",
+        "maxLaunchDelaySeconds",
+        "taskKillGracePeriodSeconds",
+        "killSelection",
+        "unreachableStrategy",
+        "secrets",
+        "role",
+        "residency",
+        "tty",
+        "resourceLimits",
+        "executorResources",
+    ];
+
+    fn assert_marathon_app(item: &Value) {
+        let o = item.as_object().expect("an app is an object");
+        assert!(
+            o.get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|i| i.starts_with('/')),
+            "every list item names its app: {item}"
+        );
+        for k in o.keys() {
+            assert!(
+                MARATHON_APP_FIELDS.contains(&k.as_str()),
+                "{k} is not a Marathon app field: {item}"
+            );
+        }
+        serde_json::from_value::<marathon::App>(item.clone())
+            .unwrap_or_else(|e| panic!("not an app ({e}): {item}"));
+    }
+
+    #[test]
+    fn one_put_holds_creates_scales_and_updates_in_order_then_deletes() {
+        let doc = json!({"deploy": {
+            "new": {"cmd": "sleep 1"},
+            "more": {"cmd": "sleep 1", "instances": 3},
+            "same": {"cmd": "sleep 1"},
+            "changed": {"cmd": "sleep 2"}}});
+        let d = validate(&doc).unwrap();
+        let config = TranslateConfig::default();
+        let desired: Vec<Desired> = d
+            .deploy
+            .iter()
+            .map(|s| Desired {
+                service: s.service.clone(),
+                labels: s.labels.clone(),
+                app: app_json(s, &config),
+                fixed_host: s.fixed_host,
+            })
+            .collect();
+        let mut actual = BTreeMap::new();
+        for (id, cmd, n) in [
+            ("/more", "sleep 1", 1),
+            ("/same", "sleep 1", 1),
+            ("/changed", "sleep 1", 1),
+            ("/old", "sleep 1", 1),
+        ] {
+            let mut a = desired[0].app.clone();
+            a["id"] = json!(id);
+            a["cmd"] = json!(cmd);
+            a["instances"] = json!(n);
+            a["labels"]["SERVICE_NAME"] = json!(&id[1..]);
+            a["env"]["SERVICE_NAME"] = json!(&id[1..]);
+            actual.insert(id.to_string(), as_server_returns(&a));
+        }
+        let removals = [
+            Removal {
+                service: "old".into(),
+                labels: vec![],
+                app_id: "/old".into(),
+            },
+            Removal {
+                service: "gone".into(),
+                labels: vec![],
+                app_id: "/gone".into(),
+            },
+        ];
+        let planned = plan(&desired, &removals, &actual);
+        let actions: Vec<(&str, Action)> = planned
+            .iter()
+            .map(|p| (p.app_id.as_str(), p.step.action()))
+            .collect();
+        let c = calls(&planned);
+        let put_ids: Vec<&str> = c.put.iter().map(|a| a["id"].as_str().unwrap()).collect();
+        // document order (the validated document sorts services by name)
+        let want: Vec<&str> = actions
+            .iter()
+            .filter(|(_, a)| matches!(a, Action::Created | Action::Scaled | Action::Updated))
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(put_ids, want, "{actions:?}");
+        let mut sorted = put_ids.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec!["/changed", "/more", "/new"], "{actions:?}");
+        assert_eq!(c.delete, vec!["/old".to_string()]);
+        for item in &c.put {
+            assert_marathon_app(item);
+        }
+        let more = c.put.iter().find(|a| a["id"] == "/more").unwrap();
+        assert_eq!(more["instances"], 3);
+        assert_eq!(more["backoffFactor"], 1.15, "the server's own fields stay");
+        // nothing to do: nothing to send
+        let again = calls(&plan(&[], &[removals[1].clone()], &actual));
+        assert_eq!(again, Calls::default());
+    }
+
+    #[test]
+    fn every_field_and_a_real_marathon_app_make_list_items_marathon_accepts() {
+        let body = include_bytes!("../examples/everything.yaml");
+        let doc =
+            crate::apply::load(body, crate::parse::Format::Yaml, &Default::default()).unwrap();
+        let (desired, _) = crate::apply::prepare(&doc, &TranslateConfig::default()).unwrap();
+        let created = calls(&plan(&desired, &[], &BTreeMap::new()));
+        assert_eq!(created.put.len(), desired.len());
+        for item in &created.put {
+            assert_marathon_app(item);
+        }
+        // What Marathon 1.11 answers for a bridge Docker app (AppInfo with
+        // tasks, counts, deployments and a last failure), and a 1.4-era
+        // answer with the legacy fields beside the canonical ones.
+        let v111 = json!({"id": "/dev/web", "backoffFactor": 1.15, "backoffSeconds": 1,
+            "container": {"type": "DOCKER", "docker": {"image": "nginx", "forcePullImage": false,
+                "privileged": false, "parameters": []}, "volumes": [],
+                "portMappings": [{"containerPort": 80, "hostPort": 0, "labels": {}, "name": "http",
+                    "protocol": "tcp", "servicePort": 10002}]},
+            "cpus": 0.1, "disk": 0, "executor": "", "instances": 2, "labels": {"SERVICE_NAME": "web"},
+            "maxLaunchDelaySeconds": 300, "mem": 128, "gpus": 0,
+            "networks": [{"mode": "container/bridge"}], "requirePorts": false,
+            "upgradeStrategy": {"maximumOverCapacity": 1, "minimumHealthCapacity": 1},
+            "version": "2026-11-22T10:00:00.000Z",
+            "versionInfo": {"lastScalingAt": "2026-11-22T10:00:00.000Z",
+                "lastConfigChangeAt": "2026-11-22T10:00:00.000Z"},
+            "killSelection": "YOUNGEST_FIRST",
+            "unreachableStrategy": {"inactiveAfterSeconds": 0, "expungeAfterSeconds": 0},
+            "role": "*", "tasksStaged": 0, "tasksRunning": 2, "tasksHealthy": 0, "tasksUnhealthy": 0,
+            "deployments": [{"id": "5ed4c0c5-9ff8-4a6f-a0cd-f57f59a34b43"}],
+            "tasks": [{"id": "dev_web.instance-1._app.1", "host": "10.0.0.1", "state": "TASK_RUNNING"}],
+            "lastTaskFailure": {"appId": "/dev/web", "host": "10.0.0.1", "message": "x",
+                "state": "TASK_FAILED", "taskId": "t", "timestamp": "2026-11-22T10:00:00.000Z",
+                "version": "2026-11-22T10:00:00.000Z"}});
+        let v14 = json!({"id": "/web", "cmd": "sleep 1", "instances": 1, "cpus": 0.1, "mem": 128,
+            "ports": [10001], "portDefinitions": [{"port": 10001, "protocol": "tcp", "labels": {}}],
+            "uris": [], "fetch": [], "labels": {}, "version": "2017-01-01T00:00:00.000Z",
+            "tasksRunning": 1, "deployments": []});
+        for (server, n) in [(v111, 3), (v14, 0)] {
+            let body = scale_body(&server, n);
+            assert_marathon_app(&body);
+            assert_eq!(body["instances"], n);
+            // only the count differs from the server's definition
+            let mut same = body.clone();
+            same["instances"] = server["instances"].clone();
+            assert_eq!(diff(&same, &server), Vec::<String>::new());
+        }
     }
 }

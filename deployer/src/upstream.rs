@@ -175,25 +175,19 @@ impl Marathon {
             .collect())
     }
 
-    /// POST /v2/apps; returns the deployment id.
-    pub async fn create_app(&self, app: &Value) -> Result<Option<String>> {
-        let (_, v) = self.call(Method::POST, "/v2/apps", Some(app)).await?;
-        Ok(deployment_id(&v))
-    }
-
-    /// Replaces the definition (`partialUpdate=false`, `force=true`: the
-    /// latest document wins over a deployment still running).
-    pub async fn replace_app(&self, id: &str, app: &Value) -> Result<Option<String>> {
-        let path = format!("/v2/apps{}?force=true&partialUpdate=false", id);
-        let (_, v) = self.call(Method::PUT, &path, Some(app)).await?;
-        Ok(deployment_id(&v))
-    }
-
-    /// Changes only the instance count.
-    pub async fn scale_app(&self, id: &str, instances: u64) -> Result<Option<String>> {
-        let path = format!("/v2/apps{}?force=true", id);
+    /// One multi-app `PUT /v2/apps` (each app with its `id`, a full
+    /// definition: `partialUpdate=false`): Marathon creates, scales and
+    /// replaces them in one deployment, or refuses the whole list.
+    /// `force=true`: the latest document wins over a deployment still
+    /// running. Returns the deployment id.
+    pub async fn put_apps(&self, apps: &[Value]) -> Result<Option<String>> {
+        let body = Value::Array(apps.to_vec());
         let (_, v) = self
-            .call(Method::PUT, &path, Some(&json!({"instances": instances})))
+            .call(
+                Method::PUT,
+                "/v2/apps?force=true&partialUpdate=false",
+                Some(&body),
+            )
             .await?;
         Ok(deployment_id(&v))
     }
