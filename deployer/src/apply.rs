@@ -327,3 +327,73 @@ pub fn running_tasks(app: &Value) -> u64 {
         None => app.get("tasksRunning").and_then(Value::as_u64).unwrap_or(0),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn planned(service: &str, app_id: &str) -> Planned {
+        Planned {
+            service: service.into(),
+            labels: vec![],
+            app_id: app_id.into(),
+            step: Step::Create(json!({"id": app_id})),
+            instances: 1,
+        }
+    }
+
+    #[test]
+    fn list_indexes() {
+        assert_eq!(
+            list_index("/1/portDefinitions(0)/port"),
+            Some((1, "/portDefinitions(0)/port"))
+        );
+        assert_eq!(list_index("/(2)/id"), Some((2, "/id")));
+        assert_eq!(list_index("/0"), Some((0, "")));
+        for none in ["/", "", "/id", "/x1/y", "/(a)/b"] {
+            assert_eq!(list_index(none), None, "{none}");
+        }
+    }
+
+    #[test]
+    fn a_refused_put_names_the_apps() {
+        let sent = [planned("a", "/t/a"), planned("b", "/t/b")];
+        let sent: Vec<&Planned> = sent.iter().collect();
+        let e = UpstreamError::Status {
+            status: 422,
+            what: "PUT /v2/apps".into(),
+            message: "Object is not valid".into(),
+            details: json!([
+                {"path": "/1/portDefinitions(0)/port", "errors": ["host port 80 is already reserved"]},
+                {"path": "/7/id", "errors": ["out of the list"]},
+                {"path": "/", "errors": ["not about one app"]}
+            ]),
+        };
+        let UpstreamError::Status {
+            message, details, ..
+        } = name_the_apps(e, &sent)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            message,
+            "Object is not valid: app /t/b at /portDefinitions(0)/port: host port 80 is already reserved"
+        );
+        assert_eq!(details[0]["app_id"], "/t/b");
+        assert_eq!(details[0]["service"], "b");
+        assert_eq!(details[0]["path"], "/1/portDefinitions(0)/port");
+        assert!(details[1].get("app_id").is_none());
+        assert!(details[2].get("app_id").is_none());
+
+        // other errors pass unchanged
+        let e = UpstreamError::Protocol {
+            what: "PUT /v2/apps".into(),
+            reason: "x".into(),
+        };
+        assert!(matches!(
+            name_the_apps(e, &sent),
+            UpstreamError::Protocol { .. }
+        ));
+    }
+}
