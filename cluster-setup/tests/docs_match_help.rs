@@ -70,6 +70,12 @@ const SHELL_PREFIXES: &[&str] = &[
 /// Names in backticks that look like environment variables but are no
 /// setting of any binary, so no `--help` lists them.
 const NOT_SETTINGS: &[(&str, &str)] = &[
+    // HTTP methods, named beside the routes they call.
+    ("GET", "HTTP method"),
+    ("POST", "HTTP method"),
+    ("PUT", "HTTP method"),
+    ("PATCH", "HTTP method"),
+    ("DELETE", "HTTP method"),
     // The environment the manager gives every task (docs/environment.md).
     ("PORT0", "task environment"),
     ("PORT", "task environment"),

@@ -23,8 +23,8 @@ use clap::Args;
 pub struct EtcdArgs {
     /// etcd endpoints, comma separated (`http://h:2379`, `https://h:2379` or
     /// `h[:port]`: without a scheme, https when --etcd-ca/--etcd-cert is
-    /// given, http otherwise). Falls back to --etcd-host-address, then
-    /// 127.0.0.1:2379.
+    /// given, http otherwise). Falls back to --etcd-host-address; default
+    /// http://127.0.0.1:2379.
     #[arg(long, env = "ETCD_ENDPOINTS")]
     pub etcd_endpoints: Option<String>,
 
