@@ -194,13 +194,17 @@ fn marathon_python_parses_our_output() {
         "group": group,
         "events": events,
     });
-    let mut child = Command::new("python3")
+    // The test tools' interpreter (scripts/install-deps.sh), else python3.
+    let python = std::env::var("MDO_TOOLS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut child = Command::new(&python)
         .args(["-c", CHECK])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python3 must be installed (with `pip install marathon`)");
+        .unwrap_or_else(|e| {
+            panic!("{python} must be installed (with `pip install marathon`): {e}")
+        });
     child
         .stdin
         .take()
