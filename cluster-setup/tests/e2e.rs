@@ -161,6 +161,27 @@ fn containers_with_label(label: &str) -> Vec<String> {
         .collect()
 }
 
+/// Running containers of the demo's apps (app id under `/demo/`), as
+/// `id app-id` lines.
+fn demo_containers() -> Vec<String> {
+    let out = docker(&[
+        "ps",
+        "--filter",
+        "label=mdo.app-id",
+        "--format",
+        "{{.ID}} {{.Label \"mdo.app-id\"}}",
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .nth(1)
+                .is_some_and(|app| app.starts_with("/demo/"))
+        })
+        .map(String::from)
+        .collect()
+}
+
 fn proxy_container() -> Option<String> {
     containers_with_label("mdo.app-id=/demo/proxy")
         .into_iter()
@@ -427,10 +448,10 @@ fn up_demo_discovery_scaling_cleanup_and_down() {
         String::from_utf8_lossy(&down.stderr)
     );
     stack.up = false;
-    assert!(
-        containers_with_label("mdo.app-id").is_empty(),
-        "managed containers left after down"
-    );
+    // Other tests share the engine and run managed containers of their own;
+    // only the demo's (app ids under /demo/) belong to this stack.
+    let left = demo_containers();
+    assert!(left.is_empty(), "demo containers left after down: {left:?}");
     for pid in pids {
         assert!(
             !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid),
