@@ -70,9 +70,24 @@ pub struct Cli {
     /// Docker runtime: auto (when the engine answers), on, off.
     #[arg(long, env = "MANAGER_DOCKER", value_enum, default_value = "auto")]
     pub docker: DockerMode,
-    /// Allow `container.docker.privileged: true`.
-    #[arg(long, env = "MANAGER_ALLOW_PRIVILEGED", default_value_t = false)]
-    pub allow_privileged: bool,
+    /// Allow apps to reach into the host: privileged containers, the Docker
+    /// parameters cap-add, device, security-opt (but no-new-privileges),
+    /// volumes-from and pid/ipc/uts/userns/network set to host or
+    /// container:<name>, and host-path volumes of protected paths (/, the
+    /// Docker socket, /etc, /proc, /sys, /dev, /boot, /root, --data-dir,
+    /// --protected-host-paths, what is below them and the folders above
+    /// them). Without it such apps get 422. Alias: --allow-privileged.
+    #[arg(
+        long,
+        alias = "allow-privileged",
+        env = "MANAGER_ALLOW_HOST_ACCESS",
+        default_value_t = false
+    )]
+    pub allow_host_access: bool,
+    /// More host paths apps may not mount without --allow-host-access, comma
+    /// separated or repeated (e.g. etcd's data folder).
+    #[arg(long, env = "MANAGER_PROTECTED_HOST_PATHS", value_delimiter = ',')]
+    pub protected_host_paths: Vec<PathBuf>,
     /// Seconds between announcing TASK_KILLING and stopping a task, so
     /// registries drop the instance before it stops answering.
     #[arg(long, env = "MANAGER_DRAIN_DELAY", default_value_t = 1)]
@@ -131,7 +146,10 @@ pub struct Config {
     pub port_range: (u16, u16),
     pub data_dir: PathBuf,
     pub docker: DockerMode,
-    pub allow_privileged: bool,
+    /// `--allow-host-access` (see [`crate::validation::Limits`]).
+    pub allow_host_access: bool,
+    /// `--protected-host-paths` (absolute).
+    pub protected_host_paths: Vec<PathBuf>,
     /// Delay between TASK_KILLING and the actual stop (see `--drain-delay`).
     pub drain_delay: Duration,
     /// Bound on the whole shutdown (see `--shutdown-timeout`).
@@ -167,7 +185,8 @@ impl Config {
             port_range: (31000, 32000),
             data_dir,
             docker: DockerMode::Off,
-            allow_privileged: false,
+            allow_host_access: false,
+            protected_host_paths: Vec::new(),
             drain_delay: Duration::ZERO,
             shutdown_timeout: Duration::from_secs(10),
             node_attributes: BTreeMap::new(),
@@ -226,6 +245,21 @@ impl TryFrom<Cli> for Config {
                     .unwrap_or_else(|| "localhost".into())
             });
         let data_dir = absolute_data_dir(&cli.data_dir)?;
+        let protected_host_paths = cli
+            .protected_host_paths
+            .into_iter()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| {
+                if p.is_absolute() {
+                    Ok(p)
+                } else {
+                    Err(ConfigError(format!(
+                        "--protected-host-paths {}: must be an absolute path",
+                        p.display()
+                    )))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Config {
             listen,
             internal_prefix: etcd.prefix.clone(),
@@ -238,7 +272,8 @@ impl TryFrom<Cli> for Config {
             port_range,
             data_dir,
             docker: cli.docker,
-            allow_privileged: cli.allow_privileged,
+            allow_host_access: cli.allow_host_access,
+            protected_host_paths,
             drain_delay: Duration::from_secs(cli.drain_delay),
             shutdown_timeout: Duration::from_secs(cli.shutdown_timeout),
             node_attributes,
@@ -253,16 +288,40 @@ impl TryFrom<Cli> for Config {
     }
 }
 
-/// `--data-dir` as an absolute, canonical path (created when missing): task
-/// processes run in their own directories, so a relative path would resolve
-/// against the wrong working directory.
+/// `--data-dir` as an absolute, canonical path (created when missing, mode
+/// 0700): task processes run in their own directories, so a relative path
+/// would resolve against the wrong working directory. Its task markers
+/// decide which processes the manager kills, so a folder owned by another
+/// user or writable by group or others is refused.
 fn absolute_data_dir(dir: &std::path::Path) -> Result<PathBuf, ConfigError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     if dir.as_os_str().is_empty() {
         return Err(ConfigError("--data-dir must not be empty".into()));
     }
-    std::fs::create_dir_all(dir)
-        .and_then(|()| dir.canonicalize())
-        .map_err(|e| ConfigError(format!("--data-dir {}: {e}", dir.display())))
+    let fail = |e: std::io::Error| ConfigError(format!("--data-dir {}: {e}", dir.display()));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(fail)?;
+    let dir = dir.canonicalize().map_err(fail)?;
+    let meta = std::fs::metadata(&dir).map_err(fail)?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(ConfigError(format!(
+            "--data-dir {} is owned by uid {}, not by this user (uid {me}): use a folder of your own",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(ConfigError(format!(
+            "--data-dir {} is writable by group or others (mode {:o}): chmod go-w it or use another folder",
+            dir.display(),
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(dir)
 }
 
 fn parse_range(s: &str) -> Option<(u16, u16)> {
@@ -382,5 +441,64 @@ mod tests {
         std::fs::write(&file, b"x").unwrap();
         assert!(absolute_data_dir(&file.join("sub")).is_err());
         assert!(absolute_data_dir(std::path::Path::new("")).is_err());
+    }
+
+    #[test]
+    fn data_dir_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let fresh = absolute_data_dir(&tmp.path().join("new/data")).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        for (bits, ok) in [
+            (0o755, true),
+            (0o770, false),
+            (0o757, false),
+            (0o1777, false),
+        ] {
+            let dir = tmp.path().join(format!("d{bits:o}"));
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(bits)).unwrap();
+            let got = absolute_data_dir(&dir);
+            assert_eq!(got.is_ok(), ok, "{bits:o}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.to_string().contains("writable by group or others"), "{e}");
+                assert!(!e.to_string().contains('\n'));
+            }
+        }
+        // Owned by someone else (root's / when not root; a nobody-owned
+        // folder needs root to make).
+        if nix::unistd::geteuid().is_root() {
+            let theirs = tmp.path().join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+            std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+            let err = absolute_data_dir(&theirs).unwrap_err().to_string();
+            assert!(err.contains("owned by uid 65534"), "{err}");
+        }
+    }
+
+    #[test]
+    fn host_access_flag_and_alias() {
+        for flag in ["--allow-host-access", "--allow-privileged"] {
+            let cfg = Config::try_from(Cli::parse_from(["manager", flag])).unwrap();
+            assert!(cfg.allow_host_access, "{flag}");
+        }
+        let cfg = Config::try_from(Cli::parse_from([
+            "manager",
+            "--protected-host-paths",
+            "/var/lib/etcd,/srv/secrets",
+        ]))
+        .unwrap();
+        assert!(!cfg.allow_host_access);
+        assert_eq!(
+            cfg.protected_host_paths,
+            vec![
+                PathBuf::from("/var/lib/etcd"),
+                PathBuf::from("/srv/secrets")
+            ]
+        );
+        let bad = Cli::parse_from(["manager", "--protected-host-paths", "rel/path"]);
+        assert!(Config::try_from(bad).is_err());
     }
 }

@@ -50,6 +50,8 @@ pub struct Counters {
     pub health_failures: AtomicU64,
     /// Panics caught in one app's work by a long-lived loop ([`crate::contain`]).
     pub loop_panics: AtomicU64,
+    /// Apps whose definition in etcd failed validation at start-up (not run).
+    pub apps_refused_at_start: AtomicU64,
 }
 
 pub struct Core {
@@ -161,9 +163,7 @@ impl Core {
     }
 
     fn limits(&self) -> Limits {
-        Limits {
-            allow_privileged: self.cfg.allow_privileged,
-        }
+        Limits::from_config(&self.cfg)
     }
 
     /// Service ports used by apps other than `except`.

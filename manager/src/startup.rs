@@ -148,14 +148,18 @@ impl Application {
             .with_prefix(&cfg.internal_prefix)
             .map_err(StoreError::from)?;
         let load_failed = |e: StoreError| StartError::Load {
-            endpoints: settings.endpoints.join(","),
+            endpoints: daemon::redact_urls(&settings.endpoints).join(","),
             prefix: cfg.internal_prefix.clone(),
             cause: e.cause(),
         };
         let store = Store::connect(&settings, cfg.max_versions)
             .await
             .map_err(load_failed)?;
-        let state = load_state(&store).await.map_err(load_failed)?;
+        let mut state = load_state(&store).await.map_err(load_failed)?;
+        let refused = crate::validation::refuse_invalid_loaded(
+            &mut state,
+            &crate::validation::Limits::from_config(&cfg),
+        );
         tracing::info!(
             apps = state.apps.len(),
             tasks = state.tasks.len(),
@@ -173,7 +177,7 @@ impl Application {
         let manager_id = store.manager_id().await?;
         if cfg.docker != DockerMode::Off {
             let mut dc = DockerConfig::new(manager_id.clone());
-            dc.allow_privileged = cfg.allow_privileged;
+            dc.allow_privileged = cfg.allow_host_access;
             match DockerRuntime::new(dc, tx.clone()).await {
                 Ok(d) => {
                     gateway = d.bridge_gateway().await;
@@ -235,6 +239,9 @@ impl Application {
                 &gw,
             ));
         }
+        core.counters
+            .apps_refused_at_start
+            .store(refused.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let core = core.into_arc();
         core.recover().await;
 

@@ -16,7 +16,24 @@ use crate::ids;
 /// What validation needs to know about the manager.
 #[derive(Debug, Clone, Default)]
 pub struct Limits {
-    pub allow_privileged: bool,
+    /// `--allow-host-access`: privileged containers, capabilities, devices,
+    /// security options, host namespaces and protected host paths.
+    pub allow_host_access: bool,
+    /// Host paths guarded beyond the built-in list (the data folder,
+    /// `--protected-host-paths`).
+    pub protected_paths: Vec<std::path::PathBuf>,
+}
+
+impl Limits {
+    /// The limits of a manager started with `cfg`.
+    pub fn from_config(cfg: &crate::config::Config) -> Limits {
+        let mut protected_paths = vec![cfg.data_dir.clone()];
+        protected_paths.extend(cfg.protected_host_paths.iter().cloned());
+        Limits {
+            allow_host_access: cfg.allow_host_access,
+            protected_paths,
+        }
+    }
 }
 
 /// Parses a JSON body; 400 with Marathon's body when it is not JSON.
@@ -185,6 +202,60 @@ pub fn normalise(app: &mut App) {
     }
 }
 
+/// Validates again what start-up loaded from etcd, as the API would (a
+/// definition written to etcd directly does not bypass the API's checks):
+/// an app that fails is dropped from the running state (its definition
+/// stays in etcd, nothing of it is launched and its tasks count as
+/// orphans), as are failing versions and failing rollback targets of
+/// deployments. Each refusal is logged at error level; the refused app ids
+/// are returned.
+pub fn refuse_invalid_loaded(state: &mut crate::state::State, limits: &Limits) -> Vec<String> {
+    let problems = |app: &App| -> Vec<Violation> {
+        let mut a = app.clone();
+        normalise(&mut a);
+        validate(&a, limits)
+    };
+    let describe = |violations: &[Violation]| -> String {
+        violations
+            .iter()
+            .map(|v| format!("{}: {}", v.path, v.errors.join("; ")))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let mut refused = Vec::new();
+    state.apps.retain(|id, app| {
+        let violations = problems(app);
+        if violations.is_empty() {
+            return true;
+        }
+        tracing::error!(app = %id, problems = %describe(&violations),
+            "app definition in etcd fails validation: not run (fix it through the API, or start the manager with the options it needs)");
+        refused.push(id.clone());
+        false
+    });
+    for (id, versions) in state.versions.iter_mut() {
+        versions.retain(|ts, app| {
+            let violations = problems(app);
+            if !violations.is_empty() {
+                tracing::error!(app = %id, version = %ts, problems = %describe(&violations),
+                    "app version in etcd fails validation: it cannot be restored");
+            }
+            violations.is_empty()
+        });
+    }
+    for d in state.deployments.values_mut() {
+        d.original.retain(|id, original| {
+            let violations = original.as_ref().map(&problems).unwrap_or_default();
+            if !violations.is_empty() {
+                tracing::error!(deployment = %d.id, app = %id, problems = %describe(&violations),
+                    "rollback target in etcd fails validation: a rollback leaves this app as it is");
+            }
+            violations.is_empty()
+        });
+    }
+    refused
+}
+
 /// Number of declared ports (mappings for non-host, definitions for host).
 pub fn port_count(app: &App) -> usize {
     if app.is_host_network() {
@@ -251,6 +322,19 @@ pub fn validate(app: &App, limits: &Limits) -> Vec<Violation> {
     }
     validate_ports(app, &mut v);
     if let Some(c) = &app.container {
+        if !limits.allow_host_access {
+            for (i, vol) in c.volumes.iter().enumerate() {
+                let problem = vol.host_path.as_deref().and_then(|hp| {
+                    crate::runtime::docker::protected_host_path(hp, &limits.protected_paths)
+                });
+                if let Some(problem) = problem {
+                    v.push(Violation::new(
+                        format!("/container/volumes({i})/hostPath"),
+                        format!("{problem}; {HOST_ACCESS_HINT}"),
+                    ));
+                }
+            }
+        }
         match &c.docker {
             Some(d) => validate_docker(d, limits, &mut v),
             None if c.kind == marathon::ContainerType::Docker => {
@@ -485,11 +569,11 @@ fn preview(s: &str) -> String {
         .to_string()
 }
 
-const PRIVILEGED_REFUSED: &str =
-    "privileged containers are not allowed (start the manager with --allow-privileged)";
+use crate::runtime::docker::HOST_ACCESS_HINT;
 
-/// `container.docker`: image, `privileged` (flag or parameter) and every
-/// `parameters` problem (unknown key, bad value), one violation each.
+/// `container.docker`: image, `privileged`, every `parameters` problem
+/// (unknown key, bad value) and, without `--allow-host-access`, every
+/// parameter that reaches into the host; one violation each.
 fn validate_docker(d: &marathon::Docker, limits: &Limits, v: &mut Vec<Violation>) {
     if d.image.trim().is_empty() {
         v.push(Violation::new(
@@ -497,10 +581,10 @@ fn validate_docker(d: &marathon::Docker, limits: &Limits, v: &mut Vec<Violation>
             "must not be empty",
         ));
     }
-    if d.privileged && !limits.allow_privileged {
+    if d.privileged && !limits.allow_host_access {
         v.push(Violation::new(
             "/container/docker/privileged",
-            PRIVILEGED_REFUSED,
+            format!("privileged containers are not allowed; {HOST_ACCESS_HINT}"),
         ));
     }
     let params: Vec<(String, String)> = d
@@ -513,19 +597,14 @@ fn validate_docker(d: &marathon::Docker, limits: &Limits, v: &mut Vec<Violation>
             v.push(Violation::new("/container/docker/parameters", problem));
         }
     }
-    if !limits.allow_privileged {
-        for (key, value) in &params {
-            let privileged = key.trim().trim_start_matches('-') == "privileged"
-                && matches!(
-                    value.trim().to_ascii_lowercase().as_str(),
-                    "" | "true" | "1" | "yes"
-                );
-            if privileged {
-                v.push(Violation::new(
-                    "/container/docker/parameters",
-                    format!("docker parameter '{key}': {PRIVILEGED_REFUSED}"),
-                ));
-            }
+    if !limits.allow_host_access {
+        for (i, problem) in
+            crate::runtime::docker::host_access_problems(&params, &limits.protected_paths)
+        {
+            v.push(Violation::new(
+                format!("/container/docker/parameters({i})"),
+                problem,
+            ));
         }
     }
 }
@@ -837,7 +916,7 @@ mod tests {
             (json!({"id":"/x","container":{"docker":{"image":"i","parameters":[{"key":"no-such-flag","value":"x"},{"key":"hostname","value":"h"},{"key":"ulimit","value":"nofile"}]}}}),
                 vec!["/container/docker/parameters docker parameter 'no-such-flag': unknown parameter", "/container/docker/parameters docker parameter 'ulimit'"]),
             (json!({"id":"/x","container":{"docker":{"image":"i","parameters":[{"key":"privileged","value":"true"}]}}}),
-                vec!["/container/docker/parameters docker parameter 'privileged': privileged containers are not allowed"]),
+                vec!["/container/docker/parameters(0) docker parameter 'privileged': privileged containers are not allowed"]),
             (json!({"id":"/x","container":{"docker":{"image":"i","parameters":[{"key":"privileged","value":"false"},{"key":"add-host","value":"a:1.2.3.4"}]}}}), vec![]),
             (json!({"id":"/x","cmd":"a","healthChecks":[{"protocol":"TCP","port":70000}]}), vec!["/healthChecks(0)/port got 70000, expected between 0 and 65535"]),
         ];
@@ -909,13 +988,64 @@ mod tests {
     }
 
     #[test]
-    fn privileged_allowed_by_the_manager_flag() {
-        let limits = Limits {
-            allow_privileged: true,
-        };
+    fn host_access_allowed_by_the_manager_flag() {
         let input = json!({"id":"/x","container":{"docker":{"image":"i","privileged":true,
-            "parameters":[{"key":"privileged","value":"true"}]}}});
+            "parameters":[{"key":"privileged","value":"true"},{"key":"cap-add","value":"ALL"}]},
+            "volumes":[{"containerPath":"/d","hostPath":"/srv/d","mode":"RW"},
+                {"containerPath":"/s","hostPath":"/var/run/docker.sock","mode":"RW"}]}});
+        let refused = paths(validate(&app(input.clone()), &Limits::default()));
+        let want = [
+            "/container/volumes(1)/hostPath the host path '/var/run/docker.sock' exposes",
+            "/container/docker/privileged privileged containers are not allowed",
+            "/container/docker/parameters(0) docker parameter 'privileged'",
+            "/container/docker/parameters(1) docker parameter 'cap-add'",
+        ];
+        assert_eq!(refused.len(), want.len(), "{refused:?}");
+        for (g, w) in refused.iter().zip(want) {
+            assert!(g.starts_with(w), "{g} vs {w}");
+        }
+        let limits = Limits {
+            allow_host_access: true,
+            protected_paths: vec![],
+        };
         assert_eq!(paths(validate(&app(input), &limits)), Vec::<String>::new());
+        // The data folder given in the limits is guarded too.
+        let limits = Limits {
+            allow_host_access: false,
+            protected_paths: vec!["/srv".into()],
+        };
+        let input = json!({"id":"/x","container":{"docker":{"image":"i"},
+            "volumes":[{"containerPath":"/d","hostPath":"/srv/d"}]}});
+        assert_eq!(paths(validate(&app(input), &limits)).len(), 1);
+    }
+
+    #[test]
+    fn loaded_state_is_validated_again() {
+        let mut state = crate::state::State::default();
+        let ok = app(json!({"id":"/ok","cmd":"sleep 1"}));
+        let bad = app(json!({"id":"/bad","container":{"docker":{"image":"i"},
+            "volumes":[{"containerPath":"/s","hostPath":"/run/docker.sock"}]}}));
+        for a in [&ok, &bad] {
+            state.apps.insert(a.id.clone(), a.clone());
+            state
+                .versions
+                .entry(a.id.clone())
+                .or_default()
+                .insert(marathon::Timestamp::from_millis(1).unwrap(), a.clone());
+        }
+        let refused = refuse_invalid_loaded(&mut state, &Limits::default());
+        assert_eq!(refused, vec!["/bad".to_string()]);
+        assert_eq!(state.apps.keys().collect::<Vec<_>>(), vec!["/ok"]);
+        assert!(state.versions["/bad"].is_empty());
+        assert_eq!(state.versions["/ok"].len(), 1);
+        let mut allowed = crate::state::State::default();
+        allowed.apps.insert(bad.id.clone(), bad);
+        let limits = Limits {
+            allow_host_access: true,
+            protected_paths: vec![],
+        };
+        assert!(refuse_invalid_loaded(&mut allowed, &limits).is_empty());
+        assert_eq!(allowed.apps.len(), 1);
     }
 
     #[test]

@@ -376,7 +376,7 @@ async fn docker_parameters_and_privileged_validated() {
     );
 
     // --allow-privileged lets both forms through.
-    let p = TestManager::start_with(|c| c.allow_privileged = true).await;
+    let p = TestManager::start_with(|c| c.allow_host_access = true).await;
     let ok = docker(
         json!({"image": "busybox", "privileged": true, "parameters": [{"key": "privileged", "value": "true"}]}),
     );

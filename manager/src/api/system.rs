@@ -154,6 +154,11 @@ fn samples(core: &Core) -> Vec<(&'static str, &'static str, f64)> {
         ("tasks_killing", "gauge", count_state(TaskState::Killing)),
         ("deployments_active", "gauge", s.deployments.len() as f64),
         (
+            "apps_refused_at_start",
+            "gauge",
+            load(&c.apps_refused_at_start),
+        ),
+        (
             "queue_size",
             "gauge",
             s.queue.values().map(|w| w.count as f64).sum(),

@@ -41,7 +41,10 @@ mod shared;
 mod spec;
 mod watch_tasks;
 
-pub use params::{supported_parameters, validate_parameters};
+pub use params::{
+    host_access_problems, protected_host_path, supported_parameters, validate_parameters,
+    HOST_ACCESS_HINT, PROTECTED_HOST_PATHS,
+};
 use recover::{classify_exit, plan_recovery, Observed, RecoveryAction};
 use shared::{bound_tail, message_of, status_of, Phase, Shared, Table, Tracked};
 use spec::{container_plan, PlanOptions, LABEL_MANAGER, LABEL_TASK_ID};

@@ -6,6 +6,7 @@
 //! them all ([`validate_parameters`]).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use bollard::container::Config;
 use bollard::models::{DeviceMapping, HostConfig, HostConfigLogConfig, ResourcesUlimits};
@@ -32,14 +33,18 @@ const SUPPORTED: &[&str] = &[
     "group-add",
     "hostname",
     "init",
+    "ipc",
     "label",
     "log-driver",
     "log-opt",
     "memory-reservation",
     "memory-swap",
     "memory-swappiness",
+    "net",
+    "network",
     "oom-kill-disable",
     "oom-score-adj",
+    "pid",
     "pids-limit",
     "privileged",
     "read-only",
@@ -51,8 +56,11 @@ const SUPPORTED: &[&str] = &[
     "u",
     "ulimit",
     "user",
+    "userns",
+    "uts",
     "v",
     "volume",
+    "volumes-from",
     "w",
     "workdir",
 ];
@@ -197,8 +205,20 @@ fn apply_one(
             }
             host.memory_swappiness = Some(n);
         }
+        "ipc" => host.ipc_mode = Some(non_empty(v)?),
+        "network" | "net" => {
+            // Other networks come from the app's `networks`.
+            if v != "host" && !v.starts_with("container:") {
+                return Err(
+                    "only 'host' or 'container:<name>' (other networks: the app's 'networks')"
+                        .into(),
+                );
+            }
+            host.network_mode = Some(v.to_string());
+        }
         "oom-kill-disable" => host.oom_kill_disable = Some(parse_bool(v)?),
         "oom-score-adj" => host.oom_score_adj = Some(parse_int(v)?),
+        "pid" => host.pid_mode = Some(non_empty(v)?),
         "pids-limit" => host.pids_limit = Some(parse_int(v)?),
         "privileged" => host.privileged = Some(parse_bool(v)?),
         "read-only" => host.readonly_rootfs = Some(parse_bool(v)?),
@@ -222,6 +242,8 @@ fn apply_one(
         }
         "ulimit" => push(&mut host.ulimits, parse_ulimit(v)?),
         "user" | "u" => config.user = Some(non_empty(v)?),
+        "userns" => host.userns_mode = Some(non_empty(v)?),
+        "uts" => host.uts_mode = Some(non_empty(v)?),
         "volume" | "v" => {
             let parts: Vec<&str> = v.split(':').collect();
             let ok = matches!(parts.len(), 2 | 3)
@@ -235,6 +257,7 @@ fn apply_one(
             }
             push(&mut host.binds, v.to_string());
         }
+        "volumes-from" => push(&mut host.volumes_from, non_empty(v)?),
         "workdir" | "w" => {
             if !v.starts_with('/') {
                 return Err("expected an absolute path".into());
@@ -249,6 +272,158 @@ fn apply_one(
         }
     }
     Ok(())
+}
+
+/// What a refused host-access request is told.
+pub const HOST_ACCESS_HINT: &str = "start the manager with --allow-host-access to allow it";
+
+/// Host paths no task mounts without `--allow-host-access`: these, the
+/// manager's data folder and `--protected-host-paths`, with everything
+/// below them and every folder above them (mounting `/var` exposes
+/// `/var/run/docker.sock`).
+pub const PROTECTED_HOST_PATHS: &[&str] = &[
+    "/",
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+    "/etc",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/boot",
+    "/root",
+];
+
+/// Every parameter of `params` that reaches into the host (privileged,
+/// capabilities, devices, security options, the host's or another
+/// container's namespaces, another container's volumes, a protected host
+/// path), as (index, message). `extra` = protected paths beyond
+/// [`PROTECTED_HOST_PATHS`].
+pub fn host_access_problems(
+    params: &[(String, String)],
+    extra: &[PathBuf],
+) -> Vec<(usize, String)> {
+    params
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (raw_key, value))| {
+            let key = raw_key.trim().trim_start_matches('-');
+            host_access_reason(key, value.trim(), extra).map(|why| {
+                (
+                    i,
+                    format!("docker parameter '{raw_key}': {why}; {HOST_ACCESS_HINT}"),
+                )
+            })
+        })
+        .collect()
+}
+
+fn host_access_reason(key: &str, v: &str, extra: &[PathBuf]) -> Option<String> {
+    match key {
+        "privileged" => parse_bool(v)
+            .unwrap_or(true)
+            .then(|| "privileged containers are not allowed".into()),
+        "cap-add" => Some(format!("adds the capability '{v}'")),
+        "device" => Some(format!("gives the container the host device '{v}'")),
+        "security-opt" if !is_no_new_privileges(v) => {
+            Some(format!("changes the container's security options ('{v}')"))
+        }
+        "pid" | "ipc" | "uts" | "userns" | "network" | "net" => {
+            if v == "host" {
+                Some(format!("joins the host's {key} namespace"))
+            } else {
+                v.strip_prefix("container:")
+                    .map(|other| format!("joins the {key} namespace of container '{other}'"))
+            }
+        }
+        "volumes-from" => Some(format!("mounts the volumes of container '{v}'")),
+        "volume" | "v" => protected_host_path(v.split(':').next().unwrap_or(""), extra),
+        _ => None,
+    }
+}
+
+/// `no-new-privileges` (alone or `:true` / `=true`) only takes rights away.
+fn is_no_new_privileges(v: &str) -> bool {
+    let v = v.to_ascii_lowercase();
+    matches!(
+        v.as_str(),
+        "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true"
+    )
+}
+
+/// Why mounting the host path `given` exposes a protected host path, if it
+/// does: the path, written however (`/etc/../etc`, `//etc/`), and where
+/// its symbolic links lead are both compared with [`PROTECTED_HOST_PATHS`]
+/// and `extra` (and where theirs lead). A relative path is a named Docker
+/// volume, not a host path.
+pub fn protected_host_path(given: &str, extra: &[PathBuf]) -> Option<String> {
+    let lexical = lexically_normal(given)?;
+    // Docker cleans the path, then the kernel follows links; the raw form
+    // resolved too covers a link followed by `..`.
+    let candidates = [resolved(&lexical), lexical, resolved(Path::new(given))];
+    let protected = PROTECTED_HOST_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .chain(extra.iter().cloned())
+        .filter_map(|p| lexically_normal(&p.to_string_lossy()));
+    for guarded in protected {
+        let forms = [resolved(&guarded), guarded.clone()];
+        let hit = candidates
+            .iter()
+            .any(|c| forms.iter().any(|g| overlaps(c, g)));
+        if hit {
+            return Some(format!(
+                "the host path '{given}' exposes the protected host path '{}'",
+                guarded.display()
+            ));
+        }
+    }
+    None
+}
+
+/// `candidate` is `guarded`, below it, or above it (`/` guards only itself).
+fn overlaps(candidate: &Path, guarded: &Path) -> bool {
+    if guarded == Path::new("/") {
+        return candidate == guarded;
+    }
+    candidate.starts_with(guarded) || guarded.starts_with(candidate)
+}
+
+/// An absolute path without `.`, `..`, repeated or trailing slashes (`..`
+/// above `/` stays at `/`); `None` when relative.
+fn lexically_normal(path: &str) -> Option<PathBuf> {
+    if !path.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(PathBuf::from(format!("/{}", parts.join("/"))))
+}
+
+/// Where `path` leads on this host: its longest existing ancestor with
+/// symbolic links resolved, plus the rest.
+fn resolved(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut cur = path;
+    loop {
+        if let Ok(real) = cur.canonicalize() {
+            return rest.iter().rev().fold(real, |acc, p| acc.join(p));
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                cur = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }
 
 fn push<T>(list: &mut Option<Vec<T>>, item: T) {
@@ -403,6 +578,101 @@ mod tests {
     fn supported_list_validates() {
         assert!(validate_parameters(&[]).is_ok());
         assert!(supported_parameters().contains(&"add-host"));
+    }
+
+    #[test]
+    fn host_access_parameters() {
+        let none: &[PathBuf] = &[];
+        let refused = [
+            ("privileged", ""),
+            ("--privileged", "true"),
+            ("cap-add", "SYS_ADMIN"),
+            ("device", "/dev/fuse"),
+            ("security-opt", "seccomp=unconfined"),
+            ("security-opt", "apparmor=unconfined"),
+            ("pid", "host"),
+            ("ipc", "host"),
+            ("uts", "host"),
+            ("userns", "host"),
+            ("network", "host"),
+            ("net", "container:other"),
+            ("pid", "container:other"),
+            ("volumes-from", "other"),
+            ("volume", "/var/run/docker.sock:/var/run/docker.sock"),
+            ("v", "/etc:/host-etc:ro"),
+        ];
+        for (k, v) in refused {
+            let got = host_access_problems(&p(&[("hostname", "h"), (k, v)]), none);
+            assert_eq!(got.len(), 1, "{k}={v}: {got:?}");
+            assert_eq!(got[0].0, 1);
+            assert!(got[0].1.contains("--allow-host-access"), "{got:?}");
+            assert!(validate_parameters(&p(&[(k, v)])).is_ok(), "{k}={v} parses");
+        }
+        let fine = [
+            ("privileged", "false"),
+            ("cap-drop", "ALL"),
+            ("security-opt", "no-new-privileges"),
+            ("security-opt", "no-new-privileges:true"),
+            ("ipc", "private"),
+            ("ipc", "shareable"),
+            ("volume", "/srv/data:/data"),
+            ("tmpfs", "/run:size=1m"),
+        ];
+        for (k, v) in fine {
+            assert_eq!(host_access_problems(&p(&[(k, v)]), none), vec![], "{k}={v}");
+        }
+        assert!(validate_parameters(&p(&[("network", "bridge")])).is_err());
+    }
+
+    #[test]
+    fn protected_host_paths_in_any_spelling() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let extra = vec![data.clone(), PathBuf::from("/var/lib/etcd-x")];
+        let d = data.display();
+        let refused = [
+            "/".to_string(),
+            "//".into(),
+            "/.".into(),
+            "/etc".into(),
+            "/etc/".into(),
+            "/etc/../etc".into(),
+            "//etc//ssl".into(),
+            "/etc/./passwd".into(),
+            "/proc/1".into(),
+            "/sys".into(),
+            "/dev/sda".into(),
+            "/boot".into(),
+            "/root/.ssh".into(),
+            "/var/run/docker.sock".into(),
+            "/run/docker.sock".into(),
+            "/run".into(),
+            "/var".into(),
+            "/srv/../../etc".into(),
+            format!("{d}"),
+            format!("{d}/tasks"),
+            format!("{d}/../data/"),
+            tmp.path().display().to_string(),
+            "/var/lib/etcd-x/member".into(),
+        ];
+        for path in &refused {
+            let got = protected_host_path(path, &extra);
+            assert!(got.is_some(), "{path} refused");
+        }
+        // A link to a protected folder is followed.
+        let link = tmp.path().join("innocent");
+        std::os::unix::fs::symlink("/etc", &link).unwrap();
+        assert!(protected_host_path(&format!("{}/ssl", link.display()), &[]).is_some());
+        for path in [
+            "/srv/data",
+            "/etcetera",
+            "/home/u/x",
+            "/var/lib/app",
+            "named-volume",
+        ] {
+            assert_eq!(protected_host_path(path, &extra), None, "{path}");
+        }
     }
 
     #[test]
