@@ -118,7 +118,23 @@ pub struct Cli {
     #[arg(long, env = "MANAGER_SHUTDOWN_TIMEOUT", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=MAX_SHUTDOWN_TIMEOUT_SECS))]
     pub shutdown_timeout: u64,
+    /// Event callback targets allowed although refused by default (comma
+    /// separated or repeated): CIDRs (`169.254.0.0/16`, `fe80::/10`),
+    /// addresses, or host names (allowed whatever they resolve to).
+    /// Refused by default: link-local and metadata addresses and the
+    /// manager's own etcd endpoints.
+    #[arg(long, env = "MANAGER_CALLBACK_ALLOW", value_delimiter = ',')]
+    pub callback_allow: Vec<String>,
+    /// Most event callback URLs (`/v2/eventSubscriptions`) subscribed at
+    /// once; one more gets 422.
+    #[arg(long, env = "MANAGER_MAX_EVENT_SUBSCRIPTIONS",
+          default_value_t = crate::events::DEFAULT_MAX_SUBSCRIPTIONS as u64,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_EVENT_SUBSCRIPTIONS_LIMIT))]
+    pub max_event_subscriptions: u64,
 }
+
+/// Largest accepted `--max-event-subscriptions`.
+pub const MAX_EVENT_SUBSCRIPTIONS_LIMIT: u64 = 10_000;
 
 /// Largest accepted `--max-versions`.
 pub const MAX_VERSIONS_LIMIT: u64 = 1000;
@@ -164,6 +180,10 @@ pub struct Config {
     pub service_port_range: (u16, u16),
     /// Interval of the reconcile loop's safety tick.
     pub reconcile_interval: Duration,
+    /// `--callback-allow` entries (validated).
+    pub callback_allow: Vec<String>,
+    /// `--max-event-subscriptions`.
+    pub max_event_subscriptions: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +217,8 @@ impl Config {
             node_mem: None,
             service_port_range: (10000, 20000),
             reconcile_interval: Duration::from_millis(500),
+            callback_allow: Vec::new(),
+            max_event_subscriptions: crate::events::DEFAULT_MAX_SUBSCRIPTIONS,
         }
     }
 }
@@ -284,8 +306,23 @@ impl TryFrom<Cli> for Config {
             node_mem: cli.node_mem,
             service_port_range: (10000, 20000),
             reconcile_interval: Duration::from_millis(500),
+            callback_allow: checked_callback_allow(cli.callback_allow)?,
+            max_event_subscriptions: usize::try_from(cli.max_event_subscriptions)
+                .unwrap_or(usize::MAX),
         })
     }
+}
+
+/// `--callback-allow` entries, each a CIDR, an address or a host name.
+fn checked_callback_allow(entries: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let entries: Vec<String> = entries
+        .into_iter()
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    crate::events::CallbackPolicy::new(&entries, &[])
+        .map_err(|e| ConfigError(format!("--callback-allow: {e}")))?;
+    Ok(entries)
 }
 
 /// `--data-dir` as an absolute, canonical path (created when missing, mode
@@ -500,5 +537,43 @@ mod tests {
         );
         let bad = Cli::parse_from(["manager", "--protected-host-paths", "rel/path"]);
         assert!(Config::try_from(bad).is_err());
+    }
+
+    #[test]
+    fn callback_allow_and_subscription_cap() {
+        let cfg = Config::try_from(Cli::parse_from(["manager"])).unwrap();
+        assert!(cfg.callback_allow.is_empty());
+        assert_eq!(cfg.max_event_subscriptions, 100);
+        let cfg = Config::try_from(Cli::parse_from([
+            "manager",
+            "--callback-allow",
+            "169.254.0.0/16, fe80::/10,metadata.internal",
+            "--callback-allow",
+            "127.0.0.1",
+            "--max-event-subscriptions",
+            "3",
+        ]))
+        .unwrap();
+        assert_eq!(
+            cfg.callback_allow,
+            [
+                "169.254.0.0/16",
+                "fe80::/10",
+                "metadata.internal",
+                "127.0.0.1"
+            ]
+        );
+        assert_eq!(cfg.max_event_subscriptions, 3);
+        for bad in ["10.0.0.0/33", "not a host", "1.2.3.4/x"] {
+            let err = Config::try_from(Cli::parse_from(["manager", "--callback-allow", bad]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("--callback-allow"), "{bad}: {err}");
+        }
+        for bad in ["-1", "10001", "many"] {
+            let err =
+                Cli::try_parse_from(["manager", "--max-event-subscriptions", bad]).unwrap_err();
+            assert!(err.use_stderr(), "{bad}: {err}");
+        }
     }
 }

@@ -219,7 +219,7 @@ impl Application {
         let events = EventBus::new(
             store.client(),
             cfg.internal_prefix.clone(),
-            EventsConfig::default(),
+            EventsConfig::for_manager(&cfg).map_err(StartError::Events)?,
         )
         .await
         .map_err(|e| StartError::Events(e.to_string()))?;

@@ -28,7 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::frame::Frame;
 use super::http1;
-use super::{error_body, EventBus, EventsError};
+use super::policy::{redacted, CallbackPolicy};
+use super::{error_body, EventBus, EventsConfig, EventsError};
 
 /// Pending events of one callback URL.
 pub(super) struct CallbackQueue {
@@ -82,29 +83,14 @@ struct Subscription {
     subscribed_at: i64,
 }
 
-/// `Ok(())` for an absolute http(s) URL with a host.
-pub fn validate_callback_url(raw: &str) -> Result<(), String> {
-    let url = url::Url::parse(raw).map_err(|e| format!("Invalid URL '{raw}': {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "Invalid URL '{raw}': only http and https callbacks are supported"
-        ));
-    }
+/// `Ok(url)` for an absolute URL with a host (any scheme: the policy
+/// decides which are accepted).
+fn parse_callback_url(raw: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("Invalid URL '{}': {e}", redacted(raw)))?;
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("Invalid URL '{raw}': no host"));
+        return Err(format!("Invalid URL '{}': no host", redacted(raw)));
     }
-    Ok(())
-}
-
-/// The URL without its password, for logs.
-fn redacted(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) => {
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        Err(_) => "<invalid url>".into(),
-    }
+    Ok(url)
 }
 
 impl EventBus {
@@ -172,10 +158,25 @@ impl EventBus {
         }
     }
 
-    /// Subscribes `url` (persisted first), publishes and returns the `subscribe_event`.
+    /// Subscribes `url` (persisted first), publishes and returns the
+    /// `subscribe_event`. [`EventsError::Refused`] for a URL the callback
+    /// policy refuses, or a new one beyond `max_subscriptions`.
     pub async fn subscribe(&self, url: &str, client_ip: &str) -> Result<Value, EventsError> {
+        let parsed = parse_callback_url(url).map_err(EventsError::Refused)?;
+        self.inner
+            .config
+            .callback_policy
+            .check_url(&parsed)
+            .map_err(EventsError::Refused)?;
         let _change = self.inner.subscription_changes.lock().await;
-        if !self.callback_urls().iter().any(|u| u == url) {
+        let existing = self.callback_urls();
+        if !existing.iter().any(|u| u == url) {
+            let max = self.inner.config.max_subscriptions;
+            if existing.len() >= max {
+                return Err(EventsError::Refused(format!(
+                    "Too many event subscriptions: at most {max} may exist (--max-event-subscriptions)"
+                )));
+            }
             let record = Subscription {
                 callback_url: url.to_string(),
                 subscribed_at: marathon::Timestamp::now().as_millis(),
@@ -217,29 +218,46 @@ fn subscription_event(event_type: &str, url: &str, client_ip: &str) -> Value {
     })
 }
 
+/// Most response-body bytes read from a callback receiver; the rest is
+/// not read (the connection is then not reused).
+pub(super) const MAX_RESPONSE_BODY: usize = 64 * 1024;
+
 /// How one URL's events are POSTed.
 enum Sender {
     /// Plain `http://`: our own kept-alive connection.
     Direct(http1::Conn),
-    /// `https://` or credentials in the URL: the shared `reqwest` client
-    /// (which keeps its connections alive too).
-    Reqwest(reqwest::Url),
+    /// `https://` or credentials in the URL: a `reqwest` client of this URL
+    /// (kept-alive connections, no redirects, names resolved through the
+    /// callback policy).
+    Reqwest {
+        url: reqwest::Url,
+        client: Result<reqwest::Client, String>,
+    },
+    /// A stored URL that no longer parses.
+    Invalid,
 }
 
 impl Sender {
-    fn new(raw: &str) -> Sender {
-        match url::Url::parse(raw) {
-            Ok(url) => match http1::Conn::for_url(&url) {
-                Some(conn) => Sender::Direct(conn),
-                None => Sender::Reqwest(url),
-            },
+    fn new(raw: &str, cfg: &EventsConfig) -> Sender {
+        let Ok(url) = url::Url::parse(raw) else {
             // Validated on subscription; a stored record may predate that.
-            Err(_) => Sender::Reqwest(
-                "http://invalid.invalid/"
-                    .parse()
-                    .expect("static URL parses"),
-            ),
+            return Sender::Invalid;
+        };
+        let policy = Arc::new(cfg.callback_policy.clone());
+        if let Some(conn) = http1::Conn::for_url(&url, policy.clone()) {
+            return Sender::Direct(conn);
         }
+        let port = url.port_or_known_default().unwrap_or(80);
+        let client = reqwest::Client::builder()
+            .timeout(cfg.callback_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy would connect wherever it likes: the checked
+            // addresses hold only for direct connections.
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver { policy, port }))
+            .build()
+            .map_err(|e| format!("http client: {e}"));
+        Sender::Reqwest { url, client }
     }
 
     /// POSTs one event body; `None` on success, else why it failed.
@@ -254,10 +272,25 @@ impl Sender {
                     Err(_) => Some("timed out".into()),
                 }
             }
-            Sender::Reqwest(url) => {
-                let sent = bus
-                    .inner
-                    .http
+            Sender::Reqwest { url, client } => {
+                let client = match client {
+                    Ok(c) => c,
+                    Err(e) => return Some(e.clone()),
+                };
+                // Literal addresses never reach the resolver: checked here.
+                let literal = match url.host() {
+                    Some(url::Host::Ipv4(a)) => Some(std::net::IpAddr::V4(a)),
+                    Some(url::Host::Ipv6(a)) => Some(std::net::IpAddr::V6(a)),
+                    _ => None,
+                };
+                if let Some(ip) = literal {
+                    let port = url.port_or_known_default().unwrap_or(80);
+                    let addr = std::net::SocketAddr::new(ip, port);
+                    if let Err(e) = bus.inner.config.callback_policy.check_addr(addr).await {
+                        return Some(e);
+                    }
+                }
+                let sent = client
                     .post(url.clone())
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .header(reqwest::header::ACCEPT, "application/json")
@@ -265,16 +298,62 @@ impl Sender {
                     .send()
                     .await;
                 match sent {
-                    Ok(resp) => {
+                    Ok(mut resp) => {
                         let status = resp.status();
-                        // Reading the body lets the connection be reused.
-                        let _ = resp.bytes().await;
+                        // Reading a short body lets the connection be
+                        // reused; a long one is not read to its end.
+                        let mut read = 0;
+                        while read <= MAX_RESPONSE_BODY {
+                            match resp.chunk().await {
+                                Ok(Some(c)) => read += c.len(),
+                                _ => break,
+                            }
+                        }
                         (!status.is_success()).then(|| format!("status {status}"))
                     }
-                    Err(e) => Some(e.without_url().to_string()),
+                    Err(e) => Some(error_chain(&e.without_url())),
                 }
             }
+            Sender::Invalid => Some("the stored callback URL is invalid".into()),
         }
+    }
+}
+
+/// An error and its causes on one line (a refused address shows up as the
+/// resolver's error deep in reqwest's chain).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// reqwest's name resolution for one callback URL: only the addresses the
+/// callback policy permits for its port, resolved at connection time.
+struct GuardedResolver {
+    policy: Arc<CallbackPolicy>,
+    port: u16,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy.clone();
+        let port = self.port;
+        Box::pin(async move {
+            let addrs = policy
+                .resolve(name.as_str(), port)
+                .await
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })?;
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
     }
 }
 
@@ -285,7 +364,7 @@ async fn deliver(bus: EventBus, queue: Arc<CallbackQueue>) {
     let counters = &bus.inner.counters;
     let mut backoff = cfg.callback_backoff;
     let url_for_logs = redacted(&queue.url);
-    let mut sender = Sender::new(&queue.url);
+    let mut sender = Sender::new(&queue.url, &cfg);
     let mut next = queue.front();
     loop {
         let Some(frame) = next.take() else {
@@ -333,53 +412,62 @@ fn client_ip(req: &HttpRequest) -> String {
         .unwrap_or_default()
 }
 
-fn unavailable(e: EventsError) -> HttpResponse {
+/// 422 with Marathon's body for a refused `callbackUrl`.
+fn refused(msg: &str) -> HttpResponse {
+    HttpResponse::UnprocessableEntity().json(json!({
+        "message": "Object is not valid",
+        "details": [{"path": "/callbackUrl", "errors": [msg]}],
+    }))
+}
+
+fn failed(e: EventsError) -> HttpResponse {
+    if let EventsError::Refused(msg) = &e {
+        return refused(msg);
+    }
     tracing::error!(error = %e, "event subscription change failed");
     HttpResponse::ServiceUnavailable().json(error_body(
         "The subscription store is unavailable; try again",
     ))
 }
 
-/// Checks the `callbackUrl` parameter: 400 when missing, 422 when invalid.
+/// The `callbackUrl` parameter: 400 when missing.
 #[allow(clippy::result_large_err)]
-fn checked_url(req: &HttpRequest) -> Result<String, HttpResponse> {
-    let Some(url) = callback_url_param(req) else {
-        return Err(
-            HttpResponse::BadRequest().json(error_body("Missing query parameter 'callbackUrl'"))
-        );
-    };
-    validate_callback_url(&url).map_err(|msg| {
-        HttpResponse::UnprocessableEntity().json(json!({
-            "message": "Object is not valid",
-            "details": [{"path": "/callbackUrl", "errors": [msg]}],
-        }))
-    })?;
-    Ok(url)
+fn url_param(req: &HttpRequest) -> Result<String, HttpResponse> {
+    callback_url_param(req).ok_or_else(|| {
+        HttpResponse::BadRequest().json(error_body("Missing query parameter 'callbackUrl'"))
+    })
 }
 
 pub(super) async fn list(bus: web::Data<EventBus>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "callbackUrls": bus.callback_urls() }))
 }
 
+/// `POST`: 400 without `callbackUrl`, 422 when the URL is invalid or refused
+/// (scheme, address, etcd, the subscription cap), 200 with the event.
 pub(super) async fn subscribe(bus: web::Data<EventBus>, req: HttpRequest) -> HttpResponse {
-    let url = match checked_url(&req) {
+    let url = match url_param(&req) {
         Ok(u) => u,
         Err(res) => return res,
     };
     match bus.subscribe(&url, &client_ip(&req)).await {
         Ok(event) => HttpResponse::Ok().json(event),
-        Err(e) => unavailable(e),
+        Err(e) => failed(e),
     }
 }
 
+/// `DELETE`: any well-formed URL may be unsubscribed (also one a stricter
+/// policy would now refuse).
 pub(super) async fn unsubscribe(bus: web::Data<EventBus>, req: HttpRequest) -> HttpResponse {
-    let url = match checked_url(&req) {
+    let url = match url_param(&req) {
         Ok(u) => u,
         Err(res) => return res,
     };
+    if let Err(msg) = parse_callback_url(&url) {
+        return refused(&msg);
+    }
     match bus.unsubscribe(&url, &client_ip(&req)).await {
         Ok(event) => HttpResponse::Ok().json(event),
-        Err(e) => unavailable(e),
+        Err(e) => failed(e),
     }
 }
 
@@ -388,16 +476,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn callback_urls_must_be_absolute_http() {
-        assert!(validate_callback_url("http://127.0.0.1:9090/callback").is_ok());
-        assert!(validate_callback_url("https://user:pw@example.com/cb?x=1").is_ok());
-        for bad in ["", "not a url", "/relative", "ftp://h/x", "http://"] {
-            assert!(validate_callback_url(bad).is_err(), "{bad}");
+    fn callback_urls_must_be_absolute() {
+        assert!(parse_callback_url("http://127.0.0.1:9090/callback").is_ok());
+        assert!(parse_callback_url("https://user:pw@example.com/cb?x=1").is_ok());
+        for bad in ["", "not a url", "/relative", "http://"] {
+            assert!(parse_callback_url(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn logged_urls_have_no_password() {
-        assert_eq!(redacted("http://u:secret@h:1/x"), "http://u@h:1/x");
+        let err = parse_callback_url("http://h:99999/?token=s3cret").unwrap_err();
+        assert!(!err.contains("s3cret"), "{err}");
     }
 }

@@ -5,10 +5,21 @@
 //! before the next request goes out, so nothing is pipelined or reordered.
 //!
 //! `https://` URLs and URLs with credentials go through `reqwest` instead.
+//!
+//! Every new connection goes to an address the callback policy permits,
+//! resolved right then (a host name that now resolves somewhere refused gets
+//! nothing). Redirects are answers like any other (not followed); at most
+//! [`MAX_RESPONSE_BODY`] bytes of a body are read, beyond that the
+//! connection is dropped.
+
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::callbacks::MAX_RESPONSE_BODY;
+use super::policy::CallbackPolicy;
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -24,6 +35,7 @@ pub(super) struct Conn {
     busy: bool,
     out: BytesMut,
     buf: Vec<u8>,
+    policy: Arc<CallbackPolicy>,
 }
 
 enum HostPort {
@@ -50,7 +62,7 @@ impl std::fmt::Display for PostError {
 
 impl Conn {
     /// `None` unless `url` is plain `http` without credentials.
-    pub fn for_url(url: &url::Url) -> Option<Conn> {
+    pub fn for_url(url: &url::Url, policy: Arc<CallbackPolicy>) -> Option<Conn> {
         if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
             return None;
         }
@@ -76,6 +88,7 @@ impl Conn {
             busy: false,
             out: BytesMut::new(),
             buf: Vec::new(),
+            policy,
         })
     }
 
@@ -124,11 +137,14 @@ impl Conn {
         let stream = match &mut self.stream {
             Some(s) => s,
             None => {
-                let s = match &self.host {
-                    HostPort::Name(h, p) => TcpStream::connect((h.as_str(), *p)).await,
-                    HostPort::Addr(a) => TcpStream::connect(a).await,
+                let addrs = match &self.host {
+                    HostPort::Name(h, p) => self.policy.resolve(h, *p).await,
+                    HostPort::Addr(a) => self.policy.check_addr(*a).await.map(|()| vec![*a]),
                 }
-                .map_err(|e| PostError::Failed(format!("connect: {e}")))?;
+                .map_err(PostError::Failed)?;
+                let s = TcpStream::connect(&addrs[..])
+                    .await
+                    .map_err(|e| PostError::Failed(format!("connect: {e}")))?;
                 let _ = s.set_nodelay(true);
                 self.stream.insert(s)
             }
@@ -148,8 +164,15 @@ impl Conn {
                     used,
                 } => return Ok((status, keep_alive && used == self.buf.len())),
             }
-            if self.buf.len() > MAX_HEAD && find(&self.buf, b"\r\n\r\n").is_none() {
-                return Err(PostError::Failed("response head too large".into()));
+            if self.buf.len() > MAX_HEAD {
+                match find(&self.buf, b"\r\n\r\n") {
+                    None => return Err(PostError::Failed("response head too large".into())),
+                    // The status is known; the rest of a long body is not read.
+                    Some(end) if self.buf.len() > end + 4 + MAX_RESPONSE_BODY => {
+                        return status_of(&self.buf).map(|s| (s, false));
+                    }
+                    Some(_) => {}
+                }
             }
             self.buf.reserve(4096);
             let n = match stream.read_buf(&mut self.buf).await {
@@ -167,6 +190,16 @@ impl Conn {
             }
         }
     }
+}
+
+/// The status of a response whose head is complete.
+fn status_of(buf: &[u8]) -> Result<u16, PostError> {
+    let line_end = find(buf, b"\r\n").unwrap_or(0);
+    std::str::from_utf8(&buf[..line_end])
+        .ok()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| PostError::Failed("bad status line".into()))
 }
 
 fn is_disconnect(e: &std::io::Error) -> bool {
@@ -363,16 +396,21 @@ mod tests {
 
     #[test]
     fn request_head_per_url() {
-        let c = Conn::for_url(&"http://h.example:8080/cb?a=1#frag".parse().unwrap()).unwrap();
+        let p = Arc::new(CallbackPolicy::default());
+        let c = Conn::for_url(
+            &"http://h.example:8080/cb?a=1#frag".parse().unwrap(),
+            p.clone(),
+        )
+        .unwrap();
         assert_eq!(
             std::str::from_utf8(&c.head).unwrap(),
             "POST /cb?a=1 HTTP/1.1\r\nHost: h.example:8080\r\nContent-Type: application/json\r\nAccept: application/json\r\nUser-Agent: mdo-manager\r\n"
         );
-        let c = Conn::for_url(&"http://[::1]".parse().unwrap()).unwrap();
+        let c = Conn::for_url(&"http://[::1]".parse().unwrap(), p.clone()).unwrap();
         assert!(std::str::from_utf8(&c.head)
             .unwrap()
             .starts_with("POST / HTTP/1.1\r\nHost: [::1]\r\n"));
-        assert!(Conn::for_url(&"https://h/cb".parse().unwrap()).is_none());
-        assert!(Conn::for_url(&"http://u:p@h/cb".parse().unwrap()).is_none());
+        assert!(Conn::for_url(&"https://h/cb".parse().unwrap(), p.clone()).is_none());
+        assert!(Conn::for_url(&"http://u:p@h/cb".parse().unwrap(), p).is_none());
     }
 }

@@ -14,7 +14,11 @@
 //!   `<internal_prefix>/subscriptions/`; one bounded queue, one delivery
 //!   task and one kept-alive connection per URL, one POST at a time, retried
 //!   with exponential backoff, oldest dropped (and counted) when the queue is
-//!   full; a dead receiver delays nobody else.
+//!   full; a dead receiver delays nobody else. Callback URLs pass the
+//!   callback policy (`policy.rs`: no link-local/metadata addresses, not the
+//!   manager's etcd, unless `--callback-allow`) at subscription and again,
+//!   per resolved address, at delivery; redirects are not followed and at
+//!   most 64 KiB of a response body is read; at most `max_subscriptions`.
 //!
 //! Wiring: `App::new().app_data(web::Data::new(bus.clone())).configure(EventBus::configure)`;
 //! on SIGTERM call [`EventBus::end_streams`] before stopping the HTTP server
@@ -35,9 +39,11 @@ use tokio_util::task::TaskTracker;
 mod callbacks;
 mod frame;
 mod http1;
+mod policy;
 mod sse;
 
 pub use frame::{accepts_event_stream, StreamQuery};
+pub use policy::{redacted_url, CallbackPolicy, Cidr};
 
 use callbacks::CallbackQueue;
 use frame::Frame;
@@ -57,7 +63,14 @@ pub struct EventsConfig {
     /// First retry delay after a failed delivery; doubles up to `callback_backoff_max`.
     pub callback_backoff: Duration,
     pub callback_backoff_max: Duration,
+    /// Where callbacks may go (`--callback-allow`, the etcd endpoints).
+    pub callback_policy: CallbackPolicy,
+    /// Most callback URLs subscribed at once (`--max-event-subscriptions`).
+    pub max_subscriptions: usize,
 }
+
+/// Default of `--max-event-subscriptions`.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 100;
 
 impl Default for EventsConfig {
     fn default() -> Self {
@@ -68,7 +81,26 @@ impl Default for EventsConfig {
             callback_timeout: Duration::from_secs(10),
             callback_backoff: Duration::from_secs(1),
             callback_backoff_max: Duration::from_secs(60),
+            callback_policy: CallbackPolicy::default(),
+            max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
         }
+    }
+}
+
+impl EventsConfig {
+    /// The manager's settings: Marathon's defaults, the callback policy from
+    /// `--callback-allow` with the manager's etcd endpoints (and those handed
+    /// to tasks) refused, and `--max-event-subscriptions`.
+    pub fn for_manager(cfg: &crate::config::Config) -> Result<EventsConfig, String> {
+        let mut etcd = cfg.etcd.endpoints.clone();
+        etcd.extend(cfg.container_etcd_endpoints.split(',').map(str::to_string));
+        let callback_policy = CallbackPolicy::new(&cfg.callback_allow, &etcd)
+            .map_err(|e| format!("--callback-allow: {e}"))?;
+        Ok(EventsConfig {
+            callback_policy,
+            max_subscriptions: cfg.max_event_subscriptions,
+            ..EventsConfig::default()
+        })
     }
 }
 
@@ -86,6 +118,9 @@ pub enum EventsError {
     Http(#[from] reqwest::Error),
     #[error("{0}")]
     Prefix(#[from] registry::Error),
+    /// A subscription refused by the callback policy or the cap (422).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Counters for `/metrics`.
@@ -165,7 +200,6 @@ struct Inner {
     keys: registry::ManagerKeys,
     /// Serialises subscription changes (etcd write + hub change).
     subscription_changes: tokio::sync::Mutex<()>,
-    http: reqwest::Client,
     counters: Counters,
     cancel: CancellationToken,
     /// Cancelled by [`EventBus::end_streams`]: every open SSE stream ends.
@@ -221,9 +255,6 @@ impl EventBus {
         config: EventsConfig,
     ) -> Result<EventBus, EventsError> {
         let keys = registry::ManagerKeys::new(&internal_prefix)?;
-        let http = reqwest::Client::builder()
-            .timeout(config.callback_timeout)
-            .build()?;
         let bus = EventBus {
             inner: Arc::new(Inner {
                 config,
@@ -231,7 +262,6 @@ impl EventBus {
                 etcd,
                 keys,
                 subscription_changes: tokio::sync::Mutex::new(()),
-                http,
                 counters: Counters::default(),
                 cancel: CancellationToken::new(),
                 streams: CancellationToken::new(),
