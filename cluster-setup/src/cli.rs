@@ -92,6 +92,13 @@ pub struct UpArgs {
     /// Do not install missing Debian packages (etcd-server...); fail instead.
     #[arg(long, env = "MDO_NO_INSTALL")]
     pub no_install: bool,
+
+    /// Leave etcd without authentication (anyone who reaches it may read and
+    /// write everything). By default `up` turns it on with one user per part
+    /// and passwords under <state-dir>/etcd-auth; once on in a state folder
+    /// it stays on there.
+    #[arg(long, env = "MDO_NO_ETCD_AUTH")]
+    pub no_etcd_auth: bool,
 }
 
 #[derive(Debug, Args, Clone)]

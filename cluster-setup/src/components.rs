@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 
 use crate::cli::{CommonArgs, UpArgs};
+use crate::etcd_auth::{self, Credentials};
 use crate::images::{self, DockerInfo};
 use crate::procs::Managed;
 use crate::{install, Result, SetupError};
@@ -59,6 +60,7 @@ fn components(
     docker_mode: &str,
     etcd_bin: &Path,
     docker: Option<&DockerInfo>,
+    etcd_creds: Option<&Credentials>,
 ) -> Vec<Component> {
     let mut etcd_listen = format!("http://127.0.0.1:{}", args.etcd_port);
     if let Some(gw) = docker.and_then(|d| d.bridge_gateway.as_ref()) {
@@ -72,6 +74,32 @@ fn components(
         auth_env.push(("MDO_AUTH_TOKEN".to_string(), token.clone()));
         auth_env.push(("MARATHON_TOKEN".to_string(), token.clone()));
     }
+    // Each part's own etcd user (through the environment: never on a
+    // command line), and the read-only one the manager hands to tasks.
+    let etcd_env = |user: &str| -> Vec<(String, String)> {
+        etcd_creds
+            .map(|c| {
+                vec![
+                    ("ETCD_USER".to_string(), user.to_string()),
+                    ("ETCD_PASSWORD".to_string(), c.password(user).to_string()),
+                ]
+            })
+            .unwrap_or_default()
+    };
+    let mut manager_env = auth_env.clone();
+    manager_env.extend(etcd_env(etcd_auth::MANAGER));
+    if let Some(c) = etcd_creds {
+        manager_env.push((
+            "MANAGER_CONTAINER_ETCD_USER".into(),
+            etcd_auth::GUEST.into(),
+        ));
+        manager_env.push((
+            "MANAGER_CONTAINER_ETCD_PASSWORD".into(),
+            c.password(etcd_auth::GUEST).into(),
+        ));
+    }
+    let mut subscriber_env = auth_env.clone();
+    subscriber_env.extend(etcd_env(etcd_auth::SUBSCRIBER));
     let s = |v: &str| v.to_string();
     vec![
         Component {
@@ -114,7 +142,7 @@ fn components(
                 s("--docker"),
                 docker_mode.to_string(),
             ],
-            env: auth_env.clone(),
+            env: manager_env,
             health_url: format!("{}/ping", l.manager_url),
             url: l.manager_url.clone(),
         },
@@ -129,7 +157,7 @@ fn components(
                 s("--etcd-endpoints"),
                 l.etcd_local.clone(),
             ],
-            env: auth_env.clone(),
+            env: subscriber_env,
             health_url: format!("{}/health", l.subscriber_url),
             url: l.subscriber_url.clone(),
         },
@@ -203,7 +231,10 @@ pub async fn up(args: &UpArgs) -> Result<()> {
     let started_at = Instant::now();
     // Everything missing from the system in one apt-get: etcd, and what the
     // build (protoc, Python headers) and the demo (debootstrap, venv) need.
-    let mut needs = vec![install::Need::Program("etcd", "etcd-server")];
+    let mut needs = vec![
+        install::Need::Program("etcd", "etcd-server"),
+        install::Need::Program("etcdctl", "etcd-client"),
+    ];
     if common.bin_dir.is_none() {
         needs.extend(install::STACK_NEEDS);
     }
@@ -234,13 +265,36 @@ pub async fn up(args: &UpArgs) -> Result<()> {
     let bins = install::binaries(common.bin_dir.as_deref(), common.release, !args.no_install)?;
     let docker_mode = if docker.is_some() { "on" } else { "off" };
     let client = http_client(common)?;
+    // Authentication, once on in this state folder, stays on.
+    let etcd_creds = match Credentials::load(&l.state_dir)? {
+        Some(c) => {
+            if args.no_etcd_auth {
+                println!(
+                    "etcd authentication was turned on in {} and stays on (remove that folder to start without it)",
+                    l.state_dir.display()
+                );
+            }
+            Some(c)
+        }
+        None if args.no_etcd_auth => None,
+        None => Some(Credentials::load_or_create(&l.state_dir)?),
+    };
+    let etcdctl = install::which("etcdctl");
     let ports = [
         ("etcd", common.etcd_port),
         ("manager", common.manager_port),
         ("subscriber", common.subscriber_port),
         ("deployer", common.deployer_port),
     ];
-    for c in components(common, &l, &bins, docker_mode, &etcd_bin, docker.as_ref()) {
+    for c in components(
+        common,
+        &l,
+        &bins,
+        docker_mode,
+        &etcd_bin,
+        docker.as_ref(),
+        etcd_creds.as_ref(),
+    ) {
         let pid = if let Some(pid) = c.managed.running_pid() {
             println!("{:<10} already running (pid {pid})", c.managed.name);
             pid
@@ -261,6 +315,23 @@ pub async fn up(args: &UpArgs) -> Result<()> {
             pid
         };
         wait_healthy(&client, &c, pid, Duration::from_secs(common.wait_secs)).await?;
+        if c.managed.name == "etcd" {
+            if let Some(creds) = &etcd_creds {
+                let etcdctl = etcdctl.as_deref().ok_or_else(|| {
+                    anyhow!("etcdctl not found on PATH (Debian package etcd-client)")
+                })?;
+                match etcd_auth::ensure(etcdctl, &l.etcd_local, creds)? {
+                    etcd_auth::Outcome::Enabled => println!(
+                        "etcd       authentication on: users {}, {}, {} (passwords in {}, mode 0600)",
+                        etcd_auth::MANAGER,
+                        etcd_auth::SUBSCRIBER,
+                        etcd_auth::GUEST,
+                        creds.dir.display()
+                    ),
+                    etcd_auth::Outcome::AlreadyOn => {}
+                }
+            }
+        }
     }
     println!();
     println!("mdo is up ({:.1} s):", started_at.elapsed().as_secs_f64());
@@ -278,6 +349,13 @@ pub async fn up(args: &UpArgs) -> Result<()> {
         l.deployer_url
     );
     println!("  state       {}", l.state_dir.display());
+    match &etcd_creds {
+        Some(c) => println!(
+            "  registry    {}",
+            etcd_auth::read_hint(&l.etcd_local, c)
+        ),
+        None => println!("  registry    etcdctl --endpoints {} get --prefix /services/   (etcd authentication off)", l.etcd_local),
+    }
     if args.demo {
         demo(args, &l, &client).await?;
         println!(
@@ -363,7 +441,8 @@ pub async fn status(args: &CommonArgs) -> Result<()> {
     let client = http_client(args)?;
     let bins = PathBuf::new();
     let mut all_ok = true;
-    for c in components(args, &l, &bins, "off", Path::new("etcd"), None) {
+    let creds = Credentials::load(&l.state_dir)?;
+    for c in components(args, &l, &bins, "off", Path::new("etcd"), None, None) {
         let line = match c.managed.running_pid() {
             None => {
                 all_ok = false;
@@ -379,6 +458,28 @@ pub async fn status(args: &CommonArgs) -> Result<()> {
         };
         println!("{:<10} {line}", c.managed.name);
     }
+    match &creds {
+        Some(c) => {
+            println!(
+                "etcd auth  on: {} (read/write {}), {} (read/write {}), {} (read {}, handed to tasks); passwords in {} (mode 0600)",
+                etcd_auth::MANAGER,
+                etcd_auth::MANAGER_PREFIX,
+                etcd_auth::SUBSCRIBER,
+                etcd_auth::REGISTRY_PREFIX,
+                etcd_auth::GUEST,
+                etcd_auth::REGISTRY_PREFIX,
+                c.dir.display()
+            );
+            println!(
+                "read the registry: {}",
+                etcd_auth::read_hint(&l.etcd_local, c)
+            );
+        }
+        None => println!(
+            "etcd auth  off; read the registry: etcdctl --endpoints {} get --prefix /services/",
+            l.etcd_local
+        ),
+    }
     if all_ok {
         Ok(())
     } else {
@@ -393,7 +494,7 @@ pub async fn down(args: &CommonArgs) -> Result<()> {
     let l = layout(args, None)?;
     let client = http_client(args)?;
     let bins = PathBuf::new();
-    let comps = components(args, &l, &bins, "off", Path::new("etcd"), None);
+    let comps = components(args, &l, &bins, "off", Path::new("etcd"), None, None);
     if comps[1].managed.running_pid().is_some() {
         if let Err(e) = remove_all_apps(&client, &l.manager_url).await {
             eprintln!("warning: could not stop the apps through the manager: {e:#}");

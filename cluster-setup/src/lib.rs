@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod components;
+pub mod etcd_auth;
 pub mod images;
 pub mod install;
 pub mod procs;

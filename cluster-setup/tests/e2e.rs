@@ -51,6 +51,26 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.ports.etcd)
     }
 
+    /// etcdctl as one of the users `up` made (passwords from the state
+    /// folder, through the environment), or anonymous.
+    fn etcdctl(&self, user: Option<&str>, args: &[&str]) -> Output {
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.etcd()])
+            .args(args);
+        if let Some(user) = user {
+            let file = self
+                .state
+                .path()
+                .join("etcd-auth")
+                .join(format!("{user}.password"));
+            let password = std::fs::read_to_string(&file)
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            cmd.env("ETCDCTL_USER", format!("{user}:{}", password.trim()));
+        }
+        cmd.output().expect("etcdctl runs")
+    }
+
     fn manager(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports.manager)
     }
@@ -61,7 +81,7 @@ impl Stack {
 
     /// Every record under /services, key -> JSON.
     fn records(&self) -> Vec<(String, Value)> {
-        let out = etcdctl(&self.etcd(), &["get", "--prefix", "/services/"]);
+        let out = self.etcdctl(Some("mdo-guest"), &["get", "--prefix", "/services/"]);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let lines: Vec<&str> = text.lines().collect();
         lines
@@ -87,15 +107,6 @@ impl Drop for Stack {
             eprintln!("down (cleanup): {}", String::from_utf8_lossy(&out.stdout));
         }
     }
-}
-
-fn etcdctl(endpoint: &str, args: &[&str]) -> Output {
-    Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoint])
-        .args(args)
-        .output()
-        .expect("etcdctl runs")
 }
 
 fn http_get(url: &str) -> Option<(u16, String)> {
@@ -297,6 +308,26 @@ fn up_demo_discovery_scaling_cleanup_and_down() {
         .expect("named port http");
     let proxy = format!("127.0.0.1:{proxy_port}");
 
+    // etcd authentication is on by default: anonymous requests are refused,
+    // the guest user (handed to tasks) reads the registry and writes nothing.
+    let anon = stack.etcdctl(None, &["put", "/services/forged", "x"]);
+    assert!(!anon.status.success(), "anonymous put accepted");
+    let anon = stack.etcdctl(None, &["get", "--prefix", "/services/"]);
+    assert!(!anon.status.success(), "anonymous read accepted");
+    for key in [
+        "/services/ingestor/demo/containers/forged",
+        "/mdo/manager/apps/x",
+        "/other",
+    ] {
+        let put = stack.etcdctl(Some("mdo-guest"), &["put", key, "x"]);
+        assert!(!put.status.success(), "guest wrote {key}");
+        assert!(
+            String::from_utf8_lossy(&put.stderr).contains("permission denied"),
+            "{}",
+            String::from_utf8_lossy(&put.stderr)
+        );
+    }
+
     // 3. guestutils inside the proxy container lists every ingestor.
     let pc = proxy_container().expect("proxy container running");
     let listed = eventually(
@@ -406,12 +437,15 @@ fn up_demo_discovery_scaling_cleanup_and_down() {
         .into_iter()
         .find(|(_, v)| v["container"] == new_name.as_str())
         .expect("record of the new ingestor");
-    let del = etcdctl(&stack.etcd(), &["del", &victim.0]);
+    let del = stack.etcdctl(Some("mdo-subscriber"), &["del", &victim.0]);
     assert!(del.status.success());
     let ghost_key = "/services/ingestor/demo/containers/ghost-instance";
     let mut ghost = victim.1.clone();
     ghost["container"] = "ghost-instance".into();
-    let put = etcdctl(&stack.etcd(), &["put", ghost_key, &ghost.to_string()]);
+    let put = stack.etcdctl(
+        Some("mdo-subscriber"),
+        &["put", ghost_key, &ghost.to_string()],
+    );
     assert!(put.status.success());
     let (status, body) = plain_http::request(
         "POST",

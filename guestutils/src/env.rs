@@ -123,7 +123,9 @@ impl Environment {
     /// Registry settings: endpoints from `ETCD_ENDPOINTS` ->
     /// `ETCD_HOST_ADDRESS[:ETCD_PORT]` -> `http://127.0.0.1:2379`; prefix
     /// from `REGISTRY_PREFIX` (default `/services`); optional `ETCD_USER` /
-    /// `ETCD_PASSWORD`, `ETCD_CACERT`, `ETCD_CERT` / `ETCD_KEY`.
+    /// `ETCD_PASSWORD`, `ETCD_CA` (`ETCD_CACERT`, the name of earlier
+    /// releases, is still read), `ETCD_CERT` / `ETCD_KEY`: the same names as
+    /// every other component.
     pub fn settings(&self) -> Result<Settings> {
         let endpoints = registry::resolve_endpoints(
             self.get("ETCD_ENDPOINTS"),
@@ -136,7 +138,7 @@ impl Environment {
             self.get("REGISTRY_PREFIX"),
             self.get("ETCD_USER"),
             self.get("ETCD_PASSWORD"),
-            path("ETCD_CACERT"),
+            self.first(&["ETCD_CA", "ETCD_CACERT"]).map(PathBuf::from),
             path("ETCD_CERT"),
             path("ETCD_KEY"),
         )?)
@@ -294,5 +296,23 @@ mod tests {
         assert!(env(&[("ETCD_PORT", "x"), ("ETCD_HOST_ADDRESS", "h")])
             .settings()
             .is_err());
+    }
+    #[test]
+    fn etcd_ca_under_the_shared_name_and_the_old_one() {
+        let ca = |vars: Vars| {
+            let mut vars = vars.to_vec();
+            vars.push(("ETCD_ENDPOINTS", "https://etcd:2379"));
+            env(&vars).settings().unwrap().tls.and_then(|t| t.ca)
+        };
+        assert_eq!(ca(&[("ETCD_CA", "/a.pem")]), Some(PathBuf::from("/a.pem")));
+        assert_eq!(
+            ca(&[("ETCD_CACERT", "/b.pem")]),
+            Some(PathBuf::from("/b.pem"))
+        );
+        assert_eq!(
+            ca(&[("ETCD_CA", "/a.pem"), ("ETCD_CACERT", "/b.pem")]),
+            Some(PathBuf::from("/a.pem"))
+        );
+        assert_eq!(ca(&[]), None);
     }
 }

@@ -13,6 +13,8 @@ pub struct NodeEnv {
     pub host: String,
     /// `ETCD_ENDPOINTS` as seen from inside the task.
     pub etcd_endpoints: String,
+    /// `ETCD_USER` / `ETCD_PASSWORD` for reading the registry, when set.
+    pub etcd_auth: Option<crate::config::ContainerEtcdAuth>,
 }
 
 /// Endpoints as seen from a container with its own network namespace:
@@ -157,6 +159,10 @@ pub fn task_env(
     env.insert("CONTAINER_NAME".into(), task_id.to_string());
     env.insert("CONTAINER_HOST_ADDRESS".into(), node.host.clone());
     env.insert("ETCD_ENDPOINTS".into(), node.etcd_endpoints.clone());
+    if let Some(auth) = &node.etcd_auth {
+        env.insert("ETCD_USER".into(), auth.user.clone());
+        env.insert("ETCD_PASSWORD".into(), auth.password.clone());
+    }
     if let Ok(names) = registry::naming::names_from_app(&app.id, &app.labels) {
         env.insert("SERVICE_NAME".into(), names.service);
         env.insert("SERVICE_GROUP".into(), names.group);
@@ -180,6 +186,7 @@ mod tests {
         NodeEnv {
             host: "10.0.0.5".into(),
             etcd_endpoints: "http://10.0.0.5:2379".into(),
+            etcd_auth: None,
         }
     }
 
@@ -270,5 +277,22 @@ mod tests {
             !env.contains_key("PORT") && !env.contains_key("PORTS") && !env.contains_key("PORT0")
         );
         assert_eq!(env["HOST"], "10.0.0.5");
+    }
+
+    #[test]
+    fn registry_credentials_only_when_configured() {
+        let a = app(json!({"id":"/dev/web","cmd":"x"}));
+        let env = task_env(&a, "dev_web.instance-u._app.1", &[], &node());
+        assert!(!env.contains_key("ETCD_USER") && !env.contains_key("ETCD_PASSWORD"));
+
+        let mut n = node();
+        n.etcd_auth = Some(crate::config::ContainerEtcdAuth {
+            user: "mdo-guest".into(),
+            password: "s3cret".into(),
+        });
+        let env = task_env(&a, "dev_web.instance-u._app.1", &[], &n);
+        assert_eq!(env["ETCD_USER"], "mdo-guest");
+        assert_eq!(env["ETCD_PASSWORD"], "s3cret");
+        assert!(!format!("{:?}", n.etcd_auth).contains("s3cret"));
     }
 }

@@ -378,6 +378,7 @@ impl Core {
                                     }
                                     _ => self.cfg.container_etcd_endpoints.clone(),
                                 },
+                                etcd_auth: self.cfg.container_etcd_auth.clone(),
                             },
                         );
                         let kill_grace = bounds::kill_grace_secs(

@@ -213,7 +213,7 @@ async fn connect(settings: &Settings) -> Registry {
             Ok(r) => return r,
             Err(e) => {
                 if !logged {
-                    warn!(endpoints = ?settings.endpoints, error = %e, "cannot connect to etcd, retrying");
+                    warn!(endpoints = ?daemon::redact_urls(&settings.endpoints), error = %e, "cannot connect to etcd, retrying");
                     logged = true;
                 }
                 tokio::time::sleep(backoff).await;

@@ -107,6 +107,17 @@ pub struct Cli {
     #[arg(long, env = "WATCH_SPLAY", value_name = "DUR", default_value = "0")]
     pub splay: String,
 
+    /// Longest run of an --exec callback: past it the callback's whole
+    /// process group is killed (logged) and the next change is delivered.
+    /// 0 = no limit.
+    #[arg(
+        long,
+        env = "WATCH_HOOK_TIMEOUT",
+        value_name = "DUR",
+        default_value = "60s"
+    )]
+    pub hook_timeout: String,
+
     /// etcd endpoints, comma separated (`http://host:2379,...`).
     /// Falls back to ETCD_HOST_ADDRESS[:ETCD_PORT], then http://127.0.0.1:2379.
     #[arg(long, env = "ETCD_ENDPOINTS", value_name = "URLS")]
@@ -197,6 +208,8 @@ pub struct Config {
     pub templates: Vec<TemplateSpec>,
     pub debounce: Duration,
     pub splay: Duration,
+    /// `--hook-timeout` (zero: none).
+    pub hook_timeout: Duration,
     pub registry: registry::Settings,
     pub log_format: LogFormat,
     /// argv of the child application, empty for none.
@@ -254,6 +267,7 @@ impl Cli {
             templates,
             debounce: parse_duration("--debounce", &self.debounce)?,
             splay: parse_duration("--splay", &self.splay)?,
+            hook_timeout: parse_duration("--hook-timeout", &self.hook_timeout)?,
             registry,
             log_format: self.log_format,
             command: self.command,

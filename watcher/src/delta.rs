@@ -99,6 +99,28 @@ pub fn delta(previous: &InstanceSet, current: &InstanceSet) -> Option<Change> {
     })
 }
 
+/// Two successive changes as one: from the set before `first` to the set
+/// after `then` (`None` when they cancel out).
+pub fn merge(first: &Change, then: &Change) -> Option<Change> {
+    let mut before: InstanceSet = first
+        .nodes
+        .iter()
+        .map(|n| (n.container.clone(), n.clone()))
+        .collect();
+    for n in &first.added {
+        before.remove(&n.container);
+    }
+    for n in &first.removed {
+        before.insert(n.container.clone(), n.clone());
+    }
+    let after: InstanceSet = then
+        .nodes
+        .iter()
+        .map(|n| (n.container.clone(), n.clone()))
+        .collect();
+    delta(&before, &after)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +146,27 @@ mod tests {
 
     fn names(nodes: &[Node]) -> Vec<&str> {
         nodes.iter().map(|n| n.container.as_str()).collect()
+    }
+
+    #[test]
+    fn merged_changes_are_the_net_change() {
+        let a = node("a", "10.0.0.1", 31001);
+        let b = node("b", "10.0.0.1", 31002);
+        let c = node("c", "10.0.0.2", 31003);
+        let a_moved = node("a", "10.0.0.9", 31001);
+        let s0 = set(vec![a.clone(), b.clone()]);
+        let s1 = set(vec![a.clone(), b.clone(), c.clone()]);
+        let s2 = set(vec![a_moved.clone(), c.clone()]);
+        let first = delta(&s0, &s1).unwrap();
+        let then = delta(&s1, &s2).unwrap();
+        let merged = merge(&first, &then).unwrap();
+        assert_eq!(Some(merged.clone()), delta(&s0, &s2));
+        assert_eq!(names(&merged.added), vec!["a", "c"]);
+        assert_eq!(names(&merged.removed), vec!["a", "b"]);
+        assert_eq!(merged.delta, 0);
+        // There and back again: nothing to report.
+        let back = delta(&s1, &s0).unwrap();
+        assert_eq!(merge(&first, &back), None);
     }
 
     /// (previous, current) -> None or (added, removed, delta)

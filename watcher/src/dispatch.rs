@@ -1,5 +1,8 @@
 //! Runs the callbacks, one at a time and in order, each after an optional
-//! random splay. A failing callback is logged and the next one runs.
+//! random splay. A failing callback is logged and the next one runs. The
+//! changes that queued up behind a slow callback ([`SLOW_CALLBACK`]) are
+//! coalesced: one net change per watch (from what the last callback saw to
+//! the latest state), never a backlog of stale ones.
 
 use std::time::Duration;
 
@@ -9,7 +12,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::delta::merge;
 use crate::hook::{HookError, Notification, Runner};
+
+/// A callback that ran at least this long is slow: the changes that queued
+/// up meanwhile are coalesced (faster callbacks get every change in turn).
+pub const SLOW_CALLBACK: Duration = Duration::from_secs(1);
 
 /// Until `rx` closes or `stop` is cancelled. A callback that is running when
 /// `stop` is cancelled finishes first (the caller bounds that wait).
@@ -19,15 +27,20 @@ pub async fn dispatch(
     splay: Duration,
     stop: CancellationToken,
 ) {
+    // Changes taken out of `rx` but not delivered yet (oldest first).
+    let mut pending: Vec<Notification> = Vec::new();
     loop {
-        let n = tokio::select! {
-            biased;
-            _ = stop.cancelled() => return,
-            n = rx.recv() => match n {
-                Some(n) => n,
-                None => return,
-            },
-        };
+        if pending.is_empty() {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                n = rx.recv() => match n {
+                    Some(n) => pending.push(n),
+                    None => return,
+                },
+            }
+        }
+        let n = pending.remove(0);
         if !splay.is_zero() {
             let wait = random_splay(splay);
             tokio::select! {
@@ -53,6 +66,34 @@ pub async fn dispatch(
                 warn!(watch = %n.watch, delta = n.change.delta, error = %e, "callback failed, going on")
             }
         }
+        if started.elapsed() >= SLOW_CALLBACK {
+            let mut coalesced = 0usize;
+            while let Ok(n) = rx.try_recv() {
+                coalesce(&mut pending, n);
+                coalesced += 1;
+            }
+            if coalesced > 0 {
+                info!(
+                    coalesced,
+                    pending = pending.len(),
+                    "changes queued behind a slow callback coalesced: the next callbacks get the latest state"
+                );
+            }
+        }
+    }
+}
+
+/// Adds `n` to the waiting changes: merged into the waiting change of the
+/// same watch (dropped when they cancel out), else queued after the others.
+pub fn coalesce(pending: &mut Vec<Notification>, n: Notification) {
+    match pending.iter().position(|p| p.watch == n.watch) {
+        None => pending.push(n),
+        Some(i) => match merge(&pending[i].change, &n.change) {
+            Some(change) => pending[i].change = change,
+            None => {
+                pending.remove(i);
+            }
+        },
     }
 }
 
@@ -68,6 +109,38 @@ pub fn random_splay(max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queued_changes_coalesce_per_watch() {
+        use crate::delta::{delta, InstanceSet, Node};
+        let set = |names: &[&str]| -> InstanceSet {
+            names
+                .iter()
+                .map(|n| {
+                    let node = Node::new(*n, serde_json::json!({"container": n, "host": "h"}));
+                    (n.to_string(), node)
+                })
+                .collect()
+        };
+        let note = |watch: &str, from: &[&str], to: &[&str]| Notification {
+            watch: watch.into(),
+            change: delta(&set(from), &set(to)).unwrap(),
+        };
+        let mut pending = Vec::new();
+        coalesce(&mut pending, note("a", &[], &["1"]));
+        coalesce(&mut pending, note("b", &[], &["x"]));
+        coalesce(&mut pending, note("a", &["1"], &["1", "2"]));
+        coalesce(&mut pending, note("a", &["1", "2"], &["2", "3"]));
+        assert_eq!(pending.len(), 2);
+        assert_eq!(pending[0].watch, "a");
+        assert_eq!(
+            pending[0].change,
+            delta(&set(&[]), &set(&["2", "3"])).unwrap()
+        );
+        assert_eq!(pending[1].watch, "b");
+        coalesce(&mut pending, note("b", &["x"], &[]));
+        assert_eq!(pending.len(), 1, "b came and went");
+    }
 
     #[test]
     fn splay_stays_in_range_and_varies() {

@@ -61,7 +61,8 @@ fn real_main() -> i32 {
         templates = ?config.templates.iter().map(|t| format!("{} -> {}", t.src.display(), t.dest.display())).collect::<Vec<_>>(),
         debounce = ?config.debounce,
         splay = ?config.splay,
-        endpoints = ?config.registry.endpoints,
+        endpoints = ?daemon::redact_urls(&config.registry.endpoints),
+        hook_timeout = ?config.hook_timeout,
         prefix = %config.registry.prefix,
         child = ?config.command,
         "watcher starting"
@@ -82,7 +83,7 @@ fn real_main() -> i32 {
     let hook = config.hook.as_ref().filter(|_| !config.watches.is_empty());
     let runner = match hook {
         None => None,
-        Some(hook) => match Runner::load(hook) {
+        Some(hook) => match Runner::load(hook, config.hook_timeout) {
             Ok(r) => Some(r),
             Err(HookError::PythonLoad { path, traceback }) => {
                 tracing::error!("cannot load {}:\n{}", path.display(), traceback.trim_end());

@@ -9,8 +9,12 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use tokio::process::Command;
+use tracing::warn;
 
 use super::{HookError, Notification};
 use crate::delta::Node;
@@ -21,15 +25,28 @@ pub const ENV_LIMIT: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct ExecHook {
     command: String,
+    /// Zero: no bound.
+    timeout: Duration,
 }
 
 impl ExecHook {
     pub fn new(command: String) -> ExecHook {
-        ExecHook { command }
+        ExecHook {
+            command,
+            timeout: Duration::ZERO,
+        }
     }
 
-    /// Runs the command to completion. stdout and stderr are the watcher's;
-    /// stdin is closed. If the watcher stops meanwhile the command is killed.
+    /// Bounds each run (zero: no bound).
+    pub fn with_timeout(mut self, timeout: Duration) -> ExecHook {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Runs the command to completion, in its own process group. stdout and
+    /// stderr are the watcher's; stdin is closed. Past the timeout, or if
+    /// the watcher stops meanwhile, the whole group is killed (what the
+    /// command left running after it ended normally is left alone).
     pub async fn run(&self, n: &Notification) -> Result<(), HookError> {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
@@ -37,6 +54,7 @@ impl ExecHook {
             .env("WATCH_SERVICE", &n.watch)
             .env("WATCH_DELTA", n.change.delta.to_string())
             .stdin(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true);
         let mut spilled = TempFiles::default();
         for (name, nodes) in [
@@ -52,7 +70,24 @@ impl ExecHook {
                 cmd.env_remove(name).env(format!("{name}_FILE"), path);
             }
         }
-        let status = cmd.status().await.map_err(HookError::Spawn)?;
+        let mut child = cmd.spawn().map_err(HookError::Spawn)?;
+        let mut group = GroupGuard(child.id());
+        let status = if self.timeout.is_zero() {
+            child.wait().await
+        } else {
+            match tokio::time::timeout(self.timeout, child.wait()).await {
+                Ok(status) => status,
+                Err(_) => {
+                    warn!(command = %self.command, timeout = ?self.timeout, pgid = group.0.unwrap_or(0),
+                        "callback ran past --hook-timeout; killing its process group");
+                    group.kill();
+                    let _ = child.wait().await;
+                    return Err(HookError::TimedOut(self.timeout));
+                }
+            }
+        }
+        .map_err(HookError::Spawn)?;
+        group.0 = None;
         drop(spilled);
         if status.success() {
             Ok(())
@@ -64,6 +99,24 @@ impl ExecHook {
 
 fn to_json(nodes: &[Node]) -> String {
     serde_json::to_string(nodes).expect("records serialise")
+}
+
+/// The process group of a running command (its leader's pid): killed on
+/// drop unless cleared (the command ended).
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    fn kill(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// Temporary files removed on drop.
@@ -148,6 +201,41 @@ mod tests {
             to_json(&big.change.nodes).len().to_string()
         );
         assert!(!file.exists(), "removed after the command");
+    }
+
+    #[tokio::test]
+    async fn a_slow_command_is_killed_with_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("grandchild");
+        // A grandchild in the background that would outlive `sh`.
+        let hook = ExecHook::new(format!(
+            "sleep 300 & echo $! > {}; wait",
+            pid_file.display()
+        ))
+        .with_timeout(Duration::from_millis(300));
+        match hook.run(&notification(1)).await {
+            Err(HookError::TimedOut(d)) => assert_eq!(d, Duration::from_millis(300)),
+            other => panic!("{other:?}"),
+        }
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        // Gone (or a zombie nobody reaps: its state is Z).
+        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "grandchild {pid} still alive"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A quick command under the same bound is untouched.
+        let ok = ExecHook::new("true".into()).with_timeout(Duration::from_secs(30));
+        ok.run(&notification(1)).await.unwrap();
     }
 
     #[tokio::test]

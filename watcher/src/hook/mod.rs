@@ -7,6 +7,7 @@ mod exec;
 pub mod python;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::config::Hook;
 use crate::delta::Change;
@@ -35,6 +36,9 @@ pub enum HookError {
     /// The command ended with a failure status.
     #[error("the command failed: {0}")]
     Failed(std::process::ExitStatus),
+    /// The command ran past `--hook-timeout`; its process group was killed.
+    #[error("the command ran longer than {0:?}; its process group was killed")]
+    TimedOut(Duration),
     /// Built without the `python` feature.
     #[error("this watcher was built without Python support")]
     NoPython,
@@ -51,9 +55,12 @@ pub enum Runner {
 impl Runner {
     /// Prepares the hook; in Python mode this initialises the interpreter
     /// and runs the module, so a broken file is reported at start.
-    pub fn load(hook: &Hook) -> Result<Runner, HookError> {
+    /// `timeout` bounds each run of an exec hook (zero: no bound).
+    pub fn load(hook: &Hook, timeout: Duration) -> Result<Runner, HookError> {
         match hook {
-            Hook::Exec(command) => Ok(Runner::Exec(ExecHook::new(command.clone()))),
+            Hook::Exec(command) => Ok(Runner::Exec(
+                ExecHook::new(command.clone()).with_timeout(timeout),
+            )),
             #[cfg(feature = "python")]
             Hook::Python { path, full_site } => {
                 Ok(Runner::Python(python::PythonHook::load(path, *full_site)?))

@@ -125,6 +125,7 @@ impl Watcher {
             "WATCH_TEMPLATES",
             "WATCH_DEBOUNCE",
             "WATCH_SPLAY",
+            "WATCH_HOOK_TIMEOUT",
             "WATCH_PYTHON_SITE",
             "ETCD_HOST_ADDRESS",
             "ETCD_PORT",
