@@ -84,7 +84,7 @@ async fn serve(config: deployer::config::ServeConfig) -> ExitCode {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         listen = %format!("{}:{}", listen.ip(), app.port()),
-        marathon = %redact(&marathon),
+        marathon = %daemon::redact_url(&marathon),
         "deployer listening"
     );
     let shutdown = CancellationToken::new();
@@ -152,17 +152,5 @@ fn usage_line(e: &clap::Error) -> String {
         "invalid arguments; see deployer --help".into()
     } else {
         line
-    }
-}
-
-/// The URL without userinfo, for logs.
-fn redact(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        Err(_) => "<unparsable url>".into(),
     }
 }
