@@ -78,6 +78,10 @@ pub struct Cli {
     /// --protected-host-paths, what is below them and the folders above
     /// them). Without it such apps get 422. Alias: --allow-privileged.
     #[arg(
+    /// The Docker engine's socket: a path or `unix:///path` (`tcp://host:port`
+    /// works too). Default: DOCKER_HOST, else /var/run/docker.sock.
+    #[arg(long, env = "DOCKER_HOST")]
+    pub docker_socket: Option<String>,
         long,
         alias = "allow-privileged",
         env = "MANAGER_ALLOW_HOST_ACCESS",
@@ -189,6 +193,8 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
+    /// `--docker-socket` (None: bollard's defaults).
+    pub docker_socket: Option<String>,
 
 impl Config {
     /// A config for tests: listen on 127.0.0.1:0, these etcd endpoints.
@@ -233,6 +239,7 @@ impl TryFrom<Cli> for Config {
             .map_err(|_| ConfigError(format!("--listen {:?} is not host:port", cli.listen)))?;
         if !cli.internal_prefix.starts_with('/') {
             return Err(ConfigError("--internal-prefix must start with '/'".into()));
+            docker_socket: None,
         }
         let etcd = cli
             .etcd
@@ -341,6 +348,7 @@ fn absolute_data_dir(dir: &std::path::Path) -> Result<PathBuf, ConfigError> {
         .mode(0o700)
         .create(dir)
         .map_err(fail)?;
+            docker_socket: cli.docker_socket.filter(|s| !s.trim().is_empty()),
     let dir = dir.canonicalize().map_err(fail)?;
     let meta = std::fs::metadata(&dir).map_err(fail)?;
     let me = nix::unistd::geteuid().as_raw();

@@ -50,6 +50,10 @@ pub struct Counters {
     pub health_failures: AtomicU64,
     /// Panics caught in one app's work by a long-lived loop ([`crate::contain`]).
     pub loop_panics: AtomicU64,
+    /// Recovery attempts of a runtime that failed (its tasks kept, retried).
+    pub recovery_failures: AtomicU64,
+    /// Tasks a recovery attempt skipped (e.g. an unreadable task file).
+    pub recovery_skipped: AtomicU64,
     /// Apps whose definition in etcd failed validation at start-up (not run).
     pub apps_refused_at_start: AtomicU64,
 }
@@ -739,9 +743,20 @@ impl Core {
                 out.push(s.task_json(&t));
             }
         }
+        // KILLING is in etcd before the caller answers: a manager killed
+        // right after still carries the kill out once it is back.
+        let writes: Vec<Write> = to_kill
+            .iter()
+            .filter_map(|t| Store::put(self.store.task_key(&t.id).ok()?, t).ok())
+            .collect();
+        if !writes.is_empty() {
+            if let Err(e) = self.store.apply_chunked(writes).await {
+                tracing::warn!(error = %e, "persisting TASK_KILLING failed; killing anyway");
+            }
+        }
         for t in to_kill {
             self.announce(&t, reason);
-            self.spawn_kill(t);
+            self.spawn_kill_persisted(t);
         }
         out
     }

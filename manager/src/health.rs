@@ -108,7 +108,11 @@ impl Core {
                     .get(task)
                     .is_some_and(|t| t.state == TaskState::Running)
             });
-            for t in s.tasks.values().filter(|t| t.state == TaskState::Running) {
+            for t in s
+                .tasks
+                .values()
+                .filter(|t| t.state == TaskState::Running && !s.unresolved.contains(&t.id))
+            {
                 let Some(app) = s.apps.get(&t.app_id) else {
                     continue;
                 };

@@ -32,6 +32,7 @@ pub mod health;
 pub mod ids;
 pub mod ports;
 pub mod reconcile;
+pub mod recovery;
 pub mod runtime;
 pub mod scheduler;
 pub mod startup;

@@ -17,8 +17,7 @@ use crate::env::{task_env, NodeEnv};
 use crate::event_json;
 use crate::ports;
 use crate::runtime::{
-    DockerNetwork, DockerSpec, Exit, KnownTask, LaunchSpec, PortBinding, RuntimeEvent, VolumeMount,
-    Workload,
+    DockerNetwork, DockerSpec, Exit, LaunchSpec, PortBinding, RuntimeEvent, VolumeMount, Workload,
 };
 use crate::scheduler::{self, Action, Actual, Desired};
 use crate::state::{Backoff, State, TaskRecord, Waiting, DOCKER_HEALTH};
@@ -418,6 +417,7 @@ impl Core {
                         used.cpus += app.cpus;
                         used.mem += app.mem;
                         used.ports.extend(alloc.host_ports.iter().copied());
+                        s.launching.insert(task_id.clone());
                         s.tasks.insert(task_id, rec.clone());
                         pass.launches.push((rec, spec));
                     }
@@ -454,16 +454,48 @@ impl Core {
             .find(|r| r.name() == t.runtime)
             .cloned()
         else {
+            self.state().launching.remove(&t.id);
             return;
         };
         let core = self.self_arc();
         self.tracker.spawn(async move {
             let Some(core) = core else { return };
-            if let Some(t) = core.set_state(&t.id, TaskState::Starting, None) {
-                core.announce(&t, "Task starting");
+            match core.set_state(&t.id, TaskState::Starting, None) {
+                Some(t) => core.announce(&t, "Task starting"),
+                None => {
+                    // Killed (or gone) before the launch began: nothing to start.
+                    core.state().launching.remove(&t.id);
+                    core.finish_task(&t.id, Exit::Killed).await;
+                    return;
+                }
             }
             match rt.launch(&spec).await {
                 Ok(started) => {
+                    let killed = {
+                        let mut s = core.state();
+                        s.launching.remove(&spec.task_id);
+                        s.tasks
+                            .get(&spec.task_id)
+                            .is_none_or(|rec| rec.state == TaskState::Killing)
+                    };
+                    if killed {
+                        // A kill came while the runtime did not know the task
+                        // yet (pull, create): stop and remove what was started.
+                        tracing::info!(task_id = %spec.task_id, "killed during its launch; stopping what the launch started");
+                        let kill = rt.kill(&spec.task_id, spec.kill_grace);
+                        let outcome = contain::run_async(
+                            &core.counters.loop_panics,
+                            "kill",
+                            &spec.app_id,
+                            kill,
+                        )
+                        .await;
+                        if let Some(Err(e)) = outcome {
+                            tracing::warn!(task_id = %spec.task_id, error = %e, "kill after launch reported an error");
+                        }
+                        core.finish_task(&spec.task_id, Exit::Killed).await;
+                        return;
+                    }
                     let updated = {
                         let mut s = core.state();
                         match s.tasks.get_mut(&spec.task_id) {
@@ -495,6 +527,7 @@ impl Core {
                     }
                 }
                 Err(e) => {
+                    core.state().launching.remove(&spec.task_id);
                     tracing::warn!(task_id = %spec.task_id, error = %e, "launch failed");
                     core.finish_task(
                         &spec.task_id,
@@ -509,6 +542,15 @@ impl Core {
     }
 
     pub(crate) fn spawn_kill(&self, t: TaskRecord) {
+        self.spawn_kill_inner(t, false);
+    }
+
+    /// [`Self::spawn_kill`] of a record already persisted as KILLING.
+    pub(crate) fn spawn_kill_persisted(&self, t: TaskRecord) {
+        self.spawn_kill_inner(t, true);
+    }
+
+    fn spawn_kill_inner(&self, t: TaskRecord, persisted: bool) {
         let rt = self
             .runtimes
             .iter()
@@ -517,13 +559,29 @@ impl Core {
         let core = self.self_arc();
         self.tracker.spawn(async move {
             let Some(core) = core else { return };
-            core.persist_task(&t).await;
+            if !persisted {
+                core.persist_task(&t).await;
+            }
             // Drain: registries drop the instance on TASK_KILLING first.
             let drain = core.cfg.drain_delay;
             if !drain.is_zero() {
                 tokio::select! {
                     _ = tokio::time::sleep(drain) => {}
                     _ = core.shutdown.cancelled() => return,
+                }
+            }
+            {
+                let s = core.state();
+                if s.launching.contains(&t.id) {
+                    // The launch in flight stops what it starts (see spawn_launch).
+                    return;
+                }
+                if s.unresolved.contains(&t.id) {
+                    // Its runtime has not answered since the restart: the
+                    // kill stays recorded (KILLING in etcd) and is carried
+                    // out when recovery adopts the task.
+                    tracing::info!(task_id = %t.id, "kill recorded; carried out once the runtime answers");
+                    return;
                 }
             }
             if let Some(rt) = rt {
@@ -561,6 +619,8 @@ impl Core {
     pub async fn finish_task(&self, task_id: &str, exit: Exit) {
         let rec = {
             let mut s = self.state();
+            s.unresolved.remove(task_id);
+            s.launching.remove(task_id);
             let Some(mut t) = s.tasks.remove(task_id) else {
                 return;
             };
@@ -691,69 +751,6 @@ impl Core {
             self.bus
                 .publish_value(event_json::instance_health_changed(&rec, verdict));
             self.wake();
-        }
-    }
-
-    /// After a restart: hand every known task to its runtime; adopted ones
-    /// keep running, gone ones are announced (and replaced by the
-    /// reconciler), orphans are removed by the runtime.
-    pub async fn recover(&self) {
-        let known: Vec<TaskRecord> = self.state().tasks.values().cloned().collect();
-        let mut accounted: BTreeSet<String> = BTreeSet::new();
-        for rt in &self.runtimes {
-            let mine: Vec<KnownTask> = known
-                .iter()
-                .filter(|t| t.runtime == rt.name())
-                .map(|t| KnownTask {
-                    task_id: t.id.clone(),
-                    app_id: t.app_id.clone(),
-                    handle: t.handle.clone(),
-                    workload_is_docker: t.is_docker,
-                })
-                .collect();
-            match rt.recover(&mine).await {
-                Ok(r) => {
-                    tracing::info!(
-                        runtime = rt.name(),
-                        adopted = r.adopted.len(),
-                        gone = r.gone.len(),
-                        orphans = r.orphans_removed.len(),
-                        "recovered"
-                    );
-                    for id in &r.adopted {
-                        accounted.insert(id.clone());
-                        let rec = {
-                            let mut s = self.state();
-                            s.tasks.get_mut(id).map(|t| {
-                                if matches!(t.state, TaskState::Staging | TaskState::Starting) {
-                                    t.state = TaskState::Running;
-                                    t.started_at.get_or_insert_with(Timestamp::now);
-                                }
-                                t.clone()
-                            })
-                        };
-                        if let Some(rec) = rec {
-                            if rec.state == TaskState::Killing {
-                                self.spawn_kill(rec);
-                            }
-                        }
-                    }
-                    for (id, exit) in r.gone {
-                        accounted.insert(id.clone());
-                        self.finish_task(&id, exit).await;
-                    }
-                }
-                Err(e) => tracing::warn!(runtime = rt.name(), error = %e, "recovery failed"),
-            }
-        }
-        for t in known.iter().filter(|t| !accounted.contains(&t.id)) {
-            self.finish_task(
-                &t.id,
-                Exit::Lost {
-                    message: "task not found after manager restart".into(),
-                },
-            )
-            .await;
         }
     }
 }

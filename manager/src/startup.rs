@@ -21,7 +21,7 @@ use crate::core::{Core, Node};
 use crate::error::ApiError;
 use crate::events::{EventBus, EventsConfig};
 use crate::runtime::command::CommandRuntime;
-use crate::runtime::docker::{DockerConfig, DockerRuntime};
+use crate::runtime::docker::{DockerConfig, DockerRuntime, LateDocker};
 use crate::runtime::{Runtime, RuntimeEvent};
 use crate::state::{DeploymentRecord, State, TaskRecord};
 use crate::store::{Store, StoreError, Write};
@@ -178,7 +178,8 @@ impl Application {
         if cfg.docker != DockerMode::Off {
             let mut dc = DockerConfig::new(manager_id.clone());
             dc.allow_privileged = cfg.allow_host_access;
-            match DockerRuntime::new(dc, tx.clone()).await {
+            dc.socket = cfg.docker_socket.clone();
+            match DockerRuntime::new(dc.clone(), tx.clone()).await {
                 Ok(d) => {
                     gateway = d.bridge_gateway().await;
                     runtimes.push(Arc::new(d))
@@ -187,7 +188,10 @@ impl Application {
                     return Err(StartError::Runtime(format!("docker: {e}")))
                 }
                 Err(e) => {
-                    tracing::info!(error = %e, "Docker not available: DOCKER apps will wait in the queue")
+                    // Connected later, by a recovery retry; its tasks are
+                    // kept meanwhile and DOCKER apps wait in the queue.
+                    tracing::info!(error = %e, "Docker not available yet: DOCKER apps wait in the queue; retrying in the background");
+                    runtimes.push(Arc::new(LateDocker::new(dc, tx.clone())));
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! apps with their versions, tasks with their runtime handles, deployments,
 //! backoff and the last failure of each app.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use marathon::{
@@ -123,6 +123,13 @@ pub struct State {
     /// image's own HEALTHCHECK).
     pub health: HashMap<String, BTreeMap<usize, HealthCheckResult>>,
     pub queue: BTreeMap<String, Waiting>,
+    /// Tasks from etcd whose runtime has not answered for them yet (recovery
+    /// failed or skipped them): kept in their last state, never replaced,
+    /// never health-checked, until the runtime adopts them or says they are gone.
+    pub unresolved: BTreeSet<String>,
+    /// Tasks whose launch is in flight (image pull, container create...): a
+    /// kill meanwhile is carried out by the launch when it completes.
+    pub launching: BTreeSet<String>,
 }
 
 impl State {

@@ -5,6 +5,7 @@
 //! Dev-only: never a dependency of product code.
 
 pub mod docker;
+pub mod docker_proxy;
 pub mod etcd;
 pub mod images;
 pub mod process;

@@ -152,6 +152,7 @@ fn samples(core: &Core) -> Vec<(&'static str, &'static str, f64)> {
             count_state(TaskState::Staging) + count_state(TaskState::Starting),
         ),
         ("tasks_killing", "gauge", count_state(TaskState::Killing)),
+        ("tasks_unresolved", "gauge", s.unresolved.len() as f64),
         ("deployments_active", "gauge", s.deployments.len() as f64),
         (
             "apps_refused_at_start",
@@ -208,6 +209,16 @@ fn samples(core: &Core) -> Vec<(&'static str, &'static str, f64)> {
         ("http_requests_total", "counter", load(&c.http_requests)),
         ("http_errors_total", "counter", load(&c.http_errors)),
         ("loop_panics_total", "counter", load(&c.loop_panics)),
+        (
+            "recovery_failures_total",
+            "counter",
+            load(&c.recovery_failures),
+        ),
+        (
+            "recovery_skipped_total",
+            "counter",
+            load(&c.recovery_skipped),
+        ),
     ];
     out.into_iter().map(|(n, k, v)| (n, k, v + 0.0)).collect()
 }

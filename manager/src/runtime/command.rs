@@ -320,7 +320,18 @@ impl Inner {
     fn inspect(&self, dir: &Path) -> (recovery::Found, Option<Marker>) {
         use recovery::Found;
         let record: Option<ExitRecord> = files::read_json(&dir.join(files::EXIT)).ok().flatten();
-        let marker: Option<Marker> = files::read_json(&dir.join(files::MARKER)).ok().flatten();
+        let marker: Option<Marker> = match files::read_json(&dir.join(files::MARKER)) {
+            Ok(m) => m,
+            // Without its end recorded, a task whose marker cannot be read
+            // cannot be judged: it may well run.
+            Err(e) if record.is_none() => {
+                return (
+                    Found::Unreadable(format!("cannot read {}: {e}", files::MARKER)),
+                    None,
+                )
+            }
+            Err(_) => None,
+        };
         let found = match (record, marker) {
             (Some(record), _) => Found::Ended(record),
             (None, None) => Found::Vanished,
@@ -517,9 +528,18 @@ impl Runtime for CommandRuntime {
             match action {
                 Action::Adopt(id) => {
                     if !live.contains(&id) {
-                        self.adopt(&id, markers[&id])?;
+                        if let Err(e) = self.adopt(&id, markers[&id]) {
+                            // One unreadable task skips that task, not the recovery.
+                            tracing::warn!(task_id = %id, error = %e, "cannot adopt this task now; skipped");
+                            out.skipped.push((id, e.to_string()));
+                            continue;
+                        }
                     }
                     out.adopted.push(id);
+                }
+                Action::Skip(id, why) => {
+                    tracing::warn!(task_id = %id, reason = %why, "cannot judge this task now; skipped");
+                    out.skipped.push((id, why));
                 }
                 Action::Gone(id, exit) => out.gone.push((id, exit)),
                 Action::KillStray(id, exit) => {
@@ -545,6 +565,7 @@ impl Runtime for CommandRuntime {
             adopted = out.adopted.len(),
             gone = out.gone.len(),
             orphans = out.orphans_removed.len(),
+            skipped = out.skipped.len(),
             "command tasks recovered"
         );
         Ok(out)

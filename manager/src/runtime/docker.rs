@@ -35,12 +35,14 @@ use super::{
     Runtime, RuntimeError, RuntimeEvent, Started, Workload,
 };
 
+mod late;
 mod params;
 mod recover;
 mod shared;
 mod spec;
 mod watch_tasks;
 
+pub use late::LateDocker;
 pub use params::{
     host_access_problems, protected_host_path, supported_parameters, validate_parameters,
     HOST_ACCESS_HINT, PROTECTED_HOST_PATHS,
@@ -72,6 +74,14 @@ pub struct DockerConfig {
     pub log_max_bytes: usize,
     /// Finished tasks whose logs stay readable after their container is removed.
     pub finished_retained: usize,
+    /// The engine's socket (`/path`, `unix:///path` or `tcp://host:port`);
+    /// None: bollard's defaults (DOCKER_HOST, else /var/run/docker.sock).
+    pub socket: Option<String>,
+    /// Longest wait for the engine's first answer (version negotiation).
+    pub connect_timeout: Duration,
+    /// Longest a container listing may take during recovery before the
+    /// recovery fails (and is retried).
+    pub list_timeout: Duration,
 }
 
 impl DockerConfig {
@@ -86,6 +96,9 @@ impl DockerConfig {
             log_max_lines: 10_000,
             log_max_bytes: 1 << 20,
             finished_retained: 256,
+            socket: None,
+            connect_timeout: Duration::from_secs(10),
+            list_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -96,6 +109,10 @@ pub struct DockerRuntime {
     shared: Arc<Shared>,
     watchers: Mutex<JoinSet<()>>,
     cancel: CancellationToken,
+    /// Set by the first successful [`Runtime::recover`]: launches wait for
+    /// it, so a container is never created before recovery decided which
+    /// containers are ours and known.
+    recovered: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for DockerRuntime {
@@ -104,18 +121,37 @@ impl Drop for DockerRuntime {
     }
 }
 
-/// Connects with bollard's local defaults and agrees on an API version.
-async fn connect() -> Result<Docker, RuntimeError> {
-    let docker = Docker::connect_with_local_defaults()
+/// A client for `socket` (see [`DockerConfig::socket`]); no I/O yet.
+fn client(socket: Option<&str>) -> Result<Docker, bollard::errors::Error> {
+    const REQUEST_TIMEOUT_SECS: u64 = 120;
+    let version = bollard::API_DEFAULT_VERSION;
+    match socket {
+        None => Docker::connect_with_local_defaults(),
+        Some(s) if s.starts_with("tcp://") || s.starts_with("http://") => {
+            Docker::connect_with_http(s, REQUEST_TIMEOUT_SECS, version)
+        }
+        Some(s) => Docker::connect_with_unix(
+            s.strip_prefix("unix://").unwrap_or(s),
+            REQUEST_TIMEOUT_SECS,
+            version,
+        ),
+    }
+}
+
+/// Connects to the engine (`socket`, else bollard's local defaults) and
+/// agrees on an API version within `timeout`.
+async fn connect(socket: Option<&str>, timeout: Duration) -> Result<Docker, RuntimeError> {
+    let docker = client(socket)
         .map_err(|e| RuntimeError::Unavailable(format!("cannot reach the Docker engine: {e}")))?;
-    match tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version()).await {
+    match tokio::time::timeout(timeout, docker.negotiate_version()).await {
         Ok(Ok(docker)) => Ok(docker),
         Ok(Err(e)) => Err(RuntimeError::Unavailable(format!(
             "the Docker engine does not answer: {e}"
         ))),
-        Err(_) => Err(RuntimeError::Unavailable(
-            "the Docker engine did not answer within 10 s".into(),
-        )),
+        Err(_) => Err(RuntimeError::Unavailable(format!(
+            "the Docker engine did not answer within {} s",
+            timeout.as_secs_f64()
+        ))),
     }
 }
 
@@ -124,7 +160,7 @@ async fn connect() -> Result<Docker, RuntimeError> {
 /// `CONTAINER_HOST_ADDRESS` inside containers; the services behind it must
 /// listen on it (or on 0.0.0.0). `None` when Docker or the bridge is absent.
 pub async fn bridge_gateway() -> Option<String> {
-    let docker = connect().await.ok()?;
+    let docker = connect(None, Duration::from_secs(10)).await.ok()?;
     gateway_of(&docker).await
 }
 
@@ -168,7 +204,7 @@ impl DockerRuntime {
     /// Connects to the local engine (Unavailable when it does not answer) and
     /// starts watching health events of this manager's containers.
     pub async fn new(config: DockerConfig, events: EventSender) -> Result<Self, RuntimeError> {
-        let docker = connect().await?;
+        let docker = connect(config.socket.as_deref(), config.connect_timeout).await?;
         let shared = Arc::new(Shared {
             docker,
             config,
@@ -182,6 +218,7 @@ impl DockerRuntime {
             shared,
             watchers: Mutex::new(watchers),
             cancel,
+            recovered: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -309,15 +346,23 @@ impl DockerRuntime {
         labels.extend(extra_label);
         let filters: HashMap<String, Vec<String>> =
             [("label".to_string(), labels)].into_iter().collect();
-        let list = self
+        let listing = self
             .shared
             .docker
             .list_containers(Some(ListContainersOptions {
                 all: true,
                 filters,
                 ..Default::default()
-            }))
+            }));
+        let timeout = self.shared.config.list_timeout;
+        let list = tokio::time::timeout(timeout, listing)
             .await
+            .map_err(|_| {
+                RuntimeError::Unavailable(format!(
+                    "the Docker engine did not list containers within {} s",
+                    timeout.as_secs_f64()
+                ))
+            })?
             .map_err(|e| {
                 RuntimeError::Unavailable(format!("cannot list containers: {}", message_of(&e)))
             })?;
@@ -391,6 +436,7 @@ impl Runtime for DockerRuntime {
 
     fn handles(&self, workload: &Workload) -> bool {
         matches!(workload, Workload::Docker(_))
+            && self.recovered.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     #[tracing::instrument(skip_all, err, fields(task_id = %spec.task_id))]
@@ -569,6 +615,8 @@ impl Runtime for DockerRuntime {
                 }
             }
         }
+        self.recovered
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(recovery)
     }
 

@@ -123,6 +123,10 @@ pub struct Recovery {
     pub gone: Vec<(String, Exit)>,
     /// Ours (by label / marker) but unknown to the state: stopped and removed.
     pub orphans_removed: Vec<String>,
+    /// Known tasks this runtime cannot judge now (e.g. an unreadable task
+    /// file), with why: neither adopted nor gone; the core keeps them as they
+    /// were and asks again later.
+    pub skipped: Vec<(String, String)>,
 }
 
 /// How a task ended.

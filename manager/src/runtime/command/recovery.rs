@@ -17,6 +17,8 @@ pub enum Found {
     Stray,
     /// Nothing runs and nothing was recorded.
     Vanished,
+    /// A file needed to judge the task cannot be read (the reason).
+    Unreadable(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +33,8 @@ pub enum Action {
     KillOrphan(String),
     /// Ours, unknown, only leftovers run: kill them and remove its files.
     KillStrayOrphan(String),
+    /// Known, but its files cannot be read: neither adopted nor gone (why).
+    Skip(String, String),
 }
 
 pub const SHIM_DIED: &str = "The task's supervisor died; its processes were killed";
@@ -49,6 +53,7 @@ pub fn plan(known: &BTreeSet<String>, found: &BTreeMap<String, Found>) -> Vec<Ac
                     message: SHIM_DIED.into(),
                 },
             ),
+            Some(Found::Unreadable(why)) => Action::Skip(id.clone(), why.clone()),
             Some(Found::Vanished) | None => Action::Gone(
                 id.clone(),
                 Exit::Lost {
@@ -64,8 +69,9 @@ pub fn plan(known: &BTreeSet<String>, found: &BTreeMap<String, Found>) -> Vec<Ac
         match what {
             Found::Running => actions.push(Action::KillOrphan(id.clone())),
             Found::Stray => actions.push(Action::KillStrayOrphan(id.clone())),
-            // Finished tasks' files stay for their logs until garbage-collected.
-            Found::Ended(_) | Found::Vanished => {}
+            // Finished tasks' files stay for their logs until garbage-collected;
+            // unreadable ones are not judged (nothing is killed on a guess).
+            Found::Ended(_) | Found::Vanished | Found::Unreadable(_) => {}
         }
     }
     actions
@@ -93,6 +99,8 @@ mod tests {
             ("stray-orphan", Found::Stray),
             ("done-orphan", ended(0)),
             ("vanished-orphan", Found::Vanished),
+            ("garbled-known", Found::Unreadable("bad marker".into())),
+            ("garbled-orphan", Found::Unreadable("bad marker".into())),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -104,6 +112,7 @@ mod tests {
             "stray-known",
             "vanished-known",
             "missing-known",
+            "garbled-known",
         ]
         .into_iter()
         .map(String::from)
@@ -117,6 +126,7 @@ mod tests {
                     message: "Command exited with status 2".into(),
                 },
             ),
+            Action::Skip("garbled-known".into(), "bad marker".into()),
             Action::Gone("missing-known".into(), lost(VANISHED)),
             Action::Adopt("run-known".into()),
             Action::KillStray("stray-known".into(), lost(SHIM_DIED)),
