@@ -128,7 +128,7 @@ impl Application {
             api,
             metrics,
         } = self;
-        info!(port, marathon = %config.marathon_url, owner = %config.owner, mode = ?config.mode,
+        info!(port, marathon = %daemon::redact_url(&config.marathon_url), owner = %config.owner, mode = ?config.mode,
             version = env!("CARGO_PKG_VERSION"), "subscriber listening");
         let inner = CancellationToken::new();
         let tracker = TaskTracker::new();

@@ -256,12 +256,12 @@ pub fn resolve_marathon_url(
     } else {
         DEFAULT_MARATHON_URL.to_string()
     };
-    let parsed =
-        url::Url::parse(&chosen).map_err(|e| invalid("Marathon URL", &chosen, e.to_string()))?;
+    let parsed = url::Url::parse(&chosen)
+        .map_err(|e| invalid("Marathon URL", &daemon::redact_url(&chosen), e.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(invalid(
             "Marathon URL",
-            &chosen,
+            &daemon::redact_url(&chosen),
             "must be http(s)://host[:port]",
         ));
     }

@@ -146,6 +146,40 @@ struct CleanupBody {
     dry_run: bool,
 }
 
+/// How long `/cleanup` waits for etcd to answer a one-key read before it
+/// answers 503 (nothing is queued then).
+const CLEANUP_PROBE: Duration = Duration::from_secs(3);
+
+/// The longest `/cleanup` waits for its resync (Marathon and etcd both
+/// answering slowly, or etcd lost mid-way) before it answers 503; the resync
+/// itself goes on.
+const CLEANUP_BOUND: Duration = Duration::from_secs(30);
+
+/// A count-only read of the registry prefix, bounded by [`CLEANUP_PROBE`].
+/// Any answer from etcd (an expired auth token included: the resync
+/// re-authenticates) counts; no connection or no answer does not.
+async fn etcd_answers(registry: &registry::Registry) -> Result<(), String> {
+    let mut client = registry.client();
+    let options = etcd_client::GetOptions::new()
+        .with_prefix()
+        .with_count_only();
+    match tokio::time::timeout(CLEANUP_PROBE, client.get(registry.prefix(), Some(options))).await {
+        Ok(Ok(_)) => Ok(()),
+        // gRPC codes 2 (unknown), 4 (deadline exceeded) and 14
+        // (unavailable) are what a lost connection gives.
+        Ok(Err(etcd_client::Error::GRpcStatus(s)))
+            if !matches!(i32::from(s.code()), 2 | 4 | 14) =>
+        {
+            Ok(())
+        }
+        Ok(Err(e)) => Err(format!("etcd: {e}")),
+        Err(_) => Err(format!(
+            "etcd did not answer within {} s",
+            CLEANUP_PROBE.as_secs()
+        )),
+    }
+}
+
 async fn cleanup(
     state: web::Data<AppState>,
     q: web::Query<CleanupQuery>,
@@ -161,16 +195,28 @@ async fn cleanup(
         }
     };
     let started = Instant::now();
+    etcd_answers(&state.registry)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("cleanup not started: {e}")))?;
     let (reply, rx) = oneshot::channel();
-    state
-        .cleanup
-        .send(CleanupRequest { dry_run, reply })
+    let resync = async {
+        state
+            .cleanup
+            .send(CleanupRequest { dry_run, reply })
+            .await
+            .map_err(|_| ApiError::Unavailable("shutting down".into()))?;
+        rx.await
+            .map_err(|_| ApiError::Unavailable("shutting down".into()))?
+            .map_err(|e| ApiError::Unavailable(format!("resync failed: {e}")))
+    };
+    let summary = tokio::time::timeout(CLEANUP_BOUND, resync)
         .await
-        .map_err(|_| ApiError::Unavailable("shutting down".into()))?;
-    let summary = rx
-        .await
-        .map_err(|_| ApiError::Unavailable("shutting down".into()))?
-        .map_err(|e| ApiError::Unavailable(format!("resync failed: {e}")))?;
+        .map_err(|_| {
+            ApiError::Unavailable(format!(
+                "the resync did not finish within {} s (is etcd or Marathon unreachable?)",
+                CLEANUP_BOUND.as_secs()
+            ))
+        })??;
     Ok(HttpResponse::Ok().json(CleanupBody {
         added: summary.added,
         updated: summary.updated,
