@@ -82,12 +82,13 @@ impl Application {
             source,
         })?;
         let port = listener.local_addr().map_err(AppError::Server)?.port();
+        let mode = config.mode;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(4 * 1024 * 1024))
                 .wrap(from_fn(http::auth))
-                .configure(http::routes)
+                .configure(|c| http::routes(c, mode))
         })
         .disable_signals()
         .workers(2)
@@ -148,7 +149,7 @@ impl Application {
         let mut intake_task = match (config.mode, config.callback_url.clone()) {
             (Mode::Callback, Some(url)) => tracker.spawn(intake::run_callback(
                 api,
-                url,
+                intake::CallbackUrl::new(&url, config.auth_token.as_deref()),
                 channels.sink.clone(),
                 metrics.clone(),
                 config.resync_interval.min(Duration::from_secs(30)),

@@ -1,5 +1,11 @@
-//! HTTP surface: `POST /callback`, `GET|POST /cleanup`, `GET /info`,
-//! `GET /health`, `GET /metrics`, `GET /ping`.
+//! HTTP surface: `POST /callback` (callback mode only), `GET|POST /cleanup`,
+//! `GET /info`, `GET /health`, `GET /metrics`, `GET /ping`.
+//!
+//! With `--auth-token`, every route but `/ping` and `/health` needs
+//! `Authorization: Bearer <token>`; `POST /callback` also takes the token
+//! as its `token` query parameter, which is how Marathon's deliveries carry
+//! it (Marathon cannot add headers to callbacks, so the subscriber
+//! subscribes its callback URL with `?token=...`). Compared in constant time.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -13,6 +19,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::Mode;
 use crate::intake::accept;
 use crate::metrics::Metrics;
 use crate::resync::CleanupRequest;
@@ -66,15 +73,25 @@ impl ResponseError for ApiError {
     }
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// The routes; `POST /callback` only in callback mode (in SSE mode nothing
+/// may post events: 404).
+pub fn routes(cfg: &mut web::ServiceConfig, mode: Mode) {
     cfg.route("/ping", web::get().to(ping))
         .route("/health", web::get().to(health))
         .route("/metrics", web::get().to(metrics))
-        .route("/callback", web::post().to(callback))
         .route("/cleanup", web::get().to(cleanup))
         .route("/cleanup", web::post().to(cleanup))
         .route("/info", web::get().to(info));
+    if mode == Mode::Callback {
+        cfg.route(CALLBACK_PATH, web::post().to(callback));
+    }
 }
+
+/// Where events are posted in callback mode.
+pub const CALLBACK_PATH: &str = "/callback";
+
+/// The query parameter carrying the token on callback deliveries.
+pub const TOKEN_PARAM: &str = "token";
 
 /// Bearer-token check on every route except `/ping` and `/health`.
 pub async fn auth(
@@ -85,13 +102,19 @@ pub async fn auth(
     let open = matches!(req.path(), "/ping" | "/health");
     if let (Some(state), false) = (state, open) {
         if let Some(token) = &state.auth_token {
-            let ok = req
+            let bearer = req
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), token.as_bytes()));
-            if !ok {
+            let in_query = || {
+                req.path() == CALLBACK_PATH
+                    && url::form_urlencoded::parse(req.query_string().as_bytes())
+                        .filter(|(k, _)| k == TOKEN_PARAM)
+                        .any(|(_, v)| constant_time_eq(v.as_bytes(), token.as_bytes()))
+            };
+            if !bearer && !in_query() {
                 return Err(ApiError::Unauthorized.into());
             }
         }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::convert::task_event;
+use crate::http::TOKEN_PARAM;
 use crate::marathon_api::{parse_event, MarathonApi};
 use crate::metrics::{kind, Metrics};
 use crate::writer::EventSink;
@@ -105,10 +106,82 @@ pub async fn run_sse(
     }
 }
 
+/// The URL the subscriber subscribes in callback mode: `--callback-url`,
+/// plus `token=<--auth-token>` in its query when a token is set (Marathon
+/// cannot add headers to its callbacks, so the deliveries carry the token
+/// there). Never logged with the token.
+#[derive(Clone)]
+pub struct CallbackUrl {
+    registered: String,
+    for_logs: String,
+    /// Forms of the token that may show up in error texts.
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for CallbackUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.for_logs)
+    }
+}
+
+impl CallbackUrl {
+    pub fn new(callback_url: &str, token: Option<&str>) -> CallbackUrl {
+        let as_given = || CallbackUrl {
+            registered: callback_url.to_string(),
+            for_logs: daemon::redact_url(callback_url),
+            secrets: Vec::new(),
+        };
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return as_given();
+        };
+        let Ok(mut url) = url::Url::parse(callback_url) else {
+            // Validated by the config.
+            return as_given();
+        };
+        let kept: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != TOKEN_PARAM)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.set_query(None);
+        url.query_pairs_mut()
+            .extend_pairs(&kept)
+            .append_pair(TOKEN_PARAM, token);
+        let encoded: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
+        let mut secrets = vec![token.to_string(), encoded];
+        secrets.dedup();
+        CallbackUrl {
+            for_logs: daemon::redact_url(url.as_str()),
+            registered: url.into(),
+            secrets,
+        }
+    }
+
+    /// The URL given to `/v2/eventSubscriptions` (with the token).
+    pub fn registered(&self) -> &str {
+        &self.registered
+    }
+
+    /// `text` without the token (an error may echo the URL).
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            out = out.replace(s.as_str(), "redacted");
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for CallbackUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.for_logs)
+    }
+}
+
 /// Keeps `callback_url` subscribed until cancelled, then unsubscribes.
 pub async fn run_callback(
     api: MarathonApi,
-    callback_url: String,
+    callback_url: CallbackUrl,
     sink: EventSink,
     metrics: Arc<Metrics>,
     check_every: Duration,
@@ -119,10 +192,10 @@ pub async fn run_callback(
     loop {
         let ok = if subscribed {
             match api.subscriptions().await {
-                Ok(urls) => urls.iter().any(|u| u == &callback_url),
+                Ok(urls) => urls.iter().any(|u| u == callback_url.registered()),
                 Err(e) => {
                     metrics.error(kind::MARATHON);
-                    debug!(error = %e, "cannot list event subscriptions");
+                    debug!(error = %callback_url.scrub(&e.to_string()), "cannot list event subscriptions");
                     false
                 }
             }
@@ -132,7 +205,7 @@ pub async fn run_callback(
         if !ok {
             metrics.stream_connected.store(false, Relaxed);
             subscribed = false;
-            match api.subscribe(&callback_url).await {
+            match api.subscribe(callback_url.registered()).await {
                 Ok(()) => {
                     subscribed = true;
                     metrics.reconnects.fetch_add(1, Relaxed);
@@ -143,7 +216,7 @@ pub async fn run_callback(
                 }
                 Err(e) => {
                     metrics.error(kind::MARATHON);
-                    warn!(error = %e, "cannot subscribe to Marathon events");
+                    warn!(error = %callback_url.scrub(&e.to_string()), "cannot subscribe to Marathon events");
                 }
             }
         }
@@ -157,9 +230,35 @@ pub async fn run_callback(
         }
     }
     metrics.stream_connected.store(false, Relaxed);
-    match tokio::time::timeout(Duration::from_secs(5), api.unsubscribe(&callback_url)).await {
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        api.unsubscribe(callback_url.registered()),
+    )
+    .await
+    {
         Ok(Ok(())) => info!(callback_url = %callback_url, "unsubscribed from Marathon events"),
-        Ok(Err(e)) => warn!(error = %e, "unsubscribe failed"),
+        Ok(Err(e)) => warn!(error = %callback_url.scrub(&e.to_string()), "unsubscribe failed"),
         Err(_) => warn!("unsubscribe timed out"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_rides_in_the_query_and_never_in_logs() {
+        let plain = CallbackUrl::new("http://h:5001/callback", None);
+        assert_eq!(plain.registered(), "http://h:5001/callback");
+        let with_user = CallbackUrl::new("http://u:pw@h:5001/callback", None);
+        assert_eq!(with_user.to_string(), "http://h:5001/callback");
+        let c = CallbackUrl::new("http://h:5001/callback?a=1&token=old", Some("s3 cr&t"));
+        assert_eq!(c.registered(), "http://h:5001/callback?a=1&token=s3+cr%26t");
+        assert_eq!(c.to_string(), "http://h:5001/callback?a=1&token=redacted");
+        assert_eq!(format!("{c:?}"), c.to_string());
+        assert_eq!(
+            c.scrub("HTTP 422 Invalid URL 'http://h/callback?token=s3 cr&t' (s3+cr%26t)"),
+            "HTTP 422 Invalid URL 'http://h/callback?token=redacted' (redacted)"
+        );
     }
 }

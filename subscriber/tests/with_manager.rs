@@ -74,6 +74,10 @@ impl Manager {
         m
     }
 
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("manager.log")).unwrap_or_default()
+    }
+
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut rb = self.http.request(method, format!("{}{path}", self.url));
         if let Some(b) = body {
@@ -288,6 +292,86 @@ async fn manager_callback_mode_end_to_end_and_unsubscribe_on_sigterm() {
     m.wait_running("/cb/web", 1).await;
     converged(&m, &reg, "/cb/web", "scale down through callbacks").await;
 
+    sub.sigterm();
+    let status = testkit::eventually(
+        "subscriber exits on SIGTERM",
+        Duration::from_secs(20),
+        || sub.child.child().try_wait().ok().flatten(),
+    );
+    assert!(status.success(), "{status}\n{}", sub.log_text());
+    let (_, subs) = m
+        .call(reqwest::Method::GET, "/v2/eventSubscriptions", None)
+        .await;
+    assert_eq!(subs["callbackUrls"], json!([]), "unsubscribed on SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_callback_mode_with_a_token_delivers_and_refuses_forged_events() {
+    const TOKEN: &str = "cb-T0ken-s3cret";
+    let etcd = Etcd::start().unwrap();
+    let m = Manager::start(&etcd).await;
+    let port = testkit::free_port().unwrap();
+    let callback = format!("http://127.0.0.1:{port}/callback");
+    let mut sub = spawn_on(
+        port,
+        &m.url,
+        &etcd,
+        &[
+            "--mode",
+            "callback",
+            "--callback-url",
+            &callback,
+            "--auth-token",
+            TOKEN,
+            // Records only from events: no periodic resync to mend them.
+            "--resync-interval",
+            "1h",
+        ],
+    );
+    sub.wait_healthy().await;
+    let (_, subs) = m
+        .call(reqwest::Method::GET, "/v2/eventSubscriptions", None)
+        .await;
+    assert_eq!(
+        subs["callbackUrls"],
+        json!([format!("{callback}?token={TOKEN}")])
+    );
+    let reg = registry(&etcd).await;
+
+    // The manager's deliveries carry the token: records follow the tasks.
+    let (s, b) = m
+        .call(
+            reqwest::Method::POST,
+            "/v2/apps",
+            Some(command_app("/cbt/web", 2)),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let running = m.wait_running("/cbt/web", 2).await;
+    converged(&m, &reg, "/cbt/web", "records through token callbacks").await;
+
+    // A forged TASK_KILLED without the token: 401, nothing changes.
+    let victim = &running[0].0;
+    let forged = json!({"eventType": "status_update_event", "taskStatus": "TASK_KILLED",
+        "appId": "/cbt/web", "taskId": victim, "slaveId": "node-1", "host": "127.0.0.1",
+        "ports": running[0].1, "version": "2024-01-01T00:00:00.000Z",
+        "timestamp": "2030-01-01T00:00:00.000Z"});
+    let r = reqwest::Client::new()
+        .post(&callback)
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Later real events are handled in order after it: still both records.
+    m.scale("/cbt/web", 3).await;
+    m.wait_running("/cbt/web", 3).await;
+    converged(&m, &reg, "/cbt/web", "scale up through token callbacks").await;
+    assert!(containers(&reg).await.contains(victim));
+
+    for (who, log) in [("subscriber", sub.log_text()), ("manager", m.log_text())] {
+        assert!(!log.contains(TOKEN), "{who} logged the token:\n{log}");
+    }
     sub.sigterm();
     let status = testkit::eventually(
         "subscriber exits on SIGTERM",
