@@ -116,6 +116,10 @@ const NOT_SETTINGS: &[(&str, &str)] = &[
         "LABELS",
         "task environment the deployer sets in each app's env",
     ),
+    (
+        "ETCD_CACERT",
+        "guestutils' earlier name for ETCD_CA, still read (a library: no --help)",
+    ),
     // App labels the deployer sets (deployer/README.md).
     ("SERVICE_LABELS", "app label"),
     ("MDO_MANAGED_BY", "app label"),

@@ -83,7 +83,7 @@ pub struct Cli {
     #[arg(long, env = "DOCKER_HOST")]
     pub docker_socket: Option<String>,
         long,
-        alias = "allow-privileged",
+        visible_alias = "allow-privileged",
         env = "MANAGER_ALLOW_HOST_ACCESS",
         default_value_t = false
     )]
