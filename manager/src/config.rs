@@ -61,6 +61,14 @@ pub struct Cli {
     /// etcd endpoints handed to tasks as ETCD_ENDPOINTS (default: --etcd-endpoints).
     #[arg(long, env = "MANAGER_CONTAINER_ETCD_ENDPOINTS")]
     pub container_etcd_endpoints: Option<String>,
+    /// etcd user handed to tasks as ETCD_USER, for reading the registry
+    /// (give it a read-only role on the registry prefix). Default: none.
+    #[arg(long, env = "MANAGER_CONTAINER_ETCD_USER")]
+    pub container_etcd_user: Option<String>,
+    /// Password of --container-etcd-user, handed to tasks as ETCD_PASSWORD.
+    /// Never logged; prefer the environment variable to the flag.
+    #[arg(long, env = "MANAGER_CONTAINER_ETCD_PASSWORD", hide_env_values = true)]
+    pub container_etcd_password: Option<String>,
     /// Host port range for dynamic task ports, `MIN-MAX` inclusive.
     #[arg(long, env = "MANAGER_PORT_RANGE", default_value = "31000-32000")]
     pub port_range: String,
@@ -70,6 +78,10 @@ pub struct Cli {
     /// Docker runtime: auto (when the engine answers), on, off.
     #[arg(long, env = "MANAGER_DOCKER", value_enum, default_value = "auto")]
     pub docker: DockerMode,
+    /// The Docker engine's socket: a path or `unix:///path` (`tcp://host:port`
+    /// works too). Default: DOCKER_HOST, else /var/run/docker.sock.
+    #[arg(long, env = "DOCKER_HOST")]
+    pub docker_socket: Option<String>,
     /// Allow apps to reach into the host: privileged containers, the Docker
     /// parameters cap-add, device, security-opt (but no-new-privileges),
     /// volumes-from and pid/ipc/uts/userns/network set to host or
@@ -78,10 +90,6 @@ pub struct Cli {
     /// --protected-host-paths, what is below them and the folders above
     /// them). Without it such apps get 422. Alias: --allow-privileged.
     #[arg(
-    /// The Docker engine's socket: a path or `unix:///path` (`tcp://host:port`
-    /// works too). Default: DOCKER_HOST, else /var/run/docker.sock.
-    #[arg(long, env = "DOCKER_HOST")]
-    pub docker_socket: Option<String>,
         long,
         visible_alias = "allow-privileged",
         env = "MANAGER_ALLOW_HOST_ACCESS",
@@ -146,6 +154,23 @@ pub const MAX_VERSIONS_LIMIT: u64 = 1000;
 /// Largest accepted `--shutdown-timeout`, seconds.
 pub const MAX_SHUTDOWN_TIMEOUT_SECS: u64 = 300;
 
+/// The etcd user and password handed to tasks. `Debug` never shows the
+/// password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ContainerEtcdAuth {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for ContainerEtcdAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerEtcdAuth")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -163,9 +188,13 @@ pub struct Config {
     /// endpoints are rewritten to the Docker bridge gateway for containers
     /// with their own network).
     pub container_etcd_endpoints_explicit: bool,
+    /// User and password handed to tasks (ETCD_USER / ETCD_PASSWORD).
+    pub container_etcd_auth: Option<ContainerEtcdAuth>,
     pub port_range: (u16, u16),
     pub data_dir: PathBuf,
     pub docker: DockerMode,
+    /// `--docker-socket` (None: bollard's defaults).
+    pub docker_socket: Option<String>,
     /// `--allow-host-access` (see [`crate::validation::Limits`]).
     pub allow_host_access: bool,
     /// `--protected-host-paths` (absolute).
@@ -193,8 +222,6 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
-    /// `--docker-socket` (None: bollard's defaults).
-    pub docker_socket: Option<String>,
 
 impl Config {
     /// A config for tests: listen on 127.0.0.1:0, these etcd endpoints.
@@ -208,9 +235,11 @@ impl Config {
             advertise_address: "127.0.0.1".into(),
             container_etcd_endpoints: etcd_endpoint.to_string(),
             container_etcd_endpoints_explicit: false,
+            container_etcd_auth: None,
             port_range: (31000, 32000),
             data_dir,
             docker: DockerMode::Off,
+            docker_socket: None,
             allow_host_access: false,
             protected_host_paths: Vec::new(),
             drain_delay: Duration::ZERO,
@@ -239,7 +268,6 @@ impl TryFrom<Cli> for Config {
             .map_err(|_| ConfigError(format!("--listen {:?} is not host:port", cli.listen)))?;
         if !cli.internal_prefix.starts_with('/') {
             return Err(ConfigError("--internal-prefix must start with '/'".into()));
-            docker_socket: None,
         }
         let etcd = cli
             .etcd
@@ -252,6 +280,24 @@ impl TryFrom<Cli> for Config {
                 .map_err(|e| ConfigError(format!("--container-etcd-endpoints: {e}")))?
                 .join(","),
             None => endpoints.clone(),
+        };
+        let nonempty = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        let container_etcd_auth = match (
+            nonempty(cli.container_etcd_user),
+            nonempty(cli.container_etcd_password),
+        ) {
+            (Some(user), Some(password)) => Some(ContainerEtcdAuth { user, password }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError(
+                    "--container-etcd-user needs --container-etcd-password (or MANAGER_CONTAINER_ETCD_PASSWORD)".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError(
+                    "--container-etcd-password was given without --container-etcd-user".into(),
+                ))
+            }
         };
         let port_range = parse_range(&cli.port_range).ok_or_else(|| {
             ConfigError(format!("--port-range {:?} is not MIN-MAX", cli.port_range))
@@ -298,9 +344,11 @@ impl TryFrom<Cli> for Config {
             advertise_address: cli.advertise_address,
             container_etcd_endpoints,
             container_etcd_endpoints_explicit,
+            container_etcd_auth,
             port_range,
             data_dir,
             docker: cli.docker,
+            docker_socket: cli.docker_socket.filter(|s| !s.trim().is_empty()),
             allow_host_access: cli.allow_host_access,
             protected_host_paths,
             drain_delay: Duration::from_secs(cli.drain_delay),
@@ -348,7 +396,6 @@ fn absolute_data_dir(dir: &std::path::Path) -> Result<PathBuf, ConfigError> {
         .mode(0o700)
         .create(dir)
         .map_err(fail)?;
-            docker_socket: cli.docker_socket.filter(|s| !s.trim().is_empty()),
     let dir = dir.canonicalize().map_err(fail)?;
     let meta = std::fs::metadata(&dir).map_err(fail)?;
     let me = nix::unistd::geteuid().as_raw();
