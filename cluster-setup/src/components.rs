@@ -120,6 +120,13 @@ fn components(
                 peer.clone(),
                 s("--initial-cluster"),
                 format!("mdo={peer}"),
+                // With authentication on, the components' etcd client
+                // authenticates once per connection and does not renew its
+                // token; etcd drops a simple token after this many idle
+                // seconds (default 300), which would lock out a manager
+                // that had nothing to write for five minutes.
+                s("--auth-token-ttl"),
+                s("315360000"),
             ],
             env: vec![],
             health_url: format!("{}/health", l.etcd_local),
