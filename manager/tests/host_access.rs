@@ -199,3 +199,47 @@ async fn a_definition_planted_in_etcd_is_not_run() {
     // Kept in etcd for the operator to fix.
     assert!(m.etcd_get("/apps/planted").await.is_some());
 }
+
+/// With the opt-in, an accepted host-path volume really reaches the
+/// container (real engine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_opt_in_a_protected_host_path_is_mounted() {
+    if !testkit::docker::require_docker() {
+        return;
+    }
+    let image = testkit::images::busybox();
+    let m = TestManager::start_with(|c| {
+        c.docker = manager::config::DockerMode::On;
+        c.allow_host_access = true;
+    })
+    .await;
+    let (s, body) = m
+        .post(
+            "/v2/apps",
+            &json!({"id": "/hostetc", "cpus": 0.05, "mem": 32, "instances": 1,
+                "cmd": "test -e /host-etc/passwd && exec sleep 1000",
+                "container": {"type": "DOCKER", "docker": {"image": image},
+                    "volumes": [{"containerPath": "/host-etc", "hostPath": "/etc", "mode": "RO"}]}}),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let tasks = m.wait_running("/hostetc", 1).await;
+    let id = tasks[0]["id"].as_str().unwrap().to_string();
+    let (ok, out) =
+        common::docker_cli(&["ps", "-q", "--filter", &format!("label=mdo.task-id={id}")]);
+    assert!(ok, "{out}");
+    let container = out.trim().to_string();
+    assert!(!container.is_empty(), "no container for {id}");
+    let (ok, binds) =
+        common::docker_cli(&["inspect", "-f", "{{json .HostConfig.Binds}}", &container]);
+    assert!(ok && binds.contains("/etc:/host-etc:ro"), "{binds}");
+    m.wait_no_deployments().await;
+    let (s, _) = m.delete("/v2/apps/hostetc").await;
+    assert_eq!(s, 200);
+    testkit::eventually_async("container removed", common::DEADLINE, || async {
+        let (_, out) =
+            common::docker_cli(&["ps", "-aq", "--filter", &format!("label=mdo.task-id={id}")]);
+        out.trim().is_empty().then_some(())
+    })
+    .await;
+}
