@@ -351,3 +351,44 @@ async fn deliveries_check_the_addresses_they_connect_to() {
     .await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_consumers_never_see_a_callback_token() {
+    let etcd = testkit::Etcd::start().unwrap();
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec();
+    let watcher = RawServer::start(ok.clone()).await;
+    let subscriber = RawServer::start(ok).await;
+    let bus = bus(&etcd, fast(EventsConfig::default())).await;
+    bus.subscribe(
+        &format!("http://127.0.0.1:{}/cb", watcher.port),
+        "127.0.0.1",
+    )
+    .await
+    .unwrap();
+    let with_token = format!(
+        "http://127.0.0.1:{}/callback?token=s3cret-x",
+        subscriber.port
+    );
+    let answer = bus.subscribe(&with_token, "127.0.0.1").await.unwrap();
+    // The caller's own answer and the list keep the URL it registered.
+    assert_eq!(answer["callbackUrl"], with_token.as_str());
+    assert!(bus.callback_urls().contains(&with_token));
+    let shown = format!(
+        "http://127.0.0.1:{}/callback?token=redacted",
+        subscriber.port
+    );
+    testkit::eventually_async("both saw the second subscribe_event", WAIT, || async {
+        (watcher.count() >= 2 && subscriber.count() >= 1).then_some(())
+    })
+    .await;
+    for r in [&watcher, &subscriber] {
+        let bodies = r.bodies.lock().unwrap().clone();
+        let urls: Vec<&str> = bodies
+            .iter()
+            .filter_map(|b| b["callbackUrl"].as_str())
+            .collect();
+        assert!(urls.contains(&shown.as_str()), "{urls:?}");
+        assert!(!format!("{bodies:?}").contains("s3cret"), "{bodies:?}");
+    }
+    bus.shutdown().await;
+}

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::frame::Frame;
 use super::http1;
-use super::policy::{redacted, CallbackPolicy};
+use super::policy::{redacted, redacted_url, secret_param, CallbackPolicy};
 use super::{error_body, EventBus, EventsConfig, EventsError};
 
 /// Pending events of one callback URL.
@@ -190,7 +190,7 @@ impl EventBus {
             self.add_callback(url);
         }
         let event = subscription_event("subscribe_event", url, client_ip);
-        self.publish_value(event.clone());
+        self.publish_value(published(&event));
         Ok(event)
     }
 
@@ -204,9 +204,24 @@ impl EventBus {
             .await?;
         self.remove_callback(url);
         let event = subscription_event("unsubscribe_event", url, client_ip);
-        self.publish_value(event.clone());
+        self.publish_value(published(&event));
         Ok(event)
     }
+}
+
+/// A subscription event as every consumer sees it: the URL without its
+/// password and secret query values (a subscriber's `token=`), which only
+/// the caller's own answer and `GET /v2/eventSubscriptions` show.
+fn published(event: &Value) -> Value {
+    let mut shown = event.clone();
+    let secret = event["callbackUrl"]
+        .as_str()
+        .and_then(|u| url::Url::parse(u).ok())
+        .filter(|u| u.password().is_some() || u.query_pairs().any(|(k, _)| secret_param(&k)));
+    if let Some(url) = secret {
+        shown["callbackUrl"] = Value::String(redacted_url(&url));
+    }
+    shown
 }
 
 fn subscription_event(event_type: &str, url: &str, client_ip: &str) -> Value {

@@ -308,7 +308,7 @@ fn etcd_refusal(target: &str) -> String {
 }
 
 /// Query parameters whose values are secrets.
-fn secret_param(name: &str) -> bool {
+pub(super) fn secret_param(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     n.contains("token")
         || n.contains("secret")
