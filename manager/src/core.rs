@@ -81,7 +81,9 @@ pub struct Core {
     me: std::sync::OnceLock<std::sync::Weak<Core>>,
     pub(crate) health: crate::health::Schedule,
     /// ETCD_ENDPOINTS for containers with their own network (bridge/user).
-    pub container_net_etcd_endpoints: Option<String>,
+    /// Set at start, or when a Docker engine that was not answering at
+    /// start is connected later (`--docker auto`).
+    pub container_net_etcd_endpoints: std::sync::OnceLock<String>,
     pub(crate) http: reqwest::Client,
 }
 
@@ -121,7 +123,7 @@ impl Core {
             last_version: Mutex::new(0),
             me: std::sync::OnceLock::new(),
             health: crate::health::Schedule::default(),
-            container_net_etcd_endpoints: None,
+            container_net_etcd_endpoints: std::sync::OnceLock::new(),
             http: reqwest::Client::builder()
                 .danger_accept_invalid_certs(true)
                 .redirect(reqwest::redirect::Policy::none())

@@ -369,7 +369,8 @@ impl Core {
                             &alloc.ports,
                             &NodeEnv {
                                 host: self.node.address.clone(),
-                                etcd_endpoints: match (&wl, &self.container_net_etcd_endpoints) {
+                                etcd_endpoints: match (&wl, self.container_net_etcd_endpoints.get())
+                                {
                                     (Workload::Docker(d), Some(e))
                                         if d.network != DockerNetwork::Host =>
                                     {

@@ -188,6 +188,20 @@ impl Core {
                 )
                 .await;
             }
+            if self.container_net_etcd_endpoints.get().is_none()
+                && !self.cfg.container_etcd_endpoints_explicit
+            {
+                // A Docker engine connected only now: its containers reach
+                // etcd through its bridge gateway.
+                if let Some(gw) = rt.bridge_gateway().await {
+                    let _ = self
+                        .container_net_etcd_endpoints
+                        .set(crate::env::rewrite_loopback(
+                            &self.cfg.container_etcd_endpoints,
+                            &gw,
+                        ));
+                }
+            }
             if r.skipped.is_empty() {
                 pending.remove(rt.name());
             }

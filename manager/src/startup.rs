@@ -228,7 +228,7 @@ impl Application {
         .await
         .map_err(|e| StartError::Events(e.to_string()))?;
         let bus = Bus::new(Some(events.clone()));
-        let mut core = Core::new(
+        let core = Core::new(
             cfg.clone(),
             store,
             bus,
@@ -238,10 +238,12 @@ impl Application {
             shutdown.child_token(),
         );
         if let (Some(gw), false) = (gateway, cfg.container_etcd_endpoints_explicit) {
-            core.container_net_etcd_endpoints = Some(crate::env::rewrite_loopback(
-                &cfg.container_etcd_endpoints,
-                &gw,
-            ));
+            let _ = core
+                .container_net_etcd_endpoints
+                .set(crate::env::rewrite_loopback(
+                    &cfg.container_etcd_endpoints,
+                    &gw,
+                ));
         }
         core.counters
             .apps_refused_at_start

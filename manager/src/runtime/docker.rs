@@ -711,6 +711,10 @@ impl Runtime for DockerRuntime {
         }
     }
 
+    async fn bridge_gateway(&self) -> Option<String> {
+        gateway_of(&self.shared.docker).await
+    }
+
     async fn node_resources(&self) -> Option<NodeResources> {
         let info = self.shared.docker.info().await.ok()?;
         Some(NodeResources {

@@ -209,4 +209,9 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> Result<bool, RuntimeError>;
     /// What this runtime's node offers (Docker: `docker info`; commands: the host).
     async fn node_resources(&self) -> Option<NodeResources>;
+    /// The address containers with their own network reach the node at
+    /// (Docker's bridge gateway); None for runtimes without one.
+    async fn bridge_gateway(&self) -> Option<String> {
+        None
+    }
 }

@@ -91,4 +91,8 @@ impl Runtime for LateDocker {
     async fn node_resources(&self) -> Option<NodeResources> {
         self.inner.get()?.node_resources().await
     }
+
+    async fn bridge_gateway(&self) -> Option<String> {
+        self.inner.get()?.bridge_gateway().await
+    }
 }
