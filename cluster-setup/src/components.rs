@@ -148,6 +148,10 @@ fn components(
                 l.state_dir.join("manager").display().to_string(),
                 s("--docker"),
                 docker_mode.to_string(),
+                // The state folder holds etcd's data and the etcd passwords:
+                // no app mounts it without --allow-host-access.
+                s("--protected-host-paths"),
+                l.state_dir.display().to_string(),
             ],
             env: manager_env,
             health_url: format!("{}/ping", l.manager_url),
