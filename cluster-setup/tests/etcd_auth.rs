@@ -171,7 +171,10 @@ fn up_turns_etcd_auth_on_with_one_user_per_part() {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{user}");
-        assert!(!out.contains(&stack.password(user)), "{user}'s password printed by up");
+        assert!(
+            !out.contains(&stack.password(user)),
+            "{user}'s password printed by up"
+        );
     }
 
     // Anonymous requests are refused, reads and writes.
@@ -184,11 +187,21 @@ fn up_turns_etcd_auth_on_with_one_user_per_part() {
     assert!(stack.refused(Some("mdo-manager"), &["get", "--prefix", "/services/"]));
     assert!(stack.refused(Some("mdo-manager"), &["put", "/services/x", "y"]));
     assert!(stack.allowed(Some("mdo-subscriber"), &["get", "--prefix", "/services/"]));
-    assert!(stack.refused(Some("mdo-subscriber"), &["get", "--prefix", "/mdo/manager/"]));
+    assert!(stack.refused(
+        Some("mdo-subscriber"),
+        &["get", "--prefix", "/mdo/manager/"]
+    ));
     assert!(stack.refused(Some("mdo-subscriber"), &["put", "/mdo/manager/apps/x", "y"]));
     assert!(stack.allowed(Some("mdo-guest"), &["get", "--prefix", "/services/"]));
-    for key in ["/services/web/default/containers/forged", "/mdo/manager/apps/x", "/other"] {
-        assert!(stack.refused(Some("mdo-guest"), &["put", key, "y"]), "guest wrote {key}");
+    for key in [
+        "/services/web/default/containers/forged",
+        "/mdo/manager/apps/x",
+        "/other",
+    ] {
+        assert!(
+            stack.refused(Some("mdo-guest"), &["put", key, "y"]),
+            "guest wrote {key}"
+        );
     }
 
     // The parts work with their own users: an app is stored by the manager,
@@ -211,9 +224,15 @@ fn up_turns_etcd_auth_on_with_one_user_per_part() {
         std::fs::read_to_string(&seen).ok()
     });
     let lines: Vec<&str> = env.lines().collect();
-    assert_eq!(lines, vec!["mdo-guest", stack.password("mdo-guest").as_str()]);
+    assert_eq!(
+        lines,
+        vec!["mdo-guest", stack.password("mdo-guest").as_str()]
+    );
     eventually("the task's record in etcd", Duration::from_secs(60), || {
-        let out = stack.etcdctl(Some("mdo-guest"), &["get", "--prefix", "/services/web/auth/"]);
+        let out = stack.etcdctl(
+            Some("mdo-guest"),
+            &["get", "--prefix", "/services/web/auth/"],
+        );
         String::from_utf8_lossy(&out.stdout)
             .contains("\"service\"")
             .then_some(())
@@ -237,7 +256,10 @@ fn up_turns_etcd_auth_on_with_one_user_per_part() {
     }
     for user in USERS {
         let p = stack.password(user);
-        assert!(texts.iter().all(|t| !t.contains(&p)), "{user}'s password in an output or log");
+        assert!(
+            texts.iter().all(|t| !t.contains(&p)),
+            "{user}'s password in an output or log"
+        );
     }
 }
 
