@@ -1,0 +1,171 @@
+//! Issue 15: guestutils reading peers from a secured etcd with the
+//! credentials a task gets in its environment: `ETCD_CA/ETCD_CERT/ETCD_KEY`
+//! on an etcd that requires a client certificate, `ETCD_USER/ETCD_PASSWORD`
+//! (a user that may only read `/services/`) on an etcd with authentication.
+//! Each time the instance put there is listed; an anonymous client is
+//! refused by that etcd.
+
+use std::time::Duration;
+
+use guestutils::{AsyncGuestUtils, Environment, GuestUtils};
+use registry::{Instance, Port, Registry, Settings};
+use testkit::{Etcd, EtcdTls};
+
+fn instance(container: &str, host: &str, port: u16) -> Instance {
+    Instance {
+        schema: 1,
+        service: "ingestor".into(),
+        group: "default".into(),
+        labels: vec![],
+        container: container.into(),
+        app_id: "/ingestor".into(),
+        app_version: "2026-11-22T10:00:00.000Z".into(),
+        node: "node-1".into(),
+        host: host.into(),
+        internal_address: Some("172.17.0.4".into()),
+        ports: [("api".to_string(), Port::tcp(port, 5000))].into(),
+        state: "TASK_RUNNING".into(),
+        healthy: None,
+        started_at: "2026-11-22T10:00:01.000Z".into(),
+        owner: "default".into(),
+    }
+}
+
+/// True when etcd refuses `settings` (at connect or at the first read).
+async fn refused(settings: &Settings) -> bool {
+    match Registry::connect(settings).await {
+        Ok(reg) => reg.list_all().await.is_err(),
+        Err(_) => true,
+    }
+}
+
+fn env(vars: &[(&str, &str)]) -> Environment {
+    vars.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Lists the peer through the async API and the blocking one.
+async fn lists_the_peer(env: Environment) {
+    let none: [&str; 0] = [];
+    let g = AsyncGuestUtils::new(env.clone());
+    assert_eq!(
+        g.get_node_list("ingestor", &["api"], 1, &none)
+            .await
+            .unwrap(),
+        vec!["10.0.0.7:31007"]
+    );
+    assert_eq!(
+        g.get_specific_port("ingestor", "ingestor.a", "api", None)
+            .await
+            .unwrap(),
+        31007
+    );
+    let nodes = tokio::task::spawn_blocking(move || {
+        GuestUtils::new(env)
+            .unwrap()
+            .get_node_list("ingestor", &["api"], 1, &none)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(nodes, vec!["10.0.0.7:31007"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_peers_over_tls_with_a_client_certificate() {
+    let etcd = EtcdTls::start().unwrap();
+    let (ca, cert, key) = (etcd.ca(), etcd.client_cert(), etcd.client_key());
+    let endpoint = etcd.endpoint();
+    let mut settings = Settings::from_parts(
+        Some(&endpoint),
+        None,
+        None,
+        None,
+        Some(ca.clone()),
+        Some(cert.clone()),
+        Some(key.clone()),
+    )
+    .unwrap();
+    settings.request_timeout = Duration::from_secs(2);
+    let mut no_cert = settings.clone();
+    no_cert.tls = Some(registry::Tls {
+        ca: Some(ca.clone()),
+        cert: None,
+        key: None,
+    });
+    assert!(
+        refused(&no_cert).await,
+        "a client without a certificate must be refused"
+    );
+    Registry::connect(&settings)
+        .await
+        .unwrap()
+        .put(&instance("ingestor.a", "10.0.0.7", 31007))
+        .await
+        .unwrap();
+
+    lists_the_peer(env(&[
+        ("ETCD_ENDPOINTS", &endpoint),
+        ("ETCD_CA", ca.to_str().unwrap()),
+        ("ETCD_CERT", cert.to_str().unwrap()),
+        ("ETCD_KEY", key.to_str().unwrap()),
+    ]))
+    .await;
+}
+
+fn etcdctl(endpoint: &str, args: &[&str]) {
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint])
+        .args(args)
+        .output()
+        .expect("etcdctl runs");
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_peers_as_a_read_only_user() {
+    let etcd = Etcd::start().unwrap();
+    let ep = etcd.endpoint();
+    etcdctl(&ep, &["user", "add", "root:rootpw"]);
+    etcdctl(&ep, &["role", "add", "mdo-guest"]);
+    etcdctl(
+        &ep,
+        &[
+            "role",
+            "grant-permission",
+            "mdo-guest",
+            "read",
+            "/services/",
+            "--prefix=true",
+        ],
+    );
+    etcdctl(&ep, &["user", "add", "guest:g-s3cret"]);
+    etcdctl(&ep, &["user", "grant-role", "guest", "mdo-guest"]);
+    etcdctl(&ep, &["auth", "enable"]);
+
+    let mut anonymous = Settings::new([ep.clone()]);
+    anonymous.request_timeout = Duration::from_secs(2);
+    assert!(
+        refused(&anonymous).await,
+        "an anonymous client must be refused"
+    );
+    Registry::connect(&anonymous.with_auth("root", "rootpw"))
+        .await
+        .unwrap()
+        .put(&instance("ingestor.a", "10.0.0.7", 31007))
+        .await
+        .unwrap();
+
+    lists_the_peer(env(&[
+        ("ETCD_ENDPOINTS", &ep),
+        ("ETCD_USER", "guest"),
+        ("ETCD_PASSWORD", "g-s3cret"),
+    ]))
+    .await;
+}

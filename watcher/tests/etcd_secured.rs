@@ -1,0 +1,199 @@
+//! Issue 15: the real watcher binary (exec mode) against a secured etcd,
+//! its credentials given the way a container gets them, in the environment:
+//! `ETCD_CA/ETCD_CERT/ETCD_KEY` on an etcd that requires a client
+//! certificate, `ETCD_USER/ETCD_PASSWORD` on an etcd with authentication as
+//! a user that may only read `/services/`. Each time, the baseline is read
+//! and a record put into the watched service runs the hook with the new
+//! instance; an anonymous client is refused by that etcd.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use registry::{Registry, Settings};
+use testkit::{ChildGuard, Etcd, EtcdTls};
+
+/// Starts `watcher ARGS` against `endpoint` with only `envs` for the
+/// variables it reads (the etcd credentials among them).
+fn start_watcher(endpoint: &str, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Watcher {
+    let log = dir.join("watcher.log");
+    let stderr = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_watcher"));
+    for var in [
+        "WATCHES",
+        "WATCH_METHODS",
+        "WATCH_EXEC",
+        "WATCH_TEMPLATES",
+        "WATCH_DEBOUNCE",
+        "WATCH_SPLAY",
+        "WATCH_HOOK_TIMEOUT",
+        "WATCH_PYTHON_SITE",
+        "ETCD_HOST_ADDRESS",
+        "ETCD_PORT",
+        "REGISTRY_PREFIX",
+        "ETCD_USER",
+        "ETCD_PASSWORD",
+        "ETCD_CA",
+        "ETCD_CACERT",
+        "ETCD_CERT",
+        "ETCD_KEY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("ETCD_ENDPOINTS", endpoint)
+        .env("RUST_LOG", "info")
+        .current_dir(dir)
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    let guard = ChildGuard::new(cmd.spawn().expect("start the watcher"));
+    Watcher { guard, log }
+}
+
+/// True when etcd refuses `settings` (at connect or at the first read).
+async fn refused(settings: &Settings) -> bool {
+    match Registry::connect(settings).await {
+        Ok(reg) => reg.list_all().await.is_err(),
+        Err(_) => true,
+    }
+}
+
+/// With `a` already registered, the watcher (started by `start`) reads it
+/// as its baseline; putting `b` through `reg` runs the hook once, with `b`
+/// added and both as the nodes.
+async fn hook_sees_new_instance(reg: &Registry, start: impl FnOnce(&Path, &[&str]) -> Watcher) {
+    reg.put(&instance("ingestor", "default", "a", 31001))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("calls.jsonl");
+    let recorder = exec_recorder(&file);
+    let mut w = start(
+        dir.path(),
+        &["--watch", "ingestor", "--exec", recorder.as_str()],
+    );
+    w.wait_watching("ingestor");
+    reg.put(&instance("ingestor", "default", "b", 31002))
+        .await
+        .unwrap();
+    let calls = wait_calls(&file, 1);
+    assert_eq!(
+        calls,
+        vec![Call {
+            service: "ingestor".into(),
+            delta: 1,
+            added: vec!["b".into()],
+            removed: vec![],
+            nodes: vec!["a".into(), "b".into()],
+        }],
+        "log:\n{}",
+        w.log()
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&file).unwrap().trim()).unwrap();
+    assert_eq!(line["added"][0]["ports"]["api"]["external"], 31002);
+    assert!(!w.log().contains("w-s3cret"), "the password was logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hook_runs_over_tls_with_a_client_certificate_from_the_environment() {
+    let etcd = EtcdTls::start().unwrap();
+    let (ca, cert, key) = (etcd.ca(), etcd.client_cert(), etcd.client_key());
+    let endpoint = etcd.endpoint();
+    let mut settings = Settings::from_parts(
+        Some(&endpoint),
+        None,
+        None,
+        None,
+        Some(ca.clone()),
+        Some(cert.clone()),
+        Some(key.clone()),
+    )
+    .unwrap();
+    settings.request_timeout = Duration::from_secs(2);
+    let mut no_cert = settings.clone();
+    no_cert.tls = Some(registry::Tls {
+        ca: Some(ca.clone()),
+        cert: None,
+        key: None,
+    });
+    assert!(
+        refused(&no_cert).await,
+        "a client without a certificate must be refused"
+    );
+    let reg = Registry::connect(&settings).await.unwrap();
+    let (ca, cert, key) = (
+        ca.to_str().unwrap(),
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+    );
+    hook_sees_new_instance(&reg, |dir, args| {
+        start_watcher(
+            &endpoint,
+            dir,
+            args,
+            &[("ETCD_CA", ca), ("ETCD_CERT", cert), ("ETCD_KEY", key)],
+        )
+    })
+    .await;
+}
+
+fn etcdctl(endpoint: &str, args: &[&str]) {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint])
+        .args(args)
+        .output()
+        .expect("etcdctl runs");
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hook_runs_as_a_read_only_user_from_the_environment() {
+    let etcd = Etcd::start().unwrap();
+    let ep = etcd.endpoint();
+    etcdctl(&ep, &["user", "add", "root:rootpw"]);
+    etcdctl(&ep, &["role", "add", "mdo-watcher"]);
+    etcdctl(
+        &ep,
+        &[
+            "role",
+            "grant-permission",
+            "mdo-watcher",
+            "read",
+            "/services/",
+            "--prefix=true",
+        ],
+    );
+    etcdctl(&ep, &["user", "add", "watcher:w-s3cret"]);
+    etcdctl(&ep, &["user", "grant-role", "watcher", "mdo-watcher"]);
+    etcdctl(&ep, &["auth", "enable"]);
+
+    let mut anonymous = Settings::new([ep.clone()]);
+    anonymous.request_timeout = Duration::from_secs(2);
+    assert!(
+        refused(&anonymous).await,
+        "an anonymous client must be refused"
+    );
+    let root = Registry::connect(&anonymous.with_auth("root", "rootpw"))
+        .await
+        .unwrap();
+    hook_sees_new_instance(&root, |dir, args| {
+        start_watcher(
+            &ep,
+            dir,
+            args,
+            &[("ETCD_USER", "watcher"), ("ETCD_PASSWORD", "w-s3cret")],
+        )
+    })
+    .await;
+}
