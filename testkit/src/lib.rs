@@ -7,6 +7,7 @@
 pub mod docker;
 pub mod docker_proxy;
 pub mod etcd;
+pub mod fuzz;
 pub mod images;
 pub mod process;
 pub mod tls;
