@@ -193,6 +193,40 @@ fn demo_containers() -> Vec<String> {
         .collect()
 }
 
+/// On a panic, prints the last lines of every demo container's log and of
+/// the stack's component logs, so a failure says what the watchers saw.
+struct LogsOnPanic {
+    state: PathBuf,
+}
+
+impl Drop for LogsOnPanic {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for line in demo_containers() {
+            let Some((id, app)) = line.split_once(' ') else {
+                continue;
+            };
+            let out = docker(&["logs", "--tail", "80", id]);
+            eprintln!(
+                "--- docker logs {id} ({app}):\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        for c in ["manager", "subscriber", "deployer"] {
+            let log = self.state.join("logs").join(format!("{c}.log"));
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(60).collect();
+            eprintln!("--- {} (last lines):", log.display());
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
 fn proxy_container() -> Option<String> {
     containers_with_label("mdo.app-id=/demo/proxy")
         .into_iter()
@@ -247,6 +281,11 @@ fn up_demo_discovery_scaling_cleanup_and_down() {
             .unwrap(),
         ports,
         up: true,
+    };
+    // Dropped before `stack` (whose drop takes the stack down): on a
+    // failure, the demo's container logs and the stack's own logs are shown.
+    let _diagnostics = LogsOnPanic {
+        state: stack.state.path().to_path_buf(),
     };
 
     // 1. One command to a running stack with the demo deployed.
