@@ -114,40 +114,21 @@ async fn lists_peers_over_tls_with_a_client_certificate() {
     .await;
 }
 
-fn etcdctl(endpoint: &str, args: &[&str]) {
-    let out = std::process::Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoint])
-        .args(args)
-        .output()
-        .expect("etcdctl runs");
-    assert!(
-        out.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_peers_as_a_read_only_user() {
     let etcd = Etcd::start().unwrap();
     let ep = etcd.endpoint();
-    etcdctl(&ep, &["user", "add", "root:rootpw"]);
-    etcdctl(&ep, &["role", "add", "mdo-guest"]);
-    etcdctl(
+    testkit::etcd::enable_auth(
         &ep,
-        &[
-            "role",
-            "grant-permission",
-            "mdo-guest",
-            "read",
-            "/services/",
-            "--prefix=true",
-        ],
+        "rootpw",
+        &testkit::etcd::LimitedUser {
+            role: "mdo-guest",
+            user: "guest",
+            password: "g-s3cret",
+            permission: "read",
+            prefix: "/services/",
+        },
     );
-    etcdctl(&ep, &["user", "add", "guest:g-s3cret"]);
-    etcdctl(&ep, &["user", "grant-role", "guest", "mdo-guest"]);
-    etcdctl(&ep, &["auth", "enable"]);
 
     let mut anonymous = Settings::new([ep.clone()]);
     anonymous.request_timeout = Duration::from_secs(2);

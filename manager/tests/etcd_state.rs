@@ -322,22 +322,6 @@ async fn a_change_too_large_for_one_transaction_is_refused_whole() {
     assert_eq!(list["apps"].as_array().unwrap().len(), 40);
 }
 
-fn etcdctl(endpoint: &str, args: &[&str]) -> String {
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints")
-        .arg(endpoint)
-        .args(args)
-        .output()
-        .expect("etcdctl runs");
-    assert!(
-        out.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Issue 15.1: the manager on an etcd with authentication, as a user whose
 /// role covers only its internal prefix; without the password it stops at
 /// once with one line.
@@ -348,22 +332,17 @@ async fn works_with_etcd_user_and_password_and_fails_clearly_without() {
     let data = dir.path().join("data");
     let _cleanup = Cleanup(data.clone());
     let ep = etcd.endpoint();
-    etcdctl(&ep, &["user", "add", "root:rootpw"]);
-    etcdctl(&ep, &["role", "add", "mdo-manager"]);
-    etcdctl(
+    testkit::etcd::enable_auth(
         &ep,
-        &[
-            "role",
-            "grant-permission",
-            "mdo-manager",
-            "readwrite",
-            PREFIX,
-            "--prefix=true",
-        ],
+        "rootpw",
+        &testkit::etcd::LimitedUser {
+            role: "mdo-manager",
+            user: "manager",
+            password: "mgr-s3cret",
+            permission: "readwrite",
+            prefix: PREFIX,
+        },
     );
-    etcdctl(&ep, &["user", "add", "manager:mgr-s3cret"]);
-    etcdctl(&ep, &["user", "grant-role", "manager", "mdo-manager"]);
-    etcdctl(&ep, &["auth", "enable"]);
     let root = Some(("root", "rootpw"));
 
     // The password through its environment variable, as a service would.

@@ -91,20 +91,6 @@ async fn refused(settings: &Settings) -> bool {
     }
 }
 
-fn etcdctl(endpoint: &str, args: &[&str]) {
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoint])
-        .args(args)
-        .output()
-        .expect("etcdctl runs");
-    assert!(
-        out.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_records_over_tls_with_a_client_certificate() {
     let etcd = EtcdTls::start().unwrap();
@@ -171,22 +157,17 @@ async fn writes_records_over_tls_with_a_client_certificate() {
 async fn writes_records_as_a_user_limited_to_services() {
     let etcd = Etcd::start().unwrap();
     let ep = etcd.endpoint();
-    etcdctl(&ep, &["user", "add", "root:rootpw"]);
-    etcdctl(&ep, &["role", "add", "mdo-subscriber"]);
-    etcdctl(
+    testkit::etcd::enable_auth(
         &ep,
-        &[
-            "role",
-            "grant-permission",
-            "mdo-subscriber",
-            "readwrite",
-            "/services/",
-            "--prefix=true",
-        ],
+        "rootpw",
+        &testkit::etcd::LimitedUser {
+            role: "mdo-subscriber",
+            user: "subscriber",
+            password: "sub-s3cret",
+            permission: "readwrite",
+            prefix: "/services/",
+        },
     );
-    etcdctl(&ep, &["user", "add", "subscriber:sub-s3cret"]);
-    etcdctl(&ep, &["user", "grant-role", "subscriber", "mdo-subscriber"]);
-    etcdctl(&ep, &["auth", "enable"]);
 
     let mut anonymous = Settings::new([ep.clone()]);
     anonymous.request_timeout = Duration::from_secs(2);

@@ -363,3 +363,49 @@ fn health_ok(addr: &str) -> bool {
     let _ = s.read_to_string(&mut buf);
     (buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200")) && buf.contains("true")
 }
+
+/// A user [`enable_auth`] creates, with one role granting `permission`
+/// (`read`, `write` or `readwrite`) on the keys under `prefix`.
+pub struct LimitedUser<'a> {
+    pub role: &'a str,
+    pub user: &'a str,
+    pub password: &'a str,
+    pub permission: &'a str,
+    pub prefix: &'a str,
+}
+
+/// Turns authentication on in the etcd at `endpoint` (through etcdctl):
+/// `root` with `root_password`, plus `limited`. Anonymous requests are
+/// refused afterwards. Panics with etcdctl's message when a step fails.
+pub fn enable_auth(endpoint: &str, root_password: &str, limited: &LimitedUser) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", endpoint])
+            .args(args)
+            .output()
+            .expect("etcdctl runs");
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["user", "add", &format!("root:{root_password}")]);
+    run(&["role", "add", limited.role]);
+    run(&[
+        "role",
+        "grant-permission",
+        limited.role,
+        limited.permission,
+        limited.prefix,
+        "--prefix=true",
+    ]);
+    run(&[
+        "user",
+        "add",
+        &format!("{}:{}", limited.user, limited.password),
+    ]);
+    run(&["user", "grant-role", limited.user, limited.role]);
+    run(&["auth", "enable"]);
+}

@@ -143,40 +143,21 @@ async fn hook_runs_over_tls_with_a_client_certificate_from_the_environment() {
     .await;
 }
 
-fn etcdctl(endpoint: &str, args: &[&str]) {
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoint])
-        .args(args)
-        .output()
-        .expect("etcdctl runs");
-    assert!(
-        out.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hook_runs_as_a_read_only_user_from_the_environment() {
     let etcd = Etcd::start().unwrap();
     let ep = etcd.endpoint();
-    etcdctl(&ep, &["user", "add", "root:rootpw"]);
-    etcdctl(&ep, &["role", "add", "mdo-watcher"]);
-    etcdctl(
+    testkit::etcd::enable_auth(
         &ep,
-        &[
-            "role",
-            "grant-permission",
-            "mdo-watcher",
-            "read",
-            "/services/",
-            "--prefix=true",
-        ],
+        "rootpw",
+        &testkit::etcd::LimitedUser {
+            role: "mdo-watcher",
+            user: "watcher",
+            password: "w-s3cret",
+            permission: "read",
+            prefix: "/services/",
+        },
     );
-    etcdctl(&ep, &["user", "add", "watcher:w-s3cret"]);
-    etcdctl(&ep, &["user", "grant-role", "watcher", "mdo-watcher"]);
-    etcdctl(&ep, &["auth", "enable"]);
 
     let mut anonymous = Settings::new([ep.clone()]);
     anonymous.request_timeout = Duration::from_secs(2);
