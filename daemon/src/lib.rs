@@ -8,4 +8,4 @@ mod etcd;
 mod redact;
 
 pub use etcd::{EtcdArgs, EtcdArgsError};
-pub use redact::{redact_url, redact_urls, REDACTED};
+pub use redact::{is_secret_param, redact_url, redact_urls, REDACTED};

@@ -53,16 +53,22 @@ fn redact_query(tail: &str) -> String {
     let pairs: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((k, _)) if is_secret(k) => format!("{k}={REDACTED}"),
+            Some((k, _)) if is_secret_param(k) => format!("{k}={REDACTED}"),
             _ => pair.to_string(),
         })
         .collect();
     format!("{path}{}{fragment}", pairs.join("&"))
 }
 
-fn is_secret(key: &str) -> bool {
+/// Whether a query parameter's value is a secret: one of the well-known
+/// names, or any name that contains `token`, `secret` or `password`
+/// (`x-auth-token`, `client_secret`, ...).
+pub fn is_secret_param(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     SECRET_PARAMS.contains(&key.as_str())
+        || ["token", "secret", "password"]
+            .iter()
+            .any(|word| key.contains(word))
 }
 
 #[cfg(test)]
@@ -86,6 +92,10 @@ mod tests {
                 "http://m/cb?X=1&Password=redacted#frag",
             ),
             ("http://m/a@b", "http://m/a@b"),
+            (
+                "http://m/cb?x-auth-token=t&client_secret=s&ok=1",
+                "http://m/cb?x-auth-token=redacted&client_secret=redacted&ok=1",
+            ),
             ("", ""),
             ("not a url", "not a url"),
         ];

@@ -44,13 +44,24 @@ async fn the_marathon_password_never_reaches_the_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_answers_503_while_etcd_is_down() {
+    cleanup_answers_503_when(|etcd| etcd.stop()).await;
+}
+
+/// A frozen etcd (SIGSTOP) accepts connections and never answers: without a
+/// bound, `/cleanup` would wait forever (a stopped one refuses at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_answers_503_while_etcd_is_frozen() {
+    cleanup_answers_503_when(|etcd| etcd.pause()).await;
+}
+
+async fn cleanup_answers_503_when(fault: impl FnOnce(&mut Etcd)) {
     let mut etcd = Etcd::start().unwrap();
     let stub = Stub::start().await;
     let mut sub = spawn_subscriber(&stub.url, &etcd, &[]);
     sub.wait_healthy().await;
     sub.cleanup(false).await;
 
-    etcd.stop();
+    fault(&mut etcd);
     // The client gives up long after the subscriber's own bound: an answer
     // at all (not a client timeout) is what is tested.
     let http = reqwest::Client::builder()

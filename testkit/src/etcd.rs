@@ -114,6 +114,27 @@ impl Etcd {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections are accepted by the kernel
+    /// but nothing answers, which is what a hung or partitioned etcd looks
+    /// like to a client (unlike [`Etcd::stop`], which refuses at once).
+    pub fn pause(&mut self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a [`Etcd::pause`]d server go on (SIGCONT).
+    pub fn resume(&mut self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&mut self, sig: &str) {
+        let child = self.child.as_ref().expect("etcd is running");
+        let status = std::process::Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {sig} etcd");
+    }
+
     /// Starts the server again on the same ports and data dir.
     pub fn restart(&mut self) -> Result<()> {
         self.stop();

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::frame::Frame;
 use super::http1;
-use super::policy::{redacted, redacted_url, secret_param, CallbackPolicy};
+use super::policy::{redacted, redacted_url, CallbackPolicy};
 use super::{error_body, EventBus, EventsConfig, EventsError};
 
 /// Pending events of one callback URL.
@@ -217,7 +217,9 @@ fn published(event: &Value) -> Value {
     let secret = event["callbackUrl"]
         .as_str()
         .and_then(|u| url::Url::parse(u).ok())
-        .filter(|u| u.password().is_some() || u.query_pairs().any(|(k, _)| secret_param(&k)));
+        .filter(|u| {
+            u.password().is_some() || u.query_pairs().any(|(k, _)| daemon::is_secret_param(&k))
+        });
     if let Some(url) = secret {
         shown["callbackUrl"] = Value::String(redacted_url(&url));
     }

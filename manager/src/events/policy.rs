@@ -307,46 +307,16 @@ fn etcd_refusal(target: &str) -> String {
     format!("{target} is the manager's etcd endpoint; callbacks to it need --callback-allow")
 }
 
-/// Query parameters whose values are secrets.
-pub(super) fn secret_param(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n.contains("token")
-        || n.contains("secret")
-        || n.contains("password")
-        || n == "key"
-        || n == "auth"
-}
-
-/// `url` without its password and without the values of secret query
-/// parameters (`token=...`), for logs and messages.
+/// `url` without user info and without the values of secret query
+/// parameters (`token=...`), for logs and messages: the one redaction every
+/// binary uses ([`daemon::redact_url`]).
 pub fn redacted_url(url: &url::Url) -> String {
-    let mut u = url.clone();
-    let _ = u.set_password(None);
-    if u.query().is_some() {
-        let pairs: Vec<(String, String)> = u
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if secret_param(&k) {
-                    "redacted".to_string()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
-            })
-            .collect();
-        if pairs.iter().any(|(k, _)| secret_param(k)) {
-            u.query_pairs_mut().clear().extend_pairs(pairs);
-        }
-    }
-    u.to_string()
+    daemon::redact_url(url.as_str())
 }
 
-/// [`redacted_url`] of a URL given as text.
+/// [`redacted_url`] of a URL given as text (also when it does not parse).
 pub fn redacted(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(u) => redacted_url(&u),
-        Err(_) => "<invalid url>".into(),
-    }
+    daemon::redact_url(raw)
 }
 
 #[cfg(test)]
@@ -450,12 +420,12 @@ mod tests {
 
     #[test]
     fn redaction() {
-        assert_eq!(redacted("http://u:secret@h:1/x"), "http://u@h:1/x");
+        assert_eq!(redacted("http://u:secret@h:1/x"), "http://h:1/x");
         assert_eq!(
             redacted("http://h/cb?a=1&token=s3cret&access_token=x"),
             "http://h/cb?a=1&token=redacted&access_token=redacted"
         );
         assert_eq!(redacted("http://h/cb?a=1"), "http://h/cb?a=1");
-        assert_eq!(redacted("nope"), "<invalid url>");
+        assert_eq!(redacted("nope"), "nope");
     }
 }
