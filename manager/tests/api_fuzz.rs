@@ -156,7 +156,12 @@ async fn mutated_app_bodies_never_5xx_and_never_half_apply() {
     let mut fuzzer = Fuzzer::new(seed);
     let mut before = apps(&http, &base).await;
     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
+    let started = std::time::Instant::now();
     for case in 0..cases {
+        if case % 500 == 0 {
+            eprintln!("api_fuzz: case {case} at {:?}", started.elapsed());
+        }
+        let case_started = std::time::Instant::now();
         let t = target(case);
         let body = fuzzer.json_body(&t.seed_doc);
         let what = || {
@@ -213,6 +218,13 @@ async fn mutated_app_bodies_never_5xx_and_never_half_apply() {
                 before,
                 "refused with {status} ({}) yet apps changed: {}",
                 String::from_utf8_lossy(&answer[..answer.len().min(300)]),
+                what()
+            );
+        }
+        if case_started.elapsed() > Duration::from_secs(2) {
+            eprintln!(
+                "api_fuzz: slow case ({:?}, status {status}): {}",
+                case_started.elapsed(),
                 what()
             );
         }

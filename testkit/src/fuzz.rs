@@ -123,6 +123,11 @@ const ODD_STRINGS: &[&str] = &[
     "..",
 ];
 
+/// The largest body a case sends: above every limit the services have (so
+/// the size checks are fuzzed too) but small enough that one case costs
+/// milliseconds, not the minutes a many-gigabyte body would.
+pub const MAX_BODY: usize = 8 << 20;
+
 /// Mutates JSON documents (and YAML texts) from a seeded generator.
 pub struct Fuzzer {
     pub rng: Rng,
@@ -151,6 +156,7 @@ impl Fuzzer {
         if self.rng.chance(8) {
             self.mutate_bytes(&mut body);
         }
+        body.truncate(MAX_BODY);
         body
     }
 
@@ -166,6 +172,7 @@ impl Fuzzer {
         if self.rng.chance(15) {
             self.mutate_bytes(&mut body);
         }
+        body.truncate(MAX_BODY);
         body
     }
 
@@ -287,7 +294,8 @@ impl Fuzzer {
             (2, Value::Array(a)) if !a.is_empty() => {
                 // Many copies of one element.
                 let first = a[0].clone();
-                let n = *self.rng.pick(&[2usize, 100, 5_000]);
+                let size = serde_json::to_string(&first).map_or(1, |t| t.len().max(1));
+                let n = (*self.rng.pick(&[2usize, 100, 5_000])).min(MAX_BODY / size + 1);
                 a.extend(std::iter::repeat_n(first, n));
             }
             (3, Value::Object(m)) if !m.is_empty() => {
@@ -460,5 +468,16 @@ mod tests {
         }
         let mut f = Fuzzer::new(8);
         assert!((0..200).any(|i| f.json_body(&doc) != a[i]));
+    }
+
+    #[test]
+    fn bodies_stay_under_the_cap() {
+        // Seed 42 once built a 5.5 GB body (5,000 copies of an element
+        // holding a 1.1 MB string) that took five minutes to send.
+        let doc = serde_json::json!([{"id": "/a", "env": {"A": "b"}}, {"id": "/b"}]);
+        let mut f = Fuzzer::new(42);
+        for _ in 0..1_500 {
+            assert!(f.json_body(&doc).len() <= MAX_BODY);
+        }
     }
 }
