@@ -1,26 +1,15 @@
 //! One error type for the HTTP API: each variant maps to a status and
 //! Marathon's error body (`{"message":..,"details":..}`). 500s never echo
-//! internals; the cause is logged once here.
+//! internals; the cause is logged once here. The control plane's own error
+//! ([`CoreError`]) knows nothing of HTTP; it is mapped here.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{json, Value};
 
-/// One validation failure: a JSON path and its messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    pub path: String,
-    pub errors: Vec<String>,
-}
+use crate::core::CoreError;
 
-impl Violation {
-    pub fn new(path: impl Into<String>, error: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            errors: vec![error.into()],
-        }
-    }
-}
+pub use crate::core::Violation;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -112,6 +101,21 @@ impl ResponseError for ApiError {
     }
 }
 
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::InvalidJson(details) => ApiError::InvalidJson(details),
+            CoreError::BadRequest(m) => ApiError::BadRequest(m),
+            CoreError::NotFound(m) => ApiError::NotFound(m),
+            CoreError::Conflict(m) => ApiError::Conflict(m),
+            CoreError::Locked(ids) => ApiError::Locked(ids),
+            CoreError::Invalid(v) => ApiError::Invalid(v),
+            CoreError::Store(e) => e.into(),
+            CoreError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         use crate::store::StoreError;
@@ -173,5 +177,27 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("/v2/deployments/d1"));
+    }
+
+    #[test]
+    fn core_errors_map_to_statuses() {
+        let cases: Vec<(CoreError, u16)> = vec![
+            (CoreError::InvalidJson("eof".into()), 400),
+            (CoreError::BadRequest("no apps given".into()), 400),
+            (CoreError::app_not_found("/x"), 404),
+            (CoreError::Conflict("dup".into()), 409),
+            (CoreError::Locked(vec!["d1".into()]), 409),
+            (CoreError::invalid("/id", "bad"), 422),
+            (CoreError::Internal("bug".into()), 500),
+        ];
+        for (core, status) in cases {
+            let what = format!("{core:?}");
+            let api = ApiError::from(core);
+            assert_eq!(api.status_code().as_u16(), status, "{what}");
+        }
+        assert_eq!(
+            ApiError::from(CoreError::app_not_found("/x")).body(),
+            ApiError::app_not_found("/x").body()
+        );
     }
 }

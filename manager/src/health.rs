@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use marathon::{HealthCheck, HealthCheckProtocol, HealthCheckResult, TaskState, Timestamp};
 
 use crate::core::Core;
-use crate::event_json;
+use crate::events;
 use crate::state::TaskRecord;
 
 /// What one check outcome changes.
@@ -275,13 +275,13 @@ impl Core {
                 .health_failures
                 .fetch_add(1, Ordering::Relaxed);
             self.bus
-                .publish_value(event_json::failed_health_check(&rec, hc));
+                .publish(&events::build::failed_health_check(&rec, hc));
         }
         if let Some(alive) = verdict.changed {
             self.bus
-                .publish_value(event_json::health_status_changed(&rec, alive));
+                .publish(&events::build::health_status_changed(&rec, alive));
             self.bus
-                .publish_value(event_json::instance_health_changed(&rec, healthy));
+                .publish(&events::build::instance_health_changed(&rec, healthy));
             self.wake();
         }
         if verdict.kill {
@@ -291,7 +291,7 @@ impl Core {
             );
             tracing::info!(task_id = %rec.id, %reason, "killing unhealthy task");
             self.bus
-                .publish_value(event_json::unhealthy_instance_kill(&rec, &reason));
+                .publish(&events::build::unhealthy_instance_kill(&rec, &reason));
             if let Some(core) = self.self_arc() {
                 let id = rec.id.clone();
                 self.tracker.spawn(async move {

@@ -5,21 +5,22 @@
 //! Module map:
 //! - `runtime`: the runtime boundary ([`runtime::Runtime`]) with the command
 //!   and Docker implementations.
-//! - `events`: the event bus: `/v2/events` (SSE), `/v2/eventSubscriptions`
-//!   (HTTP callbacks), delivery of Marathon events.
+//! - `events`: the one event bus: typed Marathon events built from the
+//!   manager's records (`events::build`), published once and delivered to
+//!   `/v2/events` (SSE), `/v2/eventSubscriptions` (HTTP callbacks) and local
+//!   observers.
 //! - the control plane: [`config`], [`startup`] ([`Application`]), [`api`]
 //!   (routes by resource), [`error`] ([`error::ApiError`]), [`validation`]
 //!   (normalisation of legacy input, Marathon's messages), [`ids`],
 //!   [`store`] (state in etcd), [`state`], [`core`] (the write path),
 //!   [`scheduler`] (pure `plan`), [`reconcile`] (applies it: launches,
 //!   kills, exits, deployments, recovery), [`ports`], [`env`],
-//!   [`constraints`], [`health`], [`event_json`], [`bus`]; [`bounds`]
+//!   [`constraints`], [`health`]; [`bounds`]
 //!   (the limits of app definitions and the clamps of durations) and
 //!   [`contain`] (a panic in one app's work never stops a loop).
 
 pub mod api;
 pub mod bounds;
-pub mod bus;
 pub mod config;
 pub mod constraints;
 pub mod contain;

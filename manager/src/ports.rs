@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use marathon::App;
 
-use crate::error::{ApiError, Violation};
+use crate::core::{CoreError, Violation};
 
 /// The ports of one task, by the app's port index.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -232,7 +232,7 @@ pub fn check_fixed_ports(
     state: &crate::state::State,
     apps: &[&App],
     batch: bool,
-) -> Result<(), ApiError> {
+) -> Result<(), CoreError> {
     let changed: BTreeSet<String> = apps.iter().map(|a| a.id.clone()).collect();
     let mut held = held_ports(state.apps.values(), state.tasks.values(), &changed);
     let mut violations = Vec::new();
@@ -250,7 +250,7 @@ pub fn check_fixed_ports(
     if violations.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::Invalid(violations))
+        Err(CoreError::Invalid(violations))
     }
 }
 
@@ -262,6 +262,7 @@ pub fn host_can_bind(port: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ApiError;
     use crate::state::TaskRecord;
     use actix_web::ResponseError;
     use serde_json::json;
@@ -505,7 +506,8 @@ mod tests {
             app(json!({"id":"/a","cmd":"x","requirePorts":true,"portDefinitions":[{"port":5001}]}));
         let b =
             app(json!({"id":"/b","cmd":"x","requirePorts":true,"portDefinitions":[{"port":5001}]}));
-        let err = check_fixed_ports(&state, &[&a, &b], true).unwrap_err();
+        // As the API answers it.
+        let err = ApiError::from(check_fixed_ports(&state, &[&a, &b], true).unwrap_err());
         assert_eq!(
             err.body(),
             json!({"message":"Object is not valid","details":[{"path":"/1/portDefinitions(0)/port",
@@ -517,7 +519,7 @@ mod tests {
         let c =
             app(json!({"id":"/c","cmd":"x","requirePorts":true,"portDefinitions":[{"port":5000}]}));
         assert_eq!(check_fixed_ports(&state, &[&x2, &c], true).ok(), Some(()));
-        let err = check_fixed_ports(&state, &[&c], false).unwrap_err();
+        let err = ApiError::from(check_fixed_ports(&state, &[&c], false).unwrap_err());
         assert_eq!(
             err.status_code(),
             actix_web::http::StatusCode::UNPROCESSABLE_ENTITY

@@ -14,7 +14,7 @@ use crate::bounds;
 use crate::contain;
 use crate::core::Core;
 use crate::env::{task_env, NodeEnv};
-use crate::event_json;
+use crate::events;
 use crate::ports;
 use crate::runtime::{
     DockerNetwork, DockerSpec, Exit, LaunchSpec, PortBinding, RuntimeEvent, VolumeMount, Workload,
@@ -225,8 +225,8 @@ impl Core {
                 .deployments_succeeded
                 .fetch_add(1, Ordering::Relaxed);
             self.bus
-                .publish_value(event_json::deployment_step_success(&d));
-            self.bus.publish_value(event_json::deployment_success(&d));
+                .publish(&events::build::deployment_step_success(&d));
+            self.bus.publish(&events::build::deployment_success(&d));
         }
     }
 
@@ -748,9 +748,9 @@ impl Core {
         };
         if let Some(alive) = changed {
             self.bus
-                .publish_value(event_json::health_status_changed(&rec, alive));
+                .publish(&events::build::health_status_changed(&rec, alive));
             self.bus
-                .publish_value(event_json::instance_health_changed(&rec, verdict));
+                .publish(&events::build::instance_health_changed(&rec, verdict));
             self.wake();
         }
     }

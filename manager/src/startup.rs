@@ -14,7 +14,6 @@ use marathon::App;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, CoreData};
-use crate::bus::Bus;
 use crate::config::Config;
 use crate::config::DockerMode;
 use crate::core::{Core, Node};
@@ -227,11 +226,10 @@ impl Application {
         )
         .await
         .map_err(|e| StartError::Events(e.to_string()))?;
-        let bus = Bus::new(Some(events.clone()));
         let core = Core::new(
             cfg.clone(),
             store,
-            bus,
+            events.clone(),
             node,
             runtimes,
             state,
@@ -320,7 +318,7 @@ impl Application {
         let health = tokio::spawn(core.clone().run_health_checks());
         let mut server = tokio::spawn(server);
         let bound = core.cfg.shutdown_timeout;
-        let bus = core.bus.delivery();
+        let bus = core.bus.clone();
         let (result, deadline) = tokio::select! {
             r = &mut server => (
                 r.unwrap_or_else(|e| Err(std::io::Error::other(e))),
@@ -330,9 +328,7 @@ impl Application {
                 let deadline = tokio::time::Instant::now() + bound;
                 tracing::info!(timeout_secs = bound.as_secs(), "shutting down");
                 core.streams_end.cancel();
-                if let Some(bus) = &bus {
-                    bus.end_streams();
-                }
+                bus.end_streams();
                 if tokio::time::timeout_at(deadline, handle.stop(true)).await.is_err() {
                     // The workers close them (their shutdown timeout is the
                     // same bound); the process does not wait for that.
@@ -342,10 +338,8 @@ impl Application {
             }
         };
         shutdown.cancel();
-        if let Some(bus) = &bus {
-            bus.shutdown_within(deadline.saturating_duration_since(tokio::time::Instant::now()))
-                .await;
-        }
+        bus.shutdown_within(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await;
         core.tracker.close();
         let drained = tokio::time::timeout_at(deadline, async {
             let _ = reconciler.await;

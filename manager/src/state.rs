@@ -205,6 +205,88 @@ impl State {
     }
 }
 
+impl State {
+    /// `GET /v2/queue`: the apps with instances waiting to launch, with
+    /// their backoff delay as of `now`.
+    pub fn queue_view(&self, now: Instant) -> marathon::Queue {
+        let queue = self
+            .queue
+            .values()
+            .filter_map(|w| {
+                let app = self.apps.get(&w.app_id)?;
+                let backoff = self.backoff.get(&w.app_id);
+                Some(marathon::QueueItem {
+                    app: app.clone(),
+                    count: u32::try_from(w.count).unwrap_or(u32::MAX),
+                    delay: marathon::QueueDelay {
+                        time_left_seconds: backoff
+                            .map(|b| b.next_launch.saturating_duration_since(now).as_secs())
+                            .unwrap_or(0),
+                        overdue: backoff.is_none_or(|b| b.next_launch <= now),
+                    },
+                    since: w.since,
+                    processed_offers_summary: Some(serde_json::json!({
+                        "processedOffersCount": 0,
+                        "unusedOffersCount": 0,
+                        "rejectSummaryLastOffers": [],
+                        "rejectSummaryLaunchAttempt": [],
+                    })),
+                    last_unused_offers: Some(serde_json::json!([])),
+                })
+            })
+            .collect();
+        marathon::Queue { queue }
+    }
+
+    /// `GET /v2/groups/{id}`: the group of apps under `group_id` with its
+    /// subgroups (derived from app ids); `None` when no app is under it
+    /// (the root group always exists). Its version is the newest app
+    /// version, or `default_version` when there are no apps.
+    pub fn group_view(
+        &self,
+        group_id: &str,
+        default_version: Timestamp,
+    ) -> Option<marathon::Group> {
+        let prefix = if group_id == "/" {
+            "/".to_string()
+        } else {
+            format!("{group_id}/")
+        };
+        let mut apps = Vec::new();
+        let mut subgroups = BTreeSet::new();
+        for app in self.apps.values().filter(|a| a.id.starts_with(&prefix)) {
+            let rest = &app.id[prefix.len()..];
+            match rest.split_once('/') {
+                None => apps.push(app.clone()),
+                Some((sub, _)) => {
+                    subgroups.insert(format!("{prefix}{sub}"));
+                }
+            }
+        }
+        if group_id != "/" && apps.is_empty() && subgroups.is_empty() {
+            return None;
+        }
+        let version = self
+            .apps
+            .values()
+            .filter_map(|a| a.version)
+            .max()
+            .unwrap_or(default_version);
+        let groups = subgroups
+            .iter()
+            .filter_map(|g| self.group_view(g, default_version))
+            .collect();
+        Some(marathon::Group {
+            id: group_id.to_string(),
+            apps,
+            groups,
+            pods: Vec::new(),
+            dependencies: Vec::new(),
+            version: Some(version),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

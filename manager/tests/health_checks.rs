@@ -48,7 +48,7 @@ async fn http_and_command_checks_report_healthy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_check_kills_and_replaces() {
     let m = TestManager::start().await;
-    let mut events = m.core.bus.subscribe();
+    let mut events = m.core.bus.observe();
     let (s, _) = m
         .post("/v2/apps", &json!({"id": "/sick", "cmd": "exec sleep 1000", "cpus": 0.01, "mem": 8,
             "healthChecks": [{"protocol": "TCP", "portIndex": 0, "gracePeriodSeconds": 0, "intervalSeconds": 1, "timeoutSeconds": 1, "maxConsecutiveFailures": 2}]}))

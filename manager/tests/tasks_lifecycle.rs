@@ -34,7 +34,7 @@ fn ids(tasks: &[Value]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn launch_scale_kill_restart_delete() {
     let m = TestManager::start().await;
-    let mut events = m.core.bus.subscribe();
+    let mut events = m.core.bus.observe();
     let (s, body) = m
         .post(
             "/v2/apps",

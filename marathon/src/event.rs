@@ -258,15 +258,51 @@ pub struct InstanceHealthChangedEvent {
 
 /// `health_status_changed_event` (Marathon-level check flipped).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", try_from = "HealthStatusChangedWire")]
 pub struct HealthStatusChangedEvent {
     pub app_id: String,
-    /// Marathon <= 1.3 sent `taskId`.
-    #[serde(alias = "taskId")]
+    /// Marathon <= 1.3 sent only `taskId`; it is read as the instance id then.
     pub instance_id: String,
+    /// The task id, written beside `instanceId` when known (Marathon <= 1.3
+    /// readers look for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
     pub version: Timestamp,
     pub alive: bool,
     pub timestamp: Timestamp,
+}
+
+/// What `health_status_changed_event` may carry: `instanceId`, `taskId` or both.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HealthStatusChangedWire {
+    app_id: String,
+    #[serde(default)]
+    instance_id: Option<String>,
+    #[serde(default)]
+    task_id: Option<String>,
+    version: Timestamp,
+    alive: bool,
+    timestamp: Timestamp,
+}
+
+impl TryFrom<HealthStatusChangedWire> for HealthStatusChangedEvent {
+    type Error = &'static str;
+
+    fn try_from(w: HealthStatusChangedWire) -> Result<Self, Self::Error> {
+        let instance_id = w
+            .instance_id
+            .or_else(|| w.task_id.clone())
+            .ok_or("missing field `instanceId`")?;
+        Ok(Self {
+            app_id: w.app_id,
+            instance_id,
+            task_id: w.task_id,
+            version: w.version,
+            alive: w.alive,
+            timestamp: w.timestamp,
+        })
+    }
 }
 
 /// `failed_health_check_event`.
@@ -276,6 +312,9 @@ pub struct FailedHealthCheckEvent {
     pub app_id: String,
     /// The instance id string.
     pub task_id: String,
+    /// The instance id again, under its current name (Marathon >= 1.4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
     pub health_check: HealthCheck,
     pub timestamp: Timestamp,
 }

@@ -277,3 +277,26 @@ fn event_frame_is_one_sse_message() {
     assert_eq!(msgs.len(), 1);
     assert_eq!(Event::from_json(&msgs[0].data).unwrap(), e);
 }
+
+#[test]
+fn health_events_keep_task_and_instance_ids_both_ways() {
+    // The manager writes both ids in these two events; they read back and
+    // write out unchanged.
+    let hc = json!({"protocol": "HTTP", "path": "/", "portIndex": 0, "gracePeriodSeconds": 300,
+        "intervalSeconds": 60, "timeoutSeconds": 20, "maxConsecutiveFailures": 3, "delaySeconds": 15});
+    for v in [
+        json!({"eventType": "health_status_changed_event", "timestamp": TS, "appId": "/web",
+            "instanceId": "web.marathon-1", "taskId": "web.marathon-1._app.1", "version": TS,
+            "alive": true}),
+        json!({"eventType": "failed_health_check_event", "timestamp": TS, "appId": "/web",
+            "taskId": "web.marathon-1", "instanceId": "web.marathon-1", "healthCheck": hc}),
+    ] {
+        let e = Event::from_json(&v.to_string()).unwrap();
+        assert!(!matches!(e, Event::Unknown(_)), "{v}");
+        assert_eq!(serde_json::to_value(&e).unwrap(), v);
+    }
+    let missing = json!({"eventType": "health_status_changed_event", "timestamp": TS,
+        "appId": "/web", "version": TS, "alive": true});
+    let err = Event::from_json(&missing.to_string()).unwrap_err();
+    assert!(err.to_string().contains("instanceId"), "{err}");
+}

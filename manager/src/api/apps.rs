@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{client_ip, read_body, CoreData, Query};
 use crate::core::Core;
 use crate::error::ApiError;
-use crate::event_json;
+use crate::events;
 use crate::ids;
 use crate::state::{DeploymentRecord, State};
 use crate::validation;
@@ -156,7 +156,7 @@ async fn create(
     let body = validation::parse_json(&read_body(&core, &req, payload).await?)?;
     let (app, d) = core.create_app(body, force).await?;
     core.bus
-        .publish_value(event_json::api_post(&client_ip(&req), req.path(), &app));
+        .publish(&events::build::api_post(&client_ip(&req), req.path(), &app));
     let mut info = AppInfo::new(app.clone());
     info.deployments = vec![DeploymentRef { id: d.id.clone() }];
     Ok(HttpResponse::Created()
@@ -329,7 +329,7 @@ async fn update(
     let body = validation::parse_json(&read_body(&core, &req, payload).await?)?;
     let (created, d, app) = core.update_app(&id, body, partial, force, is_put).await?;
     core.bus
-        .publish_value(event_json::api_post(&client_ip(&req), req.path(), &app));
+        .publish(&events::build::api_post(&client_ip(&req), req.path(), &app));
     if created {
         Ok(deployment_response(
             actix_web::http::StatusCode::CREATED,

@@ -1,7 +1,6 @@
 //! `/v2/deployments`, `/v2/queue`, `/v2/groups` (read).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
 
 use super::{CoreData, Query};
 use crate::core::Core;
@@ -38,28 +37,8 @@ async fn cancel(
 }
 
 async fn queue(core: CoreData) -> HttpResponse {
-    let s = core.state();
-    let items: Vec<serde_json::Value> = s
-        .queue
-        .values()
-        .filter_map(|w| {
-            let app = s.apps.get(&w.app_id)?;
-            let backoff = s.backoff.get(&w.app_id);
-            let overdue = backoff.is_none_or(|b| b.next_launch <= std::time::Instant::now());
-            let time_left = backoff
-                .map(|b| b.next_launch.saturating_duration_since(std::time::Instant::now()).as_secs())
-                .unwrap_or(0);
-            Some(json!({
-                "count": w.count,
-                "delay": {"timeLeftSeconds": time_left, "overdue": overdue},
-                "since": w.since,
-                "app": app,
-                "processedOffersSummary": {"processedOffersCount": 0, "unusedOffersCount": 0, "rejectSummaryLastOffers": [], "rejectSummaryLaunchAttempt": []},
-                "lastUnusedOffers": [],
-            }))
-        })
-        .collect();
-    HttpResponse::Ok().json(json!({ "queue": items }))
+    let view = core.state().queue_view(std::time::Instant::now());
+    HttpResponse::Ok().json(view)
 }
 
 async fn reset_delay(core: CoreData, tail: web::Path<String>) -> Result<HttpResponse, ApiError> {
@@ -67,50 +46,13 @@ async fn reset_delay(core: CoreData, tail: web::Path<String>) -> Result<HttpResp
     Ok(HttpResponse::NoContent().finish())
 }
 
-fn group_json(core: &Core, group_id: &str) -> Option<serde_json::Value> {
-    let s = core.state();
-    let prefix = if group_id == "/" {
-        "/".to_string()
-    } else {
-        format!("{group_id}/")
-    };
-    let mut apps = Vec::new();
-    let mut subgroups = std::collections::BTreeSet::new();
-    for app in s.apps.values().filter(|a| a.id.starts_with(&prefix)) {
-        let rest = &app.id[prefix.len()..];
-        match rest.split_once('/') {
-            None => apps.push(app.clone()),
-            Some((sub, _)) => {
-                subgroups.insert(format!("{prefix}{sub}"));
-            }
-        }
-    }
-    if group_id != "/" && apps.is_empty() && subgroups.is_empty() {
-        return None;
-    }
-    let version = s
-        .apps
-        .values()
-        .filter_map(|a| a.version)
-        .max()
-        .unwrap_or(core.started_at);
-    drop(s);
-    let groups: Vec<serde_json::Value> = subgroups
-        .iter()
-        .filter_map(|g| group_json(core, g))
-        .collect();
-    Some(json!({
-        "id": group_id, "apps": apps, "groups": groups, "pods": [], "dependencies": [], "version": version,
-    }))
-}
-
 async fn root_group(core: CoreData) -> HttpResponse {
-    HttpResponse::Ok().json(group_json(&core, "/"))
+    HttpResponse::Ok().json(core.state().group_view("/", core.started_at))
 }
 
 async fn group(core: CoreData, tail: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = ids::canonical(&tail);
-    group_json(&core, &id)
-        .map(|g| HttpResponse::Ok().json(g))
+    let view = core.state().group_view(&id, core.started_at);
+    view.map(|g| HttpResponse::Ok().json(g))
         .ok_or_else(|| ApiError::NotFound(format!("Group '{id}' does not exist")))
 }

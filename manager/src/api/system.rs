@@ -234,8 +234,8 @@ async fn metrics(core: CoreData) -> HttpResponse {
             counters.insert(format!("{key}.counter"), json!({"count": value as u64}));
         }
     }
-    if let Some(events) = core.bus.delivery() {
-        let m = events.metrics();
+    {
+        let m = core.bus.metrics();
         for (t, n) in &m.published {
             counters.insert(
                 format!("marathon.events.published.{t}.counter"),
@@ -276,9 +276,7 @@ async fn prometheus(core: CoreData) -> HttpResponse {
             "# TYPE mdo_manager_{name} {kind}\nmdo_manager_{name} {value}\n"
         ));
     }
-    if let Some(events) = core.bus.delivery() {
-        out.push_str(&events.metrics().to_prometheus());
-    }
+    out.push_str(&core.bus.metrics().to_prometheus());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(out)

@@ -189,9 +189,9 @@ impl EventBus {
                 .await?;
             self.add_callback(url);
         }
-        let event = subscription_event("subscribe_event", url, client_ip);
-        self.publish_value(published(&event));
-        Ok(event)
+        let event = super::build::subscription(true, url, client_ip);
+        self.publish(&published(&event));
+        Ok(serde_json::to_value(&event).unwrap_or_default())
     }
 
     /// Unsubscribes `url` (removed from etcd first), publishes and returns the `unsubscribe_event`.
@@ -203,36 +203,26 @@ impl EventBus {
             .delete(self.subscription_key(url), None)
             .await?;
         self.remove_callback(url);
-        let event = subscription_event("unsubscribe_event", url, client_ip);
-        self.publish_value(published(&event));
-        Ok(event)
+        let event = super::build::subscription(false, url, client_ip);
+        self.publish(&published(&event));
+        Ok(serde_json::to_value(&event).unwrap_or_default())
     }
 }
 
 /// A subscription event as every consumer sees it: the URL without its
 /// password and secret query values (a subscriber's `token=`), which only
 /// the caller's own answer and `GET /v2/eventSubscriptions` show.
-fn published(event: &Value) -> Value {
+fn published(event: &marathon::Event) -> marathon::Event {
     let mut shown = event.clone();
-    let secret = event["callbackUrl"]
-        .as_str()
-        .and_then(|u| url::Url::parse(u).ok())
-        .filter(|u| {
+    if let marathon::Event::Subscribe(s) | marathon::Event::Unsubscribe(s) = &mut shown {
+        let secret = url::Url::parse(&s.callback_url).ok().filter(|u| {
             u.password().is_some() || u.query_pairs().any(|(k, _)| daemon::is_secret_param(&k))
         });
-    if let Some(url) = secret {
-        shown["callbackUrl"] = Value::String(redacted_url(&url));
+        if let Some(url) = secret {
+            s.callback_url = redacted_url(&url);
+        }
     }
     shown
-}
-
-fn subscription_event(event_type: &str, url: &str, client_ip: &str) -> Value {
-    json!({
-        "callbackUrl": url,
-        "clientIp": client_ip,
-        "eventType": event_type,
-        "timestamp": marathon::Timestamp::now().to_string(),
-    })
 }
 
 /// Most response-body bytes read from a callback receiver; the rest is

@@ -1,10 +1,13 @@
-//! The event bus: every Marathon event the manager publishes goes through
-//! [`EventBus::publish`] (or [`EventBus::publish_value`]) and is delivered to
-//! `/v2/events` SSE clients and to `/v2/eventSubscriptions` callback URLs, in
-//! publication order for every consumer.
+//! The one event bus: every Marathon event the manager publishes is a typed
+//! [`marathon::Event`] (built from the manager's records by [`build`]) and
+//! goes through [`EventBus::publish`]; it is delivered to `/v2/events` SSE
+//! clients, to `/v2/eventSubscriptions` callback URLs and to local observers
+//! ([`EventBus::observe`]), in publication order for every consumer.
 //!
-//! - Publishing never blocks: each event is serialised once, then queued for
-//!   each consumer under one lock (that lock defines the publication order).
+//! - Publishing never blocks: each event is serialised once (`frame.rs`:
+//!   the SSE frames in both plan formats and the callback body), then queued
+//!   for each consumer under one lock (that lock defines the publication
+//!   order).
 //! - SSE (`GET /v2/events`, see `sse.rs`): Marathon's framing, heartbeats,
 //!   `event_type` filters, `plan-format=light`, `event_stream_attached` /
 //!   `event_stream_detached`; a client more than `max_outstanding` events
@@ -32,10 +35,11 @@ use std::time::Duration;
 
 use actix_web::web;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub mod build;
 mod callbacks;
 mod frame;
 mod http1;
@@ -201,6 +205,9 @@ struct Inner {
     /// Serialises subscription changes (etcd write + hub change).
     subscription_changes: tokio::sync::Mutex<()>,
     counters: Counters,
+    /// Local observers ([`EventBus::observe`]): the control plane's own
+    /// machinery and tests.
+    observers: broadcast::Sender<Value>,
     cancel: CancellationToken,
     /// Cancelled by [`EventBus::end_streams`]: every open SSE stream ends.
     streams: CancellationToken,
@@ -263,6 +270,7 @@ impl EventBus {
                 keys,
                 subscription_changes: tokio::sync::Mutex::new(()),
                 counters: Counters::default(),
+                observers: broadcast::channel(4096).0,
                 cancel: CancellationToken::new(),
                 streams: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -289,7 +297,8 @@ impl EventBus {
             );
     }
 
-    /// Publishes a typed event.
+    /// Publishes an event: serialised once, queued for every consumer.
+    /// Never blocks on consumers.
     pub fn publish(&self, event: &marathon::Event) {
         match serde_json::to_value(event) {
             Ok(v) => self.publish_value(v),
@@ -300,11 +309,20 @@ impl EventBus {
     }
 
     /// Publishes an event given as JSON (an object with `eventType` and
-    /// `timestamp`). Never blocks on consumers.
+    /// `timestamp`): what [`EventBus::publish`] does after serialising, open
+    /// to tests and to events this crate does not model.
     pub fn publish_value(&self, value: Value) {
         let frame = Arc::new(frame::prepare(&value));
         let mut hub = self.inner.hub.lock().expect("event hub lock");
         self.fan_out(&mut hub, frame);
+        if self.inner.observers.receiver_count() > 0 {
+            let _ = self.inner.observers.send(value);
+        }
+    }
+
+    /// A receiver of every event published from now on (as its JSON).
+    pub fn observe(&self) -> broadcast::Receiver<Value> {
+        self.inner.observers.subscribe()
     }
 
     /// Queues one event for every consumer; the hub lock held by the caller
@@ -404,10 +422,10 @@ impl EventBus {
         let (tx, rx) = mpsc::unbounded_channel();
         let outstanding = Arc::new(AtomicUsize::new(0));
         let cut = Arc::new(AtomicBool::new(false));
-        let attached = Arc::new(frame::prepare(&stream_change(
-            "event_stream_attached",
-            remote,
-        )));
+        let attached = match serde_json::to_value(build::stream_change(true, remote)) {
+            Ok(v) => Arc::new(frame::prepare(&v)),
+            Err(_) => return None,
+        };
         let mut hub = self.inner.hub.lock().expect("event hub lock");
         if hub.closed || hub.streams_closed {
             return None;
@@ -439,16 +457,8 @@ impl EventBus {
             .expect("event hub lock")
             .sse
             .remove(&id);
-        self.publish_value(stream_change("event_stream_detached", remote));
+        self.publish(&build::stream_change(false, remote));
     }
-}
-
-fn stream_change(event_type: &str, remote: &str) -> Value {
-    serde_json::json!({
-        "remoteAddress": remote,
-        "eventType": event_type,
-        "timestamp": marathon::Timestamp::now().to_string(),
-    })
 }
 
 /// Marathon's error body.
