@@ -27,7 +27,6 @@ pub mod contain;
 pub mod core;
 pub mod env;
 pub mod error;
-pub mod event_json;
 pub mod events;
 pub mod health;
 pub mod ids;
