@@ -48,11 +48,17 @@ pub fn message(payload: &(dyn Any + Send)) -> &str {
 }
 
 fn report(panics: &AtomicU64, work: &str, app_id: &str, payload: &(dyn Any + Send)) {
+    record(panics, work, app_id, message(payload));
+}
+
+/// Logs and counts a panic caught elsewhere (a pure planner that caught
+/// it reports its message).
+pub fn record(panics: &AtomicU64, work: &str, app_id: &str, panic: &str) {
     panics.fetch_add(1, Ordering::Relaxed);
     tracing::error!(
         app_id,
         work,
-        panic = message(payload),
+        panic,
         "a panic was caught; this app's work is skipped, the loop goes on"
     );
 }

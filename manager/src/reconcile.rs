@@ -1,8 +1,8 @@
-//! The thin async layer that applies [`crate::scheduler::plan`]: launches
-//! (after backoff, resources, constraints and ports allow), kills, runtime
-//! exits, deployment completion and recovery after a restart.
+//! The thin async layer that applies [`crate::scheduler::plan_pass`] (the
+//! pure decision of launches, kills, queue entries and finished
+//! deployments): it starts and kills tasks through the runtimes, persists
+//! them, handles runtime exits and health verdicts.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,77 +16,10 @@ use crate::core::Core;
 use crate::env::{task_env, NodeEnv};
 use crate::events;
 use crate::ports;
-use crate::runtime::{
-    DockerNetwork, DockerSpec, Exit, LaunchSpec, PortBinding, RuntimeEvent, VolumeMount, Workload,
-};
-use crate::scheduler::{self, Action, Actual, Desired};
+use crate::runtime::{DockerNetwork, Exit, LaunchSpec, RuntimeEvent, Workload};
+use crate::scheduler;
 use crate::state::{Backoff, State, TaskRecord, Waiting, DOCKER_HEALTH};
 use crate::store::{Store, Write};
-
-/// The workload of an app.
-pub fn workload(app: &App, alloc: &ports::Allocation) -> Workload {
-    match app.docker_image() {
-        Some(image) => {
-            let docker = app.container.as_ref().and_then(|c| c.docker.as_ref());
-            let network = match app.networks.first().map(|n| n.mode) {
-                Some(marathon::NetworkMode::ContainerBridge) => DockerNetwork::Bridge,
-                Some(marathon::NetworkMode::Container) => {
-                    DockerNetwork::User(app.networks[0].name.clone().unwrap_or_default())
-                }
-                _ => DockerNetwork::Host,
-            };
-            Workload::Docker(DockerSpec {
-                image: image.to_string(),
-                force_pull: docker.is_some_and(|d| d.force_pull_image),
-                privileged: docker.is_some_and(|d| d.privileged),
-                cmd: app.cmd.clone(),
-                args: app.args.clone(),
-                parameters: docker
-                    .map(|d| {
-                        d.parameters
-                            .iter()
-                            .map(|p| (p.key.clone(), p.value.clone()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                network,
-                ports: alloc
-                    .bindings
-                    .iter()
-                    .map(|(h, c, p)| PortBinding {
-                        host_port: *h,
-                        container_port: *c,
-                        protocol: p.clone(),
-                    })
-                    .collect(),
-                volumes: app
-                    .container
-                    .iter()
-                    .flat_map(|c| c.volumes.iter())
-                    .filter_map(|v| {
-                        Some(VolumeMount {
-                            host_path: v.host_path.clone()?,
-                            container_path: v.container_path.clone(),
-                            read_only: v.mode.as_deref() == Some("RO"),
-                        })
-                    })
-                    .collect(),
-                labels: BTreeMap::new(),
-            })
-        }
-        None => Workload::Command {
-            cmd: app.cmd.clone(),
-            args: app.args.clone(),
-        },
-    }
-}
-
-/// Resources taken by active tasks (and the launches planned so far).
-struct Used {
-    cpus: f64,
-    mem: f64,
-    ports: BTreeSet<u16>,
-}
 
 /// What one reconcile pass decided, applied after the state lock is released.
 #[derive(Default)]
@@ -151,42 +84,6 @@ impl Core {
         }
     }
 
-    /// What the scheduler aims for; definitions loaded from etcd may carry
-    /// values beyond today's bounds, clamped here.
-    fn desired(app: &App) -> Desired {
-        Desired {
-            instances: bounds::instances(app),
-            config_version: Core::config_version(app),
-            minimum_health_capacity: bounds::capacity(
-                app.upgrade_strategy.minimum_health_capacity,
-                1.0,
-            ),
-            maximum_over_capacity: bounds::capacity(
-                app.upgrade_strategy.maximum_over_capacity,
-                1.0,
-            ),
-            kill_selection: app.kill_selection,
-        }
-    }
-
-    fn actuals(s: &State, app_id: &str) -> Vec<Actual> {
-        s.tasks_of(app_id)
-            .filter(|t| t.is_active() && t.state != TaskState::Killing)
-            .map(|t| Actual {
-                task_id: t.id.clone(),
-                config_version: t.config_version,
-                ready: t.state == TaskState::Running
-                    && s.healthy(t) != Some(false)
-                    && (s
-                        .apps
-                        .get(app_id)
-                        .is_none_or(|a| a.health_checks.is_empty())
-                        || s.healthy(t) == Some(true)),
-                staged_at: t.staged_at,
-            })
-            .collect()
-    }
-
     /// One pass over every app.
     pub async fn reconcile_once(&self) {
         let pass = {
@@ -230,55 +127,74 @@ impl Core {
         }
     }
 
+    /// Decides a pass ([`scheduler::plan_pass`], pure) and applies it to
+    /// the state: tasks to kill are marked KILLING, launched tasks are
+    /// recorded (STAGING, their launch in flight), `/v2/queue` says why
+    /// launches wait, finished deployments leave. The runtimes and etcd are
+    /// driven by the caller once the state lock is released.
     fn plan_pass(&self, s: &mut State) -> Pass {
-        let mut pass = Pass::default();
-        let now = Instant::now();
-        let mut app_ids: BTreeSet<String> = s.apps.keys().cloned().collect();
-        app_ids.extend(
-            s.tasks
-                .values()
-                .filter(|t| t.is_active())
-                .map(|t| t.app_id.clone()),
-        );
-        let cpus: f64 = s
-            .tasks
-            .values()
-            .filter(|t| t.is_active())
-            .map(|t| t.cpus)
-            .sum();
-        let mem: f64 = s
-            .tasks
-            .values()
-            .filter(|t| t.is_active())
-            .map(|t| t.mem)
-            .sum();
-        let ports: BTreeSet<u16> = s
-            .tasks
-            .values()
-            .filter(|t| t.is_active())
-            .flat_map(|t| t.host_ports.iter().copied())
-            .collect();
-        let mut used = Used { cpus, mem, ports };
-        for app_id in app_ids {
-            contain::run(&self.counters.loop_panics, "reconcile", &app_id, || {
-                self.plan_app(s, &mut pass, &mut used, &app_id, now)
-            });
+        let runtime_for = |wl: &Workload| {
+            self.runtimes
+                .iter()
+                .find(|r| r.handles(wl))
+                .map(|r| r.name().to_string())
+        };
+        let offer = scheduler::Offer {
+            cpus: self.node.cpus,
+            mem: self.node.mem,
+            attributes: &self.node.attributes,
+            port_range: self.cfg.port_range,
+            port_cursor: self.port_cursor.load(Ordering::Relaxed),
+            now: Instant::now(),
+            can_bind: &ports::host_can_bind,
+            runtime_for: &runtime_for,
+        };
+        let plan = scheduler::plan_pass(s, &offer);
+        self.port_cursor
+            .fetch_add(plan.port_attempts, Ordering::Relaxed);
+        for (app_id, message) in &plan.panicked {
+            contain::record(&self.counters.loop_panics, "reconcile", app_id, message);
         }
-        // Deployments whose apps all converged are done.
-        let done: Vec<String> = s
-            .deployments
-            .values()
-            .filter(|d| {
-                d.affected_apps.iter().all(|app_id| {
-                    let desired = s.apps.get(app_id).map(Self::desired);
-                    let actual = Self::actuals(s, app_id);
-                    let draining = s.tasks_of(app_id).any(|t| t.state == TaskState::Killing);
-                    scheduler::converged(desired.as_ref(), &actual) && !draining
-                })
-            })
-            .map(|d| d.id.clone())
-            .collect();
-        for id in done {
+        let mut pass = Pass::default();
+        for id in plan.kills {
+            if let Some(t) = s.tasks.get_mut(&id) {
+                t.state = TaskState::Killing;
+                pass.kills.push(t.clone());
+            }
+        }
+        for launch in plan.launches {
+            let Some(app) = s.apps.get(&launch.app_id) else {
+                continue;
+            };
+            let (rec, spec) = self.task_for(app, launch);
+            s.launching.insert(rec.id.clone());
+            s.tasks.insert(rec.id.clone(), rec.clone());
+            pass.launches.push((rec, spec));
+        }
+        for (app_id, waiting) in plan.waiting {
+            match waiting {
+                Some((count, reason)) => {
+                    let since = s
+                        .queue
+                        .get(&app_id)
+                        .map(|w| w.since)
+                        .unwrap_or_else(Timestamp::now);
+                    s.queue.insert(
+                        app_id.clone(),
+                        Waiting {
+                            app_id,
+                            count,
+                            reason,
+                            since,
+                        },
+                    );
+                }
+                None => {
+                    s.queue.remove(&app_id);
+                }
+            }
+        }
+        for id in plan.finished_deployments {
             if let Some(d) = s.deployments.remove(&id) {
                 pass.finished_deployments.push(d);
             }
@@ -286,166 +202,62 @@ impl Core {
         pass
     }
 
-    /// One app's share of a pass: its launches (within backoff, resources,
-    /// constraints and ports), kills and queue entry.
-    fn plan_app(
-        &self,
-        s: &mut State,
-        pass: &mut Pass,
-        used: &mut Used,
-        app_id: &str,
-        now: Instant,
-    ) {
-        let app = s.apps.get(app_id).cloned();
-        let desired = app.as_ref().map(Self::desired);
-        let actual = Self::actuals(s, app_id);
-        let actions = scheduler::plan(desired.as_ref(), &actual);
-        let mut waiting: Option<(usize, String)> = None;
-        for action in actions {
-            match action {
-                Action::Kill(id) => {
-                    if let Some(t) = s.tasks.get_mut(&id) {
-                        t.state = TaskState::Killing;
-                        pass.kills.push(t.clone());
-                    }
-                }
-                Action::Launch(n) => {
-                    let Some(app) = app.as_ref() else { continue };
-                    for i in 0..n {
-                        if let Some(b) = s.backoff.get(app_id) {
-                            if b.next_launch > now {
-                                waiting = Some((
-                                    n - i,
-                                    format!("backoff: {:.1}s delay after failures", b.delay_secs),
-                                ));
-                                break;
-                            }
-                        }
-                        if used.cpus + app.cpus > self.node.cpus + 1e-9
-                            || used.mem + app.mem > self.node.mem + 1e-9
-                        {
-                            waiting = Some((
-                                n - i,
-                                "insufficient resources on the node (cpus/mem)".into(),
-                            ));
-                            break;
-                        }
-                        let here = s.tasks_of(app_id).filter(|t| t.is_active()).count();
-                        if !crate::constraints::allows(
-                            &app.constraints,
-                            &self.node.attributes,
-                            here,
-                        ) {
-                            waiting =
-                                Some((n - i, "constraints not satisfied on this node".into()));
-                            break;
-                        }
-                        let start = self.next_port_start();
-                        let alloc = match ports::allocate(
-                            app,
-                            &used.ports,
-                            self.cfg.port_range,
-                            start,
-                            &ports::host_can_bind,
-                        ) {
-                            Ok(a) => a,
-                            Err(p) => {
-                                waiting = Some((n - i, p.to_string()));
-                                break;
-                            }
-                        };
-                        let wl = workload(app, &alloc);
-                        let Some(rt) = self.runtimes.iter().find(|r| r.handles(&wl)) else {
-                            waiting = Some((
-                                n - i,
-                                "no runtime can run this app (Docker unavailable?)".into(),
-                            ));
-                            break;
-                        };
-                        let task_id = crate::ids::new_task_id(app_id);
-                        let env = task_env(
-                            app,
-                            &task_id,
-                            &alloc.ports,
-                            &NodeEnv {
-                                host: self.node.address.clone(),
-                                etcd_endpoints: match (&wl, self.container_net_etcd_endpoints.get())
-                                {
-                                    (Workload::Docker(d), Some(e))
-                                        if d.network != DockerNetwork::Host =>
-                                    {
-                                        e.clone()
-                                    }
-                                    _ => self.cfg.container_etcd_endpoints.clone(),
-                                },
-                                etcd_auth: self.cfg.container_etcd_auth.clone(),
-                            },
-                        );
-                        let kill_grace = bounds::kill_grace_secs(
-                            app.task_kill_grace_period_seconds.unwrap_or(3),
-                        );
-                        let version = app.version.unwrap_or_else(Timestamp::now);
-                        let rec = TaskRecord {
-                            id: task_id.clone(),
-                            app_id: app_id.to_string(),
-                            state: TaskState::Staging,
-                            host: self.node.address.clone(),
-                            node: self.node.name.clone(),
-                            staged_at: Timestamp::now(),
-                            started_at: None,
-                            version,
-                            config_version: Core::config_version(app),
-                            ports: alloc.ports.clone(),
-                            host_ports: alloc.host_ports.clone(),
-                            cpus: app.cpus,
-                            mem: app.mem,
-                            runtime: rt.name().to_string(),
-                            handle: String::new(),
-                            ip_addresses: Vec::new(),
-                            is_docker: matches!(wl, Workload::Docker(_)),
-                            kill_grace,
-                        };
-                        let spec = LaunchSpec {
-                            task_id: task_id.clone(),
-                            app_id: app_id.to_string(),
-                            app_version: version.to_string(),
-                            env,
-                            cpus: app.cpus,
-                            mem_mib: app.mem,
-                            kill_grace: Duration::from_secs(kill_grace),
-                            workload: wl,
-                        };
-                        used.cpus += app.cpus;
-                        used.mem += app.mem;
-                        used.ports.extend(alloc.host_ports.iter().copied());
-                        s.launching.insert(task_id.clone());
-                        s.tasks.insert(task_id, rec.clone());
-                        pass.launches.push((rec, spec));
-                    }
-                }
-            }
-        }
-        match waiting {
-            Some((count, reason)) => {
-                let since = s
-                    .queue
-                    .get(app_id)
-                    .map(|w| w.since)
-                    .unwrap_or_else(Timestamp::now);
-                s.queue.insert(
-                    app_id.to_string(),
-                    Waiting {
-                        app_id: app_id.to_string(),
-                        count,
-                        reason,
-                        since,
-                    },
-                );
-            }
-            None => {
-                s.queue.remove(app_id);
-            }
-        }
+    /// The record and launch spec of a task the pass decided to start: a
+    /// new task id, its environment, STAGING now.
+    fn task_for(&self, app: &App, launch: scheduler::Launch) -> (TaskRecord, LaunchSpec) {
+        let scheduler::Launch {
+            app_id,
+            alloc,
+            workload: wl,
+            runtime,
+        } = launch;
+        let task_id = crate::ids::new_task_id(&app_id);
+        let env = task_env(
+            app,
+            &task_id,
+            &alloc.ports,
+            &NodeEnv {
+                host: self.node.address.clone(),
+                etcd_endpoints: match (&wl, self.container_net_etcd_endpoints.get()) {
+                    (Workload::Docker(d), Some(e)) if d.network != DockerNetwork::Host => e.clone(),
+                    _ => self.cfg.container_etcd_endpoints.clone(),
+                },
+                etcd_auth: self.cfg.container_etcd_auth.clone(),
+            },
+        );
+        let kill_grace = bounds::kill_grace_secs(app.task_kill_grace_period_seconds.unwrap_or(3));
+        let version = app.version.unwrap_or_else(Timestamp::now);
+        let rec = TaskRecord {
+            id: task_id.clone(),
+            app_id: app_id.clone(),
+            state: TaskState::Staging,
+            host: self.node.address.clone(),
+            node: self.node.name.clone(),
+            staged_at: Timestamp::now(),
+            started_at: None,
+            version,
+            config_version: Core::config_version(app),
+            ports: alloc.ports.clone(),
+            host_ports: alloc.host_ports.clone(),
+            cpus: app.cpus,
+            mem: app.mem,
+            runtime,
+            handle: String::new(),
+            ip_addresses: Vec::new(),
+            is_docker: matches!(wl, Workload::Docker(_)),
+            kill_grace,
+        };
+        let spec = LaunchSpec {
+            task_id,
+            app_id,
+            app_version: version.to_string(),
+            env,
+            cpus: app.cpus,
+            mem_mib: app.mem,
+            kill_grace: Duration::from_secs(kill_grace),
+            workload: wl,
+        };
+        (rec, spec)
     }
 
     fn spawn_launch(&self, t: TaskRecord, spec: LaunchSpec) {

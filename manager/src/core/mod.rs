@@ -6,7 +6,7 @@
 //! [`crate::reconcile`]; the decisions themselves in [`crate::scheduler`].
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use marathon::{App, DeploymentResult, Timestamp, VersionInfo};
@@ -82,7 +82,8 @@ pub struct Core {
     /// follow) end, so they do not hold the graceful HTTP stop.
     pub streams_end: CancellationToken,
     last_version: Mutex<i64>,
-    port_cursor: AtomicU64,
+    /// Where the next dynamic port search starts ([`crate::scheduler::Offer::port_cursor`]).
+    pub(crate) port_cursor: AtomicU64,
     me: std::sync::OnceLock<std::sync::Weak<Core>>,
     pub(crate) health: crate::health::Schedule,
     /// ETCD_ENDPOINTS for containers with their own network (bridge/user).
@@ -156,13 +157,6 @@ impl Core {
     /// Asks the reconcile loop to run now.
     pub fn wake(&self) {
         self.wake.notify_one();
-    }
-
-    pub(crate) fn next_port_start(&self) -> u16 {
-        let (lo, hi) = self.cfg.port_range;
-        let width = u64::from(hi - lo) + 1;
-        let n = self.port_cursor.fetch_add(1, Ordering::Relaxed);
-        lo + ((n - u64::from(lo)) % width) as u16
     }
 
     /// A new version timestamp, strictly after the previous one.

@@ -42,6 +42,64 @@ pub struct LaunchSpec {
     pub workload: Workload,
 }
 
+/// The workload of an app.
+pub fn workload(app: &marathon::App, alloc: &crate::ports::Allocation) -> Workload {
+    match app.docker_image() {
+        Some(image) => {
+            let docker = app.container.as_ref().and_then(|c| c.docker.as_ref());
+            let network = match app.networks.first().map(|n| n.mode) {
+                Some(marathon::NetworkMode::ContainerBridge) => DockerNetwork::Bridge,
+                Some(marathon::NetworkMode::Container) => {
+                    DockerNetwork::User(app.networks[0].name.clone().unwrap_or_default())
+                }
+                _ => DockerNetwork::Host,
+            };
+            Workload::Docker(DockerSpec {
+                image: image.to_string(),
+                force_pull: docker.is_some_and(|d| d.force_pull_image),
+                privileged: docker.is_some_and(|d| d.privileged),
+                cmd: app.cmd.clone(),
+                args: app.args.clone(),
+                parameters: docker
+                    .map(|d| {
+                        d.parameters
+                            .iter()
+                            .map(|p| (p.key.clone(), p.value.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                network,
+                ports: alloc
+                    .bindings
+                    .iter()
+                    .map(|(h, c, p)| PortBinding {
+                        host_port: *h,
+                        container_port: *c,
+                        protocol: p.clone(),
+                    })
+                    .collect(),
+                volumes: app
+                    .container
+                    .iter()
+                    .flat_map(|c| c.volumes.iter())
+                    .filter_map(|v| {
+                        Some(VolumeMount {
+                            host_path: v.host_path.clone()?,
+                            container_path: v.container_path.clone(),
+                            read_only: v.mode.as_deref() == Some("RO"),
+                        })
+                    })
+                    .collect(),
+                labels: BTreeMap::new(),
+            })
+        }
+        None => Workload::Command {
+            cmd: app.cmd.clone(),
+            args: app.args.clone(),
+        },
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Workload {
     /// `cmd` runs through `sh -c`; `args` run directly (argv[0] = args[0]).

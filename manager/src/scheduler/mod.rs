@@ -2,8 +2,14 @@
 //! launches and kills that move the app's tasks towards its definition,
 //! honouring `upgradeStrategy` during a rolling restart and `killSelection`
 //! on scale-down. Pure and table-tested; the core applies the actions.
+//! [`pass::plan_pass`] decides a whole reconcile pass over every app
+//! (backoff, resources, constraints, ports, runtimes) with this plan.
 
 use marathon::{KillSelection, Timestamp};
+
+pub mod pass;
+
+pub use pass::{plan_pass, Launch, Offer, PassPlan};
 
 /// What the app wants.
 #[derive(Debug, Clone, PartialEq)]
