@@ -10,11 +10,14 @@
 //!   `/v2/events` (SSE), `/v2/eventSubscriptions` (HTTP callbacks) and local
 //!   observers.
 //! - the control plane: [`config`], [`startup`] ([`Application`]), [`api`]
-//!   (routes by resource), [`error`] ([`error::ApiError`]), [`validation`]
+//!   (routes by resource; the only part that knows HTTP), [`error`]
+//!   ([`error::ApiError`], mapped from [`core::CoreError`]), [`validation`]
 //!   (normalisation of legacy input, Marathon's messages), [`ids`],
-//!   [`store`] (state in etcd), [`state`], [`core`] (the write path),
-//!   [`scheduler`] (pure `plan`), [`reconcile`] (applies it: launches,
-//!   kills, exits, deployments, recovery), [`ports`], [`env`],
+//!   [`store`] (state in etcd), [`state`] (and its queue and group views),
+//!   [`core`] (the write path: apps, deployments, tasks), [`scheduler`]
+//!   (pure `plan` per app and `plan_pass` per reconcile pass),
+//!   [`reconcile`] (applies it: launches, kills, exits, deployments,
+//!   recovery), [`ports`], [`env`],
 //!   [`constraints`], [`health`]; [`bounds`]
 //!   (the limits of app definitions and the clamps of durations) and
 //!   [`contain`] (a panic in one app's work never stops a loop).
