@@ -1,4 +1,4 @@
-//! `/v2/deployments`, `/v2/queue`, `/v2/groups` (read).
+//! `/v2/deployments`, `/v2/queue`, `/v2/groups` (reads; writes in [`super::groups`]).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 

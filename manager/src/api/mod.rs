@@ -13,6 +13,7 @@ use crate::error::ApiError;
 
 pub mod apps;
 pub mod deployments;
+pub mod groups;
 pub mod system;
 pub mod tasks;
 
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     apps::configure(cfg);
     tasks::configure(cfg);
     deployments::configure(cfg);
+    groups::configure(cfg);
 }
 
 /// `{"<key>": value}` without building a `serde_json::Value` tree first.

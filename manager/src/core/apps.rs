@@ -85,7 +85,7 @@ impl Core {
     }
 
     /// Builds the change for an update (or creation) of one app from a body.
-    fn change_for(
+    pub(super) fn change_for(
         &self,
         s: &State,
         id: &str,

@@ -24,9 +24,11 @@ use crate::validation::Limits;
 mod apps;
 mod deployments;
 mod error;
+mod groups;
 mod tasks;
 
 pub use error::{CoreError, Violation};
+pub use groups::{body_group_id, plan_group, GroupApp, GroupPlan, MAX_GROUP_DEPTH};
 
 /// What this node offers.
 #[derive(Debug, Clone)]
