@@ -183,14 +183,14 @@ const CLEANUP_BOUND: Duration = Duration::from_secs(30);
 /// re-authenticates) counts; no connection or no answer does not.
 async fn etcd_answers(registry: &registry::Registry) -> Result<(), String> {
     let mut client = registry.client();
-    let options = etcd_client::GetOptions::new()
+    let options = registry::etcd_client::GetOptions::new()
         .with_prefix()
         .with_count_only();
     match tokio::time::timeout(CLEANUP_PROBE, client.get(registry.prefix(), Some(options))).await {
         Ok(Ok(_)) => Ok(()),
         // gRPC codes 2 (unknown), 4 (deadline exceeded) and 14
         // (unavailable) are what a lost connection gives.
-        Ok(Err(etcd_client::Error::GRpcStatus(s)))
+        Ok(Err(registry::etcd_client::Error::GRpcStatus(s)))
             if !matches!(i32::from(s.code()), 2 | 4 | 14) =>
         {
             Ok(())
