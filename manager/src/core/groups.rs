@@ -118,25 +118,7 @@ fn collect(
         Some(Value::Array(list)) => {
             for (i, item) in list.iter().enumerate() {
                 let path = format!("{at}/apps({i})");
-                let Value::Object(app) = item else {
-                    return Err(CoreError::InvalidJson(format!(
-                        "{path}: error.expected.jsobject"
-                    )));
-                };
-                let raw = match app.get("id") {
-                    Some(Value::String(s)) => s.as_str(),
-                    _ => return Err(CoreError::invalid(&format!("{path}/id"), "is required")),
-                };
-                if let Err(e) = ids::validate_app_id(raw) {
-                    return Err(CoreError::invalid(&format!("{path}/id"), &e));
-                }
-                let id = resolve(group, raw);
-                if !below(&id, group) || id == group {
-                    return Err(CoreError::invalid(
-                        &format!("{path}/id"),
-                        &format!("{id} is not below the group {group}"),
-                    ));
-                }
+                let (id, app) = member(group, item, &path)?;
                 if !seen.insert(id.clone()) {
                     return Err(CoreError::invalid(
                         &format!("{path}/id"),
@@ -161,25 +143,7 @@ fn collect(
         Some(Value::Array(list)) => {
             for (i, item) in list.iter().enumerate() {
                 let path = format!("{at}/groups({i})");
-                let Value::Object(sub) = item else {
-                    return Err(CoreError::InvalidJson(format!(
-                        "{path}: error.expected.jsobject"
-                    )));
-                };
-                let raw = match sub.get("id") {
-                    Some(Value::String(s)) => s.as_str(),
-                    _ => return Err(CoreError::invalid(&format!("{path}/id"), "is required")),
-                };
-                if let Err(e) = ids::validate_app_id(raw) {
-                    return Err(CoreError::invalid(&format!("{path}/id"), &e));
-                }
-                let id = resolve(group, raw);
-                if !below(&id, group) || id == group {
-                    return Err(CoreError::invalid(
-                        &format!("{path}/id"),
-                        &format!("{id} is not below the group {group}"),
-                    ));
-                }
+                let (id, sub) = member(group, item, &path)?;
                 collect(&id, sub, &path, depth + 1, apps, seen)?;
             }
         }
@@ -190,6 +154,35 @@ fn collect(
         }
     }
     Ok(())
+}
+
+/// An app or a nested group of `group`, at `path` in the body: an object
+/// whose `id` (relative to the group, or absolute and below it) is valid.
+fn member<'a>(
+    group: &str,
+    item: &'a Value,
+    path: &str,
+) -> Result<(String, &'a Map<String, Value>), CoreError> {
+    let Value::Object(obj) = item else {
+        return Err(CoreError::InvalidJson(format!(
+            "{path}: error.expected.jsobject"
+        )));
+    };
+    let raw = match obj.get("id") {
+        Some(Value::String(s)) => s.as_str(),
+        _ => return Err(CoreError::invalid(&format!("{path}/id"), "is required")),
+    };
+    if let Err(e) = ids::validate_app_id(raw) {
+        return Err(CoreError::invalid(&format!("{path}/id"), &e));
+    }
+    let id = resolve(group, raw);
+    if !below(&id, group) || id == group {
+        return Err(CoreError::invalid(
+            &format!("{path}/id"),
+            &format!("{id} is not below the group {group}"),
+        ));
+    }
+    Ok((id, obj))
 }
 
 /// The group id a body names, relative ids taken below the root.
