@@ -98,7 +98,7 @@ pub enum Error {
     #[error("invalid URL: {0}")]
     Url(String),
     /// Connecting, sending or reading failed.
-    #[error("transport: {0}")]
+    #[error("transport: {}", describe_transport(.0))]
     Transport(#[source] reqwest::Error),
     /// The event stream sent nothing (not even a heartbeat) for too long.
     #[error("event stream idle for {seconds} s")]
@@ -120,6 +120,31 @@ fn details_suffix(body: &ErrorBody) -> String {
             format!(" ({})", parts.join("; "))
         }
     }
+}
+
+/// What went wrong with a request, cause included: reqwest's own message
+/// hides it ("error sending request"), so the chain of sources is walked
+/// ("connection failed: tcp connect error: Connection refused (os error
+/// 111)"). The client's URLs never carry credentials.
+pub fn describe_transport(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if e.is_timeout() {
+        parts.push("timed out".to_owned());
+    } else if e.is_connect() {
+        parts.push("connection failed".to_owned());
+    }
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        src = s.source();
+    }
+    if parts.is_empty() {
+        parts.push(e.to_string());
+    }
+    parts.join(": ")
 }
 
 impl Error {

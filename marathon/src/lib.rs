@@ -16,8 +16,12 @@
 //! - Types: [`App`], [`AppInfo`], [`Task`], [`Deployment`],
 //!   [`DeploymentResult`], [`Event`], [`Info`], [`ErrorBody`], ...
 //! - Helpers: [`Timestamp`] (3 ms digits, UTC), [`QueryBool`], [`sse`].
-//! - Client: [`Client`] with typed errors ([`Error`]) and
+//! - Client: [`Client`] with typed errors ([`Error`]), raw-JSON app calls
+//!   (`list_apps_raw`, `put_apps_raw`, ...) for callers that must keep
+//!   unknown fields, the lean read of apps with tasks ([`lean`],
+//!   [`Client::apps_with_tasks`]), event subscriptions, and
 //!   [`Client::events`], a reconnecting SSE stream of [`StreamItem`]s.
+//!   Marathon's REST paths are spelled in [`path`] and nowhere else.
 //!
 //! Canonical output, in short: `App::default()` is what Marathon stores for
 //! an app with only an id; `None`/empty fields are omitted; legacy input
@@ -44,6 +48,7 @@
 //! while let Some(item) = events.next().await {
 //!     match item {
 //!         Ok(StreamItem::Connected) => { /* resync: events may have been missed */ }
+//!         Ok(StreamItem::Disconnected) => { /* unhealthy until the next Connected */ }
 //!         Ok(StreamItem::Event(Event::StatusUpdate(e))) => println!("{} {}", e.task_id, e.task_status),
 //!         Ok(StreamItem::Event(_)) => {}
 //!         Err(e) => eprintln!("event stream: {e}"), // it reconnects by itself
@@ -60,6 +65,7 @@ pub mod deployment;
 pub mod error;
 pub mod event;
 pub mod info;
+pub mod lean;
 pub mod query;
 pub mod sse;
 pub mod strategy;
@@ -75,7 +81,7 @@ pub use checks::{
     Command, HealthCheck, HealthCheckProtocol, HealthCheckResult, ReadinessCheck,
     ReadinessCheckResult,
 };
-pub use client::{AppFilter, Client, ClientBuilder, KillResult};
+pub use client::{path, AppFilter, Client, ClientBuilder, KillResult};
 pub use container::{
     Container, ContainerType, Docker, Network, NetworkMode, Parameter, PortDefinition, PortMapping,
     Volume,
@@ -83,7 +89,7 @@ pub use container::{
 pub use deployment::{
     Deployment, DeploymentAction, DeploymentPlan, DeploymentResult, DeploymentStep, Group,
 };
-pub use error::{Error, ErrorBody, ErrorDetail, ErrorDetails, Result};
+pub use error::{describe_transport, Error, ErrorBody, ErrorDetail, ErrorDetails, Result};
 pub use event::Event;
 pub use info::{
     EventSubscriptions, HttpConfig, Info, Leader, MarathonConfig, Queue, QueueDelay, QueueItem,

@@ -3,10 +3,14 @@
 //! [`Client::events`] yields [`StreamItem::Connected`] every time a
 //! connection is (re)established (so a consumer can resync its state, since
 //! events missed while disconnected are gone), then one
-//! [`StreamItem::Event`] per event. Errors are yielded, never fatal: the
-//! stream reconnects with exponential backoff until it is dropped. A
-//! connection that sends nothing, not even a heartbeat, for
-//! [`StreamConfig::idle_timeout`] is treated as dead.
+//! [`StreamItem::Event`] per event, and [`StreamItem::Disconnected`] when
+//! that connection ends (closed, broken or idle), so a consumer always knows
+//! whether it is connected (a `/health` view). Errors are yielded, never
+//! fatal: the stream reconnects with exponential backoff until it is
+//! dropped. An event that cannot be decoded is yielded as
+//! [`Error::Decode`] and the connection stays. A connection that sends
+//! nothing, not even a heartbeat, for [`StreamConfig::idle_timeout`] is
+//! treated as dead.
 
 use std::time::Duration;
 
@@ -15,6 +19,7 @@ use futures::StreamExt;
 use reqwest::header::{HeaderValue, ACCEPT, CACHE_CONTROL, LOCATION};
 use url::Url;
 
+use crate::client::path;
 use crate::sse::Parser;
 use crate::{Client, Error, Event, Result};
 
@@ -54,6 +59,10 @@ pub enum StreamItem {
     /// A connection was (re)established: events may have been missed, resync.
     Connected,
     Event(Event),
+    /// The connection announced by the last [`StreamItem::Connected`]
+    /// ended (any error that ended it was yielded just before); a
+    /// reconnect follows after the backoff.
+    Disconnected,
 }
 
 impl Client {
@@ -63,7 +72,7 @@ impl Client {
     /// `while let Some(item) = stream.next().await`.
     pub fn events(&self, event_types: &[&str]) -> BoxStream<'static, Result<StreamItem>> {
         let client = self.clone();
-        let mut url = self.url(&["v2", "events"], None, &[]);
+        let mut url = self.url(path::EVENTS, None, &[]);
         {
             let mut q = url.query_pairs_mut();
             for t in event_types {
@@ -116,6 +125,7 @@ impl Client {
                                 }
                             }
                         }
+                        yield Ok(StreamItem::Disconnected);
                     }
                     Err(e) => yield Err(e),
                 }

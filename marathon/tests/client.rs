@@ -307,6 +307,7 @@ async fn event_stream_redirects_reconnects_and_detects_idle() {
             .expect("stream never ends");
         seen.push(match item {
             Ok(StreamItem::Connected) => "connected".to_owned(),
+            Ok(StreamItem::Disconnected) => "disconnected".to_owned(),
             Ok(StreamItem::Event(Event::StatusUpdate(e))) => format!("event:{}", e.task_id),
             Ok(StreamItem::Event(e)) => format!("event:{}", e.event_type()),
             Err(Error::Server { status, message }) => format!("error:{status}:{message}"),
@@ -321,10 +322,12 @@ async fn event_stream_redirects_reconnects_and_detects_idle() {
             "event:event_stream_attached",
             "event:t1",
             "event:future_event",
+            "disconnected",
             "error:503:leader unknown",
             "connected",
             "event:t2",
             "idle",
+            "disconnected",
             "idle",
             "connected",
             "event:t3",

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use super::{flag, Query};
+use super::{flag, path, Query};
 use crate::{App, AppInfo, Client, DeploymentResult, Result, Task, Timestamp};
 
 /// Filters of `GET /v2/apps` (all optional).
@@ -48,35 +48,39 @@ struct InstancesBody {
     instances: u32,
 }
 
+/// The query of `GET /v2/apps`: `embed` values, then the filters.
+pub(super) fn list_query(embed: &[&str], filter: &AppFilter) -> Query {
+    let mut q: Query = embed.iter().map(|e| ("embed", e.to_string())).collect();
+    for (k, v) in [
+        ("id", &filter.id),
+        ("cmd", &filter.cmd),
+        ("label", &filter.label),
+    ] {
+        if let Some(v) = v {
+            q.push((k, v.clone()));
+        }
+    }
+    q
+}
+
 impl Client {
     /// `GET /v2/apps` with `embed` values (e.g. `apps.tasks`) and filters.
     pub async fn list_apps(&self, embed: &[&str], filter: &AppFilter) -> Result<Vec<AppInfo>> {
-        let mut q: Query = embed.iter().map(|e| ("embed", e.to_string())).collect();
-        for (k, v) in [
-            ("id", &filter.id),
-            ("cmd", &filter.cmd),
-            ("label", &filter.label),
-        ] {
-            if let Some(v) = v {
-                q.push((k, v.clone()));
-            }
-        }
-        let body: AppsBody = self.get(self.url(&["v2", "apps"], None, &[]), &q).await?;
+        let q = list_query(embed, filter);
+        let body: AppsBody = self.get(self.url(path::APPS, None, &[]), &q).await?;
         Ok(body.apps)
     }
 
     /// `GET /v2/apps/{id}` (Marathon always embeds tasks, counts, deployments).
     pub async fn get_app(&self, id: &str, embed: &[&str]) -> Result<AppInfo> {
         let q: Query = embed.iter().map(|e| ("embed", e.to_string())).collect();
-        let body: AppBody = self
-            .get(self.url(&["v2", "apps"], Some(id), &[]), &q)
-            .await?;
+        let body: AppBody = self.get(self.url(path::APPS, Some(id), &[]), &q).await?;
         Ok(body.app)
     }
 
     /// `POST /v2/apps` (201 with the new app).
     pub async fn create_app<B: Serialize + ?Sized>(&self, app: &B) -> Result<AppInfo> {
-        let url = self.url(&["v2", "apps"], None, &[]);
+        let url = self.url(path::APPS, None, &[]);
         self.json(Method::POST, url, &Vec::new(), Some(app)).await
     }
 
@@ -92,7 +96,7 @@ impl Client {
     ) -> Result<DeploymentResult> {
         let mut q = vec![("force", force.to_string())];
         flag(&mut q, "partialUpdate", partial_update);
-        let url = self.url(&["v2", "apps"], Some(id), &[]);
+        let url = self.url(path::APPS, Some(id), &[]);
         self.json(Method::PUT, url, &q, Some(body)).await
     }
 
@@ -103,7 +107,7 @@ impl Client {
         body: &B,
         force: bool,
     ) -> Result<DeploymentResult> {
-        let url = self.url(&["v2", "apps"], Some(id), &[]);
+        let url = self.url(path::APPS, Some(id), &[]);
         let q = vec![("force", force.to_string())];
         self.json(Method::PATCH, url, &q, Some(body)).await
     }
@@ -117,7 +121,7 @@ impl Client {
     ) -> Result<DeploymentResult> {
         let mut q = vec![("force", force.to_string())];
         flag(&mut q, "partialUpdate", partial_update);
-        let url = self.url(&["v2", "apps"], None, &[]);
+        let url = self.url(path::APPS, None, &[]);
         self.json(Method::PUT, url, &q, Some(apps)).await
     }
 
@@ -125,13 +129,13 @@ impl Client {
     pub async fn delete_app(&self, id: &str, force: Option<bool>) -> Result<DeploymentResult> {
         let mut q = Vec::new();
         flag(&mut q, "force", force);
-        let url = self.url(&["v2", "apps"], Some(id), &[]);
+        let url = self.url(path::APPS, Some(id), &[]);
         self.json::<_, ()>(Method::DELETE, url, &q, None).await
     }
 
     /// `POST /v2/apps/{id}/restart`.
     pub async fn restart_app(&self, id: &str, force: bool) -> Result<DeploymentResult> {
-        let url = self.url(&["v2", "apps"], Some(id), &["restart"]);
+        let url = self.url(path::APPS, Some(id), &["restart"]);
         let q = vec![("force", force.to_string())];
         self.json::<_, ()>(Method::POST, url, &q, None).await
     }
@@ -149,20 +153,20 @@ impl Client {
 
     /// `GET /v2/apps/{id}/versions`.
     pub async fn app_versions(&self, id: &str) -> Result<Vec<Timestamp>> {
-        let url = self.url(&["v2", "apps"], Some(id), &["versions"]);
+        let url = self.url(path::APPS, Some(id), &["versions"]);
         let body: VersionsBody = self.get(url, &Vec::new()).await?;
         Ok(body.versions)
     }
 
     /// `GET /v2/apps/{id}/versions/{version}` (a bare app).
     pub async fn app_version(&self, id: &str, version: &str) -> Result<App> {
-        let url = self.url(&["v2", "apps"], Some(id), &["versions", version]);
+        let url = self.url(path::APPS, Some(id), &["versions", version]);
         self.get(url, &Vec::new()).await
     }
 
     /// `GET /v2/apps/{id}/tasks`.
     pub async fn app_tasks(&self, id: &str) -> Result<Vec<Task>> {
-        let url = self.url(&["v2", "apps"], Some(id), &["tasks"]);
+        let url = self.url(path::APPS, Some(id), &["tasks"]);
         let body: TasksBody = self.get(url, &Vec::new()).await?;
         Ok(body.tasks)
     }
@@ -179,7 +183,7 @@ impl Client {
         if let Some(h) = host {
             q.push(("host", h.to_owned()));
         }
-        let url = self.url(&["v2", "apps"], Some(id), &["tasks"]);
+        let url = self.url(path::APPS, Some(id), &["tasks"]);
         self.json::<_, ()>(Method::DELETE, url, &q, None).await
     }
 
@@ -192,7 +196,7 @@ impl Client {
         force: bool,
     ) -> Result<KillResult> {
         let q = vec![("scale", scale.to_string()), ("force", force.to_string())];
-        let url = self.url(&["v2", "apps"], Some(app_id), &["tasks", task_id]);
+        let url = self.url(path::APPS, Some(app_id), &["tasks", task_id]);
         self.json::<_, ()>(Method::DELETE, url, &q, None).await
     }
 }

@@ -1,9 +1,13 @@
 //! Async Marathon client (reqwest, rustls).
 //!
 //! One method per endpoint the mdo components use, typed results, and
-//! typed errors ([`Error`]). Credentials: a bearer token
+//! typed errors ([`Error`]); raw-JSON variants where a caller must keep
+//! fields this crate does not model (`raw`), and a lean decoder of apps
+//! with their tasks ([`crate::lean`]). Credentials: a bearer token
 //! ([`ClientBuilder::token`]) or basic auth taken from the URL's userinfo
-//! (`http://user:pass@host:8080`). The event stream lives in [`crate::stream`].
+//! (`http://user:pass@host:8080`); neither is ever printed (`Debug` and
+//! `Display` show the URL without userinfo). The event stream lives in
+//! [`crate::stream`]. Marathon's REST paths are spelled in [`path`] only.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +23,8 @@ use crate::stream::StreamConfig;
 use crate::{Error, Info, Leader, Result};
 
 mod apps;
+pub mod path;
+mod raw;
 mod system;
 
 pub use apps::{AppFilter, KillResult};
@@ -73,13 +79,11 @@ impl ClientBuilder {
     }
 
     pub fn build(self) -> Result<Client> {
-        let mut base = Url::parse(self.base_url.trim())
-            .map_err(|e| Error::Url(format!("{:?}: {e}", self.base_url)))?;
+        let shown = without_userinfo(self.base_url.trim());
+        let mut base =
+            Url::parse(self.base_url.trim()).map_err(|e| Error::Url(format!("{shown:?}: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            return Err(Error::Url(format!(
-                "{:?}: not an http(s) URL",
-                self.base_url
-            )));
+            return Err(Error::Url(format!("{shown:?}: not an http(s) URL")));
         }
         let basic = if base.username().is_empty() {
             None
@@ -125,27 +129,23 @@ impl ClientBuilder {
 
 /// Percent-decodes URL userinfo (`p%40ss` -> `p@ss`).
 fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// `scheme://user:pass@host/...` -> `scheme://host/...`, for messages about
+/// a URL that may not even parse.
+fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}{}", &rest[at + 1..]),
+        None => url.to_owned(),
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[derive(Clone)]
@@ -159,7 +159,7 @@ impl std::fmt::Debug for Auth {
         // Never print secrets.
         match self {
             Auth::Bearer(_) => f.write_str("Bearer(***)"),
-            Auth::Basic(u, _) => write!(f, "Basic({u}, ***)"),
+            Auth::Basic(..) => f.write_str("Basic(***)"),
         }
     }
 }
@@ -173,10 +173,18 @@ pub(crate) struct Inner {
     pub(crate) stream: StreamConfig,
 }
 
-/// An async Marathon API client. Cheap to clone.
+/// An async Marathon API client. Cheap to clone. `Debug` and `Display`
+/// never show credentials.
 #[derive(Debug, Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Display for Client {
+    /// The base URL without credentials, e.g. `http://127.0.0.1:8080/`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.inner.base.as_str())
+    }
 }
 
 type Query = Vec<(&'static str, String)>;
@@ -209,13 +217,14 @@ impl Client {
         &self.inner.base
     }
 
-    /// `base` + fixed path segments + the `/`-separated segments of `id`.
-    pub(crate) fn url(&self, fixed: &[&str], id: Option<&str>, tail: &[&str]) -> Url {
+    /// `base` + a [`path`] + the `/`-separated segments of `id` + `tail`
+    /// segments (each percent-encoded).
+    pub(crate) fn url(&self, path: &str, id: Option<&str>, tail: &[&str]) -> Url {
         let mut url = self.inner.base.clone();
         {
             let mut segs = url.path_segments_mut().expect("checked http(s) base");
             segs.pop_if_empty();
-            segs.extend(fixed);
+            segs.extend(path.split('/').filter(|s| !s.is_empty()));
             if let Some(id) = id {
                 segs.extend(id.split('/').filter(|s| !s.is_empty()));
             }
@@ -232,7 +241,7 @@ impl Client {
         }
     }
 
-    async fn call<B: Serialize + ?Sized>(
+    pub(crate) async fn call<B: Serialize + ?Sized>(
         &self,
         method: Method,
         url: Url,
@@ -280,7 +289,7 @@ impl Client {
 
     /// `GET /ping` -> `pong`.
     pub async fn ping(&self) -> Result<String> {
-        let url = self.url(&["ping"], None, &[]);
+        let url = self.url(path::PING, None, &[]);
         let (_, b) = self.call::<()>(Method::GET, url, &Vec::new(), None).await?;
         Ok(String::from_utf8_lossy(&b)
             .trim()
@@ -290,19 +299,18 @@ impl Client {
 
     /// `GET /v2/info`.
     pub async fn info(&self) -> Result<Info> {
-        self.get(self.url(&["v2", "info"], None, &[]), &Vec::new())
-            .await
+        self.get(self.url(path::INFO, None, &[]), &Vec::new()).await
     }
 
     /// `GET /v2/leader` (404 [`Error::NotFound`] when there is no leader).
     pub async fn leader(&self) -> Result<Leader> {
-        self.get(self.url(&["v2", "leader"], None, &[]), &Vec::new())
+        self.get(self.url(path::LEADER, None, &[]), &Vec::new())
             .await
     }
 
     /// `DELETE /v2/leader`: ask the leader to abdicate; returns its message.
     pub async fn abdicate_leader(&self) -> Result<String> {
-        let url = self.url(&["v2", "leader"], None, &[]);
+        let url = self.url(path::LEADER, None, &[]);
         let body: crate::ErrorBody = self
             .json::<_, ()>(Method::DELETE, url, &Vec::new(), None)
             .await?;
