@@ -1,14 +1,17 @@
-//! A thin client for the parts of the Marathon v2 API the deployer calls.
+//! The deployer's view of the Marathon API, on [`marathon::Client`].
 //!
-//! Apps travel as plain JSON so that anything a service's `marathon:` map
-//! sets survives the round trip and can be compared. Basic-auth userinfo in
-//! the URL is sent as basic auth (reqwest does that); a token as Bearer.
+//! Apps travel as plain JSON (the client's raw calls) so that anything a
+//! service's `marathon:` map sets survives the round trip and can be
+//! compared. Basic-auth userinfo in the URL is sent as basic auth, a token
+//! as Bearer; neither appears in a message (the client and [`Marathon::url`]
+//! show the URL without userinfo). Errors are [`UpstreamError`]s naming the
+//! call that failed.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use marathon::path;
+use serde_json::Value;
 
 /// Errors talking to the Marathon API.
 #[derive(Debug, thiserror::Error)]
@@ -44,11 +47,9 @@ pub struct MarathonConfig {
 
 #[derive(Clone)]
 pub struct Marathon {
-    http: reqwest::Client,
-    base: String,
+    client: marathon::Client,
     /// The base URL without userinfo, for messages and logs.
     shown: String,
-    token: Option<String>,
 }
 
 impl std::fmt::Debug for Marathon {
@@ -61,29 +62,18 @@ impl std::fmt::Debug for Marathon {
 
 impl Marathon {
     pub fn new(config: &MarathonConfig) -> Result<Marathon> {
-        let http = reqwest::Client::builder()
+        let client = marathon::Client::builder(config.url.trim_end_matches('/'))
+            .maybe_token(config.token.clone())
             .timeout(config.timeout)
             .connect_timeout(Duration::from_secs(5).min(config.timeout))
+            .user_agent(concat!("mdo-deployer/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| UpstreamError::Unreachable {
-                url: config.url.clone(),
+                url: daemon::redact_url(&config.url),
                 reason: e.to_string(),
             })?;
-        let base = config.url.trim_end_matches('/').to_string();
-        let shown = match reqwest::Url::parse(&base) {
-            Ok(mut u) => {
-                let _ = u.set_username("");
-                let _ = u.set_password(None);
-                u.to_string().trim_end_matches('/').to_string()
-            }
-            Err(_) => base.clone(),
-        };
-        Ok(Marathon {
-            http,
-            base,
-            shown,
-            token: config.token.clone(),
-        })
+        let shown = client.to_string().trim_end_matches('/').to_string();
+        Ok(Marathon { client, shown })
     }
 
     /// The URL without credentials.
@@ -91,87 +81,63 @@ impl Marathon {
         &self.shown
     }
 
-    async fn call(
-        &self,
-        method: Method,
-        path_and_query: &str,
-        body: Option<&Value>,
-    ) -> Result<(StatusCode, Value)> {
-        let what = format!(
-            "{method} {}",
-            path_and_query.split('?').next().unwrap_or(path_and_query)
-        );
-        let mut req = self
-            .http
-            .request(method, format!("{}{}", self.base, path_and_query))
-            .header("Accept", "application/json");
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.map_err(|e| UpstreamError::Unreachable {
-            url: self.shown.clone(),
-            reason: describe(&e),
-        })?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| UpstreamError::Unreachable {
-            url: self.shown.clone(),
-            reason: describe(&e),
-        })?;
-        let value: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            match serde_json::from_slice(&bytes) {
-                Ok(v) => v,
-                Err(_) if !status.is_success() => {
-                    json!({"message": String::from_utf8_lossy(&bytes).trim()})
-                }
-                Err(e) => {
-                    return Err(UpstreamError::Protocol {
-                        what,
-                        reason: e.to_string(),
-                    })
-                }
-            }
-        };
-        if !status.is_success() {
-            let message = value
-                .get("message")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| status.to_string());
-            let details = value.get("details").cloned().unwrap_or(Value::Null);
-            return Err(UpstreamError::Status {
-                status: status.as_u16(),
+    /// The underlying client, for calls this view does not wrap.
+    pub fn client(&self) -> &marathon::Client {
+        &self.client
+    }
+
+    /// A client error as an [`UpstreamError`] about `what` (`GET /v2/apps`).
+    fn error(&self, what: String, e: marathon::Error) -> UpstreamError {
+        use marathon::Error as E;
+        let status = e.status();
+        match e {
+            E::Transport(t) => UpstreamError::Unreachable {
+                url: self.shown.clone(),
+                reason: marathon::describe_transport(&t),
+            },
+            E::Idle { .. } | E::Url(_) => UpstreamError::Unreachable {
+                url: self.shown.clone(),
+                reason: e.to_string(),
+            },
+            E::Decode(d) => UpstreamError::Protocol {
+                what,
+                reason: d.to_string(),
+            },
+            E::Invalid { status, body } => UpstreamError::Status {
+                status,
+                what,
+                message: body.message,
+                details: body
+                    .details
+                    .and_then(|d| serde_json::to_value(d).ok())
+                    .unwrap_or(Value::Null),
+            },
+            E::NotFound { message }
+            | E::Conflict { message, .. }
+            | E::Unauthorized { message, .. }
+            | E::Server { message, .. }
+            | E::Unexpected { message, .. } => UpstreamError::Status {
+                status: status.unwrap_or_default(),
                 what,
                 message,
-                details,
-            });
+                details: Value::Null,
+            },
         }
-        Ok((status, value))
     }
 
     /// Every app with its tasks, keyed by app id.
     pub async fn apps(&self) -> Result<BTreeMap<String, Value>> {
-        let (_, v) = self
-            .call(
-                Method::GET,
-                "/v2/apps?embed=apps.tasks&embed=apps.counts",
-                None,
+        let apps = self
+            .client
+            .list_apps_raw(
+                &["apps.tasks", "apps.counts"],
+                &marathon::AppFilter::default(),
             )
-            .await?;
-        let apps =
-            v.get("apps")
-                .and_then(Value::as_array)
-                .ok_or_else(|| UpstreamError::Protocol {
-                    what: "GET /v2/apps".into(),
-                    reason: "no \"apps\" list".into(),
-                })?;
+            .await
+            .map_err(|e| self.error(format!("GET {}", path::APPS), e))?;
         Ok(apps
-            .iter()
-            .filter_map(|a| Some((a.get("id")?.as_str()?.to_string(), a.clone())))
+            .into_iter()
+            .filter_map(|a| Some((a.get("id")?.as_str()?.to_string(), a)))
             .collect())
     }
 
@@ -181,30 +147,30 @@ impl Marathon {
     /// `force=true`: the latest document wins over a deployment still
     /// running. Returns the deployment id.
     pub async fn put_apps(&self, apps: &[Value]) -> Result<Option<String>> {
-        let body = Value::Array(apps.to_vec());
-        let (_, v) = self
-            .call(
-                Method::PUT,
-                "/v2/apps?force=true&partialUpdate=false",
-                Some(&body),
-            )
-            .await?;
+        let v = self
+            .client
+            .put_apps_raw(apps, true, Some(false))
+            .await
+            .map_err(|e| self.error(format!("PUT {}", path::APPS), e))?;
         Ok(deployment_id(&v))
     }
 
     pub async fn delete_app(&self, id: &str) -> Result<Option<String>> {
-        let path = format!("/v2/apps{}?force=true", id);
-        let (_, v) = self.call(Method::DELETE, &path, None).await?;
+        let v = self
+            .client
+            .delete_app_raw(id, Some(true))
+            .await
+            .map_err(|e| self.error(format!("DELETE {}", path::app(id)), e))?;
         Ok(deployment_id(&v))
     }
 
     /// Ids of the deployments still running.
     pub async fn deployment_ids(&self) -> Result<Vec<String>> {
-        let (_, v) = self.call(Method::GET, "/v2/deployments", None).await?;
-        let list = v.as_array().ok_or_else(|| UpstreamError::Protocol {
-            what: "GET /v2/deployments".into(),
-            reason: "not a list".into(),
-        })?;
+        let list = self
+            .client
+            .list_deployments_raw()
+            .await
+            .map_err(|e| self.error(format!("GET {}", path::DEPLOYMENTS), e))?;
         Ok(list
             .iter()
             .filter_map(|d| d.get("id")?.as_str().map(str::to_string))
@@ -213,25 +179,11 @@ impl Marathon {
 
     /// GET /ping (for `/health`).
     pub async fn ping(&self) -> Result<()> {
-        let resp = self
-            .http
-            .get(format!("{}/ping", self.base))
-            .send()
+        self.client
+            .ping()
             .await
-            .map_err(|e| UpstreamError::Unreachable {
-                url: self.shown.clone(),
-                reason: describe(&e),
-            })?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(UpstreamError::Status {
-                status: resp.status().as_u16(),
-                what: "GET /ping".into(),
-                message: resp.status().to_string(),
-                details: Value::Null,
-            })
-        }
+            .map(drop)
+            .map_err(|e| self.error(format!("GET {}", path::PING), e))
     }
 }
 
@@ -241,41 +193,4 @@ fn deployment_id(v: &Value) -> Option<String> {
         .and_then(Value::as_str)
         .or_else(|| v.get("deployments")?.get(0)?.get("id")?.as_str())
         .map(str::to_string)
-}
-
-/// reqwest's top-level message hides the cause ("error sending request"):
-/// walk the chain for the useful part, without the URL (it may hold userinfo).
-fn describe(e: &reqwest::Error) -> String {
-    let mut parts = Vec::new();
-    if e.is_timeout() {
-        parts.push("timed out".to_string());
-    } else if e.is_connect() {
-        parts.push("connection failed".to_string());
-    }
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        src = s.source();
-    }
-    if parts.is_empty() {
-        parts.push(e.without_url_string());
-    }
-    parts.join(": ")
-}
-
-trait WithoutUrl {
-    fn without_url_string(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_string(&self) -> String {
-        let mut s = self.to_string();
-        if let Some(u) = self.url() {
-            s = s.replace(u.as_str(), "<url>");
-        }
-        s
-    }
 }

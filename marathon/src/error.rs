@@ -125,7 +125,8 @@ fn details_suffix(body: &ErrorBody) -> String {
 /// What went wrong with a request, cause included: reqwest's own message
 /// hides it ("error sending request"), so the chain of sources is walked
 /// ("connection failed: tcp connect error: Connection refused (os error
-/// 111)"). The client's URLs never carry credentials.
+/// 111)"). The URL is left out (its query may hold a callback URL with a
+/// token).
 pub fn describe_transport(e: &reqwest::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     if e.is_timeout() {
@@ -142,7 +143,11 @@ pub fn describe_transport(e: &reqwest::Error) -> String {
         src = s.source();
     }
     if parts.is_empty() {
-        parts.push(e.to_string());
+        let mut text = e.to_string();
+        if let Some(u) = e.url() {
+            text = text.replace(u.as_str(), "<url>");
+        }
+        parts.push(text);
     }
     parts.join(": ")
 }
