@@ -9,51 +9,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use registry::{Registry, Settings};
-use testkit::{ChildGuard, Etcd, EtcdTls};
-
-/// Starts `watcher ARGS` against `endpoint` with only `envs` for the
-/// variables it reads (the etcd credentials among them).
-fn start_watcher(endpoint: &str, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Watcher {
-    let log = dir.join("watcher.log");
-    let stderr = std::fs::File::create(&log).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_watcher"));
-    for var in [
-        "WATCHES",
-        "WATCH_METHODS",
-        "WATCH_EXEC",
-        "WATCH_TEMPLATES",
-        "WATCH_DEBOUNCE",
-        "WATCH_SPLAY",
-        "WATCH_HOOK_TIMEOUT",
-        "WATCH_PYTHON_SITE",
-        "ETCD_HOST_ADDRESS",
-        "ETCD_PORT",
-        "REGISTRY_PREFIX",
-        "ETCD_USER",
-        "ETCD_PASSWORD",
-        "ETCD_CA",
-        "ETCD_CACERT",
-        "ETCD_CERT",
-        "ETCD_KEY",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("ETCD_ENDPOINTS", endpoint)
-        .env("RUST_LOG", "info")
-        .current_dir(dir)
-        .args(args)
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr);
-    let guard = ChildGuard::new(cmd.spawn().expect("start the watcher"));
-    Watcher { guard, log }
-}
+use testkit::{Etcd, EtcdTls};
 
 /// True when etcd refuses `settings` (at connect or at the first read).
 async fn refused(settings: &Settings) -> bool {
@@ -67,9 +27,7 @@ async fn refused(settings: &Settings) -> bool {
 /// as its baseline; putting `b` through `reg` runs the hook once, with `b`
 /// added and both as the nodes.
 async fn hook_sees_new_instance(reg: &Registry, start: impl FnOnce(&Path, &[&str]) -> Watcher) {
-    reg.put(&instance("ingestor", "default", "a", 31001))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "a", 31001).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("calls.jsonl");
     let recorder = exec_recorder(&file);
@@ -78,9 +36,7 @@ async fn hook_sees_new_instance(reg: &Registry, start: impl FnOnce(&Path, &[&str
         &["--watch", "ingestor", "--exec", recorder.as_str()],
     );
     w.wait_watching("ingestor");
-    reg.put(&instance("ingestor", "default", "b", 31002))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "b", 31002).await;
     let calls = wait_calls(&file, 1);
     assert_eq!(
         calls,
@@ -133,7 +89,7 @@ async fn hook_runs_over_tls_with_a_client_certificate_from_the_environment() {
         key.to_str().unwrap(),
     );
     hook_sees_new_instance(&reg, |dir, args| {
-        start_watcher(
+        Watcher::start_at(
             &endpoint,
             dir,
             args,
@@ -169,7 +125,7 @@ async fn hook_runs_as_a_read_only_user_from_the_environment() {
         .await
         .unwrap();
     hook_sees_new_instance(&root, |dir, args| {
-        start_watcher(
+        Watcher::start_at(
             &ep,
             dir,
             args,

@@ -24,9 +24,7 @@ fn call(service: &str, delta: i64, added: &[&str], removed: &[&str], nodes: &[&s
 async fn each_change_fires_once_with_added_removed_and_nodes() {
     let etcd = Etcd::start().unwrap();
     let reg = registry(&etcd).await;
-    reg.put(&instance("ingestor", "default", "a", 31001))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "a", 31001).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("calls.jsonl");
     let mut w = Watcher::start(
@@ -39,25 +37,17 @@ async fn each_change_fires_once_with_added_removed_and_nodes() {
 
     // Not changes: a rewrite with identical content, a rewrite where only
     // health changed, another service.
-    reg.put(&instance("ingestor", "default", "a", 31001))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "a", 31001).await;
     let mut unhealthy = instance("ingestor", "default", "a", 31001);
     unhealthy.healthy = Some(false);
     reg.put(&unhealthy).await.unwrap();
-    reg.put(&instance("other", "default", "x", 31999))
-        .await
-        .unwrap();
+    put(&reg, "other", "default", "x", 31999).await;
 
     // +2 instances, not debounced: two callbacks with delta 1 each.
-    reg.put(&instance("ingestor", "default", "b", 31002))
-        .await
-        .unwrap();
-    reg.put(&instance("ingestor", "default", "c", 31003))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "b", 31002).await;
+    put(&reg, "ingestor", "default", "c", 31003).await;
     // -1
-    reg.delete(&name("ingestor", "default", "a")).await.unwrap();
+    del(&reg, "ingestor", "default", "a").await;
     // One transaction writing two records is one change.
     reg.apply(vec![
         Op::put(instance("ingestor", "default", "d", 31004)),
@@ -119,23 +109,15 @@ async fn debounced_burst_is_one_net_change() {
     w.wait_watching("ingestor");
 
     // The first change fires at once ...
-    reg.put(&instance("ingestor", "default", "a", 31001))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "a", 31001).await;
     let first = wait_calls(&file, 1);
     assert_eq!(first, vec![call("ingestor", 1, &["a"], &[], &["a"])]);
     // ... what follows within the window is one net change: +2 instances
     // (a third one came and went).
-    reg.put(&instance("ingestor", "default", "b", 31002))
-        .await
-        .unwrap();
-    reg.put(&instance("ingestor", "default", "x", 31009))
-        .await
-        .unwrap();
-    reg.put(&instance("ingestor", "default", "c", 31003))
-        .await
-        .unwrap();
-    reg.delete(&name("ingestor", "default", "x")).await.unwrap();
+    put(&reg, "ingestor", "default", "b", 31002).await;
+    put(&reg, "ingestor", "default", "x", 31009).await;
+    put(&reg, "ingestor", "default", "c", 31003).await;
+    del(&reg, "ingestor", "default", "x").await;
     let calls = wait_calls(&file, 2);
     assert_eq!(
         calls[1],
@@ -143,7 +125,7 @@ async fn debounced_burst_is_one_net_change() {
     );
 
     // Nothing else was reported in between: the next change is the third call.
-    reg.delete(&name("ingestor", "default", "a")).await.unwrap();
+    del(&reg, "ingestor", "default", "a").await;
     let calls = wait_calls(&file, 3);
     assert_eq!(calls.len(), 3, "log:\n{}", w.log());
     assert_eq!(calls[2], call("ingestor", -1, &[], &["a"], &["b", "c"]));
@@ -153,12 +135,8 @@ async fn debounced_burst_is_one_net_change() {
 async fn restart_and_compaction_while_disconnected_report_the_net_change() {
     let mut etcd = Etcd::start().unwrap();
     let reg = registry(&etcd).await;
-    reg.put(&instance("ingestor", "default", "a", 31001))
-        .await
-        .unwrap();
-    reg.put(&instance("ingestor", "default", "b", 31002))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "a", 31001).await;
+    put(&reg, "ingestor", "default", "b", 31002).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("calls.jsonl");
     let mut w = Watcher::start(
@@ -171,9 +149,7 @@ async fn restart_and_compaction_while_disconnected_report_the_net_change() {
 
     // A restart without changes: no callback (the next one is g's).
     etcd.restart().unwrap();
-    reg.put(&instance("ingestor", "default", "g", 31007))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "g", 31007).await;
     let calls = wait_calls(&file, 1);
     assert_eq!(
         calls,
@@ -184,17 +160,11 @@ async fn restart_and_compaction_while_disconnected_report_the_net_change() {
     // the history it would need to resume.
     w.signal(Signal::SIGSTOP);
     etcd.restart().unwrap();
-    reg.delete(&name("ingestor", "default", "a")).await.unwrap();
-    reg.put(&instance("ingestor", "default", "c", 31003))
-        .await
-        .unwrap();
-    reg.put(&instance("ingestor", "default", "d", 31004))
-        .await
-        .unwrap();
-    reg.put(&instance("ingestor", "default", "e", 31005))
-        .await
-        .unwrap();
-    reg.delete(&name("ingestor", "default", "e")).await.unwrap();
+    del(&reg, "ingestor", "default", "a").await;
+    put(&reg, "ingestor", "default", "c", 31003).await;
+    put(&reg, "ingestor", "default", "d", 31004).await;
+    put(&reg, "ingestor", "default", "e", 31005).await;
+    del(&reg, "ingestor", "default", "e").await;
     let revision = reg
         .put(&instance("ingestor", "default", "g", 31007))
         .await
@@ -216,9 +186,7 @@ async fn restart_and_compaction_while_disconnected_report_the_net_change() {
     );
 
     // Nothing spurious afterwards either.
-    reg.put(&instance("ingestor", "default", "h", 31008))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "h", 31008).await;
     let calls = wait_calls(&file, 3);
     assert_eq!(calls.len(), 3, "log:\n{}", w.log());
     assert_eq!(
@@ -231,9 +199,7 @@ async fn restart_and_compaction_while_disconnected_report_the_net_change() {
 async fn label_filter_from_the_watches_variable() {
     let etcd = Etcd::start().unwrap();
     let reg = registry(&etcd).await;
-    reg.put(&instance("ingestor", "default", "a", 31001))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "a", 31001).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("calls.jsonl");
     let mut w = Watcher::start(
@@ -244,17 +210,11 @@ async fn label_filter_from_the_watches_variable() {
     );
     w.wait_watching("ingestor.testing");
 
-    reg.put(&instance("ingestor", "dev", "b", 31002))
-        .await
-        .unwrap();
-    reg.put(&instance("ingestor", "testing", "c", 31003))
-        .await
-        .unwrap();
-    reg.put(&instance("ingestor", "prod.testing", "d", 31004))
-        .await
-        .unwrap();
-    reg.delete(&name("ingestor", "dev", "b")).await.unwrap();
-    reg.delete(&name("ingestor", "testing", "c")).await.unwrap();
+    put(&reg, "ingestor", "dev", "b", 31002).await;
+    put(&reg, "ingestor", "testing", "c", 31003).await;
+    put(&reg, "ingestor", "prod.testing", "d", 31004).await;
+    del(&reg, "ingestor", "dev", "b").await;
+    del(&reg, "ingestor", "testing", "c").await;
     let calls = wait_calls(&file, 3);
     assert_eq!(
         calls,
@@ -287,17 +247,13 @@ async fn a_failing_command_is_logged_and_the_watcher_goes_on() {
     w.wait_watching("ingestor");
     w.wait_watching("proxy");
 
-    reg.put(&instance("ingestor", "default", "a", 31001))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "a", 31001).await;
     wait_calls(&file, 1);
     testkit::eventually("the failure is logged", DEADLINE, || {
         w.log().contains("exit status: 3").then_some(())
     });
-    reg.put(&instance("proxy", "default", "p", 31100))
-        .await
-        .unwrap();
-    reg.delete(&name("ingestor", "default", "a")).await.unwrap();
+    put(&reg, "proxy", "default", "p", 31100).await;
+    del(&reg, "ingestor", "default", "a").await;
     let calls = wait_calls(&file, 3);
     assert_eq!(calls[1], call("proxy", 1, &["p"], &[], &["p"]));
     assert_eq!(calls[2], call("ingestor", -1, &[], &["a"], &[]));

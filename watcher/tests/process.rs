@@ -158,9 +158,7 @@ async fn etcd_down_at_start_is_waited_for_and_not_a_change() {
     let mut etcd = Etcd::start().unwrap();
     {
         let reg = registry(&etcd).await;
-        reg.put(&instance("ingestor", "default", "a", 31001))
-            .await
-            .unwrap();
+        put(&reg, "ingestor", "default", "a", 31001).await;
     }
     etcd.stop();
     let dir = tempfile::tempdir().unwrap();
@@ -190,9 +188,7 @@ async fn etcd_down_at_start_is_waited_for_and_not_a_change() {
     etcd.restart().unwrap();
     w.wait_watching("ingestor");
     let reg = registry(&etcd).await;
-    reg.put(&instance("ingestor", "default", "b", 31002))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "b", 31002).await;
     let calls = wait_calls(&file, 1);
     assert_eq!(calls.len(), 1);
     assert_eq!(

@@ -22,9 +22,7 @@ def record(**fields):
 async fn named_parameters_get_added_removed_and_nodes_debounced() {
     let etcd = Etcd::start().unwrap();
     let reg = registry(&etcd).await;
-    reg.put(&instance("ingestor", "default", "a", 31001))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "a", 31001).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("calls.jsonl");
     methods(
@@ -49,21 +47,15 @@ def service_change(service, delta, added, removed, nodes):
         w.log()
     );
 
-    reg.put(&instance("ingestor", "default", "b", 31002))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "b", 31002).await;
     let calls = wait_calls(&file, 1);
     assert_eq!(
         (calls[0].delta, calls[0].added.clone()),
         (1, vec!["b".to_string()])
     );
     // +2 within the window: one callback with delta 2.
-    reg.put(&instance("ingestor", "default", "c", 31003))
-        .await
-        .unwrap();
-    reg.put(&instance("ingestor", "default", "d", 31004))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "c", 31003).await;
+    put(&reg, "ingestor", "default", "d", 31004).await;
     let calls = wait_calls(&file, 2);
     assert_eq!(calls[1].delta, 2, "log:\n{}", w.log());
     assert_eq!(calls[1].added, vec!["c", "d"]);
@@ -114,22 +106,16 @@ def service_change(service, delta):
         w.log()
     );
 
-    reg.put(&instance("ingestor", "default", "a", 31001))
-        .await
-        .unwrap();
-    reg.put(&instance("ingestor", "default", "b", 31002))
-        .await
-        .unwrap();
-    reg.delete(&name("ingestor", "default", "a")).await.unwrap();
+    put(&reg, "ingestor", "default", "a", 31001).await;
+    put(&reg, "ingestor", "default", "b", 31002).await;
+    del(&reg, "ingestor", "default", "a").await;
     wait_calls(&file, 3);
     testkit::eventually("the traceback is logged", DEADLINE, || {
         let log = w.log();
         (log.contains("Traceback") && log.contains("RuntimeError: boom on purpose")).then_some(())
     });
     // The watcher goes on.
-    reg.put(&instance("ingestor", "default", "c", 31003))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "c", 31003).await;
     let calls = wait_calls(&file, 4);
     let deltas: Vec<i64> = calls.iter().map(|c| c.delta).collect();
     assert_eq!(deltas, vec![1, 1, -1, 1], "log:\n{}", w.log());
@@ -158,12 +144,8 @@ def service_change(service, delta, **kwargs):
         &[("CALLS_FILE", file.to_str().unwrap())],
     );
     w.wait_watching("ingestor.dev");
-    reg.put(&instance("ingestor", "default", "a", 31001))
-        .await
-        .unwrap();
-    reg.put(&instance("ingestor", "dev", "b", 31002))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "a", 31001).await;
+    put(&reg, "ingestor", "dev", "b", 31002).await;
     let calls = wait_calls(&file, 1);
     assert_eq!(calls[0].service, "ingestor.dev");
     assert_eq!(calls[0].added, vec!["b"]);
@@ -269,9 +251,7 @@ def service_change(service, delta):
     // Default: imports work, the .pth import line did not run.
     let mut w = Watcher::start(&etcd, dir.path(), &["--watch", "ingestor"], &envs);
     w.wait_watching("ingestor");
-    reg.put(&instance("ingestor", "default", "a", 31001))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "a", 31001).await;
     let calls = wait_calls(&file, 1);
     assert_eq!(calls[0].added, vec!["user,extra"], "{}", w.log());
     assert!(
@@ -290,9 +270,7 @@ def service_change(service, delta):
     );
     w.wait_watching("ingestor");
     assert_eq!(std::fs::read_to_string(&mark).unwrap(), "ran");
-    reg.put(&instance("ingestor", "default", "b", 31002))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "b", 31002).await;
     let calls = wait_calls(&file, 2);
     assert_eq!(calls[1].added, vec!["user,extra"], "{}", w.log());
     w.signal(Signal::SIGTERM);

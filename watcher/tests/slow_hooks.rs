@@ -35,22 +35,14 @@ async fn changes_behind_a_slow_callback_are_coalesced() {
         &[],
     );
     w.wait_watching("ingestor");
-    reg.put(&instance("ingestor", "default", "a", 31001))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "a", 31001).await;
     wait_calls(&file, 1);
 
     // Four changes while the callback is busy.
-    reg.put(&instance("ingestor", "default", "b", 31002))
-        .await
-        .unwrap();
-    reg.put(&instance("ingestor", "default", "c", 31003))
-        .await
-        .unwrap();
-    reg.put(&instance("ingestor", "default", "d", 31004))
-        .await
-        .unwrap();
-    reg.delete(&name("ingestor", "default", "b")).await.unwrap();
+    put(&reg, "ingestor", "default", "b", 31002).await;
+    put(&reg, "ingestor", "default", "c", 31003).await;
+    put(&reg, "ingestor", "default", "d", 31004).await;
+    del(&reg, "ingestor", "default", "b").await;
     eventually("the watcher saw the four changes", DEADLINE, || {
         (w.log().matches("instances changed").count() >= 5).then_some(())
     });
@@ -59,9 +51,7 @@ async fn changes_behind_a_slow_callback_are_coalesced() {
     // One call with the net change, then (a sentinel change) the next one:
     // nothing stale in between.
     wait_calls(&file, 2);
-    reg.put(&instance("ingestor", "default", "e", 31005))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "e", 31005).await;
     let calls = wait_calls(&file, 3);
     assert_eq!(
         calls.len(),
@@ -105,9 +95,7 @@ async fn a_callback_past_the_timeout_is_killed_with_its_group() {
         &[],
     );
     w.wait_watching("ingestor");
-    reg.put(&instance("ingestor", "default", "a", 31001))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "a", 31001).await;
     wait_calls(&file, 1);
     eventually("the timeout logged", DEADLINE, || {
         w.log().contains("--hook-timeout").then_some(())
@@ -125,9 +113,7 @@ async fn a_callback_past_the_timeout_is_killed_with_its_group() {
             .then_some(())
     });
     // The watcher goes on.
-    reg.put(&instance("ingestor", "default", "b", 31002))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "b", 31002).await;
     let calls = wait_calls(&file, 2);
     assert_eq!(names(&calls[1].added), vec!["b"]);
 }

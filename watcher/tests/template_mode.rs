@@ -75,15 +75,9 @@ fn names_in(dir: &Path) -> Vec<String> {
 async fn renders_at_start_then_rewrites_atomically_only_when_the_output_changes() {
     let etcd = Etcd::start().unwrap();
     let reg = registry(&etcd).await;
-    reg.put(&instance("ingestor", "default", "a", 31001))
-        .await
-        .unwrap();
-    reg.put(&instance("ingestor", "default", "b", 31002))
-        .await
-        .unwrap();
-    reg.put(&instance("proxy", "default", "p", 31100))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "a", 31001).await;
+    put(&reg, "ingestor", "default", "b", 31002).await;
+    put(&reg, "proxy", "default", "p", 31100).await;
     let dir = tempfile::tempdir().unwrap();
     let src = write(&dir.path().join("haproxy.cfg.j2"), BACKENDS);
     // Health is in this second template only: its rewrite tells that a pass
@@ -128,12 +122,8 @@ async fn renders_at_start_then_rewrites_atomically_only_when_the_output_changes(
     // health flip (not in this template), a service that is not watched.
     std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o640)).unwrap();
     let before = std::fs::metadata(&dest).unwrap();
-    reg.put(&instance("ingestor", "default", "a", 31001))
-        .await
-        .unwrap();
-    reg.put(&instance("other", "default", "x", 31999))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "a", 31001).await;
+    put(&reg, "other", "default", "x", 31999).await;
     let mut unhealthy = instance("ingestor", "default", "a", 31001);
     unhealthy.healthy = Some(false);
     reg.put(&unhealthy).await.unwrap();
@@ -170,9 +160,7 @@ async fn renders_at_start_then_rewrites_atomically_only_when_the_output_changes(
     let extra: Vec<String> = (0..8).map(|i| format!("n{i}")).collect();
     for (i, name) in extra.iter().enumerate() {
         let port = 32000 + i as u16;
-        reg.put(&instance("ingestor", "default", name, port))
-            .await
-            .unwrap();
+        put(&reg, "ingestor", "default", name, port).await;
         servers.push((name, port));
         wait_content(&dest, &backends(&servers, "p "), &w);
         let meta = std::fs::metadata(&dest).unwrap();
@@ -183,10 +171,10 @@ async fn renders_at_start_then_rewrites_atomically_only_when_the_output_changes(
             (lines(&counter) == i + 2).then_some(())
         });
     }
-    reg.delete(&name("ingestor", "default", "b")).await.unwrap();
+    del(&reg, "ingestor", "default", "b").await;
     servers.remove(1);
     wait_content(&dest, &backends(&servers, "p "), &w);
-    reg.delete(&name("proxy", "default", "p")).await.unwrap();
+    del(&reg, "proxy", "default", "p").await;
     wait_content(&dest, &backends(&servers, ""), &w);
     stop.store(true, Ordering::Relaxed);
     let reads = reader.join().expect("the reader saw only complete files");
@@ -207,9 +195,7 @@ async fn renders_at_start_then_rewrites_atomically_only_when_the_output_changes(
 async fn a_render_error_keeps_the_last_good_file_and_says_why() {
     let etcd = Etcd::start().unwrap();
     let reg = registry(&etcd).await;
-    reg.put(&instance("ingestor", "default", "a", 31001))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "a", 31001).await;
     let dir = tempfile::tempdir().unwrap();
     let src = write(&dir.path().join("lb.j2"), BACKENDS);
     let dest = dir.path().join("lb.cfg");
@@ -259,10 +245,8 @@ async fn a_render_error_keeps_the_last_good_file_and_says_why() {
     assert_eq!(lines(&counter), 1);
 
     // The watcher goes on: the next good state is rendered.
-    reg.put(&instance("ingestor", "default", "c", 31003))
-        .await
-        .unwrap();
-    reg.delete(&name("ingestor", "default", "b")).await.unwrap();
+    put(&reg, "ingestor", "default", "c", 31003).await;
+    del(&reg, "ingestor", "default", "b").await;
     wait_content(&dest, &backends(&[("a", 31001), ("c", 31003)], ""), &w);
     eventually("the second reload", DEADLINE, || {
         (lines(&counter) == 2).then_some(())
@@ -282,12 +266,8 @@ async fn a_render_error_keeps_the_last_good_file_and_says_why() {
 async fn the_child_starts_after_the_first_render() {
     let mut etcd = Etcd::start().unwrap();
     let reg = registry(&etcd).await;
-    reg.put(&instance("ingestor", "default", "a", 31001))
-        .await
-        .unwrap();
-    reg.put(&instance("proxy", "default", "p", 31100))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "default", "a", 31001).await;
+    put(&reg, "proxy", "default", "p", 31100).await;
     let dir = tempfile::tempdir().unwrap();
     let src = write(&dir.path().join("lb.j2"), BACKENDS);
     let dest = dir.path().join("lb.cfg");
@@ -334,12 +314,8 @@ async fn the_child_starts_after_the_first_render() {
 async fn templates_from_the_environment_beside_an_exec_hook_and_debounced() {
     let etcd = Etcd::start().unwrap();
     let reg = registry(&etcd).await;
-    reg.put(&instance("ingestor", "testing", "a", 31001))
-        .await
-        .unwrap();
-    reg.put(&instance("ingestor", "default", "z", 31009))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "testing", "a", 31001).await;
+    put(&reg, "ingestor", "default", "z", 31009).await;
     let dir = tempfile::tempdir().unwrap();
     let one = write(
         &dir.path().join("one.j2"),
@@ -378,17 +354,11 @@ async fn templates_from_the_environment_beside_an_exec_hook_and_debounced() {
 
     // The first change renders at once; the burst that follows within the
     // window is one net render (one reload) when it closes.
-    reg.put(&instance("ingestor", "testing", "b", 31002))
-        .await
-        .unwrap();
+    put(&reg, "ingestor", "testing", "b", 31002).await;
     wait_content(&two_out, "a b\n", &w);
-    reg.put(&instance("ingestor", "prod.testing", "c", 31003))
-        .await
-        .unwrap();
-    reg.put(&instance("ingestor", "testing", "d", 31004))
-        .await
-        .unwrap();
-    reg.delete(&name("ingestor", "testing", "a")).await.unwrap();
+    put(&reg, "ingestor", "prod.testing", "c", 31003).await;
+    put(&reg, "ingestor", "testing", "d", 31004).await;
+    del(&reg, "ingestor", "testing", "a").await;
     wait_content(&two_out, "b c d\n", &w);
     wait_content(&one_out, "b testing\nc prod,testing\nd testing\n", &w);
     let reloads = eventually("the reloads", DEADLINE, || {

@@ -35,6 +35,20 @@ pub fn instance(service: &str, group: &str, container: &str, port: u16) -> Insta
     }
 }
 
+/// Writes the record [`instance`] builds.
+pub async fn put(reg: &Registry, service: &str, group: &str, container: &str, port: u16) {
+    reg.put(&instance(service, group, container, port))
+        .await
+        .expect("put a record");
+}
+
+/// Deletes the record of one instance.
+pub async fn del(reg: &Registry, service: &str, group: &str, container: &str) {
+    reg.delete(&name(service, group, container))
+        .await
+        .expect("delete a record");
+}
+
 pub fn name(service: &str, group: &str, container: &str) -> InstanceName {
     InstanceName::new(service, group, container).unwrap()
 }
@@ -115,6 +129,12 @@ impl Watcher {
     /// Starts `watcher ARGS` against `etcd` with a clean environment for the
     /// variables it reads; stderr (the log) goes to `dir/watcher.log`.
     pub fn start(etcd: &Etcd, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Watcher {
+        Watcher::start_at(&etcd.endpoint(), dir, args, envs)
+    }
+
+    /// [`Watcher::start`] against any endpoint, with only `envs` for the
+    /// variables the watcher reads (etcd credentials and TLS among them).
+    pub fn start_at(endpoint: &str, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Watcher {
         let log = dir.join("watcher.log");
         let stderr = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_watcher"));
@@ -132,10 +152,14 @@ impl Watcher {
             "REGISTRY_PREFIX",
             "ETCD_USER",
             "ETCD_PASSWORD",
+            "ETCD_CA",
+            "ETCD_CACERT",
+            "ETCD_CERT",
+            "ETCD_KEY",
         ] {
             cmd.env_remove(var);
         }
-        cmd.env("ETCD_ENDPOINTS", etcd.endpoint())
+        cmd.env("ETCD_ENDPOINTS", endpoint)
             .env("RUST_LOG", "info")
             .current_dir(dir)
             .args(args)
