@@ -27,7 +27,7 @@ async fn refused(settings: &Settings) -> bool {
 /// as its baseline; putting `b` through `reg` runs the hook once, with `b`
 /// added and both as the nodes.
 async fn hook_sees_new_instance(reg: &Registry, start: impl FnOnce(&Path, &[&str]) -> Watcher) {
-    put(&reg, "ingestor", "default", "a", 31001).await;
+    put(reg, "ingestor", "default", "a", 31001).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("calls.jsonl");
     let recorder = exec_recorder(&file);
@@ -36,7 +36,7 @@ async fn hook_sees_new_instance(reg: &Registry, start: impl FnOnce(&Path, &[&str
         &["--watch", "ingestor", "--exec", recorder.as_str()],
     );
     w.wait_watching("ingestor");
-    put(&reg, "ingestor", "default", "b", 31002).await;
+    put(reg, "ingestor", "default", "b", 31002).await;
     let calls = wait_calls(&file, 1);
     assert_eq!(
         calls,
