@@ -15,7 +15,6 @@ use tracing::{error, info};
 use crate::config::{Config, Mode};
 use crate::http::{self, AppState};
 use crate::intake;
-use crate::marathon_api::MarathonApi;
 use crate::metrics::Metrics;
 use crate::resync::{CleanupRequest, ResyncDriver};
 use crate::store::EtcdStore;
@@ -30,7 +29,7 @@ pub enum AppError {
         source: std::io::Error,
     },
     #[error("invalid Marathon URL: {0}")]
-    MarathonUrl(#[from] url::ParseError),
+    MarathonUrl(#[source] marathon::Error),
     #[error("etcd: {0}")]
     Registry(#[from] registry::Error),
     #[error("http server: {0}")]
@@ -43,17 +42,18 @@ pub struct Application {
     port: u16,
     config: Config,
     server: actix_web::dev::Server,
-    writer: Writer<EtcdStore, MarathonApi>,
+    writer: Writer<EtcdStore, marathon::Client>,
     channels: Channels,
     cleanup_rx: mpsc::Receiver<CleanupRequest>,
-    api: MarathonApi,
+    api: marathon::Client,
     metrics: Arc<Metrics>,
 }
 
 impl Application {
     pub async fn build(config: Config) -> Result<Application, AppError> {
         let registry = registry::Registry::connect(&config.etcd).await?;
-        let api = MarathonApi::new(&config.marathon_url, config.marathon_token.clone())?;
+        let api = crate::source::client(&config.marathon_url, config.marathon_token.clone())
+            .map_err(AppError::MarathonUrl)?;
         let metrics = Arc::new(Metrics::default());
         let (writer, channels) = Writer::new(
             EtcdStore {

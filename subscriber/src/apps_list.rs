@@ -1,107 +1,18 @@
-//! A lean decoder for `GET /v2/apps?embed=apps.tasks`: only the fields that
-//! shape records, straight into [`AppSpec`] / [`TaskInfo`].
+//! Apps with their tasks as read by the lean decoder
+//! ([`marathon::lean`], [`marathon::Client::apps_with_tasks`]), turned
+//! into [`AppSpec`] / [`TaskInfo`].
 //!
-//! The `marathon` crate's `AppInfo` flattens `App` into it and `Task` keeps
-//! unknown fields through `#[serde(flatten)]`; serde then buffers every app
-//! (tasks included) into an intermediate tree before decoding it, which for
-//! 10,000 tasks cost hundreds of milliseconds and tens of megabytes. Here
-//! nothing is flattened and everything else is skipped. The leaf types
+//! The lean types read only the fields that shape records; the leaf types
 //! (timestamps, task states, port mappings, networks) are the `marathon`
 //! crate's own, so values read the same as through [`crate::convert`]; a
-//! test checks both decoders agree.
+//! test checks both paths agree.
 
-use std::collections::BTreeMap;
-
-use marathon::{IpAddress, Network, PortDefinition, PortMapping, TaskState, Timestamp};
-use serde::de::IgnoredAny;
-use serde::{Deserialize, Deserializer};
+use marathon::lean::LeanApp;
 
 use crate::model::{AppSpec, NetworkMode, PortSpec, TaskInfo};
 
-fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-#[derive(Deserialize)]
-struct Body {
-    #[serde(default, deserialize_with = "null_default")]
-    apps: Vec<LeanApp>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LeanApp {
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    version: Option<Timestamp>,
-    #[serde(default, deserialize_with = "null_default")]
-    labels: BTreeMap<String, String>,
-    #[serde(default, deserialize_with = "null_default")]
-    networks: Vec<Network>,
-    #[serde(default)]
-    port_definitions: Option<Vec<PortDefinition>>,
-    #[serde(default)]
-    ports: Option<Vec<u32>>,
-    #[serde(default)]
-    container: Option<LeanContainer>,
-    #[serde(default, deserialize_with = "null_default")]
-    health_checks: Vec<IgnoredAny>,
-    #[serde(default)]
-    tasks: Option<Vec<LeanTask>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LeanContainer {
-    #[serde(default)]
-    docker: Option<LeanDocker>,
-    #[serde(default)]
-    port_mappings: Option<Vec<PortMapping>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LeanDocker {
-    #[serde(default)]
-    port_mappings: Option<Vec<PortMapping>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LeanTask {
-    id: String,
-    #[serde(default)]
-    app_id: String,
-    #[serde(default)]
-    host: String,
-    #[serde(default)]
-    slave_id: Option<String>,
-    #[serde(default)]
-    state: TaskState,
-    #[serde(default)]
-    started_at: Option<Timestamp>,
-    #[serde(default)]
-    version: Option<Timestamp>,
-    #[serde(default)]
-    ports: Vec<u32>,
-    #[serde(default)]
-    ip_addresses: Vec<IpAddress>,
-    #[serde(default)]
-    health_check_results: Vec<LeanCheck>,
-}
-
-#[derive(Deserialize)]
-struct LeanCheck {
-    alive: bool,
-}
-
 /// Mirrors [`crate::convert::app_spec`] on the lean types.
-fn spec(app: LeanApp) -> (AppSpec, Vec<TaskInfo>) {
+pub fn spec(app: LeanApp) -> (AppSpec, Vec<TaskInfo>) {
     let network = crate::convert::network_mode(&app.networks);
     let ports = match network {
         NetworkMode::Host => match (app.port_definitions, app.ports) {
@@ -125,10 +36,7 @@ fn spec(app: LeanApp) -> (AppSpec, Vec<TaskInfo>) {
         },
         NetworkMode::Bridge | NetworkMode::Container => app
             .container
-            .and_then(|c| {
-                c.port_mappings
-                    .or_else(|| c.docker.and_then(|d| d.port_mappings))
-            })
+            .and_then(|c| c.into_port_mappings())
             .map(|m| {
                 m.into_iter()
                     .map(|p| PortSpec {
@@ -168,7 +76,7 @@ fn spec(app: LeanApp) -> (AppSpec, Vec<TaskInfo>) {
             labels: app.labels,
             network,
             ports,
-            has_health_checks: !app.health_checks.is_empty(),
+            has_health_checks: app.health_checks > 0,
         },
         tasks,
     )
@@ -176,8 +84,10 @@ fn spec(app: LeanApp) -> (AppSpec, Vec<TaskInfo>) {
 
 /// Decodes a `/v2/apps?embed=apps.tasks` body.
 pub fn decode(body: &[u8]) -> Result<Vec<(AppSpec, Vec<TaskInfo>)>, serde_json::Error> {
-    let body: Body = serde_json::from_slice(body)?;
-    Ok(body.apps.into_iter().map(spec).collect())
+    Ok(marathon::lean::decode(body)?
+        .into_iter()
+        .map(spec)
+        .collect())
 }
 
 #[cfg(test)]

@@ -8,24 +8,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use marathon::{Client, Event, StreamItem};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::convert::task_event;
 use crate::http::TOKEN_PARAM;
-use crate::marathon_api::{parse_event, MarathonApi};
 use crate::metrics::{kind, Metrics};
 use crate::writer::EventSink;
 
-/// No byte for this long (Marathon heartbeats every 10 s) -> reconnect.
-const STREAM_IDLE: Duration = Duration::from_secs(35);
+/// Event types the subscriber asks the stream for.
+pub const EVENT_TYPES: &[&str] = &[
+    "status_update_event",
+    "instance_health_changed_event",
+    "health_status_changed_event",
+];
 
 /// Handles one event body (SSE data or callback POST). Err on malformed input.
 pub fn accept(body: &str, sink: &EventSink, metrics: &Metrics) -> Result<(), String> {
-    match parse_event(body) {
+    match Event::from_json(body) {
         Ok(ev) => {
-            metrics.event(ev.event_type());
-            sink.push(task_event(&ev));
+            accept_event(&ev, sink, metrics);
             Ok(())
         }
         Err(e) => {
@@ -35,75 +38,55 @@ pub fn accept(body: &str, sink: &EventSink, metrics: &Metrics) -> Result<(), Str
     }
 }
 
-/// Reads the event stream until cancelled.
+fn accept_event(ev: &Event, sink: &EventSink, metrics: &Metrics) {
+    metrics.event(ev.event_type());
+    sink.push(task_event(ev));
+}
+
+/// Reads the event stream until cancelled. The client reconnects by
+/// itself with backoff (see [`crate::source::client`]); every connect
+/// schedules a resync, since events missed while away are gone.
 pub async fn run_sse(
-    api: MarathonApi,
+    client: Client,
     sink: EventSink,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut events = client.events(EVENT_TYPES);
+    let mut connected = false;
     loop {
-        let resp = tokio::select! {
-            r = api.open_events() => r,
-            _ = cancel.cancelled() => return,
+        let item = tokio::select! {
+            i = events.next() => i,
+            _ = cancel.cancelled() => break,
         };
-        match resp {
-            Ok(resp) => {
+        let Some(item) = item else { break };
+        match item {
+            Ok(StreamItem::Event(ev)) => accept_event(&ev, &sink, &metrics),
+            Ok(StreamItem::Connected) => {
+                connected = true;
                 metrics.reconnects.fetch_add(1, Relaxed);
                 metrics.stream_connected.store(true, Relaxed);
                 info!("event stream connected");
                 // Whatever happened while we were away: resync.
                 sink.schedule_resync();
-                backoff = Duration::from_millis(100);
-                let mut parser = marathon::sse::Parser::new();
-                let mut body = resp.bytes_stream();
-                loop {
-                    let next = tokio::select! {
-                        n = tokio::time::timeout(STREAM_IDLE, body.next()) => n,
-                        _ = cancel.cancelled() => {
-                            metrics.stream_connected.store(false, Relaxed);
-                            return;
-                        }
-                    };
-                    match next {
-                        Ok(Some(Ok(chunk))) => {
-                            for msg in parser.push(&chunk) {
-                                if msg.data.is_empty() {
-                                    continue;
-                                }
-                                if let Err(e) = accept(&msg.data, &sink, &metrics) {
-                                    warn!(error = %e, "malformed event on the stream ignored");
-                                }
-                            }
-                        }
-                        Ok(Some(Err(e))) => {
-                            warn!(error = %e, "event stream broke");
-                            break;
-                        }
-                        Ok(None) => {
-                            warn!("event stream closed by Marathon");
-                            break;
-                        }
-                        Err(_) => {
-                            warn!("event stream silent for {STREAM_IDLE:?}; reconnecting");
-                            break;
-                        }
-                    }
-                }
-                metrics.stream_connected.store(false, Relaxed);
             }
+            Ok(StreamItem::Disconnected) => {
+                connected = false;
+                metrics.stream_connected.store(false, Relaxed);
+                info!("event stream ended; reconnecting");
+            }
+            Err(marathon::Error::Decode(e)) => {
+                metrics.error(kind::MALFORMED_EVENT);
+                warn!(error = %e, "malformed event on the stream ignored");
+            }
+            Err(e) if connected => warn!(error = %e, "event stream broke"),
             Err(e) => {
                 metrics.error(kind::MARATHON);
                 debug!(error = %e, "cannot open the event stream");
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = cancel.cancelled() => return,
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+    metrics.stream_connected.store(false, Relaxed);
 }
 
 /// The URL the subscriber subscribes in callback mode: `--callback-url`,
@@ -180,7 +163,7 @@ impl std::fmt::Display for CallbackUrl {
 
 /// Keeps `callback_url` subscribed until cancelled, then unsubscribes.
 pub async fn run_callback(
-    api: MarathonApi,
+    api: Client,
     callback_url: CallbackUrl,
     sink: EventSink,
     metrics: Arc<Metrics>,
@@ -191,7 +174,7 @@ pub async fn run_callback(
     let mut subscribed = false;
     loop {
         let ok = if subscribed {
-            match api.subscriptions().await {
+            match api.list_event_subscriptions().await {
                 Ok(urls) => urls.iter().any(|u| u == callback_url.registered()),
                 Err(e) => {
                     metrics.error(kind::MARATHON);
@@ -205,7 +188,13 @@ pub async fn run_callback(
         if !ok {
             metrics.stream_connected.store(false, Relaxed);
             subscribed = false;
-            match api.subscribe(callback_url.registered()).await {
+            // A 2xx whose body is not a readable event still subscribed.
+            match api
+                .create_event_subscription(callback_url.registered())
+                .await
+                .map(drop)
+                .or_else(ignore_decode)
+            {
                 Ok(()) => {
                     subscribed = true;
                     metrics.reconnects.fetch_add(1, Relaxed);
@@ -232,13 +221,23 @@ pub async fn run_callback(
     metrics.stream_connected.store(false, Relaxed);
     match tokio::time::timeout(
         Duration::from_secs(5),
-        api.unsubscribe(callback_url.registered()),
+        api.delete_event_subscription(callback_url.registered()),
     )
     .await
+    .map(|r| r.map(drop).or_else(ignore_decode))
     {
         Ok(Ok(())) => info!(callback_url = %callback_url, "unsubscribed from Marathon events"),
         Ok(Err(e)) => warn!(error = %callback_url.scrub(&e.to_string()), "unsubscribe failed"),
         Err(_) => warn!("unsubscribe timed out"),
+    }
+}
+
+/// A subscription call answered 2xx with a body that is not an event we
+/// can read: it was still done.
+fn ignore_decode(e: marathon::Error) -> Result<(), marathon::Error> {
+    match e {
+        marathon::Error::Decode(_) => Ok(()),
+        e => Err(e),
     }
 }
 

@@ -12,7 +12,6 @@ pub mod config;
 pub mod convert;
 pub mod http;
 pub mod intake;
-pub mod marathon_api;
 pub mod metrics;
 pub mod model;
 pub mod plan;
