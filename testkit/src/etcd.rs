@@ -163,6 +163,8 @@ impl Drop for Etcd {
 pub struct EtcdCluster {
     members: Vec<Member>,
     dir: tempfile::TempDir,
+    initial_cluster: String,
+    token: String,
 }
 
 struct Member {
@@ -197,28 +199,106 @@ impl EtcdCluster {
             .join(",");
         // One token for the whole cluster, unique to this test run.
         let token = format!("mdo-test-{}", members[0].client_port);
-        let mut cluster = EtcdCluster { members, dir };
+        let mut cluster = EtcdCluster {
+            members,
+            dir,
+            initial_cluster,
+            token,
+        };
         // Every member must run before any of them can elect a leader.
-        for m in &mut cluster.members {
-            let log = std::fs::File::create(cluster.dir.path().join(format!("{}.log", m.name)))?;
-            let endpoint = format!("http://127.0.0.1:{}", m.client_port);
-            let mut cmd = member_command(
-                &m.name,
-                &cluster.dir.path().join(&m.name),
-                &endpoint,
-                &endpoint,
-                m.peer_port,
-                &initial_cluster,
-                log,
-            )?;
-            cmd.arg("--initial-cluster-token").arg(&token);
-            m.child = Some(
-                cmd.spawn()
-                    .with_context(|| format!("starting etcd {}", m.name))?,
-            );
+        for i in 0..size {
+            cluster.spawn_member(i)?;
         }
         cluster.wait_healthy(Duration::from_secs(30))?;
         Ok(cluster)
+    }
+
+    /// Spawns member `i` on its ports and data dir (a member whose data dir
+    /// exists rejoins the cluster it belongs to).
+    fn spawn_member(&mut self, i: usize) -> Result<()> {
+        let m = &self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{}.log", m.name)))?;
+        let endpoint = format!("http://127.0.0.1:{}", m.client_port);
+        let mut cmd = member_command(
+            &m.name,
+            &self.dir.path().join(&m.name),
+            &endpoint,
+            &endpoint,
+            m.peer_port,
+            &self.initial_cluster,
+            log,
+        )?;
+        cmd.arg("--initial-cluster-token").arg(&self.token);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting etcd {}", m.name))?;
+        self.members[i].child = Some(child);
+        Ok(())
+    }
+
+    /// Starts member `i` again (after [`Self::stop_member`]) on the same
+    /// ports and data, without waiting: with a majority of members down
+    /// nobody is healthy until enough of them are back; see
+    /// [`Self::wait_all_healthy`].
+    pub fn restart_member(&mut self, i: usize) -> Result<()> {
+        self.stop_member(i);
+        self.spawn_member(i)
+    }
+
+    /// Waits until every member answers `/health` with a leader elected.
+    pub fn wait_all_healthy(&mut self, timeout: Duration) -> Result<()> {
+        self.wait_healthy(timeout)
+    }
+
+    /// True when member `i`'s process runs.
+    pub fn member_running(&mut self, i: usize) -> bool {
+        match self.members[i].child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The index of the current leader, as the running members report it
+    /// (`etcdctl endpoint status`); `None` when no running member knows one.
+    pub fn leader(&mut self) -> Option<usize> {
+        let running: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.member_running(i))
+            .collect();
+        if running.is_empty() {
+            return None;
+        }
+        let endpoints: Vec<String> = running.iter().map(|&i| self.endpoint(i)).collect();
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &endpoints.join(",")])
+            .args([
+                "--command-timeout",
+                "2s",
+                "endpoint",
+                "status",
+                "-w",
+                "json",
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        status.as_array()?.iter().find_map(|e| {
+            let s = &e["Status"];
+            let leader = s["leader"].as_u64()?;
+            if s["header"]["member_id"].as_u64()? != leader {
+                return None;
+            }
+            let endpoint = e["Endpoint"].as_str()?;
+            running
+                .iter()
+                .copied()
+                .find(|&i| self.endpoint(i) == endpoint)
+        })
     }
 
     fn wait_healthy(&mut self, timeout: Duration) -> Result<()> {

@@ -40,9 +40,12 @@ use super::{
 };
 
 mod files;
+mod observe;
 mod procfs;
 mod recovery;
 pub mod shim;
+
+pub use observe::{live_tasks, LiveTask};
 
 /// Whether a task id can name a task here (its directory name).
 pub use files::valid_task_id;

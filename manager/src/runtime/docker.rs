@@ -49,7 +49,10 @@ pub use params::{
 };
 use recover::{classify_exit, plan_recovery, Observed, RecoveryAction};
 use shared::{bound_tail, message_of, status_of, Phase, Shared, Table, Tracked};
-use spec::{container_plan, PlanOptions, LABEL_MANAGER, LABEL_TASK_ID};
+use spec::{container_plan, PlanOptions};
+/// The labels on the manager's containers (observers outside the manager,
+/// e.g. the fault suite in `bench`, find containers by them).
+pub use spec::{LABEL_APP_ID, LABEL_APP_VERSION, LABEL_MANAGER, LABEL_TASK_ID};
 
 /// How the Docker runtime behaves; build with [`DockerConfig::new`] and
 /// override fields.

@@ -8,10 +8,15 @@ use bollard::models::{HostConfig, PortBinding as DockerPortBinding};
 use super::params::apply_parameters;
 use crate::runtime::{DockerNetwork, DockerSpec, LaunchSpec};
 
-pub(crate) const LABEL_TASK_ID: &str = "mdo.task-id";
-pub(crate) const LABEL_APP_ID: &str = "mdo.app-id";
-pub(crate) const LABEL_MANAGER: &str = "mdo.manager";
-pub(crate) const LABEL_APP_VERSION: &str = "mdo.app-version";
+/// Label of every container the manager creates: the task id.
+pub const LABEL_TASK_ID: &str = "mdo.task-id";
+/// Label: the app id of the task.
+pub const LABEL_APP_ID: &str = "mdo.app-id";
+/// Label: the manager's identity (`/mdo/manager/meta/manager-id`); only
+/// containers with our value are ever adopted or removed.
+pub const LABEL_MANAGER: &str = "mdo.manager";
+/// Label: the app version the container was created from.
+pub const LABEL_APP_VERSION: &str = "mdo.app-version";
 
 /// Knobs of the manager that shape every container.
 #[derive(Debug, Clone, Copy)]
