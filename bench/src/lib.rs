@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+pub mod faults;
+
 /// Latency summary of one series of samples.
 #[derive(Debug, Clone, Copy)]
 pub struct Stats {
