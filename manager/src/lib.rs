@@ -41,6 +41,7 @@ pub mod scheduler;
 pub mod startup;
 pub mod state;
 pub mod store;
+mod unsaved;
 pub mod validation;
 
 pub use config::{Cli, Config};

@@ -86,6 +86,7 @@ impl Core {
 
     /// One pass over every app.
     pub async fn reconcile_once(&self) {
+        self.spawn_save_unsaved();
         let pass = {
             let mut s = self.state();
             self.plan_pass(&mut s)
@@ -104,6 +105,7 @@ impl Core {
             // rewritten as the task moves on): may take several transactions.
             if let Err(e) = self.store.apply_chunked(writes).await {
                 tracing::warn!(error = %e, "persisting new tasks failed; they start anyway");
+                self.mark_unsaved(launches.iter().map(|(t, _)| t.id.clone()));
             }
         }
         for (t, spec) in launches {
@@ -424,7 +426,8 @@ impl Core {
 
     async fn persist_task(&self, t: &TaskRecord) {
         if let Err(e) = self.store.put_task(&t.id, t).await {
-            tracing::warn!(task_id = %t.id, error = %e, "persisting task failed");
+            tracing::warn!(task_id = %t.id, error = %e, "persisting task failed; retried until etcd takes it");
+            self.mark_unsaved([t.id.clone()]);
         }
     }
 
@@ -499,7 +502,8 @@ impl Core {
         };
         let (t, message) = rec;
         if let Err(e) = self.store.delete_task(&t.id).await {
-            tracing::warn!(task_id = %t.id, error = %e, "deleting task state failed");
+            tracing::warn!(task_id = %t.id, error = %e, "deleting task state failed; retried until etcd takes it");
+            self.mark_unsaved([t.id.clone()]);
         }
         tracing::info!(task_id = %t.id, state = %t.state, %message, "task ended");
         self.announce(&t, &message);

@@ -130,6 +130,13 @@ pub struct State {
     /// Tasks whose launch is in flight (image pull, container create...): a
     /// kill meanwhile is carried out by the launch when it completes.
     pub launching: BTreeSet<String>,
+    /// Tasks whose last state write to etcd failed (etcd away): the
+    /// reconcile tick writes their current state (or deletes the key of a
+    /// task that ended) until etcd holds what memory holds, so that a
+    /// restarted manager loads the tasks that really run.
+    pub unsaved: BTreeSet<String>,
+    /// A catch-up round of [`Self::unsaved`] is in flight.
+    pub saving_unsaved: bool,
 }
 
 impl State {

@@ -2,14 +2,16 @@
 //! history still loads after kill -9 and is bounded by --max-versions; an
 //! API change is one transaction (too large -> 422, nothing stored); the
 //! manager works against etcd with user/password auth and with TLS client
-//! certificates, and fails with one clear line without its password.
+//! certificates, and fails with one clear line without its password; task
+//! states that could not be written while etcd was away reach etcd once it
+//! is back (found by the fault suite, `bench/tests/faults.rs`).
 
 mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{kill_tasks_under, DEADLINE};
+use common::{kill_tasks_under, pids_of_task, DEADLINE};
 use etcd_client::{Client, ConnectOptions, GetOptions};
 use serde_json::{json, Value};
 use testkit::{ChildGuard, Etcd, EtcdTls};
@@ -481,4 +483,83 @@ async fn works_with_etcd_tls_client_certificates() {
     );
     assert_ne!(code, Some(0));
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+/// The manager's task keys in etcd (`/mdo/manager/tasks/...`), sorted.
+async fn task_keys(endpoint: &str) -> Vec<String> {
+    let mut c = Client::connect([endpoint], None).await.expect("etcd");
+    let keys = registry::ManagerKeys::new("/mdo/manager").unwrap();
+    let resp = c
+        .get(
+            keys.tasks_prefix(),
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        )
+        .await
+        .expect("get");
+    let mut out: Vec<String> = resp
+        .kvs()
+        .iter()
+        .map(|kv| String::from_utf8_lossy(kv.key()).to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Ids of the app's running tasks.
+async fn running_ids(base: &str, app: &str) -> Vec<String> {
+    let (_, v) = get(base, &format!("/v2/apps{app}/tasks")).await;
+    v["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["state"] == "TASK_RUNNING")
+        .filter_map(|t| t["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_states_written_while_etcd_was_away_reach_etcd_once_it_is_back() {
+    let mut etcd = Etcd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _cleanup = Cleanup(data.clone());
+    let ep = etcd.endpoint();
+    let (_m, base) = start(&["--etcd-endpoints", &ep], &data).await;
+    let keys = registry::ManagerKeys::new("/mdo/manager").unwrap();
+
+    let app = json!({"id": "/away", "cmd": "exec sleep 1000", "cpus": 0.01, "mem": 8,
+                     "instances": 1, "backoffSeconds": 0});
+    let (s, v) = call(reqwest::Method::POST, format!("{base}/v2/apps"), Some(&app)).await;
+    assert_eq!(s, 201, "{v}");
+    let first = testkit::eventually_async("the task runs", DEADLINE, || async {
+        running_ids(&base, "/away").await.pop()
+    })
+    .await;
+    assert_eq!(task_keys(&ep).await, vec![keys.task(&first).unwrap()]);
+
+    // etcd goes away; the task dies; the manager replaces it meanwhile (it
+    // cannot write either change).
+    etcd.stop();
+    for pid in pids_of_task(&first) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let second = testkit::eventually_async("a replacement runs", DEADLINE, || async {
+        running_ids(&base, "/away")
+            .await
+            .into_iter()
+            .find(|id| *id != first)
+    })
+    .await;
+
+    // Back: etcd ends up with exactly the task that runs (the dead one's
+    // key deleted, the replacement's written), with no other change.
+    etcd.restart().unwrap();
+    let want = vec![keys.task(&second).unwrap()];
+    testkit::eventually_async("etcd holds the running task only", DEADLINE, || async {
+        (task_keys(&ep).await == want).then_some(())
+    })
+    .await;
 }

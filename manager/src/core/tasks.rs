@@ -83,6 +83,7 @@ impl Core {
         if !writes.is_empty() {
             if let Err(e) = self.store.apply_chunked(writes).await {
                 tracing::warn!(error = %e, "persisting TASK_KILLING failed; killing anyway");
+                self.mark_unsaved(to_kill.iter().map(|t| t.id.clone()));
             }
         }
         for t in to_kill {
