@@ -9,7 +9,9 @@
 
 use std::time::Duration;
 
-use bench::faults::{self, inject, Checker, Delivery, Fault, Outcome, Stack, StackOptions};
+use bench::faults::{
+    self, inject, Checker, Delivery, EtcdReaders, Fault, Outcome, Stack, StackOptions,
+};
 use testkit::docker::require_docker;
 use testkit::docker_proxy::Mode;
 use testkit::fuzz::Rng;
@@ -37,7 +39,7 @@ fn bin_dir() -> std::path::PathBuf {
     dir
 }
 
-async fn stack(delivery: Delivery) -> (Stack, registry::Registry, Checker) {
+async fn stack(delivery: Delivery) -> (Stack, EtcdReaders, Checker) {
     testkit::images::busybox();
     let stack = Stack::start(StackOptions {
         bin_dir: bin_dir(),
@@ -49,7 +51,7 @@ async fn stack(delivery: Delivery) -> (Stack, registry::Registry, Checker) {
     })
     .await
     .expect("the stack starts");
-    let reg = stack.registry().await.expect("registry");
+    let reg = stack.readers().await.expect("registry");
     let mut checker = Checker::new();
     faults::deploy(&stack).await.expect("deploy the workload");
     let took = faults::inject::settle(&stack, &reg, &mut checker, DEADLINE).await;
@@ -74,7 +76,7 @@ fn print(o: &Outcome) {
     );
 }
 
-async fn run(stack: &mut Stack, reg: &registry::Registry, checker: &mut Checker, list: &[Fault]) {
+async fn run(stack: &mut Stack, reg: &EtcdReaders, checker: &mut Checker, list: &[Fault]) {
     let mut rng = Rng::new(14);
     for &fault in list {
         let o = inject(stack, reg, checker, &mut rng, fault, DEADLINE)

@@ -22,6 +22,45 @@ const TERMINAL: [&str; 7] = [
     "TASK_DROPPED",
 ];
 
+/// etcd readers, one per member, of the registry's records (`/services`)
+/// and of the manager's own state (`/mdo/manager`). A read goes to the
+/// first member that answers, so that a dead member never slows the
+/// checker down (what is measured is the stack, not our client's failover).
+pub struct EtcdReaders {
+    pub records: Vec<registry::Registry>,
+    pub state: Vec<registry::Registry>,
+}
+
+impl EtcdReaders {
+    /// Every record under the registry prefix.
+    pub async fn list_records(&self) -> Result<registry::Snapshot> {
+        let mut last = None;
+        for r in &self.records {
+            match r.list_all().await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or_else(|| anyhow::anyhow!("no etcd member"), Into::into))
+    }
+
+    /// The manager's task states in etcd.
+    pub async fn manager_tasks(&self) -> Result<Vec<registry::KeyValue>> {
+        let keys = registry::ManagerKeys::new("/mdo/manager")?;
+        let mut last = None;
+        for r in &self.state {
+            match r
+                .range_prefix(&keys.tasks_prefix(), registry::DEFAULT_PAGE)
+                .await
+            {
+                Ok((_, kvs)) => return Ok(kvs),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or_else(|| anyhow::anyhow!("no etcd member"), Into::into))
+    }
+}
+
 /// One app as seen by the three sources at (nearly) one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppView {
@@ -37,6 +76,9 @@ pub struct AppView {
     pub manager_busy: Vec<(String, String)>,
     /// Task ids with a record in etcd (a duplicate appears twice).
     pub records: Vec<String>,
+    /// Task ids in the manager's own state in etcd (what a restarted
+    /// manager would load).
+    pub persisted: Vec<String>,
 }
 
 /// Everything the checker saw in one round.
@@ -106,6 +148,21 @@ impl AppView {
         if !missing.is_empty() {
             p.push(format!("{app}: running tasks without a record {missing:?}"));
         }
+        let mut known = manager.clone();
+        known.extend(self.manager_busy.iter().map(|(id, _)| id.clone()));
+        let persisted = set(&self.persisted);
+        let unsaved: Vec<_> = known.difference(&persisted).collect();
+        if !unsaved.is_empty() {
+            p.push(format!(
+                "{app}: tasks missing from the manager's state in etcd {unsaved:?}"
+            ));
+        }
+        let leftover: Vec<_> = persisted.difference(&known).collect();
+        if !leftover.is_empty() {
+            p.push(format!(
+                "{app}: the manager's state in etcd holds tasks it does not run {leftover:?}"
+            ));
+        }
         p
     }
 }
@@ -127,6 +184,11 @@ impl Observation {
             out.extend(v.manager_running.iter().map(|i| (i.clone(), "manager")));
             out.extend(v.manager_busy.iter().map(|(i, _)| (i.clone(), "manager")));
             out.extend(v.records.iter().map(|i| (i.clone(), "etcd record")));
+            out.extend(
+                v.persisted
+                    .iter()
+                    .map(|i| (i.clone(), "manager state in etcd")),
+            );
         }
         out
     }
@@ -148,7 +210,7 @@ impl Observation {
 
 /// Reads the three sources once. Fails when the manager's API or etcd does
 /// not answer (the invariant cannot hold then).
-pub async fn observe(stack: &Stack, reg: &registry::Registry) -> Result<Observation> {
+pub async fn observe(stack: &Stack, reg: &EtcdReaders) -> Result<Observation> {
     let mut obs = Observation::default();
     // The runtime's truth first, then the manager, then etcd: something
     // started between two reads shows up as "not yet everywhere", which the
@@ -188,7 +250,19 @@ pub async fn observe(stack: &Stack, reg: &registry::Registry) -> Result<Observat
             view.manager_busy.push((id, state));
         }
     }
-    let snapshot = reg.list_all().await.context("reading the registry")?;
+    let stored = reg
+        .manager_tasks()
+        .await
+        .context("reading the manager's tasks in etcd")?;
+    for kv in stored {
+        let Ok(t) = serde_json::from_slice::<serde_json::Value>(&kv.value) else {
+            continue;
+        };
+        let app = t["appId"].as_str().unwrap_or_default().to_string();
+        let id = t["id"].as_str().unwrap_or_default().to_string();
+        obs.apps.entry(app).or_default().persisted.push(id);
+    }
+    let snapshot = reg.list_records().await.context("reading the registry")?;
     for e in snapshot.entries {
         obs.apps
             .entry(e.instance.app_id.clone())
@@ -285,7 +359,7 @@ impl Checker {
     pub async fn converge(
         &mut self,
         stack: &Stack,
-        reg: &registry::Registry,
+        reg: &EtcdReaders,
         label: &str,
         since: Instant,
         deadline: Duration,
@@ -324,7 +398,7 @@ impl Checker {
     pub async fn peek(
         &mut self,
         stack: &Stack,
-        reg: &registry::Registry,
+        reg: &EtcdReaders,
         label: &str,
     ) -> Option<Observation> {
         let obs = observe(stack, reg).await.ok()?;
@@ -350,6 +424,7 @@ mod tests {
             manager_running: ids(manager),
             manager_busy: vec![],
             records: ids(records),
+            persisted: ids(manager),
         }
     }
 
@@ -379,6 +454,14 @@ mod tests {
         let mut busy = view(&["a"], &["a"], &["a"]);
         busy.manager_busy.push(("b".into(), "TASK_STAGING".into()));
         assert!(busy.problems("/x")[0].contains("in flight"));
+        let mut unsaved = view(&["a", "b"], &["a", "b"], &["a", "b"]);
+        unsaved.persisted = ids(&["a", "z"]);
+        let p = unsaved.problems("/x").join("; ");
+        assert!(
+            p.contains("missing from the manager's state in etcd [\"b\"]"),
+            "{p}"
+        );
+        assert!(p.contains("holds tasks it does not run [\"z\"]"), "{p}");
         let unknown = AppView {
             records: ids(&["a"]),
             ..AppView::default()

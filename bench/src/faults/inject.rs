@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use testkit::docker_proxy::Mode;
 use testkit::fuzz::Rng;
 
-use super::check::{observe, Checker};
+use super::check::{observe, Checker, EtcdReaders};
 use super::stack::{Delivery, Stack};
 
 /// Command apps: `(id, instances, kill grace)`. `/faults/slow` ignores
@@ -207,7 +207,7 @@ pub struct Outcome {
 /// could not be sent); invariant violations go to `checker`.
 pub async fn inject(
     stack: &mut Stack,
-    reg: &registry::Registry,
+    reg: &EtcdReaders,
     checker: &mut Checker,
     rng: &mut Rng,
     fault: Fault,
@@ -439,7 +439,7 @@ pub async fn inject(
 /// not within `deadline`.
 async fn writes_accepted(
     stack: &Stack,
-    reg: &registry::Registry,
+    reg: &EtcdReaders,
     checker: &mut Checker,
     label: &str,
     notes: &mut Vec<String>,
@@ -532,8 +532,8 @@ fn chrono_now() -> String {
     )
 }
 
-async fn record_of(reg: &registry::Registry, task: &str) -> Result<bool> {
-    Ok(reg.list_all().await?.find_container(task).is_some())
+async fn record_of(reg: &EtcdReaders, task: &str) -> Result<bool> {
+    Ok(reg.list_records().await?.find_container(task).is_some())
 }
 
 async fn first_container(manager_id: &str, app: &str) -> Result<Option<String>> {
@@ -572,7 +572,7 @@ async fn wait_unresolved(stack: &Stack, within: Duration) -> f64 {
 /// Waits for the workload to run everywhere (after [`deploy`]).
 pub async fn settle(
     stack: &Stack,
-    reg: &registry::Registry,
+    reg: &EtcdReaders,
     checker: &mut Checker,
     deadline: Duration,
 ) -> Option<Duration> {
@@ -583,7 +583,7 @@ pub async fn settle(
 }
 
 /// The current observation's problems (for messages).
-pub async fn problems_now(stack: &Stack, reg: &registry::Registry) -> Vec<String> {
+pub async fn problems_now(stack: &Stack, reg: &EtcdReaders) -> Vec<String> {
     match observe(stack, reg).await {
         Ok(o) => o.problems(),
         Err(e) => vec![format!("{e:#}")],

@@ -9,6 +9,6 @@ pub mod check;
 pub mod inject;
 pub mod stack;
 
-pub use check::{observe, Checker, Observation};
+pub use check::{observe, Checker, EtcdReaders, Observation};
 pub use inject::{churn, deploy, inject, Fault, Outcome};
 pub use stack::{Delivery, Stack, StackOptions};

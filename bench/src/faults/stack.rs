@@ -130,11 +130,39 @@ impl Stack {
         Ok(registry::Registry::connect(&settings).await?)
     }
 
+    /// Readers of the records and of the manager's state, one per member.
+    pub async fn readers(&self) -> Result<super::check::EtcdReaders> {
+        let mut readers = super::check::EtcdReaders {
+            records: Vec::new(),
+            state: Vec::new(),
+        };
+        for endpoint in self.etcd.endpoints() {
+            let records = registry::Settings::new([endpoint.clone()]);
+            let state = registry::Settings::new([endpoint]).with_prefix("/mdo/manager")?;
+            readers
+                .records
+                .push(registry::Registry::connect(&records).await?);
+            readers
+                .state
+                .push(registry::Registry::connect(&state).await?);
+        }
+        Ok(readers)
+    }
+
     fn log(&self, name: &str) -> Result<std::fs::File> {
         Ok(std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join(name))?)
+    }
+
+    /// Copies the manager's and the subscriber's logs into `dir`.
+    pub fn copy_logs(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir)?;
+        for name in ["manager.log", "subscriber.log"] {
+            std::fs::copy(self.dir.path().join(name), dir.join(name))?;
+        }
+        Ok(())
     }
 
     /// The last `lines` lines of the manager's and the subscriber's logs.
