@@ -125,7 +125,7 @@ fn report_of(p: &Planned, deployment_id: Option<String>) -> ServiceReport {
     ServiceReport {
         service: p.service.clone(),
         labels: p.labels.clone(),
-        group: crate::naming::group_name(&p.labels),
+        group: registry::naming::group_from_labels(&p.labels),
         app_id: p.app_id.clone(),
         action: p.step.action(),
         deployment_id,

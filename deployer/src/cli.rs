@@ -136,7 +136,7 @@ pub async fn remove(
     labels: &[String],
     settings: &Settings,
 ) -> Result<String, CliError> {
-    if let Some(p) = crate::naming::service_problem(service) {
+    if let Some(p) = registry::naming::service_problem(service) {
         return Err(CliError::Input(format!("service name {p}")));
     }
     let labels: Vec<String> = labels
@@ -145,14 +145,14 @@ pub async fn remove(
         .filter(|l| !l.is_empty())
         .collect();
     for l in &labels {
-        if let Some(p) = crate::naming::name_problem(l) {
+        if let Some(p) = registry::naming::name_problem(l) {
             return Err(CliError::Input(format!("label {p}")));
         }
     }
-    let labels = crate::naming::canonical_labels(&labels);
+    let labels = registry::naming::canonical_labels(&labels);
     let removal = Removal {
         service: service.to_string(),
-        app_id: crate::naming::app_id(service, &labels),
+        app_id: registry::naming::app_id(service, &labels),
         labels,
     };
     let marathon = Marathon::new(&settings.marathon)?;

@@ -1,19 +1,20 @@
 //! Theseus, the deployer: a declarative deploy document (YAML or JSON) in,
 //! Marathon app definitions out.
 //!
-//! Owns: the document format and its validation ([`spec`], [`parse`]), the
-//! naming of apps ([`naming`]), translation to app JSON ([`translate`]), the
-//! create / scale / update / remove decision ([`plan`]), and the thin async
-//! layers that apply it through the Marathon REST API (HTTP server, CLI).
-//! Does not own: the Marathon types of record (the `marathon` crate), the
-//! registry layout in etcd (the `registry` crate), running tasks (the manager).
+//! Owns: the document format and its validation ([`spec`], [`parse`]),
+//! translation to app JSON ([`translate`]), the create / scale / update /
+//! remove decision ([`plan`]), and the thin async layers that apply it
+//! through the Marathon REST API (HTTP server, CLI).
+//! Does not own: the Marathon types of record and client (the `marathon`
+//! crate), the naming rules (names, groups, app ids: `registry::naming`) and
+//! the registry layout in etcd (the `registry` crate), running tasks (the
+//! manager).
 
 pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
-pub mod naming;
 pub mod parse;
 pub mod plan;
 pub mod services;

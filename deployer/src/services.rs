@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::naming;
 use crate::translate::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -84,7 +83,7 @@ fn service_view(app: &Value) -> ServiceView {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let (derived_service, derived_labels) = naming::from_app_id(&app_id);
+    let (derived_service, derived_labels) = registry::naming::app_id_parts(&app_id);
     let service = label(app, "SERVICE_NAME")
         .map(str::to_string)
         .unwrap_or(derived_service);
@@ -98,7 +97,7 @@ fn service_view(app: &Value) -> ServiceView {
     };
     let group = label(app, "SERVICE_GROUP")
         .map(str::to_string)
-        .unwrap_or_else(|| naming::group_name(&labels));
+        .unwrap_or_else(|| registry::naming::group_from_labels(&labels));
     let has_checks = app
         .get("healthChecks")
         .and_then(Value::as_array)

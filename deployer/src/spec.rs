@@ -10,8 +10,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::naming;
-
 /// One problem at one place in the document (Marathon's error detail shape).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Detail {
@@ -108,13 +106,13 @@ pub struct ServiceSpec {
 
 impl ServiceSpec {
     pub fn app_id(&self) -> String {
-        naming::app_id(&self.service, &self.labels)
+        registry::naming::app_id(&self.service, &self.labels)
     }
 }
 
 impl RemoveSpec {
     pub fn app_id(&self) -> String {
-        naming::app_id(&self.service, &self.labels)
+        registry::naming::app_id(&self.service, &self.labels)
     }
 }
 
@@ -342,14 +340,14 @@ fn labels_at(v: Option<&Value>, path: &str, p: &mut Problems) -> Vec<String> {
     for (i, item) in items.iter().enumerate() {
         let ipath = format!("{path}/{i}");
         if let Some(s) = as_scalar_text(item, &ipath, p) {
-            match naming::name_problem(&s) {
+            match registry::naming::name_problem(&s) {
                 Some(problem) => p.add(&ipath, format!("label {problem}")),
                 None if out.contains(&s) => p.add(&ipath, format!("duplicate label \"{s}\"")),
                 None => out.push(s),
             }
         }
     }
-    naming::canonical_labels(&out)
+    registry::naming::canonical_labels(&out)
 }
 
 /// Validates a parsed document. Every problem is reported, with its path.
@@ -373,7 +371,7 @@ pub fn validate(doc: &Value) -> Result<Document, Vec<Detail>> {
         if let Some(services) = as_map(deploy, "/deploy", &mut p) {
             for (name, spec) in services {
                 let path = format!("/deploy/{}", escape(name));
-                if let Some(problem) = naming::service_problem(name) {
+                if let Some(problem) = registry::naming::service_problem(name) {
                     p.add(&path, format!("service name {problem}"));
                 }
                 if let Some(s) = service(name, spec, &path, &mut p) {
@@ -386,7 +384,7 @@ pub fn validate(doc: &Value) -> Result<Document, Vec<Detail>> {
         if let Some(services) = as_map(remove, "/remove", &mut p) {
             for (name, spec) in services {
                 let path = format!("/remove/{}", escape(name));
-                if let Some(problem) = naming::service_problem(name) {
+                if let Some(problem) = registry::naming::service_problem(name) {
                     p.add(&path, format!("service name {problem}"));
                 }
                 let labels = match spec {
@@ -500,7 +498,7 @@ fn service(name: &str, spec: &Value, path: &str, p: &mut Problems) -> Option<Ser
         };
         for (pname, pv) in pm {
             let ppath = format!("{path}/{key}/{}", escape(pname));
-            if let Some(problem) = naming::name_problem(pname) {
+            if let Some(problem) = registry::naming::name_problem(pname) {
                 p.add(&ppath, format!("port name {problem}"));
             }
             let Some(n) = as_uint(pv, &ppath, p) else {

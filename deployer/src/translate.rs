@@ -4,7 +4,6 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::naming;
 use crate::spec::{CheckProtocol, Network, ServiceSpec};
 
 /// App label marking an app as managed by the deployer.
@@ -31,7 +30,7 @@ pub struct TranslateConfig {
 
 /// The Marathon app JSON for one service.
 pub fn app_json(spec: &ServiceSpec, config: &TranslateConfig) -> Value {
-    let group = naming::group_name(&spec.labels);
+    let group = registry::naming::group_from_labels(&spec.labels);
     let labels_csv = spec.labels.join(",");
 
     let mut env = Map::new();

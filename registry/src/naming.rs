@@ -4,6 +4,9 @@
 //! - group: one or more labels of the service pattern joined with `.`;
 //!   `default` when there are no labels
 //! - container: the task id, `[A-Za-z0-9_.-]+`, never `.` or `..`
+//! - app id (the deployer's rule): `/<group>/<service>`, `/<service>` in
+//!   the default group; a deploy document's names are also at most 63
+//!   characters and never Marathon's reserved last segments
 
 use std::collections::BTreeMap;
 
@@ -150,6 +153,99 @@ pub fn names_from_app(app_id: &str, labels: &BTreeMap<String, String>) -> Result
     validate_service(&service)?;
     validate_group(&group)?;
     Ok(Names { service, group })
+}
+
+/// Marathon routes `/v2/apps/<id>/<word>` to sub-resources, so an app id
+/// (and so a service name) may not end with these.
+pub const RESERVED_SERVICES: &[&str] = &["restart", "tasks", "versions"];
+
+/// The longest service name or label a deploy document may use.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// Why `name` cannot be a service name or label of a deploy document, in
+/// words for its author (with a hint), or None when it can. The pattern is
+/// [`validate_service`]'s, plus at most [`MAX_NAME_LEN`] characters.
+pub fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("is empty".into());
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        let hint = if bad.is_ascii_uppercase() {
+            " (use lowercase)"
+        } else if bad == '.' {
+            " (dots separate labels in a group name)"
+        } else {
+            ""
+        };
+        return Some(format!(
+            "\"{name}\" is not a valid Marathon id segment: character '{bad}' is not allowed{hint}; use lowercase letters, digits and '-'"
+        ));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Some(format!(
+            "\"{name}\" is not a valid Marathon id segment: it must start and end with a letter or digit"
+        ));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Some(format!(
+            "\"{name}\" is longer than {MAX_NAME_LEN} characters"
+        ));
+    }
+    None
+}
+
+/// Like [`name_problem`], plus Marathon's reserved last segments
+/// ([`RESERVED_SERVICES`]).
+pub fn service_problem(name: &str) -> Option<String> {
+    if let Some(p) = name_problem(name) {
+        return Some(p);
+    }
+    if RESERVED_SERVICES.contains(&name) {
+        return Some(format!(
+            "\"{name}\" is reserved by the Marathon API (an app id may not end with restart, tasks or versions)"
+        ));
+    }
+    None
+}
+
+/// Labels sorted and de-duplicated: the canonical form.
+pub fn canonical_labels(labels: &[String]) -> Vec<String> {
+    let mut l = labels.to_vec();
+    l.sort();
+    l.dedup();
+    l
+}
+
+/// The Marathon app id of a service: `/<group>/<service>`, or
+/// `/<service>` without labels (the default group).
+pub fn app_id<S: AsRef<str>>(service: &str, labels: &[S]) -> String {
+    if labels.is_empty() {
+        format!("/{service}")
+    } else {
+        format!("/{}/{service}", group_from_labels(labels))
+    }
+}
+
+/// (service, labels) of an app id that follows [`app_id`]'s rule (the
+/// last segment, and the segments before it split on `.`), never failing:
+/// for showing apps nobody labelled. [`names_from_app`] is the checked
+/// form.
+pub fn app_id_parts(id: &str) -> (String, Vec<String>) {
+    let segs: Vec<&str> = id.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.split_last() {
+        Some((last, rest)) => {
+            let labels = rest
+                .iter()
+                .flat_map(|s| s.split('.'))
+                .map(str::to_string)
+                .collect();
+            (last.to_string(), labels)
+        }
+        None => (String::new(), Vec::new()),
+    }
 }
 
 #[cfg(test)]
@@ -344,5 +440,54 @@ mod tests {
             });
             assert_eq!(got, expected, "{app_id} {labels:?}");
         }
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    // Moved from the deployer's copy of the rules (deployer/src/naming.rs).
+    #[test]
+    fn app_ids_and_groups() {
+        assert_eq!(app_id("ingestor", &strings(&["dev"])), "/dev/ingestor");
+        assert_eq!(app_id::<String>("web", &[]), "/web");
+        assert_eq!(
+            app_id("hello", &strings(&["ponies", "hello"])),
+            "/hello.ponies/hello"
+        );
+        assert_eq!(group_from_labels::<String>(&[]), "default");
+        assert_eq!(group_from_labels(&strings(&["b", "a", "b"])), "a.b");
+        assert_eq!(canonical_labels(&strings(&["b", "a", "b"])), ["a", "b"]);
+    }
+
+    #[test]
+    fn deploy_name_rules() {
+        assert!(name_problem("web-1").is_none());
+        assert!(name_problem("Web").unwrap().contains("lowercase"));
+        assert!(name_problem("a.b").unwrap().contains("dots"));
+        assert!(name_problem("-a").unwrap().contains("start and end"));
+        assert!(name_problem("a_b").unwrap().contains("'_'"));
+        assert!(service_problem("tasks").unwrap().contains("reserved"));
+        assert!(name_problem("").is_some());
+        assert!(name_problem(&"a".repeat(63)).is_none());
+        assert!(name_problem(&"a".repeat(64)).unwrap().contains("63"));
+        // What the deploy rules accept, the registry accepts.
+        for ok in ["web-1", "a", "0x", &"a".repeat(63)] {
+            assert!(validate_service(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn app_id_back_to_names() {
+        assert_eq!(
+            app_id_parts("/dev/ingestor"),
+            ("ingestor".into(), strings(&["dev"]))
+        );
+        assert_eq!(
+            app_id_parts("/hello.ponies/x"),
+            ("x".into(), strings(&["hello", "ponies"]))
+        );
+        assert_eq!(app_id_parts("/web"), ("web".into(), vec![]));
+        assert_eq!(app_id_parts("/"), (String::new(), vec![]));
     }
 }
