@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test command needs and a fresh machine of this kind lacks:
-# Debian packages (etcd, protoc, busybox-static, debootstrap, Python headers...),
+# Debian packages (etcd, protoc, busybox-static, debootstrap, Python headers,
+# chromium and chromedriver for the dashboard's browser tests...),
 # cargo-nextest, and the Python test tools (maturin, pytest, marathon-python)
 # in a virtualenv under .state/tools (never the system Python).
 #
@@ -17,7 +18,7 @@ _mdo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 _mdo_fail() { echo "install-deps: $*" >&2; exit 1; }
 
-_mdo_apt_packages=(etcd-server etcd-client protobuf-compiler busybox-static debootstrap
+_mdo_apt_packages=(etcd-server etcd-client protobuf-compiler busybox-static debootstrap chromium chromium-driver
   python3 python3-dev python3-venv libpython3.11 curl ca-certificates openssl)
 _mdo_missing=()
 for p in "${_mdo_apt_packages[@]}"; do

@@ -65,6 +65,10 @@ pub struct DeployReport {
     /// Present when asked to wait: every deployment finished in time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub complete: Option<bool>,
+    /// A plan only (`dry_run=true`): each action is what applying would do;
+    /// nothing was applied.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// Parses and validates a body: nothing is applied when this fails.
@@ -189,6 +193,27 @@ pub async fn apply(
         reports.push(r);
     }
     Ok(reports)
+}
+
+/// The plan against the current apps, applied to nothing: what [`apply`]
+/// would do (its report, without deployment ids).
+#[instrument(skip_all, fields(apps = desired.len(), removals = removals.len()))]
+pub async fn preview(
+    marathon: &Marathon,
+    desired: &[Desired],
+    removals: &[Removal],
+) -> Result<Vec<ServiceReport>, DeployError> {
+    let actual = marathon
+        .apps()
+        .await
+        .map_err(|source| DeployError::Upstream {
+            source,
+            applied: Vec::new(),
+        })?;
+    Ok(plan::plan(desired, removals, &actual)
+        .iter()
+        .map(|p| report_of(p, None))
+        .collect())
 }
 
 /// Most details to spell out in the message of a refused PUT.

@@ -210,7 +210,11 @@ async fn finish(
         out.push('\n');
     }
     if complete == Some(false) {
-        let report = DeployReport { services, complete };
+        let report = DeployReport {
+            services,
+            complete,
+            dry_run: false,
+        };
         return Err(CliError::Failed(format!(
             "deployments did not finish in time: {}",
             serde_json::to_string(&report).unwrap_or_default()

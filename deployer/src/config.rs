@@ -135,6 +135,34 @@ pub struct ServeArgs {
     /// Longest wait of POST /deploy?wait=true, in seconds (a `timeout` query parameter may ask for less).
     #[arg(long, env = "DEPLOYER_WAIT_TIMEOUT", default_value_t = 120)]
     pub wait_timeout: u64,
+    /// Where the dashboard links to the registry's own view (the subscriber's /info).
+    #[arg(
+        long,
+        env = "DEPLOYER_REGISTRY_VIEW_URL",
+        default_value = "http://127.0.0.1:5001/info"
+    )]
+    pub registry_view_url: String,
+    /// Do not read the registry: the dashboard shows endpoints from the Marathon API only.
+    #[arg(long, env = "DEPLOYER_NO_REGISTRY")]
+    pub no_registry: bool,
+    /// Registry prefix in etcd the dashboard reads records from (at --etcd-endpoints).
+    #[arg(long, env = "REGISTRY_PREFIX", default_value = "/services")]
+    pub prefix: String,
+    /// etcd user for reading the registry (read access to the prefix is enough).
+    #[arg(long, env = "ETCD_USER")]
+    pub etcd_user: Option<String>,
+    /// etcd password for --etcd-user (never logged).
+    #[arg(long, env = "ETCD_PASSWORD", hide_env_values = true)]
+    pub etcd_password: Option<String>,
+    /// CA certificate (PEM) to verify etcd's TLS certificate.
+    #[arg(long, env = "ETCD_CA")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd TLS client authentication (needs --etcd-key).
+    #[arg(long, env = "ETCD_CERT")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Client key (PEM) for --etcd-cert.
+    #[arg(long, env = "ETCD_KEY")]
+    pub etcd_key: Option<PathBuf>,
 }
 
 /// Settings shared by every command, validated.
@@ -152,6 +180,10 @@ pub struct ServeConfig {
     pub limits: Limits,
     pub wait_timeout: Duration,
     pub settings: Settings,
+    /// Where the dashboard reads the registry (`None`: it does not).
+    pub registry: Option<registry::Settings>,
+    /// The registry's own view, linked from the dashboard.
+    pub registry_view_url: Option<String>,
 }
 
 /// A configuration mistake: one line for stderr, exit 64.
@@ -160,6 +192,16 @@ pub struct ServeConfig {
 pub struct ConfigError(pub String);
 
 impl CommonArgs {
+    /// The etcd endpoints as given (comma separated), with the compatibility
+    /// names and the default filled in.
+    pub fn etcd_endpoints_list(&self) -> String {
+        match (&self.etcd_endpoints, &self.etcd_host_address) {
+            (Some(e), _) => e.clone(),
+            (None, Some(h)) => format!("http://{h}:{}", self.etcd_port.unwrap_or(2379)),
+            (None, None) => "http://127.0.0.1:2379".to_string(),
+        }
+    }
+
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         let url = match (&self.marathon_url, &self.marathon_host) {
             (Some(u), _) => u.clone(),
@@ -174,11 +216,7 @@ impl CommonArgs {
                 )))
             }
         }
-        let etcd = match (&self.etcd_endpoints, &self.etcd_host_address) {
-            (Some(e), _) => e.clone(),
-            (None, Some(h)) => format!("http://{h}:{}", self.etcd_port.unwrap_or(2379)),
-            (None, None) => "http://127.0.0.1:2379".to_string(),
-        };
+        let etcd = self.etcd_endpoints_list();
         let container = self.container_etcd_endpoints.clone().unwrap_or(etcd);
         for e in container.split(',') {
             let e = e.trim();
@@ -222,8 +260,38 @@ impl ServeArgs {
         if self.max_body_bytes < 64 {
             return Err(ConfigError("--max-body-bytes must be at least 64".into()));
         }
+        let registry = if self.no_registry {
+            None
+        } else {
+            Some(
+                registry::Settings::from_parts(
+                    Some(&common.etcd_endpoints_list()),
+                    Some(&self.prefix),
+                    self.etcd_user.as_deref(),
+                    self.etcd_password.as_deref(),
+                    self.etcd_ca.clone(),
+                    self.etcd_cert.clone(),
+                    self.etcd_key.clone(),
+                )
+                .map_err(|e| ConfigError(format!("registry (etcd) settings: {e}")))?,
+            )
+        };
+        let registry_view_url =
+            Some(self.registry_view_url.trim().to_string()).filter(|u| !u.is_empty());
+        if let Some(u) = &registry_view_url {
+            match reqwest::Url::parse(u) {
+                Ok(p) if p.scheme() == "http" || p.scheme() == "https" => {}
+                _ => {
+                    return Err(ConfigError(format!(
+                        "--registry-view-url: \"{u}\" is not an http(s) URL"
+                    )))
+                }
+            }
+        }
         Ok(ServeConfig {
             listen,
+            registry,
+            registry_view_url,
             auth_token: self.auth_token.clone().filter(|t| !t.is_empty()),
             limits: Limits {
                 max_bytes: self.max_body_bytes,

@@ -13,6 +13,7 @@
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod http;
 pub mod metrics;
 pub mod parse;

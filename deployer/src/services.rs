@@ -1,6 +1,7 @@
 //! The services view: what runs, grouped by service and labeled group, with
 //! `host:port` per named port and health. Built (purely) from the apps the
-//! Marathon API returns; served as JSON, HTML, and the CLI's status table.
+//! Marathon API returns; served as JSON, the CLI's status table, and the
+//! base of the dashboard's rows.
 
 use std::collections::BTreeMap;
 
@@ -239,63 +240,6 @@ pub fn table(v: &ServicesView) -> String {
     out
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-/// The viewer page: plain server-rendered HTML, no scripts.
-pub fn html(v: &ServicesView, marathon_url: &str) -> String {
-    let mut body = String::new();
-    for s in &v.services {
-        let eps: Vec<String> = s
-            .endpoints
-            .iter()
-            .map(|(n, hs)| {
-                format!(
-                    "<b>{}</b> {}",
-                    esc(n),
-                    hs.iter().map(|h| esc(h)).collect::<Vec<_>>().join(", ")
-                )
-            })
-            .collect();
-        let health = if s.healthy + s.unhealthy == 0 {
-            "-".to_string()
-        } else {
-            format!("{}/{}", s.healthy, s.healthy + s.unhealthy)
-        };
-        body.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}/{}{}</td><td>{}</td><td>{}</td></tr>\n",
-            esc(&s.service),
-            esc(&s.group),
-            esc(&s.app_id),
-            esc(&s.runs),
-            s.running,
-            s.instances,
-            if s.deploying { " <i>deploying</i>" } else { "" },
-            health,
-            eps.join("<br>"),
-        ));
-    }
-    if v.services.is_empty() {
-        body.push_str(
-            "<tr><td colspan=\"7\">No services yet. POST a document to /deploy.</td></tr>\n",
-        );
-    }
-    format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>mdo deployer</title>\
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}</style></head>\n\
-<body><h1>Services</h1><p>From the Marathon API at <code>{}</code>. JSON: <a href=\"services\">/services</a>.</p>\n\
-<table><tr><th>Service</th><th>Group</th><th>App</th><th>Runs</th><th>Running</th><th>Healthy</th><th>Endpoints</th></tr>\n{}</table></body></html>\n",
-        esc(marathon_url),
-        body
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,14 +287,10 @@ mod tests {
     }
 
     #[test]
-    fn table_and_html() {
+    fn table() {
         let v = view(&apps());
-        let t = table(&v);
+        let t = super::table(&v);
         assert!(t.starts_with("SERVICE"), "{t}");
         assert!(t.contains("web      dev"), "{t}");
-        let h = html(&v, "http://m:8080");
-        assert!(h.contains("sleep 1 &lt;x&gt;"));
-        assert!(h.contains("h1:31000"));
-        assert!(!h.contains("<script"));
     }
 }

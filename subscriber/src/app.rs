@@ -76,6 +76,7 @@ impl Application {
             registry,
             resync_interval: config.resync_interval,
             auth_token: config.auth_token.clone(),
+            dashboard_url: config.dashboard_url.clone(),
         });
         let listener = TcpListener::bind(config.listen).map_err(|source| AppError::Bind {
             addr: config.listen.to_string(),

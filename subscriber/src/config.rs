@@ -111,6 +111,14 @@ pub struct Cli {
     #[arg(long, env = "MDO_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
 
+    /// The deployer's dashboard, linked from /info (empty: no link).
+    #[arg(
+        long,
+        env = "SUBSCRIBER_DASHBOARD_URL",
+        default_value = "http://127.0.0.1:5000/"
+    )]
+    pub dashboard_url: String,
+
     /// Log format (filter with RUST_LOG).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -131,6 +139,8 @@ pub struct Config {
     pub require_healthy: bool,
     pub queue_capacity: usize,
     pub auth_token: Option<String>,
+    /// The deployer's dashboard, linked from /info.
+    pub dashboard_url: Option<String>,
 }
 
 impl Config {
@@ -148,6 +158,7 @@ impl Config {
             require_healthy: false,
             queue_capacity: 65536,
             auth_token: None,
+            dashboard_url: None,
         }
     }
 }
@@ -223,6 +234,7 @@ impl Cli {
             require_healthy: self.require_healthy,
             queue_capacity: self.queue_capacity,
             auth_token: self.auth_token.filter(|t| !t.is_empty()),
+            dashboard_url: non_empty(Some(&self.dashboard_url)).map(str::to_string),
         })
     }
 }

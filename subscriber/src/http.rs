@@ -33,6 +33,8 @@ pub struct AppState {
     pub registry: registry::Registry,
     pub resync_interval: Duration,
     pub auth_token: Option<String>,
+    /// The deployer's dashboard, linked from /info.
+    pub dashboard_url: Option<String>,
 }
 
 /// Marathon's error body with the right status.
@@ -267,16 +269,24 @@ async fn info(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespon
     }
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .body(info_html(&records)))
+        .body(info_html(&records, state.dashboard_url.as_deref())))
 }
 
 /// The `/info` page: one row per container, `name=host:port` per port.
-pub fn info_html(records: &[&Instance]) -> String {
+/// `dashboard`: the deployer's dashboard, linked at the top.
+pub fn info_html(records: &[&Instance], dashboard: Option<&str>) -> String {
     let mut s = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>subscriber: registry</title>\
          <style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}</style>\
          </head><body><h1>Registered instances</h1>",
     );
+    if let Some(url) = dashboard {
+        let _ = write!(
+            s,
+            "<p>The registry's own view. Services, health and deployments: <a id=\"dashboard-link\" href=\"{}\">the dashboard</a>.</p>",
+            esc(url)
+        );
+    }
     let _ = write!(s, "<p>{} instance(s)</p>", records.len());
     s.push_str("<table><tr><th>service</th><th>group</th><th>container</th><th>ports (host:port)</th><th>internal</th><th>healthy</th><th>owner</th></tr>");
     for r in records {

@@ -19,6 +19,8 @@ const MAX_TIMEOUT_SECS: f64 = 3600.0;
 struct DeployQuery {
     wait: bool,
     timeout: Option<Duration>,
+    /// Plan only: report what would be done, apply nothing.
+    dry_run: bool,
 }
 
 fn query(q: &str) -> Result<DeployQuery, ApiError> {
@@ -29,14 +31,14 @@ fn query(q: &str) -> Result<DeployQuery, ApiError> {
             message: format!("query parameter {k}={v}: {what}"),
             details: Vec::new(),
         };
+        let flag = || match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err(bad("expected true or false")),
+        };
         match k {
-            "wait" => {
-                out.wait = match v.to_ascii_lowercase().as_str() {
-                    "true" | "1" | "yes" | "" => true,
-                    "false" | "0" | "no" => false,
-                    _ => return Err(bad("expected true or false")),
-                }
-            }
+            "wait" => out.wait = flag()?,
+            "dry_run" => out.dry_run = flag()?,
             "timeout" => {
                 let expected =
                     format!("expected seconds, more than 0 and at most {MAX_TIMEOUT_SECS}");
@@ -131,6 +133,14 @@ async fn handle(
 
     // One document at a time: plans are made against the state the previous one left.
     let _guard = state.apply_lock.lock().await;
+    if q.dry_run {
+        let services = apply::preview(&state.marathon, &desired, &removals).await?;
+        return Ok(DeployReport {
+            services,
+            complete: None,
+            dry_run: true,
+        });
+    }
     let mut services = apply::apply(&state.marathon, &desired, &removals).await?;
     for s in &services {
         state.metrics.inc(
@@ -147,7 +157,11 @@ async fn handle(
         let done = apply::wait(&state.marathon, &mut services, timeout, |_, _| {}).await?;
         complete = Some(done);
     }
-    Ok(DeployReport { services, complete })
+    Ok(DeployReport {
+        services,
+        complete,
+        dry_run: false,
+    })
 }
 
 #[cfg(test)]
@@ -161,9 +175,12 @@ mod tests {
             query("wait=true&timeout=2.5").unwrap(),
             DeployQuery {
                 wait: true,
-                timeout: Some(Duration::from_millis(2500))
+                timeout: Some(Duration::from_millis(2500)),
+                dry_run: false,
             }
         );
+        assert!(query("dry_run=true").unwrap().dry_run);
+        assert!(query("dry_run=nope").is_err());
         assert!(query("wait").unwrap().wait);
         assert!(query("wait=maybe").is_err());
         let secs = |t: &str| query(&format!("timeout={t}")).map(|q| q.timeout);

@@ -20,6 +20,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("URI not found: {0}")]
     NotFound(String),
+    #[error("app {0} does not exist")]
+    AppNotFound(String),
     #[error("{0}")]
     TooLarge(String),
     #[error("unsupported media type {0}: send YAML or JSON")]
@@ -72,7 +74,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::AppNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -148,6 +148,8 @@ impl Deployer {
             limits: Limits::default(),
             wait_timeout: MANAGER_TIMEOUT,
             settings: settings(marathon_url),
+            registry: None,
+            registry_view_url: None,
         };
         tweak(&mut config);
         let app = deployer::Application::build(config).expect("deployer binds");

@@ -23,6 +23,7 @@ use crate::stream::StreamConfig;
 use crate::{Error, Info, Leader, Result};
 
 mod apps;
+mod logs;
 pub mod path;
 mod raw;
 mod system;
