@@ -100,6 +100,9 @@ fn components(
     }
     let mut subscriber_env = auth_env.clone();
     subscriber_env.extend(etcd_env(etcd_auth::SUBSCRIBER));
+    // The dashboard only reads the registry: the read-only user is enough.
+    let mut deployer_env = auth_env.clone();
+    deployer_env.extend(etcd_env(etcd_auth::GUEST));
     let s = |v: &str| v.to_string();
     vec![
         Component {
@@ -167,6 +170,8 @@ fn components(
                 l.manager_url.clone(),
                 s("--etcd-endpoints"),
                 l.etcd_local.clone(),
+                s("--dashboard-url"),
+                format!("{}/", l.deployer_url),
             ],
             env: subscriber_env,
             health_url: format!("{}/health", l.subscriber_url),
@@ -185,8 +190,10 @@ fn components(
                 l.etcd_local.clone(),
                 s("--container-etcd-endpoints"),
                 l.etcd_for_containers.clone(),
+                s("--registry-view-url"),
+                format!("{}/info", l.subscriber_url),
             ],
-            env: auth_env,
+            env: deployer_env,
             health_url: format!("{}/health", l.deployer_url),
             url: l.deployer_url.clone(),
         },
@@ -356,7 +363,7 @@ pub async fn up(args: &UpArgs) -> Result<()> {
         l.subscriber_url
     );
     println!(
-        "  deployer    {}   (POST /deploy, viewer at /)",
+        "  deployer    {}   (POST /deploy, dashboard at /)",
         l.deployer_url
     );
     println!("  state       {}", l.state_dir.display());

@@ -100,7 +100,7 @@ pub fn colour(c: &Counts) -> (Colour, String) {
     if c.deploying {
         return (
             Colour::Amber,
-            format!("deploying: {}/{} running", c.running, c.instances),
+            format!("deploying: {} running, {} wanted", c.running, c.instances),
         );
     }
     if c.running < c.instances {
