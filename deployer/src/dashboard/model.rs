@@ -327,7 +327,7 @@ mod tests {
             (
                 c(3, 1, 0, 0, false, true, None),
                 Colour::Amber,
-                "deploying: 1/3",
+                "deploying: 1 running, 3 wanted",
             ),
             (
                 c(3, 2, 0, 0, false, false, Some((1, 0))),

@@ -230,6 +230,16 @@ impl Relay {
                         .tx
                         .send(frame("changed", &json!({"eventType": "reconnected"})).into());
                 }
+                Some(Ok(marathon::StreamItem::Disconnected)) => {
+                    if self.upstream().connected {
+                        warn!("dashboard event relay disconnected; reconnecting");
+                    }
+                    let reason = self
+                        .upstream()
+                        .reason
+                        .unwrap_or_else(|| "the stream ended".into());
+                    self.set_upstream(false, Some(reason));
+                }
                 Some(Ok(marathon::StreamItem::Event(ev))) => {
                     match serde_json::from_str::<Value>(&ev.to_json()) {
                         Ok(v) => self.publish(&v),
