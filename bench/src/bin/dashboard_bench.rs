@@ -118,11 +118,14 @@ async fn main() -> Result<()> {
                 "labels": {"SERVICE_NAME": format!("svc-{i}"), "SERVICE_GROUP": "bench"}})
         })
         .collect();
-    http.put(format!("{marathon}/v2/apps?force=true"))
-        .json(&apps)
-        .send()
-        .await?
-        .error_for_status()?;
+    // In lists of 30: one change is one etcd transaction (about 40 apps fit).
+    for chunk in apps.chunks(30) {
+        http.put(format!("{marathon}/v2/apps?force=true"))
+            .json(chunk)
+            .send()
+            .await?
+            .error_for_status()?;
+    }
     let deadline = Instant::now() + Duration::from_secs(120);
     let tasks = loop {
         let v: Value = http
