@@ -1,0 +1,1029 @@
+//! Issue 16: how fast peers learn that an instance came or went, end to end,
+//! against the raw chain it is built from, measured in the same run.
+//!
+//! The stack is the real one: one etcd, the manager binary (Docker and
+//! command tasks), the subscriber binary (SSE from the manager) and the
+//! watcher binary in exec mode watching both services; the watcher's command
+//! writes one line per notification into a FIFO this benchmark reads, so
+//! "the watcher's command ran" is the moment its line arrives.
+//!
+//! - **death**: a task of the watched service is killed from outside
+//!   (`docker kill` through the engine's API; `kill -9` of a command task's
+//!   process) → the watcher's command runs with that instance removed. Raw
+//!   chain: a program reading Docker's event stream (or waiting on its
+//!   child) deletes an etcd key, a second one watches it.
+//! - **birth**: `PUT /v2/apps/<id>` with one more instance → the watcher's
+//!   command runs with the new instance. Raw: Docker's own create+start
+//!   (bollard), or spawn + etcd put → watch for command tasks.
+//!
+//! Each figure also gets its links (from the manager's `/v2/events` and a
+//! watch on the registry): kill → the manager's event → the record in etcd
+//! → the watcher's command.
+//!
+//! ```sh
+//! cargo build --release -p bench --bin propagation -p manager -p subscriber -p watcher
+//! target/release/propagation --samples 100
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bench::{sibling_binary, Stats};
+use bollard::container::{
+    Config, CreateContainerOptions, KillContainerOptions, ListContainersOptions,
+    RemoveContainerOptions,
+};
+use bollard::models::HostConfig;
+use bollard::system::EventsOptions;
+use bollard::Docker;
+use clap::Parser;
+use etcd_client::{EventType, WatchOptions};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use testkit::docker::ContainerGuard;
+use testkit::ChildGuard;
+use tokio::sync::mpsc;
+
+/// End-to-end propagation of a task's death and birth to a watcher's
+/// command, beside the raw chain measured in the same run.
+#[derive(Debug, Parser)]
+#[command(name = "propagation")]
+struct Args {
+    /// Samples per figure.
+    #[arg(long, env = "PROPAGATION_SAMPLES", default_value_t = 100)]
+    samples: usize,
+    /// Instances each watched app keeps (a death is replaced before the next sample).
+    #[arg(long, env = "PROPAGATION_INSTANCES", default_value_t = 3)]
+    instances: u64,
+    /// Only the figures of this kind of task: `docker` or `command`.
+    #[arg(long, env = "PROPAGATION_ONLY")]
+    only: Option<String>,
+    /// Copy the stack's logs (manager, subscriber, watcher) into this folder at the end.
+    #[arg(long, env = "PROPAGATION_LOGS")]
+    logs: Option<PathBuf>,
+}
+
+const DOCKER_APP: &str = "/bench/propd";
+const DOCKER_SERVICE: &str = "propd";
+const COMMAND_APP: &str = "/bench/propc";
+const COMMAND_SERVICE: &str = "propc";
+/// Longest wait for one step before the run fails.
+const STEP: Duration = Duration::from_secs(60);
+/// Label of the raw chain's own containers.
+const RAW_LABEL: &str = "mdo.bench.propagation";
+/// etcd prefix of the raw chain's keys.
+const RAW_PREFIX: &str = "/bench-raw/";
+
+/// One run of the watcher's command: which service, which instances came
+/// and went (task ids), when its line arrived.
+#[derive(Debug)]
+struct HookLine {
+    at: Instant,
+    service: String,
+    added: Vec<String>,
+    removed: Vec<String>,
+}
+
+/// A timestamped observation on a link of the chain: `(when, task id, what)`
+/// (a manager task state, or `put` / `delete` of its record).
+type Seen = Arc<Mutex<Vec<(Instant, String, String)>>>;
+
+fn container_ids(json: &str) -> Vec<String> {
+    serde_json::from_str::<Vec<Value>>(json)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| r["container"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Reads the FIFO the watcher's command writes to, on a thread of its own
+/// (opened read-write so it never sees end of file).
+fn read_hook_lines(fifo: PathBuf, tx: mpsc::UnboundedSender<HookLine>) {
+    std::thread::spawn(move || {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .expect("opening the watcher's FIFO");
+        for line in std::io::BufReader::new(file).lines() {
+            let Ok(line) = line else { break };
+            let at = Instant::now();
+            let mut parts = line.splitn(3, '\t');
+            let service = parts.next().unwrap_or_default().to_string();
+            let added = container_ids(parts.next().unwrap_or("[]"));
+            let removed = container_ids(parts.next().unwrap_or("[]"));
+            if tx
+                .send(HookLine {
+                    at,
+                    service,
+                    added,
+                    removed,
+                })
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+}
+
+/// What the watcher's command has been told, per service.
+struct Hooks {
+    rx: mpsc::UnboundedReceiver<HookLine>,
+    view: HashMap<String, HashSet<String>>,
+}
+
+impl Hooks {
+    /// Consumes lines until `pick` returns a value for one, or `STEP` passes.
+    async fn until<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&HookLine) -> Option<T>,
+    ) -> Result<T> {
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .with_context(|| format!("waiting for the watcher's command: {what}"))?
+                .context("the FIFO reader stopped")?;
+            let view = self.view.entry(line.service.clone()).or_default();
+            for a in &line.added {
+                view.insert(a.clone());
+            }
+            for r in &line.removed {
+                view.remove(r);
+            }
+            if let Some(v) = pick(&line) {
+                return Ok(v);
+            }
+        }
+    }
+
+    fn count(&self, service: &str) -> usize {
+        self.view.get(service).map_or(0, HashSet::len)
+    }
+
+    /// Waits until the watcher's view of `service` holds `n` instances.
+    async fn settle(&mut self, service: &str, n: usize) -> Result<()> {
+        while self.count(service) != n {
+            let s = service.to_string();
+            self.until(&format!("{service} with {n} instances"), |l| {
+                (l.service == s).then_some(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The running stack; everything it started is gone once it is dropped.
+struct Chain {
+    etcd: testkit::Etcd,
+    dir: tempfile::TempDir,
+    guard: ContainerGuard,
+    manager_url: String,
+    procs: Vec<ChildGuard>,
+    http: reqwest::Client,
+}
+
+impl Chain {
+    async fn start(events: &Seen) -> Result<(Chain, Hooks)> {
+        let manager = sibling_binary("manager").map_err(anyhow::Error::msg)?;
+        let subscriber = sibling_binary("subscriber").map_err(anyhow::Error::msg)?;
+        let watcher = sibling_binary("watcher").map_err(anyhow::Error::msg)?;
+        sibling_binary(manager::runtime::command::SHIM_BINARY).map_err(anyhow::Error::msg)?;
+        let etcd = testkit::Etcd::start()?;
+        let dir = tempfile::Builder::new()
+            .prefix("mdo-propagation-")
+            .tempdir()?;
+        let guard = ContainerGuard::new("propagation");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        // The manager's identity = the guard's id, so the guard removes every
+        // container the manager creates.
+        let keys = registry::ManagerKeys::new("/mdo/manager")?;
+        let mut kv = etcd_client::Client::connect([etcd.endpoint()], None).await?;
+        kv.put(keys.manager_id(), guard.id(), None).await?;
+
+        let log = |name: &str| -> Result<std::fs::File> {
+            Ok(std::fs::File::create(dir.path().join(name))?)
+        };
+        let mut procs = Vec::new();
+        let (mut cmd, manager_url) =
+            bench::manager_command(&manager, &etcd.endpoint(), &dir.path().join("data"))?;
+        let mlog = log("manager.log")?;
+        cmd.args(["--docker", "auto", "--node-name", "node-1"])
+            .env_remove("MDO_AUTH_TOKEN")
+            .stdout(mlog.try_clone()?)
+            .stderr(mlog);
+        procs.push(ChildGuard::new(
+            cmd.spawn().context("starting the manager")?,
+        ));
+        wait_ok(&http, &format!("{manager_url}/ping")).await?;
+
+        let sub_port = testkit::free_port()?;
+        let slog = log("subscriber.log")?;
+        let child = Command::new(&subscriber)
+            .args(["--listen", &format!("127.0.0.1:{sub_port}")])
+            .args(["--marathon-url", &manager_url])
+            .args(["--etcd-endpoints", &etcd.endpoint()])
+            .env("RUST_LOG", "warn")
+            .env_remove("MDO_AUTH_TOKEN")
+            .env_remove("MARATHON_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(slog.try_clone()?)
+            .stderr(slog)
+            .spawn()
+            .context("starting the subscriber")?;
+        procs.push(ChildGuard::new(child));
+        wait_ok(&http, &format!("http://127.0.0.1:{sub_port}/health")).await?;
+
+        let fifo = dir.path().join("hook.fifo");
+        let made = Command::new("mkfifo").arg(&fifo).status()?;
+        if !made.success() {
+            bail!("mkfifo {} failed", fifo.display());
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        read_hook_lines(fifo.clone(), tx);
+        let wlog = log("watcher.log")?;
+        let hook = format!(
+            "printf '%s\\t%s\\t%s\\n' \"$WATCH_SERVICE\" \"$WATCH_ADDED\" \"$WATCH_REMOVED\" > '{}'",
+            fifo.display()
+        );
+        let child = Command::new(&watcher)
+            .args(["--watch", &format!("{DOCKER_SERVICE},{COMMAND_SERVICE}")])
+            .args(["--exec", &hook])
+            .args(["--etcd-endpoints", &etcd.endpoint()])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(wlog.try_clone()?)
+            .stderr(wlog)
+            .spawn()
+            .context("starting the watcher")?;
+        procs.push(ChildGuard::new(child));
+
+        let chain = Chain {
+            etcd,
+            dir,
+            guard,
+            manager_url,
+            procs,
+            http,
+        };
+        follow_events(&chain.manager_url, events.clone()).await?;
+        Ok((
+            chain,
+            Hooks {
+                rx,
+                view: HashMap::new(),
+            },
+        ))
+    }
+
+    async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value)> {
+        let mut rb = self
+            .http
+            .request(method, format!("{}{path}", self.manager_url));
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        let r = rb.send().await?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn scale(&self, app: &str, n: u64) -> Result<()> {
+        let (s, v) = self
+            .api(
+                reqwest::Method::PUT,
+                &format!("/v2/apps{app}?force=true"),
+                Some(&json!({"instances": n})),
+            )
+            .await?;
+        if s != 200 {
+            bail!("PUT /v2/apps{app} instances={n}: {s} {v}");
+        }
+        Ok(())
+    }
+
+    /// Ids of an app's running tasks.
+    async fn running(&self, app: &str) -> Result<Vec<String>> {
+        let (s, v) = self
+            .api(reqwest::Method::GET, &format!("/v2/apps{app}/tasks"), None)
+            .await?;
+        if s != 200 {
+            bail!("GET /v2/apps{app}/tasks: {s} {v}");
+        }
+        Ok(v["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["state"] == "TASK_RUNNING")
+            .filter_map(|t| t["id"].as_str().map(str::to_string))
+            .collect())
+    }
+
+    fn copy_logs(&self, to: &Path) -> Result<()> {
+        std::fs::create_dir_all(to)?;
+        for name in ["manager.log", "subscriber.log", "watcher.log"] {
+            std::fs::copy(self.dir.path().join(name), to.join(name))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        for p in self.procs.iter_mut().rev() {
+            p.kill();
+        }
+        for task in manager::runtime::command::live_tasks(&self.dir.path().join("data")) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(task.pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = (&self.etcd, &self.guard);
+    }
+}
+
+async fn wait_ok(http: &reqwest::Client, url: &str) -> Result<()> {
+    let deadline = Instant::now() + STEP;
+    loop {
+        if let Ok(r) = http.get(url).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{url} did not answer within {STEP:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Follows the manager's `/v2/events` and notes every task state with the
+/// moment it arrived.
+async fn follow_events(manager_url: &str, seen: Seen) -> Result<()> {
+    let client = reqwest::Client::builder().build()?;
+    let r = client
+        .get(format!("{manager_url}/v2/events"))
+        .header("Accept", "text/event-stream")
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("GET /v2/events: {}", r.status());
+    }
+    let mut body = r.bytes_stream();
+    tokio::spawn(async move {
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            let at = Instant::now();
+            buf.extend_from_slice(&chunk);
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                let Some(data) = line.strip_prefix(b"data:") else {
+                    continue;
+                };
+                let Ok(v) = serde_json::from_slice::<Value>(data) else {
+                    continue;
+                };
+                if v["eventType"] == "status_update_event" {
+                    if let (Some(id), Some(state)) =
+                        (v["taskId"].as_str(), v["taskStatus"].as_str())
+                    {
+                        seen.lock()
+                            .unwrap()
+                            .push((at, id.to_string(), state.to_string()));
+                    }
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Watches the registry and notes every put and delete of a record (by the
+/// task id its key ends with) with the moment it arrived.
+async fn follow_records(endpoint: &str, seen: Seen) -> Result<()> {
+    let mut client = etcd_client::Client::connect([endpoint], None).await?;
+    let (_w, mut stream) = client
+        .watch(
+            registry::DEFAULT_PREFIX,
+            Some(WatchOptions::new().with_prefix()),
+        )
+        .await?;
+    tokio::spawn(async move {
+        let _keep = _w;
+        while let Ok(Some(resp)) = stream.message().await {
+            let at = Instant::now();
+            for e in resp.events() {
+                let Some(kv) = e.kv() else { continue };
+                let key = String::from_utf8_lossy(kv.key()).to_string();
+                let id = key.rsplit('/').next().unwrap_or_default().to_string();
+                let what = match e.event_type() {
+                    EventType::Put => "put",
+                    EventType::Delete => "delete",
+                };
+                seen.lock().unwrap().push((at, id, what.to_string()));
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The first observation of `id` after `from` that `what` accepts.
+fn first(seen: &Seen, from: Instant, id: &str, what: impl Fn(&str) -> bool) -> Option<Instant> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|(at, i, w)| *at >= from && i == id && what(w))
+        .map(|(at, _, _)| *at)
+        .min()
+}
+
+fn is_terminal(state: &str) -> bool {
+    !matches!(
+        state,
+        "TASK_STAGING" | "TASK_STARTING" | "TASK_RUNNING" | "TASK_KILLING"
+    )
+}
+
+/// The samples of one figure and of its links.
+#[derive(Default)]
+struct Figure {
+    total: Vec<Duration>,
+    to_manager: Vec<Duration>,
+    to_etcd: Vec<Duration>,
+    to_hook: Vec<Duration>,
+}
+
+impl Figure {
+    /// One sample: start, the manager's event, the record change, the hook.
+    fn add(&mut self, t0: Instant, mgr: Option<Instant>, etcd: Option<Instant>, hook: Instant) {
+        self.total.push(hook - t0);
+        if let (Some(m), Some(e)) = (mgr, etcd) {
+            self.to_manager.push(m.saturating_duration_since(t0));
+            self.to_etcd.push(e.saturating_duration_since(m));
+            self.to_hook.push(hook.saturating_duration_since(e));
+        }
+    }
+}
+
+fn print_stats(name: &str, s: &[Duration]) {
+    if s.is_empty() {
+        println!("{name:<62} no samples");
+        return;
+    }
+    let st = Stats::of(s);
+    println!(
+        "{name:<62} p50 {:>9.3} ms  p99 {:>9.3} ms  max {:>9.3} ms  (n={})",
+        ms(st.p50),
+        ms(st.p99),
+        ms(st.max),
+        st.count
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn print_figure(name: &str, ours: &Figure, raw: &[Duration]) {
+    print_stats(&format!("{name}: ours"), &ours.total);
+    print_stats(&format!("{name}: raw chain"), raw);
+    if !ours.total.is_empty() && !raw.is_empty() {
+        let (o, r) = (Stats::of(&ours.total), Stats::of(raw));
+        println!(
+            "{:<62} p50 {:>7.2}x     p99 {:>7.2}x",
+            format!("{name}: ratio ours/raw"),
+            ms(o.p50) / ms(r.p50),
+            ms(o.p99) / ms(r.p99)
+        );
+    }
+    print_stats(
+        &format!("  {name}: link start -> manager event"),
+        &ours.to_manager,
+    );
+    print_stats(
+        &format!("  {name}: link manager event -> etcd record"),
+        &ours.to_etcd,
+    );
+    print_stats(
+        &format!("  {name}: link etcd record -> watcher command"),
+        &ours.to_hook,
+    );
+}
+
+fn docker_app(n: u64) -> Value {
+    json!({
+        "id": DOCKER_APP, "instances": n, "cpus": 0.01, "mem": 16,
+        "cmd": "exec sleep 100000",
+        "container": {"type": "DOCKER", "docker": {"image": testkit::images::busybox()}},
+        "networks": [{"mode": "host"}],
+        "portDefinitions": [{"port": 0, "name": "api"}],
+        "taskKillGracePeriodSeconds": 1,
+        "backoffSeconds": 0, "backoffFactor": 1.0,
+    })
+}
+
+fn command_app(n: u64) -> Value {
+    json!({
+        "id": COMMAND_APP, "instances": n, "cpus": 0.01, "mem": 16,
+        "cmd": "exec sleep 100000",
+        "portDefinitions": [{"port": 0, "name": "api"}],
+        "taskKillGracePeriodSeconds": 1,
+        "backoffSeconds": 0, "backoffFactor": 1.0,
+    })
+}
+
+/// The raw chain's two programs, as tasks with their own etcd clients: one
+/// deletes `RAW_PREFIX<name>` when Docker reports the container `name` died;
+/// the other watches the prefix and reports every change.
+struct Raw {
+    docker: Docker,
+    kv: etcd_client::Client,
+    changes: mpsc::UnboundedReceiver<(Instant, String, bool)>,
+    run: String,
+}
+
+impl Raw {
+    async fn start(endpoint: &str, docker: Docker) -> Result<Raw> {
+        let run = format!("prop-{}", std::process::id());
+        let mut deleter = etcd_client::Client::connect([endpoint], None).await?;
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("event".to_string(), vec!["die".to_string()]),
+            ("label".to_string(), vec![format!("{RAW_LABEL}={run}")]),
+        ]);
+        let mut events = docker.events(Some(EventsOptions::<String> {
+            filters,
+            ..Default::default()
+        }));
+        tokio::spawn(async move {
+            while let Some(Ok(e)) = events.next().await {
+                let name = e
+                    .actor
+                    .and_then(|a| a.attributes)
+                    .and_then(|a| a.get("name").cloned())
+                    .unwrap_or_default();
+                let _ = deleter.delete(format!("{RAW_PREFIX}{name}"), None).await;
+            }
+        });
+        let mut watcher = etcd_client::Client::connect([endpoint], None).await?;
+        let (w, mut stream) = watcher
+            .watch(RAW_PREFIX, Some(WatchOptions::new().with_prefix()))
+            .await?;
+        let (tx, changes) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let _keep = (w, watcher);
+            while let Ok(Some(resp)) = stream.message().await {
+                let at = Instant::now();
+                for e in resp.events() {
+                    if let Some(kv) = e.kv() {
+                        let key = String::from_utf8_lossy(kv.key()).to_string();
+                        let _ = tx.send((at, key, e.event_type() == EventType::Delete));
+                    }
+                }
+            }
+        });
+        let kv = etcd_client::Client::connect([endpoint], None).await?;
+        Ok(Raw {
+            docker,
+            kv,
+            changes,
+            run,
+        })
+    }
+
+    async fn change(&mut self, key: &str, deleted: bool) -> Result<Instant> {
+        let deadline = tokio::time::Instant::now() + STEP;
+        loop {
+            let (at, k, d) = tokio::time::timeout_at(deadline, self.changes.recv())
+                .await
+                .with_context(|| format!("raw chain: waiting for {key}"))?
+                .context("raw watch ended")?;
+            if k == key && d == deleted {
+                return Ok(at);
+            }
+        }
+    }
+
+    fn container_config(&self) -> Config<String> {
+        Config {
+            image: Some(testkit::images::busybox().to_string()),
+            cmd: Some(vec!["sleep".into(), "100000".into()]),
+            labels: Some(HashMap::from([(RAW_LABEL.to_string(), self.run.clone())])),
+            host_config: Some(HostConfig {
+                network_mode: Some("host".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Docker's own create+start of one container (the birth baseline).
+    async fn docker_create_start(&self, i: usize) -> Result<(Duration, String)> {
+        let name = format!("{}-b{i}", self.run);
+        let t0 = Instant::now();
+        let c = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: name.clone(),
+                    platform: None,
+                }),
+                self.container_config(),
+            )
+            .await?;
+        self.docker.start_container::<String>(&c.id, None).await?;
+        let took = t0.elapsed();
+        Ok((took, name))
+    }
+
+    async fn remove(&self, name: &str) {
+        let _ = self
+            .docker
+            .remove_container(
+                name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
+    }
+
+    /// docker kill → die event → etcd delete → watch.
+    async fn docker_death(&mut self, i: usize) -> Result<Duration> {
+        let (_, name) = self.docker_create_start(i + 1_000_000).await?;
+        let key = format!("{RAW_PREFIX}{name}");
+        self.kv.put(key.clone(), "x", None).await?;
+        self.change(&key, false).await?;
+        let t0 = Instant::now();
+        kill_container(&self.docker, &name).await?;
+        let at = self.change(&key, true).await?;
+        self.remove(&name).await;
+        Ok(at - t0)
+    }
+
+    /// kill -9 → wait() returns → etcd delete → watch.
+    async fn command_death(&mut self, i: usize) -> Result<Duration> {
+        let key = format!("{RAW_PREFIX}cmd-{i}");
+        let mut child = tokio::process::Command::new("sleep")
+            .arg("100000")
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = child.id().context("no pid")? as i32;
+        self.kv.put(key.clone(), "x", None).await?;
+        self.change(&key, false).await?;
+        let mut deleter = self.kv.clone();
+        let k = key.clone();
+        let waiter = tokio::spawn(async move {
+            let _ = child.wait().await;
+            let _ = deleter.delete(k, None).await;
+        });
+        let t0 = Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )?;
+        let at = self.change(&key, true).await?;
+        let _ = waiter.await;
+        Ok(at - t0)
+    }
+
+    /// spawn → etcd put → watch.
+    async fn command_birth(&mut self, i: usize) -> Result<Duration> {
+        let key = format!("{RAW_PREFIX}cmdb-{i}");
+        let t0 = Instant::now();
+        let mut child = tokio::process::Command::new("sleep")
+            .arg("100000")
+            .kill_on_drop(true)
+            .spawn()?;
+        self.kv.put(key.clone(), "x", None).await?;
+        let at = self.change(&key, false).await?;
+        let _ = child.kill().await;
+        self.kv.delete(key.clone(), None).await?;
+        self.change(&key, true).await?;
+        Ok(at - t0)
+    }
+}
+
+async fn kill_container(docker: &Docker, name: &str) -> Result<()> {
+    docker
+        .kill_container(name, Some(KillContainerOptions { signal: "SIGKILL" }))
+        .await
+        .with_context(|| format!("docker kill {name}"))
+}
+
+/// The Docker container of one of the manager's tasks.
+async fn container_of(docker: &Docker, task_id: &str) -> Result<String> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{}={task_id}", "mdo.task-id")],
+    )]);
+    let list = docker
+        .list_containers(Some(ListContainersOptions {
+            filters,
+            ..Default::default()
+        }))
+        .await?;
+    list.into_iter()
+        .find_map(|c| c.id)
+        .with_context(|| format!("no container for task {task_id}"))
+}
+
+/// The process of one of the manager's command tasks.
+fn pid_of(data_dir: &Path, task_id: &str) -> Result<i32> {
+    manager::runtime::command::live_tasks(data_dir)
+        .into_iter()
+        .find(|t| t.task_id == task_id)
+        .map(|t| t.pid)
+        .with_context(|| format!("no process for task {task_id}"))
+}
+
+struct Run<'a> {
+    chain: &'a Chain,
+    hooks: Hooks,
+    raw: Raw,
+    events: Seen,
+    records: Seen,
+    n: u64,
+}
+
+impl Run<'_> {
+    /// Waits until the app runs `n` tasks and the watcher was told of each.
+    async fn steady(&mut self, app: &str, service: &str) -> Result<Vec<String>> {
+        let deadline = Instant::now() + STEP;
+        loop {
+            self.hooks.settle(service, self.n as usize).await?;
+            let running = self.chain.running(app).await?;
+            let view = &self.hooks.view[service];
+            if running.len() == self.n as usize && running.iter().all(|t| view.contains(t)) {
+                return Ok(running);
+            }
+            if Instant::now() > deadline {
+                bail!("{app}: {running:?} running, the watcher knows {view:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn death(
+        &mut self,
+        app: &str,
+        service: &str,
+        kill: impl AsyncKill,
+        fig: &mut Figure,
+    ) -> Result<()> {
+        let running = self.steady(app, service).await?;
+        let victim = running[0].clone();
+        let target = kill.target(&victim).await?;
+        let t0 = Instant::now();
+        kill.kill(&target).await?;
+        let s = service.to_string();
+        let hook = self
+            .hooks
+            .until(&format!("{victim} removed"), |l| {
+                (l.service == s && l.removed.contains(&victim)).then_some(l.at)
+            })
+            .await?;
+        let mgr = first(&self.events, t0, &victim, is_terminal);
+        let etcd = first(&self.records, t0, &victim, |w| w == "delete");
+        fig.add(t0, mgr, etcd, hook);
+        Ok(())
+    }
+
+    async fn birth(&mut self, app: &str, service: &str, fig: &mut Figure) -> Result<()> {
+        let running = self.steady(app, service).await?;
+        let t0 = Instant::now();
+        self.chain.scale(app, self.n + 1).await?;
+        let s = service.to_string();
+        let (hook, id) = self
+            .hooks
+            .until("a new instance", |l| {
+                (l.service == s)
+                    .then(|| {
+                        l.added
+                            .iter()
+                            .find(|a| !running.contains(a))
+                            .map(|a| (l.at, a.clone()))
+                    })
+                    .flatten()
+            })
+            .await?;
+        let mgr = first(&self.events, t0, &id, |w| w == "TASK_RUNNING");
+        let etcd = first(&self.records, t0, &id, |w| w == "put");
+        fig.add(t0, mgr, etcd, hook);
+        self.chain.scale(app, self.n).await?;
+        Ok(())
+    }
+}
+
+/// How a death sample kills a task from outside.
+trait AsyncKill {
+    async fn target(&self, task_id: &str) -> Result<String>;
+    async fn kill(&self, target: &str) -> Result<()>;
+}
+
+struct DockerKill<'a>(&'a Docker);
+
+impl AsyncKill for &DockerKill<'_> {
+    async fn target(&self, task_id: &str) -> Result<String> {
+        container_of(self.0, task_id).await
+    }
+    async fn kill(&self, target: &str) -> Result<()> {
+        kill_container(self.0, target).await
+    }
+}
+
+struct ProcessKill(PathBuf);
+
+impl AsyncKill for &ProcessKill {
+    async fn target(&self, task_id: &str) -> Result<String> {
+        Ok(pid_of(&self.0, task_id)?.to_string())
+    }
+    async fn kill(&self, target: &str) -> Result<()> {
+        let pid: i32 = target.parse()?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )?;
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let want = |kind: &str| args.only.as_deref().is_none_or(|o| o == kind);
+    let docker = Docker::connect_with_local_defaults()?
+        .negotiate_version()
+        .await?;
+    if want("docker") {
+        testkit::images::busybox();
+    }
+    let events: Seen = Arc::default();
+    let records: Seen = Arc::default();
+    let (chain, hooks) = Chain::start(&events).await?;
+    follow_records(&chain.etcd.endpoint(), records.clone()).await?;
+    let raw = Raw::start(&chain.etcd.endpoint(), docker.clone()).await?;
+    let mut run = Run {
+        chain: &chain,
+        hooks,
+        raw,
+        events,
+        records,
+        n: args.instances,
+    };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "propagation: {} samples per figure, {} instances per app, load average at start {}",
+        args.samples,
+        args.instances,
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let outcome = measure(&mut run, &args, &docker).await;
+    if let Some(to) = &args.logs {
+        chain.copy_logs(to)?;
+    }
+    if let Err(e) = &outcome {
+        eprintln!("propagation failed: {e:#}");
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "load average at end {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let _ = run.raw.remove_all().await;
+    outcome
+}
+
+impl Raw {
+    async fn remove_all(&self) -> Result<()> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{RAW_LABEL}={}", self.run)],
+        )]);
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters,
+                ..Default::default()
+            }))
+            .await?;
+        for c in list.into_iter().filter_map(|c| c.id) {
+            self.remove(&c).await;
+        }
+        Ok(())
+    }
+}
+
+async fn measure(run: &mut Run<'_>, args: &Args, docker: &Docker) -> Result<()> {
+    let n = args.samples;
+    if args.only.as_deref().is_none_or(|o| o == "docker") {
+        let (s, v) = run
+            .chain
+            .api(reqwest::Method::POST, "/v2/apps", Some(&docker_app(run.n)))
+            .await?;
+        if s != 201 {
+            bail!("POST /v2/apps {DOCKER_APP}: {s} {v}");
+        }
+        let killer = DockerKill(docker);
+        let (mut death, mut birth) = (Figure::default(), Figure::default());
+        let (mut raw_death, mut raw_birth) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            run.death(DOCKER_APP, DOCKER_SERVICE, &killer, &mut death)
+                .await?;
+            raw_death.push(run.raw.docker_death(i).await?);
+        }
+        for i in 0..n {
+            run.birth(DOCKER_APP, DOCKER_SERVICE, &mut birth).await?;
+            let (took, name) = run.raw.docker_create_start(i).await?;
+            run.raw.remove(&name).await;
+            raw_birth.push(took);
+        }
+        println!();
+        print_figure(
+            "docker death (docker kill -> watcher command)",
+            &death,
+            &raw_death,
+        );
+        print_figure(
+            "docker birth (PUT instances+1 -> watcher command)",
+            &birth,
+            &raw_birth,
+        );
+        print_overhead(
+            "docker birth overhead beyond Docker's create+start",
+            &birth.total,
+            &raw_birth,
+        );
+        run.chain.scale(DOCKER_APP, 0).await?;
+    }
+    if args.only.as_deref().is_none_or(|o| o == "command") {
+        let (s, v) = run
+            .chain
+            .api(reqwest::Method::POST, "/v2/apps", Some(&command_app(run.n)))
+            .await?;
+        if s != 201 {
+            bail!("POST /v2/apps {COMMAND_APP}: {s} {v}");
+        }
+        let killer = ProcessKill(run.chain.dir.path().join("data"));
+        let (mut death, mut birth) = (Figure::default(), Figure::default());
+        let (mut raw_death, mut raw_birth) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            run.death(COMMAND_APP, COMMAND_SERVICE, &killer, &mut death)
+                .await?;
+            raw_death.push(run.raw.command_death(i).await?);
+        }
+        for i in 0..n {
+            run.birth(COMMAND_APP, COMMAND_SERVICE, &mut birth).await?;
+            raw_birth.push(run.raw.command_birth(i).await?);
+        }
+        println!();
+        print_figure(
+            "command death (kill -9 -> watcher command)",
+            &death,
+            &raw_death,
+        );
+        print_figure(
+            "command birth (PUT instances+1 -> watcher command)",
+            &birth,
+            &raw_birth,
+        );
+    }
+    Ok(())
+}
+
+/// Birth minus Docker's own create+start, at p50 and p99.
+fn print_overhead(name: &str, birth: &[Duration], docker: &[Duration]) {
+    if birth.is_empty() || docker.is_empty() {
+        return;
+    }
+    let (b, d) = (Stats::of(birth), Stats::of(docker));
+    println!(
+        "{name:<62} p50 {:>9.3} ms  p99 {:>9.3} ms",
+        ms(b.p50) - ms(d.p50),
+        ms(b.p99) - ms(d.p99)
+    );
+}
