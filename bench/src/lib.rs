@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+pub mod chain;
 pub mod faults;
 
 /// Latency summary of one series of samples.
@@ -95,6 +96,19 @@ pub fn manager_command(
     data: &std::path::Path,
 ) -> anyhow::Result<(std::process::Command, String)> {
     let port = testkit::free_port()?;
+    Ok((
+        manager_command_on(bin, etcd_endpoint, data, port),
+        format!("http://127.0.0.1:{port}"),
+    ))
+}
+
+/// [`manager_command`] on a given port (a manager restarted on the same address).
+pub fn manager_command_on(
+    bin: &std::path::Path,
+    etcd_endpoint: &str,
+    data: &std::path::Path,
+    port: u16,
+) -> std::process::Command {
     let mut cmd = std::process::Command::new(bin);
     cmd.args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--etcd-endpoints", etcd_endpoint])
@@ -103,7 +117,7 @@ pub fn manager_command(
         .arg(data)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null());
-    Ok((cmd, format!("http://127.0.0.1:{port}")))
+    cmd
 }
 
 #[cfg(test)]

@@ -28,12 +28,13 @@
 use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bench::{sibling_binary, Stats};
+use bench::chain::{first, follow_events, follow_records, Chain, ChainOptions, Seen, WatcherSpec};
+use bench::Stats;
 use bollard::container::{
     Config, CreateContainerOptions, KillContainerOptions, ListContainersOptions,
     RemoveContainerOptions,
@@ -45,8 +46,6 @@ use clap::Parser;
 use etcd_client::{EventType, WatchOptions};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use testkit::docker::ContainerGuard;
-use testkit::ChildGuard;
 use tokio::sync::mpsc;
 
 /// End-to-end propagation of a task's death and birth to a watcher's
@@ -88,10 +87,6 @@ struct HookLine {
     added: Vec<String>,
     removed: Vec<String>,
 }
-
-/// A timestamped observation on a link of the chain: `(when, task id, what)`
-/// (a manager task state, or `put` / `delete` of its record).
-type Seen = Arc<Mutex<Vec<(Instant, String, String)>>>;
 
 fn container_ids(json: &str) -> Vec<String> {
     serde_json::from_str::<Vec<Value>>(json)
@@ -136,6 +131,8 @@ fn read_hook_lines(fifo: PathBuf, tx: mpsc::UnboundedSender<HookLine>) {
 struct Hooks {
     rx: mpsc::UnboundedReceiver<HookLine>,
     view: HashMap<String, HashSet<String>>,
+    /// Holds the FIFO the watcher's command opens on every run.
+    _fifo_dir: tempfile::TempDir,
 }
 
 impl Hooks {
@@ -181,276 +178,40 @@ impl Hooks {
     }
 }
 
-/// The running stack; everything it started is gone once it is dropped.
-struct Chain {
-    etcd: testkit::Etcd,
-    dir: tempfile::TempDir,
-    guard: ContainerGuard,
-    manager_url: String,
-    procs: Vec<ChildGuard>,
-    http: reqwest::Client,
-}
-
-impl Chain {
-    async fn start(events: &Seen) -> Result<(Chain, Hooks)> {
-        let manager = sibling_binary("manager").map_err(anyhow::Error::msg)?;
-        let subscriber = sibling_binary("subscriber").map_err(anyhow::Error::msg)?;
-        let watcher = sibling_binary("watcher").map_err(anyhow::Error::msg)?;
-        sibling_binary(manager::runtime::command::SHIM_BINARY).map_err(anyhow::Error::msg)?;
-        let etcd = testkit::Etcd::start()?;
-        let dir = tempfile::Builder::new()
-            .prefix("mdo-propagation-")
-            .tempdir()?;
-        let guard = ContainerGuard::new("propagation");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?;
-        // The manager's identity = the guard's id, so the guard removes every
-        // container the manager creates.
-        let keys = registry::ManagerKeys::new("/mdo/manager")?;
-        let mut kv = etcd_client::Client::connect([etcd.endpoint()], None).await?;
-        kv.put(keys.manager_id(), guard.id(), None).await?;
-
-        let log = |name: &str| -> Result<std::fs::File> {
-            Ok(std::fs::File::create(dir.path().join(name))?)
-        };
-        let mut procs = Vec::new();
-        let (mut cmd, manager_url) =
-            bench::manager_command(&manager, &etcd.endpoint(), &dir.path().join("data"))?;
-        let mlog = log("manager.log")?;
-        cmd.args(["--docker", "auto", "--node-name", "node-1"])
-            .env_remove("MDO_AUTH_TOKEN")
-            .stdout(mlog.try_clone()?)
-            .stderr(mlog);
-        procs.push(ChildGuard::new(
-            cmd.spawn().context("starting the manager")?,
-        ));
-        wait_ok(&http, &format!("{manager_url}/ping")).await?;
-
-        let sub_port = testkit::free_port()?;
-        let slog = log("subscriber.log")?;
-        let child = Command::new(&subscriber)
-            .args(["--listen", &format!("127.0.0.1:{sub_port}")])
-            .args(["--marathon-url", &manager_url])
-            .args(["--etcd-endpoints", &etcd.endpoint()])
-            .env("RUST_LOG", "warn")
-            .env_remove("MDO_AUTH_TOKEN")
-            .env_remove("MARATHON_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(slog.try_clone()?)
-            .stderr(slog)
-            .spawn()
-            .context("starting the subscriber")?;
-        procs.push(ChildGuard::new(child));
-        wait_ok(&http, &format!("http://127.0.0.1:{sub_port}/health")).await?;
-
-        let fifo = dir.path().join("hook.fifo");
-        let made = Command::new("mkfifo").arg(&fifo).status()?;
-        if !made.success() {
-            bail!("mkfifo {} failed", fifo.display());
-        }
-        let (tx, rx) = mpsc::unbounded_channel();
-        read_hook_lines(fifo.clone(), tx);
-        let wlog = log("watcher.log")?;
-        let hook = format!(
-            "printf '%s\\t%s\\t%s\\n' \"$WATCH_SERVICE\" \"$WATCH_ADDED\" \"$WATCH_REMOVED\" > '{}'",
-            fifo.display()
-        );
-        let child = Command::new(&watcher)
-            .args(["--watch", &format!("{DOCKER_SERVICE},{COMMAND_SERVICE}")])
-            .args(["--exec", &hook])
-            .args(["--etcd-endpoints", &etcd.endpoint()])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(wlog.try_clone()?)
-            .stderr(wlog)
-            .spawn()
-            .context("starting the watcher")?;
-        procs.push(ChildGuard::new(child));
-
-        let chain = Chain {
-            etcd,
-            dir,
-            guard,
-            manager_url,
-            procs,
-            http,
-        };
-        follow_events(&chain.manager_url, events.clone()).await?;
-        Ok((
-            chain,
-            Hooks {
-                rx,
-                view: HashMap::new(),
-            },
-        ))
+/// Starts the chain with one watcher whose command writes a line per
+/// notification into a FIFO read by [`read_hook_lines`].
+async fn start_chain(docker: bool) -> Result<(Chain, Hooks)> {
+    let fifo_dir = tempfile::Builder::new()
+        .prefix("mdo-propagation-")
+        .tempdir()?;
+    let fifo = fifo_dir.path().join("hook.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status()?;
+    if !made.success() {
+        bail!("mkfifo {} failed", fifo.display());
     }
-
-    async fn api(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<(u16, Value)> {
-        let mut rb = self
-            .http
-            .request(method, format!("{}{path}", self.manager_url));
-        if let Some(b) = body {
-            rb = rb.json(b);
-        }
-        let r = rb.send().await?;
-        let status = r.status().as_u16();
-        Ok((status, r.json().await.unwrap_or(Value::Null)))
-    }
-
-    async fn scale(&self, app: &str, n: u64) -> Result<()> {
-        let (s, v) = self
-            .api(
-                reqwest::Method::PUT,
-                &format!("/v2/apps{app}?force=true"),
-                Some(&json!({"instances": n})),
-            )
-            .await?;
-        if s != 200 {
-            bail!("PUT /v2/apps{app} instances={n}: {s} {v}");
-        }
-        Ok(())
-    }
-
-    /// Ids of an app's running tasks.
-    async fn running(&self, app: &str) -> Result<Vec<String>> {
-        let (s, v) = self
-            .api(reqwest::Method::GET, &format!("/v2/apps{app}/tasks"), None)
-            .await?;
-        if s != 200 {
-            bail!("GET /v2/apps{app}/tasks: {s} {v}");
-        }
-        Ok(v["tasks"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|t| t["state"] == "TASK_RUNNING")
-            .filter_map(|t| t["id"].as_str().map(str::to_string))
-            .collect())
-    }
-
-    fn copy_logs(&self, to: &Path) -> Result<()> {
-        std::fs::create_dir_all(to)?;
-        for name in ["manager.log", "subscriber.log", "watcher.log"] {
-            std::fs::copy(self.dir.path().join(name), to.join(name))?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Chain {
-    fn drop(&mut self) {
-        for p in self.procs.iter_mut().rev() {
-            p.kill();
-        }
-        for task in manager::runtime::command::live_tasks(&self.dir.path().join("data")) {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(task.pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = (&self.etcd, &self.guard);
-    }
-}
-
-async fn wait_ok(http: &reqwest::Client, url: &str) -> Result<()> {
-    let deadline = Instant::now() + STEP;
-    loop {
-        if let Ok(r) = http.get(url).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("{url} did not answer within {STEP:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Follows the manager's `/v2/events` and notes every task state with the
-/// moment it arrived.
-async fn follow_events(manager_url: &str, seen: Seen) -> Result<()> {
-    let client = reqwest::Client::builder().build()?;
-    let r = client
-        .get(format!("{manager_url}/v2/events"))
-        .header("Accept", "text/event-stream")
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!("GET /v2/events: {}", r.status());
-    }
-    let mut body = r.bytes_stream();
-    tokio::spawn(async move {
-        let mut buf: Vec<u8> = Vec::new();
-        while let Some(Ok(chunk)) = body.next().await {
-            let at = Instant::now();
-            buf.extend_from_slice(&chunk);
-            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=nl).collect();
-                let Some(data) = line.strip_prefix(b"data:") else {
-                    continue;
-                };
-                let Ok(v) = serde_json::from_slice::<Value>(data) else {
-                    continue;
-                };
-                if v["eventType"] == "status_update_event" {
-                    if let (Some(id), Some(state)) =
-                        (v["taskId"].as_str(), v["taskStatus"].as_str())
-                    {
-                        seen.lock()
-                            .unwrap()
-                            .push((at, id.to_string(), state.to_string()));
-                    }
-                }
-            }
-        }
-    });
-    Ok(())
-}
-
-/// Watches the registry and notes every put and delete of a record (by the
-/// task id its key ends with) with the moment it arrived.
-async fn follow_records(endpoint: &str, seen: Seen) -> Result<()> {
-    let mut client = etcd_client::Client::connect([endpoint], None).await?;
-    let (_w, mut stream) = client
-        .watch(
-            registry::DEFAULT_PREFIX,
-            Some(WatchOptions::new().with_prefix()),
-        )
-        .await?;
-    tokio::spawn(async move {
-        let _keep = _w;
-        while let Ok(Some(resp)) = stream.message().await {
-            let at = Instant::now();
-            for e in resp.events() {
-                let Some(kv) = e.kv() else { continue };
-                let key = String::from_utf8_lossy(kv.key()).to_string();
-                let id = key.rsplit('/').next().unwrap_or_default().to_string();
-                let what = match e.event_type() {
-                    EventType::Put => "put",
-                    EventType::Delete => "delete",
-                };
-                seen.lock().unwrap().push((at, id, what.to_string()));
-            }
-        }
-    });
-    Ok(())
-}
-
-/// The first observation of `id` after `from` that `what` accepts.
-fn first(seen: &Seen, from: Instant, id: &str, what: impl Fn(&str) -> bool) -> Option<Instant> {
-    seen.lock()
-        .unwrap()
-        .iter()
-        .filter(|(at, i, w)| *at >= from && i == id && what(w))
-        .map(|(at, _, _)| *at)
-        .min()
+    let (tx, rx) = mpsc::unbounded_channel();
+    read_hook_lines(fifo.clone(), tx);
+    let exec = format!(
+        "printf '%s\\t%s\\t%s\\n' \"$WATCH_SERVICE\" \"$WATCH_ADDED\" \"$WATCH_REMOVED\" > '{}'",
+        fifo.display()
+    );
+    let chain = Chain::start(ChainOptions {
+        docker,
+        watchers: vec![WatcherSpec {
+            watch: format!("{DOCKER_SERVICE},{COMMAND_SERVICE}"),
+            exec,
+        }],
+        log_level: None,
+    })
+    .await?;
+    Ok((
+        chain,
+        Hooks {
+            rx,
+            view: HashMap::new(),
+            _fifo_dir: fifo_dir,
+        },
+    ))
 }
 
 fn is_terminal(state: &str) -> bool {
@@ -877,7 +638,8 @@ async fn main() -> Result<()> {
     }
     let events: Seen = Arc::default();
     let records: Seen = Arc::default();
-    let (chain, hooks) = Chain::start(&events).await?;
+    let (chain, hooks) = start_chain(want("docker")).await?;
+    follow_events(&chain.manager_url, events.clone()).await?;
     follow_records(&chain.etcd.endpoint(), records.clone()).await?;
     let raw = Raw::start(&chain.etcd.endpoint(), docker.clone()).await?;
     let mut run = Run {
@@ -988,7 +750,7 @@ async fn measure(run: &mut Run<'_>, args: &Args, docker: &Docker) -> Result<()> 
         if s != 201 {
             bail!("POST /v2/apps {COMMAND_APP}: {s} {v}");
         }
-        let killer = ProcessKill(run.chain.dir.path().join("data"));
+        let killer = ProcessKill(run.chain.data_dir());
         let (mut death, mut birth) = (Figure::default(), Figure::default());
         let (mut raw_death, mut raw_birth) = (Vec::new(), Vec::new());
         for i in 0..n {
