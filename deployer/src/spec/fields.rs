@@ -32,7 +32,7 @@ pub fn suggest<'a>(unknown: &str, known: &[&'a str]) -> Option<&'a str> {
     }
     let (best, dist) = known
         .iter()
-        .map(|k| (*k, levenshtein(&u, &norm(k))))
+        .map(|k| (*k, strsim::levenshtein(&u, &norm(k))))
         .min_by_key(|(_, d)| *d)?;
     let allowed = if u.len() <= 4 {
         1
@@ -42,20 +42,6 @@ pub fn suggest<'a>(unknown: &str, known: &[&'a str]) -> Option<&'a str> {
         3
     };
     (dist <= allowed).then_some(best)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 pub(super) fn check_fields(obj: &Map<String, Value>, known: &[&str], path: &str, p: &mut Problems) {
