@@ -72,11 +72,9 @@ the dashboard; actions still send the token with each request.</p>{problem}\
 }
 
 fn form_token(body: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    text.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == "token").then(|| super::percent_decode(v))
-    })
+    url::form_urlencoded::parse(body)
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
 }
 
 pub async fn show(state: web::Data<State>) -> HttpResponse {

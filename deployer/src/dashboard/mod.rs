@@ -19,7 +19,7 @@ pub mod render;
 use std::sync::Arc;
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use futures::future::join_all;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -138,47 +138,29 @@ async fn live(state: web::Data<State>) -> HttpResponse {
     }
 }
 
-fn query_param(req: &HttpRequest, key: &str) -> Option<String> {
-    req.query_string().split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == key).then(|| percent_decode(v))
-    })
+/// `GET /dashboard/app`'s query string.
+#[derive(serde::Deserialize)]
+struct AppQuery {
+    id: Option<String>,
+    fragment: Option<String>,
 }
 
-pub(crate) fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
+async fn app(
+    state: web::Data<State>,
+    query: Result<web::Query<AppQuery>, actix_web::Error>,
+) -> HttpResponse {
+    let query = match query {
+        Ok(q) => q.into_inner(),
+        Err(e) => {
+            return HttpResponse::BadRequest()
+                .json(serde_json::json!({"message": format!("query string: {e}")}))
         }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-async fn app(state: web::Data<State>, req: HttpRequest) -> HttpResponse {
-    let Some(app_id) = query_param(&req, "id").filter(|id| !id.is_empty()) else {
+    };
+    let Some(app_id) = query.id.filter(|id| !id.is_empty()) else {
         return HttpResponse::BadRequest()
             .json(serde_json::json!({"message": "query parameter id (the app id) is required"}));
     };
-    let fragment = query_param(&req, "fragment").is_some_and(|v| v == "1" || v == "true");
+    let fragment = query.fragment.is_some_and(|v| v == "1" || v == "true");
     let snapshot = match state.board.cluster.snapshot().await {
         Ok(s) => s,
         Err(e) => return unavailable(&state, &e),
@@ -324,15 +306,4 @@ async fn style() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .body(STYLE)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decoding_query_values() {
-        assert_eq!(percent_decode("%2Fdev%2Fweb"), "/dev/web");
-        assert_eq!(percent_decode("a+b%zz"), "a b%zz");
-    }
 }

@@ -23,44 +23,67 @@ struct DeployQuery {
     dry_run: bool,
 }
 
-fn query(q: &str) -> Result<DeployQuery, ApiError> {
-    let mut out = DeployQuery::default();
-    for pair in q.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
-        let bad = |what: &str| ApiError::BadRequest {
+/// The query string as sent: every value kept as text so a bad one is
+/// refused with a message naming it (unknown parameters are ignored).
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct DeployParams {
+    wait: Option<String>,
+    timeout: Option<String>,
+    dry_run: Option<String>,
+}
+
+impl DeployParams {
+    fn check(&self) -> Result<DeployQuery, ApiError> {
+        let bad = |k: &str, v: &str, what: &str| ApiError::BadRequest {
             message: format!("query parameter {k}={v}: {what}"),
             details: Vec::new(),
         };
-        let flag = || match v.to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "" => Ok(true),
-            "false" | "0" | "no" => Ok(false),
-            _ => Err(bad("expected true or false")),
+        let flag = |k: &str, v: &Option<String>| match v.as_deref() {
+            None => Ok(false),
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "" => Ok(true),
+                "false" | "0" | "no" => Ok(false),
+                _ => Err(bad(k, v, "expected true or false")),
+            },
         };
-        match k {
-            "wait" => out.wait = flag()?,
-            "dry_run" => out.dry_run = flag()?,
-            "timeout" => {
+        let timeout = match self.timeout.as_deref() {
+            None => None,
+            Some(v) => {
                 let expected =
                     format!("expected seconds, more than 0 and at most {MAX_TIMEOUT_SECS}");
-                let secs: f64 = v.parse().map_err(|_| bad(&expected))?;
+                let secs: f64 = v.parse().map_err(|_| bad("timeout", v, &expected))?;
                 // NaN fails both comparisons.
                 if !(secs > 0.0 && secs <= MAX_TIMEOUT_SECS) {
-                    return Err(bad(&expected));
+                    return Err(bad("timeout", v, &expected));
                 }
-                out.timeout = Some(Duration::from_secs_f64(secs));
+                Some(Duration::from_secs_f64(secs))
             }
-            _ => {}
-        }
+        };
+        Ok(DeployQuery {
+            wait: flag("wait", &self.wait)?,
+            timeout,
+            dry_run: flag("dry_run", &self.dry_run)?,
+        })
     }
-    Ok(out)
+}
+
+/// A query string actix could not read into [`DeployParams`] (a parameter
+/// given twice) is a 400 like any other bad parameter.
+fn query(q: Result<web::Query<DeployParams>, actix_web::Error>) -> Result<DeployQuery, ApiError> {
+    let q = q.map_err(|e| ApiError::BadRequest {
+        message: format!("query string: {e}"),
+        details: Vec::new(),
+    })?;
+    q.check()
 }
 
 pub async fn deploy(
     state: web::Data<State>,
     req: HttpRequest,
+    params: Result<web::Query<DeployParams>, actix_web::Error>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let result = handle(&state, &req, payload).await;
+    let result = handle(&state, &req, params, payload).await;
     let status = match &result {
         Ok(_) => "200".to_string(),
         Err(e) => actix_web::ResponseError::status_code(e)
@@ -91,9 +114,10 @@ pub async fn deploy(
 async fn handle(
     state: &State,
     req: &HttpRequest,
+    params: Result<web::Query<DeployParams>, actix_web::Error>,
     mut payload: web::Payload,
 ) -> Result<DeployReport, ApiError> {
-    let q = query(req.query_string())?;
+    let q = query(params)?;
     let limit = state.config.limits.max_bytes;
     let too_large = |size: usize| {
         ApiError::TooLarge(format!(
@@ -168,6 +192,10 @@ async fn handle(
 mod tests {
     use super::*;
 
+    fn query(q: &str) -> Result<DeployQuery, ApiError> {
+        super::query(web::Query::<DeployParams>::from_query(q).map_err(Into::into))
+    }
+
     #[test]
     fn query_parsing() {
         assert_eq!(query("").unwrap(), DeployQuery::default());
@@ -183,6 +211,12 @@ mod tests {
         assert!(query("dry_run=nope").is_err());
         assert!(query("wait").unwrap().wait);
         assert!(query("wait=maybe").is_err());
+        assert!(
+            query("wait=%74rue").unwrap().wait,
+            "values are percent-decoded"
+        );
+        let twice = query("wait=true&wait=false").unwrap_err().to_string();
+        assert!(twice.contains("wait"), "{twice}");
         let secs = |t: &str| query(&format!("timeout={t}")).map(|q| q.timeout);
         for ok in ["0.001", "1", "2.5", "3600"] {
             assert!(secs(ok).is_ok(), "{ok}");
