@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::stub::{bridge_app, Stub};
 use support::*;
 use testkit::fuzz::{self, Fuzzer};
+use testkit::marathon_stub::{bridge_app, Stub};
 use testkit::Etcd;
 
 fn seeds() -> Vec<Value> {

@@ -1,5 +1,5 @@
 //! Issue 15: the real subscriber binary against a secured etcd, fed by the
-//! Marathon API stub (tests/support/stub.rs): once with TLS and a client
+//! Marathon API stub (`testkit::marathon_stub`): once with TLS and a client
 //! certificate (`--etcd-ca/--etcd-cert/--etcd-key`, https endpoint), once
 //! with user/password authentication (`--etcd-user`, the password in
 //! `ETCD_PASSWORD`) as a user whose role covers only `/services/`. Each
@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use registry::{Registry, Settings};
-use support::stub::{host_app, Stub};
 use support::wait_containers;
+use testkit::marathon_stub::{host_app, Stub};
 use testkit::{ChildGuard, Etcd, EtcdTls};
 
 const DEADLINE: Duration = Duration::from_secs(30);

@@ -7,8 +7,8 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::stub::{bridge_app, Stub};
 use support::*;
+use testkit::marathon_stub::{bridge_app, Stub};
 use testkit::Etcd;
 
 const TOKEN: &str = "s3cret-T0ken";

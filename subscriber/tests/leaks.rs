@@ -7,8 +7,8 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::stub::Stub;
 use support::*;
+use testkit::marathon_stub::Stub;
 use testkit::Etcd;
 
 const SECRET: &str = "s3cret-pw-915";

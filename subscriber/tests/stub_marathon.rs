@@ -1,5 +1,5 @@
 //! The real subscriber binary against a real etcd and a Marathon API stub
-//! (tests/support/stub.rs) that lets each test stage events, missed events,
+//! (`testkit::marathon_stub`) that lets each test stage events, missed events,
 //! races and outages precisely.
 
 mod support;
@@ -9,8 +9,8 @@ use std::time::Duration;
 use registry::naming::labels_from_group;
 use registry::{Instance, Port};
 use serde_json::json;
-use support::stub::{bridge_app, host_app, Stub};
 use support::*;
+use testkit::marathon_stub::{bridge_app, host_app, Stub};
 use testkit::Etcd;
 
 fn hand_record(container: &str, owner: &str) -> Instance {

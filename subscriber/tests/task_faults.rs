@@ -9,8 +9,8 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use support::stub::{bridge_app, Stub};
 use support::*;
+use testkit::marathon_stub::{bridge_app, Stub};
 use testkit::Etcd;
 
 const TS: &str = "2026-11-22T10:00:05.000Z";

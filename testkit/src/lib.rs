@@ -1,6 +1,7 @@
 //! Test harness shared by every crate's integration tests: a real etcd per
-//! test, child-process guards, polling with a deadline, and the CI rule that
-//! Docker tests fail (never skip) when `CI=true` and no engine answers.
+//! test, child-process guards, polling with a deadline, the CI rule that
+//! Docker tests fail (never skip) when `CI=true` and no engine answers, and a
+//! Marathon API stub (`marathon_stub`).
 //!
 //! Dev-only: never a dependency of product code.
 
@@ -9,6 +10,7 @@ pub mod docker_proxy;
 pub mod etcd;
 pub mod fuzz;
 pub mod images;
+pub mod marathon_stub;
 pub mod process;
 pub mod tls;
 

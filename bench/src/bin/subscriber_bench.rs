@@ -9,14 +9,10 @@
 //! - RSS of the subscriber holding 10,000 records (beside etcd's own RSS).
 //!
 //! The load generator is the Marathon API stub of the subscriber's tests
-//! (`subscriber/tests/support/stub.rs`): it serves `/v2/apps` with the tasks
+//! (`testkit::marathon_stub`): it serves `/v2/apps` with the tasks
 //! and emits events at the chosen rate on `/v2/events`.
 //!
 //! `cargo build --release -p subscriber && cargo run --release -p bench --bin subscriber_bench`
-
-#[path = "../../../subscriber/tests/support/stub.rs"]
-#[allow(dead_code, clippy::all)]
-mod stub;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -30,7 +26,7 @@ use clap::Parser;
 use etcd_client::{EventType, TxnOp, WatchOptions};
 use futures::StreamExt;
 use registry::{Instance, Port, Registry, Scope, Settings, WatchEvent};
-use stub::{bridge_app, Stub};
+use testkit::marathon_stub::{self as stub, bridge_app, Stub};
 use testkit::Etcd;
 
 #[derive(Parser)]

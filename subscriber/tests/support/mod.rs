@@ -1,7 +1,5 @@
 #![allow(dead_code)]
 
-pub mod stub;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

@@ -1,11 +1,9 @@
-//! A small Marathon API stub for tests and the benchmark load generator:
-//! serves `/v2/apps?embed=apps.tasks`, `/v2/apps/{id}`, `/v2/events` (SSE)
-//! and `/v2/eventSubscriptions` (with delivery by POST), and lets the test
-//! start and kill tasks (emitting the matching events), hold a `/v2/apps`
-//! answer (to stage races) and go down. Plain tokio (no framework), so the
-//! benchmark can include it too.
-
-#![allow(dead_code)]
+//! A small Marathon API stub for the subscriber's tests and the subscriber
+//! benchmark's load generator: serves `/v2/apps?embed=apps.tasks`,
+//! `/v2/apps/{id}`, `/v2/events` (SSE) and `/v2/eventSubscriptions` (with
+//! delivery by POST), and lets the test start and kill tasks (emitting the
+//! matching events), hold a `/v2/apps` answer (to stage races) and go down.
+//! Plain tokio (no framework).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -169,16 +167,49 @@ impl Stub {
 
     /// Starts a task (TASK_RUNNING + event); returns its id.
     pub fn start_task(&self, app_id: &str, host_ports: &[u32]) -> String {
-        let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let id = format!(
-            "{}.instance-{n:08}-0000-1000-8000-000000000000._app.1",
-            Self::safe_id(app_id)
-        );
+        let id = self.next_task_id(app_id);
         self.start_task_with_id(app_id, &id, host_ports);
         id
     }
 
     pub fn start_task_with_id(&self, app_id: &str, id: &str, host_ports: &[u32]) {
+        let ts = self.put_task(app_id, id, host_ports);
+        self.emit_status(app_id, id, "TASK_RUNNING", host_ports, &ts);
+    }
+
+    /// Kills a task: TASK_KILLING, gone from the list, TASK_KILLED.
+    pub fn kill_task(&self, app_id: &str, id: &str) {
+        let ts = now();
+        self.emit_status(app_id, id, "TASK_KILLING", &[], &ts);
+        self.forget_task(app_id, id);
+        self.emit_status(app_id, id, "TASK_KILLED", &[], &ts);
+    }
+
+    /// Removes a task from the list without any event (a missed event).
+    pub fn forget_task(&self, app_id: &str, id: &str) {
+        if let Some(t) = self.state.lock().unwrap().tasks.get_mut(app_id) {
+            t.remove(id);
+        }
+    }
+
+    /// Adds a running task to the list without any event (a missed event).
+    pub fn add_task_silently(&self, app_id: &str, host_ports: &[u32]) -> String {
+        let id = self.next_task_id(app_id);
+        self.put_task(app_id, &id, host_ports);
+        id
+    }
+
+    /// A fresh task id of the app, in Marathon's shape.
+    fn next_task_id(&self, app_id: &str) -> String {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{}.instance-{n:08}-0000-1000-8000-000000000000._app.1",
+            Self::safe_id(app_id)
+        )
+    }
+
+    /// Lists a TASK_RUNNING task started now; returns its timestamp.
+    fn put_task(&self, app_id: &str, id: &str, host_ports: &[u32]) -> String {
         let ts = now();
         let task = json!({
             "id": id, "appId": app_id, "host": "127.0.0.1", "slaveId": "node-1",
@@ -194,49 +225,7 @@ impl Stub {
             .entry(app_id.to_string())
             .or_default()
             .insert(id.to_string(), task);
-        self.emit_status(app_id, id, "TASK_RUNNING", host_ports, &ts);
-    }
-
-    /// Kills a task: TASK_KILLING, gone from the list, TASK_KILLED.
-    pub fn kill_task(&self, app_id: &str, id: &str) {
-        let ts = now();
-        self.emit_status(app_id, id, "TASK_KILLING", &[], &ts);
-        if let Some(t) = self.state.lock().unwrap().tasks.get_mut(app_id) {
-            t.remove(id);
-        }
-        self.emit_status(app_id, id, "TASK_KILLED", &[], &ts);
-    }
-
-    /// Removes a task from the list without any event (a missed event).
-    pub fn forget_task(&self, app_id: &str, id: &str) {
-        if let Some(t) = self.state.lock().unwrap().tasks.get_mut(app_id) {
-            t.remove(id);
-        }
-    }
-
-    /// Adds a running task to the list without any event (a missed event).
-    pub fn add_task_silently(&self, app_id: &str, host_ports: &[u32]) -> String {
-        let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let id = format!(
-            "{}.instance-{n:08}-0000-1000-8000-000000000000._app.1",
-            Self::safe_id(app_id)
-        );
-        let ts = now();
-        let task = json!({
-            "id": id, "appId": app_id, "host": "127.0.0.1", "slaveId": "node-1",
-            "state": "TASK_RUNNING", "stagedAt": ts, "startedAt": ts, "version": VERSION,
-            "ports": host_ports, "servicePorts": [],
-            "ipAddresses": [{"ipAddress": "172.17.0.9", "protocol": "IPv4"}],
-            "healthCheckResults": [], "localVolumes": []
-        });
-        self.state
-            .lock()
-            .unwrap()
-            .tasks
-            .entry(app_id.to_string())
-            .or_default()
-            .insert(id.clone(), task);
-        id
+        ts
     }
 
     pub fn task_ids(&self) -> Vec<String> {
@@ -292,19 +281,9 @@ impl Stub {
         self.hold.lock().unwrap().take()
     }
 
-    fn apps_json(&self, with_tasks: bool) -> Value {
-        let g = self.state.lock().unwrap();
-        let apps: Vec<Value> = g
-            .apps
-            .iter()
-            .map(|(id, app)| self.app_info(app, g.tasks.get(id), with_tasks))
-            .collect();
-        json!({ "apps": apps })
-    }
-
-    /// The `/v2/apps` body, serialised straight from the stored JSON (the
-    /// same document as `apps_json`, without cloning every task: as the
-    /// benchmark's load generator it answers 10,000 tasks).
+    /// The `/v2/apps` body, serialised straight from the stored JSON
+    /// (without cloning every task: as the benchmark's load generator it
+    /// answers 10,000 tasks).
     fn apps_body(&self, with_tasks: bool) -> String {
         const STATUS: [&str; 5] = [
             "tasksRunning",
@@ -495,21 +474,13 @@ impl Stub {
                     }
                 }
                 Ok(Ok(m)) => {
-                    let ty = serde_json::from_str::<Value>(&m)
-                        .ok()
-                        .and_then(|v| v["eventType"].as_str().map(str::to_string))
-                        .unwrap_or_default();
                     // Batch whatever else is ready into one write.
-                    let mut out = format!("event: {ty}\r\ndata: {m}\r\n\r\n");
+                    let mut out = sse_frame(&m);
                     while let Ok(m) = rx.try_recv() {
                         if m.is_empty() {
                             continue;
                         }
-                        let ty = serde_json::from_str::<Value>(&m)
-                            .ok()
-                            .and_then(|v| v["eventType"].as_str().map(str::to_string))
-                            .unwrap_or_default();
-                        out.push_str(&format!("event: {ty}\r\ndata: {m}\r\n\r\n"));
+                        out.push_str(&sse_frame(&m));
                         if out.len() > 256 * 1024 {
                             break;
                         }
@@ -522,6 +493,15 @@ impl Stub {
             w.flush().await?;
         }
     }
+}
+
+/// One SSE frame for an event (its `eventType` names the event).
+fn sse_frame(event: &str) -> String {
+    let ty = serde_json::from_str::<Value>(event)
+        .ok()
+        .and_then(|v| v["eventType"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    format!("event: {ty}\r\ndata: {event}\r\n\r\n")
 }
 
 fn url_decode(s: &str) -> String {
