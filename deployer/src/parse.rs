@@ -3,7 +3,11 @@
 //! Both formats go through one `DeserializeSeed` that counts every node it
 //! builds (aliases included, so a YAML "billion laughs" stops after the
 //! budget, not after the memory is gone) and limits the nesting depth.
-//! Duplicate keys and YAML tags are rejected.
+//! YAML is read by `serde-saphyr`, whose own budget is set to the same node
+//! and depth limits (it stops a deep or alias-heavy document while reading,
+//! before our seed sees it; the messages are ours either way). The size
+//! limit is checked on the body before parsing. Duplicate keys, YAML tags
+//! and a second document (`---`) are rejected.
 
 use std::cell::Cell;
 use std::fmt;
@@ -157,12 +161,17 @@ pub fn parse(body: &[u8], format: Format, limits: &Limits) -> Result<Value, Pars
             if text.trim().is_empty() {
                 return Ok(Value::Null);
             }
-            let de = serde_yaml::Deserializer::from_str(text);
-            let r = seed.deserialize(de);
+            let r = serde_saphyr::with_deserializer_from_str_with_options(
+                text,
+                yaml_options(limits),
+                |de| seed.deserialize(de),
+            );
             (
                 r.map_err(|e| {
-                    let loc = e.location().map(|l| (l.line(), l.column()));
-                    (e.to_string(), loc)
+                    let loc = e
+                        .location()
+                        .map(|l| (l.line() as usize, l.column() as usize));
+                    (yaml_message(&e, limits), loc)
                 }),
                 "YAML",
             )
@@ -176,9 +185,6 @@ pub fn parse(body: &[u8], format: Format, limits: &Limits) -> Result<Value, Pars
             ),
             Some(Hit::Depth) => {
                 format!("document nests deeper than {} levels", limits.max_depth)
-            }
-            None if raw.contains("repetition limit exceeded") => {
-                "too many alias expansions (YAML alias bomb?)".to_string()
             }
             None => strip_location(&raw),
         };
@@ -198,7 +204,100 @@ pub fn parse(body: &[u8], format: Format, limits: &Limits) -> Result<Value, Pars
     })
 }
 
-/// serde_yaml / serde_json append " at line X column Y"; we say it ourselves.
+/// The YAML reader's settings: serde_yaml's reading of untyped scalars
+/// (YAML 1.2 booleans only, `0755` and `1_000` stay text, `<<` is an
+/// ordinary key, non-finite numbers reach our visitor, which refuses them),
+/// repeated keys refused, unknown tags refused, one document.
+/// The reader enforces our node budget (it counts the nodes aliases replay)
+/// and depth limit itself while it reads, as its own budget; its other limits
+/// (events, aliases, anchors, alias replay) are set from the node budget, so
+/// a document within ours never reaches them. [`yaml_message`] words each
+/// breach as our limit.
+fn yaml_options(limits: &Limits) -> serde_saphyr::Options {
+    let nodes = limits.max_nodes;
+    // `max_depth` counts levels below the top one.
+    let depth = limits.max_depth.saturating_add(1);
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = nodes;
+    budget.max_events = nodes.saturating_mul(2).saturating_add(16);
+    budget.max_aliases = nodes;
+    budget.max_anchors = nodes;
+    budget.max_depth = depth;
+    budget.flow_nesting_limit = depth;
+    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(limits.max_bytes);
+    // Aliases are paid for node by node in our budget; no ratio guess.
+    budget.enforce_alias_anchor_ratio = false;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = nodes.saturating_mul(2).saturating_add(16);
+    options.alias_limits.max_replay_stack_depth = depth;
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    options.merge_keys = serde_saphyr::MergeKeyPolicy::AsOrdinary;
+    options.strict_booleans = true;
+    options.leading_zero_numbers_as_strings = true;
+    options.underscored_numbers_as_strings = true;
+    options.non_finite_float_policy = serde_saphyr::NonFiniteFloatPolicy::PassThrough;
+    options.reject_unsupported_tags = true;
+    options.with_snippet = false;
+    options
+}
+
+/// The reader's error in our words where it is one of our limits.
+fn yaml_message(e: &serde_saphyr::Error, limits: &Limits) -> String {
+    use serde_saphyr::budget::BudgetBreach;
+    use serde_saphyr::granit_parser::ErrorKind;
+    use serde_saphyr::{Error as E, ExternalMessageSource};
+    let deeper = || format!("document nests deeper than {} levels", limits.max_depth);
+    let bomb = || {
+        format!(
+            "document expands to more than {} nodes (YAML alias bomb?)",
+            limits.max_nodes
+        )
+    };
+    match e {
+        E::Budget {
+            breach: BudgetBreach::Depth { .. },
+            ..
+        } => deeper(),
+        E::Budget {
+            breach: BudgetBreach::Documents { .. },
+            ..
+        }
+        | E::MultipleDocuments { .. } => {
+            "more than one YAML document (---): a deploy document is one".to_string()
+        }
+        E::Budget {
+            breach:
+                BudgetBreach::Nodes { .. }
+                | BudgetBreach::Events { .. }
+                | BudgetBreach::Aliases { .. }
+                | BudgetBreach::Anchors { .. },
+            ..
+        } => bomb(),
+        E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. }
+        | E::AliasReplayCounterOverflow { .. } => {
+            "too many alias expansions (YAML alias bomb?)".to_string()
+        }
+        E::AliasError { error, .. } => yaml_message(error, limits),
+        E::ExternalMessage { source, .. }
+            if matches!(
+                &**source,
+                ExternalMessageSource::Parser(scan)
+                    if matches!(scan.kind(), ErrorKind::RecursionLimitExceeded)
+            ) =>
+        {
+            deeper()
+        }
+        E::DuplicateMappingKey { key: Some(key), .. } => format!("duplicate key \"{key}\""),
+        E::DuplicateMappingKey { key: None, .. } => "duplicate key".to_string(),
+        E::UnsupportedTag { tag, .. } => format!("YAML tags (!tag) are not supported: {tag}"),
+        other => strip_location(&other.to_string()),
+    }
+}
+
+/// serde_json appends " at line X column Y"; we say it ourselves.
 fn strip_location(raw: &str) -> String {
     match raw.find(" at line ") {
         Some(i) => raw[..i].to_string(),
@@ -424,8 +523,8 @@ mod tests {
 
     #[test]
     fn quadratic_alias_expansion_hits_the_node_budget() {
-        // One large anchored list referenced many times: within serde_yaml's
-        // own repetition limit, but far over our node budget.
+        // One large anchored list referenced many times: few aliases, but
+        // far over the node budget once they are replayed.
         let big: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
         let mut doc = format!("big: &b [{}]\nrefs:\n", big.join(", "));
         for _ in 0..2000 {
@@ -464,14 +563,47 @@ mod tests {
 
     #[test]
     fn duplicate_keys_and_tags_are_rejected() {
-        assert!(yaml("a: 1\na: 2\n")
-            .unwrap_err()
-            .to_string()
-            .contains("duplicate key"));
+        assert_eq!(
+            yaml("a: 1\na: 2\n").unwrap_err().to_string(),
+            "Invalid YAML at line 2, column 1: duplicate key \"a\""
+        );
         assert!(yaml("a: !foo 1\n")
             .unwrap_err()
             .to_string()
             .contains("tags"));
+    }
+
+    #[test]
+    fn untyped_scalars_read_as_serde_yaml_read_them() {
+        let doc = "a: yes\nb: 0755\nc: 1_000\nd: 0x1F\ne: ~\nf: 1e3\ng: 0o17\nh: True\n\
+                   i: on\nj: NULL\nk: 2001-12-14\nl: 1:20\nm: -1\nn: .5\n";
+        assert_eq!(
+            yaml(doc).unwrap(),
+            json!({"a": "yes", "b": "0755", "c": "1_000", "d": 31, "e": null, "f": 1000.0,
+                   "g": 15, "h": true, "i": "on", "j": null, "k": "2001-12-14", "l": "1:20",
+                   "m": -1, "n": 0.5})
+        );
+        for bad in ["a: .nan\n", "a: .inf\n", "a: -.inf\n"] {
+            let e = yaml(bad).unwrap_err().to_string();
+            assert!(e.contains("number is not finite"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn one_document_anchors_and_merge_keys() {
+        assert_eq!(
+            yaml("x: &a [1, 2]\ny: *a\n").unwrap(),
+            json!({"x": [1, 2], "y": [1, 2]})
+        );
+        // `<<` is an ordinary key (the spec then names it as an unknown field).
+        assert_eq!(yaml("<<: {a: 1}\n").unwrap(), json!({"<<": {"a": 1}}));
+        let e = yaml("a: 1\n---\nb: 2\n").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "Invalid YAML at line 3, column 1: more than one YAML document (---): a deploy document is one"
+        );
+        let e = yaml("x: *nope\n").unwrap_err().to_string();
+        assert!(e.starts_with("Invalid YAML at line 1, column 4:"), "{e}");
     }
 
     #[test]

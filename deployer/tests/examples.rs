@@ -32,13 +32,18 @@ fn examples_are_valid() {
 fn everything_yaml_uses_and_readme_describes_every_field() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let body = std::fs::read_to_string(root.join("examples/everything.yaml")).unwrap();
-    let doc: serde_yaml::Value = serde_yaml::from_str(&body).unwrap();
+    let doc = deployer::parse::parse(
+        body.as_bytes(),
+        deployer::parse::Format::Yaml,
+        &deployer::parse::Limits::default(),
+    )
+    .unwrap();
     let used: std::collections::BTreeSet<String> = doc["deploy"]
-        .as_mapping()
+        .as_object()
         .expect("everything.yaml has deploy:")
         .values()
-        .flat_map(|spec| spec.as_mapping().expect("a spec is a mapping").keys())
-        .filter_map(|k| k.as_str().map(str::to_string))
+        .flat_map(|spec| spec.as_object().expect("a spec is a mapping").keys())
+        .cloned()
         .collect();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let mut problems = Vec::new();
