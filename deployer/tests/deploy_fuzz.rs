@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{Deployer, Manager};
+use reqwest::Method;
 use serde_json::{json, Value};
-use testkit::fuzz::{self, Fuzzer};
+use testkit::fuzz::{self, Case, Fuzzer};
 
 const SEED_YAML: &str = "\
 deploy:
@@ -80,9 +81,7 @@ async fn settle(http: &reqwest::Client, base: &str) -> BTreeMap<String, Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutated_documents_never_5xx_and_never_half_apply() {
-    let seed = fuzz::seed();
-    let cases = fuzz::cases(600);
-    eprintln!("deploy_fuzz: MDO_FUZZ_SEED={seed} MDO_FUZZ_CASES={cases}");
+    let mut run = fuzz::Run::new("deploy_fuzz", 600);
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         PANICS.fetch_add(1, Ordering::SeqCst);
@@ -91,10 +90,7 @@ async fn mutated_documents_never_5xx_and_never_half_apply() {
 
     let manager = Manager::start();
     let deployer = Deployer::start(&manager.url);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("client");
+    let http = run.http().clone();
 
     // The seed documents themselves are valid.
     for (body, ct) in [
@@ -114,65 +110,41 @@ async fn mutated_documents_never_5xx_and_never_half_apply() {
     let mut before = settle(&http, &manager.url).await;
     assert!(before.contains_key("/dev/web"), "{before:?}");
 
-    let mut fuzzer = Fuzzer::new(seed);
+    let mut fuzzer = Fuzzer::new(run.seed());
     let seed_json = seed_json();
-    let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
-    for case in 0..cases {
+    for case in run.cases() {
         let (body, content_type) = match case % 4 {
             0 => (fuzzer.yaml_body(SEED_YAML), Some("application/yaml")),
             1 => (fuzzer.yaml_body(SEED_YAML), None),
             2 => (fuzzer.json_body(&seed_json), Some("application/json")),
             _ => (fuzzer.json_body(&seed_json), Some("application/yaml")),
         };
-        let what = || {
-            format!(
-                "MDO_FUZZ_SEED={seed} case {case}: POST /deploy ({content_type:?}) with {}",
-                fuzz::preview(&body)
-            )
-        };
-        let mut req = http
-            .post(format!("{}/deploy", deployer.url))
-            .body(body.clone());
-        if let Some(ct) = content_type {
-            req = req.header("Content-Type", ct);
-        }
-        let resp = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("no answer ({e}) to {}", what()));
-        let status = resp.status().as_u16();
-        let answer = resp
-            .bytes()
-            .await
-            .unwrap_or_else(|e| panic!("answer cut ({e}) to {}", what()));
-        *statuses.entry(status).or_default() += 1;
-        assert!(
-            status < 500,
-            "{status} {} to {}",
-            String::from_utf8_lossy(&answer),
-            what()
-        );
-        if (200..300).contains(&status) {
+        let req =
+            Case::new(Method::POST, &deployer.url, "/deploy", body).content_type(content_type);
+        let sent = run.send(case, req).await;
+        if sent.accepted() {
             before = settle(&http, &manager.url).await;
         } else {
             let after = apps(&http, &manager.url).await;
             assert_eq!(
                 after,
                 before,
-                "refused with {status} ({}) yet apps changed: {}",
-                String::from_utf8_lossy(&answer[..answer.len().min(300)]),
-                what()
+                "refused with {} ({}) yet apps changed: {}",
+                sent.status,
+                sent.answer_text(),
+                sent.what
             );
         }
-        assert_eq!(PANICS.load(Ordering::SeqCst), 0, "a panic after {}", what());
+        assert_eq!(
+            PANICS.load(Ordering::SeqCst),
+            0,
+            "a panic after {}",
+            sent.what
+        );
     }
-    eprintln!("deploy_fuzz: {cases} cases, statuses {statuses:?}");
+    run.finish();
 
-    let log = manager.log();
-    assert!(
-        !log.contains("panicked"),
-        "a panic in the manager's log:\n{log}"
-    );
+    fuzz::assert_no_panic("manager", &manager.log());
     let (status, _) = deployer.get("/metrics").await;
     assert_eq!(status, 200, "the deployer still serves");
 }

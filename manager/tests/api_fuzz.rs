@@ -6,16 +6,14 @@
 //! has no panic. `MDO_FUZZ_SEED` and `MDO_FUZZ_CASES` reproduce or lengthen
 //! a run; a failure prints the seed, the case and the body.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use testkit::fuzz::{self, Fuzzer};
-use testkit::{ChildGuard, Etcd};
+use testkit::fuzz::{self, Case, Fuzzer};
+use testkit::manager::{ManagerCmd, TaskCleanup};
+use testkit::Etcd;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -92,55 +90,15 @@ async fn apps(http: &reqwest::Client, base: &str) -> BTreeMap<String, Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutated_app_bodies_never_5xx_and_never_half_apply() {
-    let seed = fuzz::seed();
-    let cases = fuzz::cases(2_000);
-    eprintln!("api_fuzz: MDO_FUZZ_SEED={seed} MDO_FUZZ_CASES={cases}");
-
+    let mut run = fuzz::Run::new("api_fuzz", 2_000);
     let etcd = Etcd::start().expect("etcd");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let log_path = dir.path().join("manager.log");
-    let log = std::fs::File::create(&log_path).expect("log");
-    let port = testkit::free_port().expect("port");
-    let mut manager = ChildGuard::new(
-        Command::new(env!("CARGO_BIN_EXE_manager"))
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--etcd-endpoints",
-                &etcd.endpoint(),
-                "--node-name",
-                "node-1",
-                "--node-cpus",
-                "8",
-                "--node-mem",
-                "8192",
-                "--drain-delay",
-                "0",
-            ])
-            .arg("--data-dir")
-            .arg(&data)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("manager binary starts"),
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::builder()
-        .timeout(DEADLINE)
-        .build()
-        .expect("client");
-    testkit::eventually_async("manager answers /ping", DEADLINE, || async {
-        http.get(format!("{base}/ping"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status() == 200)
-            .map(|_| ())
-    })
-    .await;
+    let mut manager = ManagerCmd::new(env!("CARGO_BIN_EXE_manager"))
+        .etcd(&etcd.endpoint())
+        .env("RUST_LOG", "warn")
+        .start();
+    let _cleanup = TaskCleanup(manager.data_dir().to_path_buf());
+    let base = manager.url().to_string();
+    let http = run.http().clone();
 
     // The seed documents themselves are valid.
     let t = target(0);
@@ -153,46 +111,16 @@ async fn mutated_app_bodies_never_5xx_and_never_half_apply() {
     assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
     let mut accepted: BTreeSet<String> = BTreeSet::from(["/fz/valid".to_string()]);
 
-    let mut fuzzer = Fuzzer::new(seed);
+    let mut fuzzer = Fuzzer::new(run.seed());
     let mut before = apps(&http, &base).await;
-    let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
-    let started = std::time::Instant::now();
-    for case in 0..cases {
-        if case % 500 == 0 {
-            eprintln!("api_fuzz: case {case} at {:?}", started.elapsed());
-        }
-        let case_started = std::time::Instant::now();
+    for case in run.cases() {
         let t = target(case);
         let body = fuzzer.json_body(&t.seed_doc);
-        let what = || {
-            format!(
-                "MDO_FUZZ_SEED={seed} case {case}: {} {} with {}",
-                t.method,
-                t.path,
-                fuzz::preview(&body)
-            )
-        };
-        let resp = http
-            .request(t.method.clone(), format!("{base}{}", t.path))
-            .header("Content-Type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("no answer ({e}) to {}", what()));
-        let status = resp.status().as_u16();
-        let answer = resp
-            .bytes()
-            .await
-            .unwrap_or_else(|e| panic!("answer cut ({e}) to {}", what()));
-        *statuses.entry(status).or_default() += 1;
-        assert!(
-            status < 500,
-            "{status} {} to {}",
-            String::from_utf8_lossy(&answer),
-            what()
-        );
+        let sent = run
+            .send(case, Case::new(t.method, &base, &t.path, body))
+            .await;
         let after = apps(&http, &base).await;
-        if (200..300).contains(&status) {
+        if sent.accepted() {
             let new: Vec<String> = after
                 .keys()
                 .filter(|id| !before.contains_key(*id))
@@ -216,28 +144,20 @@ async fn mutated_app_bodies_never_5xx_and_never_half_apply() {
             assert_eq!(
                 after,
                 before,
-                "refused with {status} ({}) yet apps changed: {}",
-                String::from_utf8_lossy(&answer[..answer.len().min(300)]),
-                what()
+                "refused with {} ({}) yet apps changed: {}",
+                sent.status,
+                sent.answer_text(),
+                sent.what
             );
         }
-        if case_started.elapsed() > Duration::from_secs(2) {
-            eprintln!(
-                "api_fuzz: slow case ({:?}, status {status}): {}",
-                case_started.elapsed(),
-                what()
-            );
-        }
-        if let Ok(Some(exit)) = manager.child().try_wait() {
-            panic!("manager exited ({exit}) after {}", what());
+        if let Some(exit) = manager.exited() {
+            panic!("manager exited ({exit}) after {}", sent.what);
         }
     }
-    eprintln!("api_fuzz: {cases} cases, statuses {statuses:?}");
+    run.finish();
 
     for id in apps(&http, &base).await.keys() {
         assert!(accepted.contains(id), "{id} was never accepted");
     }
-    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-    assert!(!text.contains("panicked"), "a panic in the log:\n{text}");
-    common::kill_tasks_under(&data);
+    fuzz::assert_no_panic("manager", &manager.log_text());
 }

@@ -293,7 +293,7 @@ async fn kill_9_and_restart_adopts_the_same_containers() {
     let before_seen = seen(&before);
 
     // kill -9: the containers keep running without their manager.
-    m.guard.kill();
+    m.process.kill();
     for (_, c, _) in &before_seen {
         assert_eq!(inspect(c, "{{.State.Running}}"), "true");
     }

@@ -9,80 +9,33 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use common::{kill_tasks_under, pids_of_task, DEADLINE};
+use common::{pids_of_task, TaskCleanup, DEADLINE};
 use etcd_client::{Client, ConnectOptions, GetOptions};
 use serde_json::{json, Value};
-use testkit::{ChildGuard, Etcd, EtcdTls};
+use testkit::manager::{ManagerCmd, ManagerProcess};
+use testkit::{Etcd, EtcdTls};
 
 const PREFIX: &str = "/mdo/manager/";
 
-/// The manager binary on a free port with `args` (etcd flags included);
-/// returns once it answers /ping.
-async fn start(args: &[&str], data: &Path) -> (ChildGuard, String) {
-    let port = testkit::free_port().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_manager"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--docker",
-            "off",
-            "--node-name",
-            "node-1",
-            "--drain-delay",
-            "0",
-        ])
+/// The manager binary (`--docker off`) with `args` (etcd flags included).
+fn cmd(args: &[&str], data: &Path) -> ManagerCmd {
+    ManagerCmd::new(env!("CARGO_BIN_EXE_manager"))
+        .flag("--docker", "off")
         .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("manager binary starts");
-    let mut guard = ChildGuard::new(child);
-    let base = format!("http://127.0.0.1:{port}");
-    testkit::eventually_async("manager answers /ping", DEADLINE, || {
-        let exited = guard.child().try_wait().ok().flatten();
-        let url = format!("{base}/ping");
-        async move {
-            if let Some(status) = exited {
-                panic!("manager exited early: {status}");
-            }
-            reqwest::get(url)
-                .await
-                .ok()
-                .filter(|r| r.status() == 200)
-                .map(|_| ())
-        }
-    })
-    .await;
-    (guard, base)
+        .data_dir(data)
+}
+
+/// The manager binary with `args`, once it answers /ping; and its URL.
+async fn start(args: &[&str], data: &Path) -> (ManagerProcess, String) {
+    let m = cmd(args, data).env("RUST_LOG", "warn").start();
+    let base = m.url().to_string();
+    (m, base)
 }
 
 /// Runs the manager binary expecting it to exit: (exit code, stderr).
 fn run_to_exit(args: &[&str], data: &Path) -> (Option<i32>, String) {
-    let port = testkit::free_port().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_manager"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--docker", "off"])
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .env("RUST_LOG", "off")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("manager binary starts");
-    let mut guard = ChildGuard::new(child);
-    let status = testkit::eventually("the manager exits", DEADLINE, || {
-        guard.child().try_wait().ok().flatten()
-    });
-    let mut stderr = String::new();
-    if let Some(mut e) = guard.child().stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut stderr);
-    }
-    (status.code(), stderr)
+    cmd(args, data).env("RUST_LOG", "off").run_to_exit(DEADLINE)
 }
 
 async fn call(method: reqwest::Method, url: String, body: Option<&Value>) -> (u16, Value) {
@@ -127,13 +80,6 @@ fn big_env() -> Value {
     Value::Object(env)
 }
 
-struct Cleanup(std::path::PathBuf);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        kill_tasks_under(&self.0);
-    }
-}
-
 /// Issue 14.1 as reported: one app with a 60 KB env, 90 label changes,
 /// kill -9, restart. Today's manager keeps 91 versions (5.5 MB) and dies on
 /// start-up reading them in one reply; now it keeps --max-versions (50 by
@@ -143,7 +89,7 @@ async fn long_history_of_a_big_app_survives_kill_9_and_is_bounded() {
     let etcd = Etcd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let _cleanup = Cleanup(data.clone());
+    let _cleanup = TaskCleanup(data.clone());
     let ep = etcd.endpoint();
     let (mut m, base) = start(&["--etcd-endpoints", &ep], &data).await;
 
@@ -204,7 +150,7 @@ async fn an_oversized_stored_history_loads_and_is_trimmed_to_max_versions() {
     let etcd = Etcd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let _cleanup = Cleanup(data.clone());
+    let _cleanup = TaskCleanup(data.clone());
     let ep = etcd.endpoint();
     let mut c = Client::connect([ep.as_str()], None).await.unwrap();
     let mut app = json!({"id": "/old", "cmd": "exec sleep 1000", "cpus": 0.01, "mem": 8,
@@ -274,7 +220,7 @@ async fn a_change_too_large_for_one_transaction_is_refused_whole() {
     let etcd = Etcd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let _cleanup = Cleanup(data.clone());
+    let _cleanup = TaskCleanup(data.clone());
     let ep = etcd.endpoint();
     let (_m, base) = start(&["--etcd-endpoints", &ep], &data).await;
     let before = etcd_count(&ep, PREFIX, None).await;
@@ -332,7 +278,7 @@ async fn works_with_etcd_user_and_password_and_fails_clearly_without() {
     let etcd = Etcd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let _cleanup = Cleanup(data.clone());
+    let _cleanup = TaskCleanup(data.clone());
     let ep = etcd.endpoint();
     testkit::etcd::enable_auth(
         &ep,
@@ -348,28 +294,12 @@ async fn works_with_etcd_user_and_password_and_fails_clearly_without() {
     let root = Some(("root", "rootpw"));
 
     // The password through its environment variable, as a service would.
-    let port = testkit::free_port().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_manager"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--docker", "off"])
-        .args(["--etcd-endpoints", &ep, "--etcd-user", "manager"])
-        .args(["--node-name", "node-1", "--drain-delay", "0"])
-        .arg("--data-dir")
-        .arg(&data)
+    let mut m = cmd(&["--etcd-endpoints", &ep, "--etcd-user", "manager"], &data)
         .env("ETCD_PASSWORD", "mgr-s3cret")
         .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("manager.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut m = ChildGuard::new(child);
-    let base = format!("http://127.0.0.1:{port}");
-    testkit::eventually_async("manager answers /ping", DEADLINE, || async {
-        reqwest::get(format!("{base}/ping"))
-            .await
-            .ok()
-            .filter(|r| r.status() == 200)
-    })
-    .await;
+        .log_file(dir.path().join("manager.log"))
+        .start();
+    let base = m.url().to_string();
     let app =
         json!({"id": "/web", "cmd": "exec sleep 1000", "cpus": 0.01, "mem": 8, "instances": 1});
     let (s, v) = call(reqwest::Method::POST, format!("{base}/v2/apps"), Some(&app)).await;
@@ -428,7 +358,7 @@ async fn works_with_etcd_tls_client_certificates() {
     let etcd = EtcdTls::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let _cleanup = Cleanup(data.clone());
+    let _cleanup = TaskCleanup(data.clone());
     let hostport = format!("127.0.0.1:{}", etcd.client_port());
     let (ca, cert, key) = (etcd.ca(), etcd.client_cert(), etcd.client_key());
     let tls_args = [
@@ -522,7 +452,7 @@ async fn task_states_written_while_etcd_was_away_reach_etcd_once_it_is_back() {
     let mut etcd = Etcd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let _cleanup = Cleanup(data.clone());
+    let _cleanup = TaskCleanup(data.clone());
     let ep = etcd.endpoint();
     let (_m, base) = start(&["--etcd-endpoints", &ep], &data).await;
     let keys = registry::ManagerKeys::new("/mdo/manager").unwrap();

@@ -20,7 +20,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{kill_tasks_under, BinManager, DEADLINE};
+use common::{BinManager, TaskCleanup, DEADLINE};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -30,14 +30,6 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-struct TaskCleanup(std::path::PathBuf);
-
-impl Drop for TaskCleanup {
-    fn drop(&mut self) {
-        kill_tasks_under(&self.0);
     }
 }
 

@@ -16,97 +16,133 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{
-    containers_labelled, docker_cli, kill_tasks_under, pids_of_task, DockerEnv, DEADLINE,
+    containers_labelled, docker_cli, pids_of_task, BinManager, DockerEnv, TaskCleanup, DEADLINE,
 };
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde_json::{json, Value};
 use testkit::docker::require_docker;
 use testkit::docker_proxy::{DockerProxy, Mode};
-use testkit::{ChildGuard, Etcd};
+use testkit::Etcd;
 
 /// Longer than [`DEADLINE`]: a stalled listing takes its 10 s timeout, and
 /// retries back off.
 const SLOW: Duration = Duration::from_secs(60);
 
-struct Bin {
-    guard: ChildGuard,
-    base: String,
-    http: reqwest::Client,
+/// Starts the manager binary (node `node-1`, 8 CPUs, 8 GiB) with the Docker
+/// flags `docker` and `--drain-delay <drain_delay>`, logging to `log` at
+/// info level (appended, across restarts), and waits for `/ping`.
+fn start(etcd: &Etcd, data: &Path, docker: &[&str], drain_delay: &str, log: &Path) -> BinManager {
+    BinManager::from_cmd(
+        BinManager::cmd(etcd, data)
+            .flag("--drain-delay", drain_delay)
+            .args(docker)
+            .env("RUST_LOG", "info")
+            .env_remove("DOCKER_HOST")
+            .log_file(log),
+    )
 }
 
-/// Starts the manager binary (node `node-1`, 8 CPUs, 8 GiB) with `args`,
-/// logging to `log` at info level, and waits for `/ping`.
-async fn start(etcd: &Etcd, data: &Path, args: &[&str], log: &Path) -> Bin {
-    let port = testkit::free_port().expect("free port");
-    let log_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_manager"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--etcd-endpoints",
-            &etcd.endpoint(),
-            "--node-name",
-            "node-1",
-            "--node-cpus",
-            "8",
-            "--node-mem",
-            "8192",
-        ])
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .env("RUST_LOG", "info")
-        .env_remove("DOCKER_HOST")
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("manager binary starts");
-    let b = Bin {
-        guard: ChildGuard::new(child),
-        base: format!("http://127.0.0.1:{port}"),
-        http: reqwest::Client::new(),
-    };
-    testkit::eventually_async("manager answers /ping", DEADLINE, || async {
-        b.http
-            .get(format!("{}/ping", b.base))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status() == 200)
-            .map(|_| ())
-    })
-    .await;
-    b
+/// A Docker test: its [`DockerEnv`], a proxy in front of the engine, and
+/// the manager's `--docker` mode through that proxy.
+struct Proxied {
+    env: DockerEnv,
+    proxy: DockerProxy,
+    docker: &'static str,
+    log: PathBuf,
 }
 
-impl Bin {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> (u16, Value) {
-        let (s, v, _) = common::request(&self.http, &self.base, method, path, body).await;
-        (s, v)
+impl Proxied {
+    async fn new(prefix: &str, docker: &'static str) -> Proxied {
+        let env = DockerEnv::new(prefix).await;
+        let log = env.dir.path().join("manager.log");
+        Proxied {
+            env,
+            proxy: DockerProxy::start().expect("docker proxy"),
+            docker,
+            log,
+        }
     }
 
-    async fn tasks(&self, app: &str) -> Vec<Value> {
-        let (_, v) = self
-            .call(reqwest::Method::GET, &format!("/v2/apps{app}/tasks"), None)
+    fn start(&self) -> BinManager {
+        let host = self.proxy.host();
+        let docker = ["--docker", self.docker, "--docker-socket", &host];
+        start(
+            &self.env.etcd,
+            &self.env.data_dir(),
+            &docker,
+            "0",
+            &self.log,
+        )
+    }
+
+    /// `mdo.manager=<id>`: the label of this manager's containers.
+    fn label(&self) -> String {
+        format!("mdo.manager={}", self.env.manager_id())
+    }
+
+    /// A manager runs one container task of `app`, then is killed -9: the
+    /// task's id and the container left running.
+    async fn one_task_then_kill_9(&self, app: &str) -> (Vec<String>, Vec<String>) {
+        let mut m = self.start();
+        let (s, v) = m
+            .call(reqwest::Method::POST, "/v2/apps", Some(&docker_app(app)))
             .await;
-        v["tasks"].as_array().cloned().unwrap_or_default()
+        assert_eq!(s, 201, "{v}");
+        let before = m.running_ids(app, 1, DEADLINE).await;
+        let containers = running_containers(&self.label());
+        assert_eq!(containers.len(), 1, "{containers:?}");
+        m.process.kill();
+        (before, containers)
+    }
+}
+
+/// A command-task test: a real etcd and a data dir whose tasks are killed
+/// when the test ends, pass or fail.
+struct Local {
+    _cleanup: TaskCleanup,
+    etcd: Etcd,
+    data: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Local {
+    fn new() -> Local {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        Local {
+            _cleanup: TaskCleanup(data.clone()),
+            etcd: Etcd::start().expect("etcd"),
+            log: dir.path().join("manager.log"),
+            data,
+            _dir: dir,
+        }
     }
 
+    fn start(&self, drain_delay: &str) -> BinManager {
+        start(
+            &self.etcd,
+            &self.data,
+            &["--docker", "off"],
+            drain_delay,
+            &self.log,
+        )
+    }
+}
+
+/// Creates `/<name>` with `n` sleeping command tasks; returns their ids
+/// once they run.
+async fn sleepers(m: &BinManager, name: &str, n: usize) -> Vec<String> {
+    let app = json!({"id": format!("/{name}"), "cmd": "exec sleep 1000", "cpus": 0.01, "mem": 8, "instances": n});
+    let (s, v) = m.call(reqwest::Method::POST, "/v2/apps", Some(&app)).await;
+    assert_eq!(s, 201, "{v}");
+    m.running_ids(&format!("/{name}"), n, DEADLINE).await
+}
+
+impl BinManager {
     /// Ids of the app's tasks in `state`, sorted.
     async fn ids_in(&self, app: &str, state: &str) -> Vec<String> {
         let mut ids: Vec<String> = self
@@ -120,7 +156,8 @@ impl Bin {
         ids
     }
 
-    async fn wait_running(&self, app: &str, n: usize, within: Duration) -> Vec<String> {
+    /// Waits until the app has exactly `n` tasks, all running: their ids.
+    async fn running_ids(&self, app: &str, n: usize, within: Duration) -> Vec<String> {
         testkit::eventually_async(&format!("{n} running tasks of {app}"), within, || async {
             let all = self.tasks(app).await.len();
             let ids = self.ids_in(app, "TASK_RUNNING").await;
@@ -207,10 +244,6 @@ fn running_containers(label: &str) -> Vec<String> {
     out.lines().map(str::to_string).collect()
 }
 
-fn kill9(b: &mut Bin) {
-    b.guard.kill();
-}
-
 /// The Docker engine refuses every connection when the manager starts
 /// (`--docker auto`): the running container's task is kept (TASK_RUNNING,
 /// its etcd record kept, counted unresolved), and adopted (same task, same
@@ -220,35 +253,10 @@ async fn docker_refusing_at_start_keeps_tasks_and_adopts_them_later() {
     if !require_docker() {
         return;
     }
-    let env = DockerEnv::new("refuse").await;
-    let proxy = DockerProxy::start().expect("docker proxy");
-    let host = proxy.host();
-    let log = env.dir.path().join("manager.log");
-    let args = [
-        "--docker",
-        "auto",
-        "--docker-socket",
-        &host,
-        "--drain-delay",
-        "0",
-    ];
-    let mut m = start(&env.etcd, &env.data_dir(), &args, &log).await;
-    let (s, v) = m
-        .call(
-            reqwest::Method::POST,
-            "/v2/apps",
-            Some(&docker_app("/refuse")),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let before = m.wait_running("/refuse", 1, DEADLINE).await;
-    let label = format!("mdo.manager={}", env.manager_id());
-    let containers = running_containers(&label);
-    assert_eq!(containers.len(), 1, "{containers:?}");
-
-    kill9(&mut m);
-    proxy.set_mode(Mode::Refuse);
-    let m = start(&env.etcd, &env.data_dir(), &args, &log).await;
+    let p = Proxied::new("refuse", "auto").await;
+    let (before, containers) = p.one_task_then_kill_9("/refuse").await;
+    p.proxy.set_mode(Mode::Refuse);
+    let m = p.start();
     // Two recovery attempts failed, and the task is still there as it was.
     m.wait_metric("recovery_failures_total", |v| v >= 2.0, SLOW)
         .await;
@@ -256,25 +264,25 @@ async fn docker_refusing_at_start_keeps_tasks_and_adopts_them_later() {
     assert_eq!(m.tasks("/refuse").await.len(), 1, "no replacement, no LOST");
     assert_eq!(m.metric("tasks_unresolved").await, 1.0);
     assert!(
-        etcd_task(&env.etcd, &before[0]).await.is_some(),
+        etcd_task(&p.env.etcd, &before[0]).await.is_some(),
         "the task's record is kept"
     );
     assert_eq!(
-        running_containers(&label),
+        running_containers(&p.label()),
         containers,
         "the container runs on"
     );
 
     let let_through = Instant::now();
-    proxy.set_mode(Mode::Pass);
+    p.proxy.set_mode(Mode::Pass);
     m.wait_metric("tasks_unresolved", |v| v == 0.0, SLOW).await;
     println!(
         "measured: engine answering again -> task adopted: {} ms",
         let_through.elapsed().as_millis()
     );
-    assert_eq!(m.wait_running("/refuse", 1, DEADLINE).await, before);
+    assert_eq!(m.running_ids("/refuse", 1, DEADLINE).await, before);
     assert_eq!(
-        running_containers(&label),
+        running_containers(&p.label()),
         containers,
         "same container, no second"
     );
@@ -287,7 +295,7 @@ async fn docker_refusing_at_start_keeps_tasks_and_adopts_them_later() {
         )
         .await;
     assert!(s == 200 || s == 201, "{s} {v}");
-    m.wait_running("/refuse", 2, DEADLINE).await;
+    m.running_ids("/refuse", 2, DEADLINE).await;
 }
 
 /// The container listing stalls when the manager starts (`--docker on`):
@@ -298,51 +306,26 @@ async fn container_listing_stall_keeps_tasks_and_adopts_them_later() {
     if !require_docker() {
         return;
     }
-    let env = DockerEnv::new("stall").await;
-    let proxy = DockerProxy::start().expect("docker proxy");
-    let host = proxy.host();
-    let log = env.dir.path().join("manager.log");
-    let args = [
-        "--docker",
-        "on",
-        "--docker-socket",
-        &host,
-        "--drain-delay",
-        "0",
-    ];
-    let mut m = start(&env.etcd, &env.data_dir(), &args, &log).await;
-    let (s, v) = m
-        .call(
-            reqwest::Method::POST,
-            "/v2/apps",
-            Some(&docker_app("/stall")),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let before = m.wait_running("/stall", 1, DEADLINE).await;
-    let label = format!("mdo.manager={}", env.manager_id());
-    let containers = running_containers(&label);
-    assert_eq!(containers.len(), 1, "{containers:?}");
-
-    kill9(&mut m);
-    proxy.hold("GET", "/containers/json");
+    let p = Proxied::new("stall", "on").await;
+    let (before, containers) = p.one_task_then_kill_9("/stall").await;
+    p.proxy.hold("GET", "/containers/json");
     let started = Instant::now();
-    let m = start(&env.etcd, &env.data_dir(), &args, &log).await;
+    let m = p.start();
     m.wait_metric("recovery_failures_total", |v| v >= 1.0, SLOW)
         .await;
     assert_eq!(m.ids_in("/stall", "TASK_RUNNING").await, before);
     assert_eq!(m.tasks("/stall").await.len(), 1, "no replacement, no LOST");
-    assert!(etcd_task(&env.etcd, &before[0]).await.is_some());
+    assert!(etcd_task(&p.env.etcd, &before[0]).await.is_some());
     let let_through = Instant::now();
-    proxy.clear_rules();
+    p.proxy.clear_rules();
     m.wait_metric("tasks_unresolved", |v| v == 0.0, SLOW).await;
     println!(
         "measured: listing answering again -> task adopted: {} ms; manager start -> adopted: {} ms",
         let_through.elapsed().as_millis(),
         started.elapsed().as_millis()
     );
-    assert_eq!(m.wait_running("/stall", 1, DEADLINE).await, before);
-    assert_eq!(running_containers(&label), containers);
+    assert_eq!(m.running_ids("/stall", 1, DEADLINE).await, before);
+    assert_eq!(running_containers(&p.label()), containers);
 }
 
 /// One command task's spec file is corrupt after a kill -9: only that task
@@ -350,38 +333,19 @@ async fn container_listing_stall_keeps_tasks_and_adopts_them_later() {
 /// adopted; once the file is readable again it is adopted too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_corrupt_task_file_skips_only_that_task() {
-    let etcd = Etcd::start().expect("etcd");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    struct Cleanup(std::path::PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            kill_tasks_under(&self.0);
-        }
-    }
-    let _cleanup = Cleanup(data.clone());
-    let log = dir.path().join("manager.log");
-    let args = ["--docker", "off", "--drain-delay", "0"];
-    let mut m = start(&etcd, &data, &args, &log).await;
-    let (s, v) = m
-        .call(
-            reqwest::Method::POST,
-            "/v2/apps",
-            Some(&json!({"id": "/three", "cmd": "exec sleep 1000", "cpus": 0.01, "mem": 8, "instances": 3})),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let before = m.wait_running("/three", 3, DEADLINE).await;
+    let local = Local::new();
+    let mut m = local.start("0");
+    let before = sleepers(&m, "three", 3).await;
     let pids: Vec<Vec<u32>> = before.iter().map(|id| pids_of_task(id)).collect();
     assert!(pids.iter().all(|p| p.len() == 1), "{pids:?}");
 
-    kill9(&mut m);
+    m.process.kill();
     let broken = &before[1];
-    let spec = data.join("tasks").join(broken).join("spec.json");
+    let spec = local.data.join("tasks").join(broken).join("spec.json");
     let original = std::fs::read(&spec).expect("spec.json of the task");
     std::fs::write(&spec, b"{ not json").expect("corrupt spec.json");
 
-    let m = start(&etcd, &data, &args, &log).await;
+    let m = local.start("0");
     m.wait_metric("recovery_skipped_total", |v| v >= 1.0, DEADLINE)
         .await;
     assert_eq!(
@@ -391,7 +355,7 @@ async fn one_corrupt_task_file_skips_only_that_task() {
     );
     assert_eq!(m.tasks("/three").await.len(), 3, "no replacement");
     assert_eq!(m.metric("tasks_unresolved").await, 1.0);
-    assert_eq!(etcd_task_keys(&etcd).await.len(), 3, "records kept");
+    assert_eq!(etcd_task_keys(&local.etcd).await.len(), 3, "records kept");
     let now: Vec<Vec<u32>> = before.iter().map(|id| pids_of_task(id)).collect();
     assert_eq!(now, pids, "same processes, none killed");
 
@@ -425,19 +389,9 @@ async fn kill_during_a_slow_create_leaves_no_container() {
     if !require_docker() {
         return;
     }
-    let env = DockerEnv::new("slowcreate").await;
-    let proxy = DockerProxy::start().expect("docker proxy");
-    let host = proxy.host();
-    let log = env.dir.path().join("manager.log");
-    let args = [
-        "--docker",
-        "on",
-        "--docker-socket",
-        &host,
-        "--drain-delay",
-        "0",
-    ];
-    let m = start(&env.etcd, &env.data_dir(), &args, &log).await;
+    let p = Proxied::new("slowcreate", "on").await;
+    let proxy = &p.proxy;
+    let m = p.start();
     testkit::images::busybox();
     proxy.delay("POST", "/containers/create", Duration::from_secs(4));
     let mut app = docker_app("/slow");
@@ -485,7 +439,7 @@ async fn kill_during_a_slow_create_leaves_no_container() {
     })
     .await;
     // And it stays so: nothing is started later for it.
-    assert!(containers_labelled(&format!("mdo.manager={}", env.manager_id())).is_empty());
+    assert!(containers_labelled(&p.label()).is_empty());
 }
 
 /// kill -9 of the manager right after a kill request was answered (the
@@ -493,28 +447,9 @@ async fn kill_during_a_slow_create_leaves_no_container() {
 /// next manager kills the task (and replaces it: the app still wants one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_right_after_a_kill_request_the_next_manager_kills() {
-    let etcd = Etcd::start().expect("etcd");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    struct Cleanup(std::path::PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            kill_tasks_under(&self.0);
-        }
-    }
-    let _cleanup = Cleanup(data.clone());
-    let log = dir.path().join("manager.log");
-    let args = ["--docker", "off", "--drain-delay", "3"];
-    let mut m = start(&etcd, &data, &args, &log).await;
-    let (s, v) = m
-        .call(
-            reqwest::Method::POST,
-            "/v2/apps",
-            Some(&json!({"id": "/one", "cmd": "exec sleep 1000", "cpus": 0.01, "mem": 8, "instances": 1})),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
-    let before = m.wait_running("/one", 1, DEADLINE).await;
+    let local = Local::new();
+    let mut m = local.start("3");
+    let before = sleepers(&m, "one", 1).await;
     let victim = before[0].clone();
     let (s, v) = m
         .call(
@@ -523,18 +458,17 @@ async fn kill_9_right_after_a_kill_request_the_next_manager_kills() {
             None,
         )
         .await;
-    kill(Pid::from_raw(m.guard.id() as i32), Signal::SIGKILL).expect("kill -9");
+    m.process.kill();
     assert_eq!(s, 200, "{v}");
-    let _ = m.guard.child().wait();
     assert_eq!(
         pids_of_task(&victim).len(),
         1,
         "the drain delay held the stop back: the task still runs"
     );
-    let record = etcd_task(&etcd, &victim).await.expect("record kept");
+    let record = etcd_task(&local.etcd, &victim).await.expect("record kept");
     assert_eq!(record["state"], "TASK_KILLING", "{record}");
 
-    let m = start(&etcd, &data, &args, &log).await;
+    let m = local.start("3");
     let restarted = Instant::now();
     testkit::eventually("the next manager kills the task", DEADLINE, || {
         pids_of_task(&victim).is_empty().then_some(())
@@ -543,6 +477,6 @@ async fn kill_9_right_after_a_kill_request_the_next_manager_kills() {
         "measured: restart -> killed task stopped: {} ms (drain delay 3 s)",
         restarted.elapsed().as_millis()
     );
-    let now = m.wait_running("/one", 1, DEADLINE).await;
+    let now = m.running_ids("/one", 1, DEADLINE).await;
     assert_ne!(now, before, "replaced by a new task");
 }

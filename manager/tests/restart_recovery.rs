@@ -4,55 +4,25 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{kill_tasks_under, pids_of_task, DEADLINE};
+use common::{pids_of_task, TaskCleanup, DEADLINE};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
-use testkit::{ChildGuard, Etcd};
+use testkit::manager::{ManagerCmd, ManagerProcess};
+use testkit::Etcd;
 
-struct Bin {
-    guard: ChildGuard,
-    base: String,
-}
-
-fn start(etcd: &Etcd, data: &std::path::Path) -> Bin {
-    let port = testkit::free_port().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_manager"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--etcd-endpoints",
-            &etcd.endpoint(),
-            "--docker",
-            "off",
-            "--node-name",
-            "node-1",
-        ])
-        .arg("--data-dir")
-        .arg(data)
+/// The manager binary (`--docker off`) against `etcd` with `data`, once it
+/// answers /ping.
+fn start(etcd: &Etcd, data: &std::path::Path) -> ManagerProcess {
+    ManagerCmd::new(env!("CARGO_BIN_EXE_manager"))
+        .etcd(&etcd.endpoint())
+        .data_dir(data)
+        .flag("--docker", "off")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("manager binary starts");
-    let base = format!("http://127.0.0.1:{port}");
-    Bin {
-        guard: ChildGuard::new(child),
-        base,
-    }
-}
-
-async fn ready(b: &Bin) {
-    testkit::eventually_async("manager answers /ping", DEADLINE, || async {
-        reqwest::get(format!("{}/ping", b.base))
-            .await
-            .ok()
-            .filter(|r| r.status() == 200)
-            .map(|_| ())
-    })
-    .await;
+        .start()
 }
 
 async fn get(base: &str, path: &str) -> Value {
@@ -94,47 +64,39 @@ async fn restart_after_sigterm_and_kill_9_adopts_and_replaces() {
     let etcd = Etcd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    struct Cleanup(std::path::PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            kill_tasks_under(&self.0);
-        }
-    }
-    let _cleanup = Cleanup(data.clone());
+    let _cleanup = TaskCleanup(data.clone());
 
     let mut m = start(&etcd, &data);
-    ready(&m).await;
     let client = reqwest::Client::new();
     let r = client
-        .post(format!("{}/v2/apps", m.base))
+        .post(format!("{}/v2/apps", m.url()))
         .json(&json!({"id": "/keep", "cmd": "exec sleep 1000", "cpus": 0.01, "mem": 8, "instances": 2}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let before = wait_running(&m.base, "/keep", 2).await;
+    let before = wait_running(m.url(), "/keep", 2).await;
     let pids: Vec<Vec<u32>> = before.iter().map(|id| pids_of_task(id)).collect();
     assert!(pids.iter().all(|p| p.len() == 1), "{pids:?}");
 
     // SIGTERM: the manager exits, tasks keep running.
-    kill(Pid::from_raw(m.guard.id() as i32), Signal::SIGTERM).unwrap();
-    let status = m.guard.child().wait().unwrap();
+    m.sigterm();
+    let status = m.child().wait().unwrap();
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
     for id in &before {
         assert_eq!(pids_of_task(id).len(), 1, "task {id} survives the manager");
     }
     let m2 = start(&etcd, &data);
-    ready(&m2).await;
-    let after = wait_running(&m2.base, "/keep", 2).await;
+    let after = wait_running(m2.url(), "/keep", 2).await;
     assert_eq!(after, before, "same task ids adopted");
     let pids_after: Vec<Vec<u32>> = after.iter().map(|id| pids_of_task(id)).collect();
     assert_eq!(pids_after, pids, "same processes, none duplicated");
-    let versions = get(&m2.base, "/v2/apps/keep/versions").await;
+    let versions = get(m2.url(), "/v2/apps/keep/versions").await;
     assert_eq!(versions["versions"].as_array().unwrap().len(), 1);
 
     // kill -9, and one task dies while the manager is down.
     let mut m2 = m2;
-    m2.guard.kill();
+    m2.kill();
     let dead = &before[0];
     for pid in pids_of_task(dead) {
         kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
@@ -143,9 +105,8 @@ async fn restart_after_sigterm_and_kill_9_adopts_and_replaces() {
         pids_of_task(dead).is_empty().then_some(())
     });
     let m3 = start(&etcd, &data);
-    ready(&m3).await;
     let now = testkit::eventually_async("dead task replaced", DEADLINE, || async {
-        let ids = running(&m3.base, "/keep").await;
+        let ids = running(m3.url(), "/keep").await;
         (ids.len() == 2 && !ids.contains(dead)).then_some(ids)
     })
     .await;
@@ -155,7 +116,7 @@ async fn restart_after_sigterm_and_kill_9_adopts_and_replaces() {
     }
     // Delete: no orphan.
     let r = client
-        .delete(format!("{}/v2/apps/keep", m3.base))
+        .delete(format!("{}/v2/apps/keep", m3.url()))
         .send()
         .await
         .unwrap();
@@ -223,45 +184,23 @@ async fn relative_data_dir_runs_command_tasks() {
     let etcd = Etcd::start().unwrap();
     let cwd = tempfile::tempdir().unwrap();
     let abs = cwd.path().canonicalize().unwrap().join("rel/data");
-    struct Cleanup(std::path::PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            kill_tasks_under(&self.0);
-        }
-    }
-    let _cleanup = Cleanup(abs.clone());
-    let port = testkit::free_port().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_manager"))
+    let _cleanup = TaskCleanup(abs.clone());
+    let m = ManagerCmd::new(env!("CARGO_BIN_EXE_manager"))
         .current_dir(cwd.path())
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--etcd-endpoints",
-            &etcd.endpoint(),
-            "--docker",
-            "off",
-            "--node-name",
-            "node-1",
-        ])
-        .args(["--data-dir", "rel/data"])
+        .etcd(&etcd.endpoint())
+        .flag("--docker", "off")
+        .data_dir("rel/data")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("manager binary starts");
-    let m = Bin {
-        guard: ChildGuard::new(child),
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    ready(&m).await;
+        .start();
     assert!(abs.is_dir(), "data dir created at start");
     let r = reqwest::Client::new()
-        .post(format!("{}/v2/apps", m.base))
+        .post(format!("{}/v2/apps", m.url()))
         .json(&json!({"id": "/rel", "cmd": "exec sleep 1000", "cpus": 0.01, "mem": 8, "instances": 1}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let ids = wait_running(&m.base, "/rel", 1).await;
+    let ids = wait_running(m.url(), "/rel", 1).await;
     assert_eq!(pids_of_task(&ids[0]).len(), 1, "one task process");
     assert!(
         abs.join("tasks").join(&ids[0]).is_dir(),

@@ -8,7 +8,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{kill_tasks_under, pids_of_task, BinManager, DEADLINE};
+use common::{pids_of_task, BinManager, TaskCleanup, DEADLINE};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -17,15 +17,6 @@ use tokio::net::TcpStream;
 /// assertion is that it exits at all (before the fix it stayed up while a
 /// stream was open); the bound under test is far below this.
 const EXIT_DEADLINE: Duration = Duration::from_secs(15);
-
-/// SIGKILLs the tasks of a data dir when the test ends, pass or fail.
-struct TaskCleanup(std::path::PathBuf);
-
-impl Drop for TaskCleanup {
-    fn drop(&mut self) {
-        kill_tasks_under(&self.0);
-    }
-}
 
 /// How a raw connection's reading ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,17 +71,13 @@ impl RawClient {
 }
 
 fn sigterm(m: &BinManager) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(m.guard.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("send SIGTERM");
+    m.process.sigterm();
 }
 
 /// Waits (at most [`EXIT_DEADLINE`]) for the manager process to exit.
 async fn exit_status(m: &mut BinManager) -> std::process::ExitStatus {
     testkit::eventually_async("the manager exits after SIGTERM", EXIT_DEADLINE, || {
-        let status = m.guard.child().try_wait().expect("try_wait");
+        let status = m.process.child().try_wait().expect("try_wait");
         async move { status }
     })
     .await

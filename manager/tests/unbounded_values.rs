@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{pids_of_task, BinManager, TestManager, DEADLINE};
+use common::{pids_of_task, BinManager, TaskCleanup, TestManager, DEADLINE};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -182,13 +182,7 @@ async fn a_planted_huge_definition_stops_no_loop() {
     let etcd = testkit::Etcd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    struct Cleanup(std::path::PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            common::kill_tasks_under(&self.0);
-        }
-    }
-    let _cleanup = Cleanup(data.clone());
+    let _cleanup = TaskCleanup(data.clone());
 
     let mut m1 = BinManager::start(&etcd, &data, &[], &[]).await;
     let good = json!({"id": "/good", "cmd": "exec python3 -m http.server $PORT0 --bind 127.0.0.1",
@@ -211,7 +205,7 @@ async fn a_planted_huge_definition_stops_no_loop() {
         .unwrap()
         .to_string();
     m1.wait_no_deployments().await;
-    m1.guard.kill();
+    m1.process.kill();
 
     // What an older manager may have stored: values far beyond the bounds.
     plant(&etcd, "/apps/bad", |a| {

@@ -8,12 +8,12 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{json, Value};
 use support::*;
-use testkit::fuzz::{self, Fuzzer};
+use testkit::fuzz::{self, Case, Fuzzer};
 use testkit::marathon_stub::{bridge_app, Stub};
 use testkit::Etcd;
 
@@ -40,9 +40,8 @@ fn seeds() -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutated_events_never_5xx_and_change_no_real_record() {
-    let seed = fuzz::seed();
-    let cases = fuzz::cases(2_000);
-    eprintln!("callback_fuzz: MDO_FUZZ_SEED={seed} MDO_FUZZ_CASES={cases}");
+    let mut run = fuzz::Run::new("callback_fuzz", 2_000);
+    let http = run.http().clone();
 
     let etcd = Etcd::start().unwrap();
     let stub = Stub::start().await;
@@ -67,45 +66,18 @@ async fn mutated_events_never_5xx_and_change_no_real_record() {
     let reg = registry(&etcd).await;
     wait_containers(&reg, vec![t1.clone()], "t1 registered").await;
 
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
     let seeds = seeds();
-    let mut fuzzer = Fuzzer::new(seed);
-    let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
-    for case in 0..cases {
+    let mut fuzzer = Fuzzer::new(run.seed());
+    for case in run.cases() {
         let body = fuzzer.json_body(&seeds[case % seeds.len()]);
-        let what = || {
-            format!(
-                "MDO_FUZZ_SEED={seed} case {case}: POST /callback with {}",
-                fuzz::preview(&body)
-            )
-        };
-        let resp = http
-            .post(&callback)
-            .header("Content-Type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("no answer ({e}) to {}", what()));
-        let status = resp.status().as_u16();
-        let answer = resp
-            .bytes()
-            .await
-            .unwrap_or_else(|e| panic!("answer cut ({e}) to {}", what()));
-        *statuses.entry(status).or_default() += 1;
-        assert!(
-            status < 500,
-            "{status} {} to {}",
-            String::from_utf8_lossy(&answer),
-            what()
-        );
+        let sent = run
+            .send(case, Case::new(Method::POST, &sub.url, "/callback", body))
+            .await;
         if let Ok(Some(exit)) = sub.child.child().try_wait() {
-            panic!("subscriber exited ({exit}) after {}", what());
+            panic!("subscriber exited ({exit}) after {}", sent.what);
         }
     }
-    eprintln!("callback_fuzz: {cases} cases, statuses {statuses:?}");
+    run.finish();
 
     // Real events still flow. Mutated events that are still well-formed
     // are events like any other (a TASK_RUNNING for `dev_web.fuzz` adds its
@@ -130,6 +102,5 @@ async fn mutated_events_never_5xx_and_change_no_real_record() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let log = sub.log_text();
-    assert!(!log.contains("panicked"), "a panic in the log:\n{log}");
+    fuzz::assert_no_panic("subscriber", &sub.log_text());
 }

@@ -7,29 +7,16 @@
 //! subscriber never touches the other's records.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use guestutils::{AsyncGuestUtils, Environment};
 use registry::{Instance, Registry, Settings};
 use serde_json::{json, Value};
+use testkit::manager::{kill_tasks_under, ManagerCmd, ManagerProcess};
 use testkit::{ChildGuard, EtcdCluster};
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn manager_binary() -> PathBuf {
-    let bin = testkit::target_dir().join("debug").join("manager");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "manager"])
-            .current_dir(testkit::workspace_root())
-            .status()
-            .expect("cargo build -p manager");
-        assert!(status.success(), "building the manager failed");
-    }
-    bin
-}
 
 /// One host: the manager binary and its subscriber, each with a log in the
 /// node's temp dir. On drop both are killed, then every command task the
@@ -41,7 +28,7 @@ struct Node {
     subscriber_url: String,
     http: reqwest::Client,
     subscriber: ChildGuard,
-    manager: ChildGuard,
+    manager: ManagerProcess,
     dir: tempfile::TempDir,
 }
 
@@ -54,37 +41,25 @@ impl Node {
             .prefix(&format!("mdo-{name}-"))
             .tempdir()
             .expect("tempdir");
-        let manager_port = testkit::free_port().expect("port");
         let subscriber_port = testkit::free_port().expect("port");
-        let manager_url = format!("http://127.0.0.1:{manager_port}");
-        let log = std::fs::File::create(dir.path().join("manager.log")).expect("log");
-        let manager = Command::new(manager_binary())
-            .args(["--listen", &format!("127.0.0.1:{manager_port}")])
-            .args(["--etcd-endpoints", etcd_endpoints])
+        let manager = ManagerCmd::new(testkit::manager::binary())
+            .etcd(etcd_endpoints)
+            .flag("--node-name", name)
             .args(["--internal-prefix", &format!("/mdo/manager/{name}")])
-            .args(["--node-name", name, "--advertise-address", address])
-            .args(["--docker", "off", "--drain-delay", "0"])
-            .args(["--node-cpus", "8", "--node-mem", "8192"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .env_remove("MDO_AUTH_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn manager");
+            .args(["--advertise-address", address, "--docker", "off"])
+            .data_dir(dir.path().join("data"))
+            .log_file(dir.path().join("manager.log"))
+            .start();
         let mut node = Node {
             name,
             address,
             subscriber_url: format!("http://127.0.0.1:{subscriber_port}"),
-            manager_url,
+            manager_url: manager.url().to_string(),
             http: reqwest::Client::new(),
             subscriber: ChildGuard(None),
-            manager: ChildGuard::new(manager),
+            manager,
             dir,
         };
-        node.wait_ok(&format!("{}/ping", node.manager_url), "manager")
-            .await;
 
         let log = std::fs::File::create(node.dir.path().join("subscriber.log")).expect("log");
         let subscriber = Command::new(env!("CARGO_BIN_EXE_subscriber"))
@@ -130,9 +105,10 @@ impl Node {
                     return;
                 }
             }
-            let exited = [&mut self.manager, &mut self.subscriber]
-                .into_iter()
-                .find_map(|guard| guard.0.as_mut()?.try_wait().ok().flatten());
+            let exited = self.manager.exited().or_else(|| {
+                let subscriber = self.subscriber.0.as_mut()?;
+                subscriber.try_wait().ok().flatten()
+            });
             if let Some(status) = exited {
                 panic!(
                     "{} {what}: a process exited ({status})\n{}",
@@ -237,42 +213,6 @@ impl Drop for Node {
         self.subscriber.kill();
         self.manager.kill();
         kill_tasks_under(&self.dir.path().join("data"));
-    }
-}
-
-/// SIGKILLs every process whose session was started by a task shim of this
-/// manager data dir (command tasks outlive a killed manager by design).
-fn kill_tasks_under(data_dir: &Path) {
-    let needle = data_dir.to_string_lossy().to_string();
-    let mut sessions = Vec::new();
-    let procs: Vec<(i32, i32)> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_string_lossy().parse().ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            let after: Vec<String> = stat
-                .rsplit(')')
-                .next()?
-                .split_whitespace()
-                .map(str::to_string)
-                .collect();
-            let sid: i32 = after.get(3)?.parse().ok()?;
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            if String::from_utf8_lossy(&cmd).contains(&needle) {
-                sessions.push(pid);
-            }
-            Some((pid, sid))
-        })
-        .collect();
-    for (pid, sid) in procs {
-        if sessions.contains(&sid) || sessions.contains(&pid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
     }
 }
 

@@ -3,79 +3,38 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use registry::{Port, Registry};
 use serde_json::{json, Value};
 use support::*;
-use testkit::{ChildGuard, Etcd};
+use testkit::manager::{ManagerCmd, ManagerProcess};
+use testkit::Etcd;
 
+/// The manager binary (`--docker off`); its command tasks are killed with it.
 struct Manager {
-    _child: ChildGuard,
+    process: ManagerProcess,
     url: String,
     http: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-fn manager_binary() -> PathBuf {
-    let bin = testkit::target_dir().join("debug").join("manager");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "manager"])
-            .current_dir(testkit::workspace_root())
-            .status()
-            .expect("cargo build -p manager");
-        assert!(status.success(), "building the manager failed");
-    }
-    bin
 }
 
 impl Manager {
     async fn start(etcd: &Etcd) -> Manager {
-        let dir = tempfile::tempdir().unwrap();
-        let port = testkit::free_port().unwrap();
-        let log = std::fs::File::create(dir.path().join("manager.log")).unwrap();
-        let child = Command::new(manager_binary())
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--etcd-endpoints")
-            .arg(etcd.endpoint())
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--docker", "off", "--node-cpus", "8", "--node-mem", "8192"])
-            .env_remove("MDO_AUTH_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn manager");
-        let m = Manager {
-            _child: ChildGuard::new(child),
-            url: format!("http://127.0.0.1:{port}"),
+        let process = ManagerCmd::new(testkit::manager::binary())
+            .etcd(&etcd.endpoint())
+            .flag("--docker", "off")
+            .without("--drain-delay")
+            .without("--node-name")
+            .start();
+        Manager {
+            url: process.url().to_string(),
+            process,
             http: reqwest::Client::new(),
-            _dir: dir,
-        };
-        let url = format!("{}/ping", m.url);
-        testkit::eventually_async("manager answers /ping", Duration::from_secs(30), || {
-            let http = m.http.clone();
-            let url = url.clone();
-            async move {
-                http.get(&url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status() == 200)
-                    .map(|_| ())
-            }
-        })
-        .await;
-        m
+        }
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("manager.log")).unwrap_or_default()
+        self.process.log_text()
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -139,6 +98,13 @@ impl Manager {
             )
             .await;
         assert_eq!(s, 200, "{b}");
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        self.process.kill();
+        testkit::manager::kill_tasks_under(self.process.data_dir());
     }
 }
 

@@ -35,6 +35,175 @@ pub fn preview(body: &[u8]) -> String {
     format!("{} bytes: {text:?}", body.len())
 }
 
+/// One fuzz run against an HTTP service: the seed and the number of cases
+/// (from the environment, printed at the start), one client, the tally of
+/// statuses (printed at the end) and progress every 500 cases.
+///
+/// ```ignore
+/// let mut run = fuzz::Run::new("api_fuzz", 2_000);
+/// let mut fuzzer = Fuzzer::new(run.seed());
+/// for case in run.cases() {
+///     let body = fuzzer.json_body(&doc);
+///     let sent = run.send(case, Case::new(Method::POST, &base, "/v2/apps", body)).await;
+///     // sent.status < 500 already holds; check what the answer changed.
+/// }
+/// run.finish();
+/// ```
+pub struct Run {
+    name: String,
+    seed: u64,
+    cases: usize,
+    http: reqwest::Client,
+    statuses: std::collections::BTreeMap<u16, usize>,
+    started: std::time::Instant,
+}
+
+/// One request of a case.
+pub struct Case {
+    pub method: reqwest::Method,
+    pub url: String,
+    /// Where it goes, for messages (`/v2/apps`).
+    pub path: String,
+    pub content_type: Option<&'static str>,
+    pub body: Vec<u8>,
+}
+
+impl Case {
+    /// `method base+path` with a JSON body.
+    pub fn new(method: reqwest::Method, base: &str, path: &str, body: Vec<u8>) -> Case {
+        Case {
+            method,
+            url: format!("{base}{path}"),
+            path: path.to_string(),
+            content_type: Some("application/json"),
+            body,
+        }
+    }
+
+    /// The same with another `Content-Type` (or none).
+    pub fn content_type(mut self, content_type: Option<&'static str>) -> Case {
+        self.content_type = content_type;
+        self
+    }
+}
+
+/// What a case got: its status (below 500), the answer's body, and the case
+/// described for messages (seed, case number, request and body preview).
+pub struct Sent {
+    pub status: u16,
+    pub answer: Vec<u8>,
+    pub what: String,
+}
+
+impl Sent {
+    /// The start of the answer, as text.
+    pub fn answer_text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.answer[..self.answer.len().min(300)])
+    }
+
+    pub fn accepted(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+impl Run {
+    /// `MDO_FUZZ_SEED`, and `MDO_FUZZ_CASES` else `default_cases`.
+    pub fn new(name: &str, default_cases: usize) -> Run {
+        let (seed, cases) = (seed(), self::cases(default_cases));
+        eprintln!("{name}: MDO_FUZZ_SEED={seed} MDO_FUZZ_CASES={cases}");
+        Run {
+            name: name.to_string(),
+            seed,
+            cases,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .build()
+                .expect("HTTP client"),
+            statuses: Default::default(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The case numbers, `0..cases`.
+    pub fn cases(&self) -> std::ops::Range<usize> {
+        0..self.cases
+    }
+
+    /// The run's client (for the checks between cases).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Sends one case and reads the whole answer; panics, naming the seed,
+    /// the case and the body, when there is no answer or it is 500 or more.
+    pub async fn send(&mut self, case: usize, req: Case) -> Sent {
+        if case.is_multiple_of(500) {
+            eprintln!("{}: case {case} at {:?}", self.name, self.started.elapsed());
+        }
+        let what = format!(
+            "MDO_FUZZ_SEED={} case {case}: {} {} (Content-Type {:?}) with {}",
+            self.seed,
+            req.method,
+            req.path,
+            req.content_type,
+            preview(&req.body)
+        );
+        let sent_at = std::time::Instant::now();
+        let mut builder = self.http.request(req.method, &req.url).body(req.body);
+        if let Some(ct) = req.content_type {
+            builder = builder.header("Content-Type", ct);
+        }
+        let resp = builder
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("no answer ({e}) to {what}"));
+        let status = resp.status().as_u16();
+        let answer = resp
+            .bytes()
+            .await
+            .unwrap_or_else(|e| panic!("answer cut ({e}) to {what}"))
+            .to_vec();
+        *self.statuses.entry(status).or_default() += 1;
+        assert!(
+            status < 500,
+            "{status} {} to {what}",
+            String::from_utf8_lossy(&answer)
+        );
+        if sent_at.elapsed() > std::time::Duration::from_secs(2) {
+            eprintln!(
+                "{}: slow case ({:?}, status {status}): {what}",
+                self.name,
+                sent_at.elapsed()
+            );
+        }
+        Sent {
+            status,
+            answer,
+            what,
+        }
+    }
+
+    /// Prints the tally of statuses.
+    pub fn finish(self) {
+        eprintln!(
+            "{}: {} cases, statuses {:?}",
+            self.name, self.cases, self.statuses
+        );
+    }
+}
+
+/// Panics when a service's log shows a panic.
+pub fn assert_no_panic(who: &str, log: &str) {
+    assert!(
+        !log.contains("panicked"),
+        "a panic in the {who}'s log:\n{log}"
+    );
+}
+
 /// splitmix64: tiny, seeded, good enough to pick mutations.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);

@@ -1,7 +1,8 @@
 //! Test harness shared by every crate's integration tests: a real etcd per
 //! test, child-process guards, polling with a deadline, the CI rule that
-//! Docker tests fail (never skip) when `CI=true` and no engine answers, and a
-//! Marathon API stub (`marathon_stub`).
+//! Docker tests fail (never skip) when `CI=true` and no engine answers, the
+//! workspace's binaries built on demand, the manager binary as a test's
+//! process (`manager`), and a Marathon API stub (`marathon_stub`).
 //!
 //! Dev-only: never a dependency of product code.
 
@@ -10,6 +11,7 @@ pub mod docker_proxy;
 pub mod etcd;
 pub mod fuzz;
 pub mod images;
+pub mod manager;
 pub mod marathon_stub;
 pub mod process;
 pub mod tls;
@@ -47,4 +49,23 @@ pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Path of a workspace binary (`manager`, `subscriber`, ...), built by
+/// `cargo build -p <name>` once per test process, so never stale. A crate's
+/// own binaries are better taken from `env!("CARGO_BIN_EXE_<name>")`.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-q", "-p", name])
+            .current_dir(workspace_root())
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "cargo build -p {name} failed");
+        built.push(name.to_string());
+    }
+    target_dir().join("debug").join(name)
 }

@@ -12,37 +12,26 @@ use deployer::parse::Limits;
 use deployer::translate::TranslateConfig;
 use deployer::upstream::MarathonConfig;
 use serde_json::Value;
-use testkit::{ChildGuard, Etcd};
+use testkit::manager::{ManagerCmd, ManagerProcess};
+use testkit::Etcd;
 use tokio_util::sync::CancellationToken;
 
 pub const MANAGER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Path of a workspace binary: the deployer's own from cargo, others built
-/// (once per test process, so never stale).
+/// by testkit (once per test process, so never stale).
 pub fn binary(name: &str) -> PathBuf {
     if name == "deployer" {
         return PathBuf::from(env!("CARGO_BIN_EXE_deployer"));
     }
-    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if !built.iter().any(|b| b == name) {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", name])
-            .current_dir(testkit::workspace_root())
-            .status()
-            .expect("running cargo build");
-        assert!(status.success(), "cargo build -p {name} failed");
-        built.push(name.to_string());
-    }
-    testkit::target_dir().join("debug").join(name)
+    testkit::workspace_binary(name)
 }
 
 /// A real manager on a free port with its own etcd and host-port range.
 pub struct Manager {
     pub url: String,
     pub etcd: Etcd,
-    pub dir: tempfile::TempDir,
-    child: ChildGuard,
+    process: ManagerProcess,
 }
 
 impl Manager {
@@ -70,49 +59,31 @@ impl Manager {
             assert!(status.success());
         }
         let port = testkit::free_port().unwrap();
-        let dir = tempfile::tempdir().unwrap();
         // A host-port range of our own so parallel tests never collide.
         let base = 40000 + (port as u32 % 100) * 200;
-        let log = std::fs::File::create(dir.path().join("manager.log")).unwrap();
-        let child = Command::new(binary("manager"))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--etcd-endpoints")
-            .arg(etcd.endpoint())
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--port-range")
-            .arg(format!("{base}-{}", base + 199))
-            .arg("--node-name")
-            .arg("node-1")
-            .arg("--drain-delay")
-            .arg("0")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting the manager");
-        let mut m = Manager {
-            url: format!("http://127.0.0.1:{port}"),
+        let process = ManagerCmd::new(binary("manager"))
+            .port(port)
+            .etcd(&etcd.endpoint())
+            .flag("--port-range", format!("{base}-{}", base + 199))
+            .without("--node-cpus")
+            .without("--node-mem")
+            .start();
+        Manager {
+            url: process.url().to_string(),
             etcd,
-            dir,
-            child: ChildGuard::new(child),
-        };
-        let url = m.url.clone();
-        testkit::eventually("the manager answers /ping", Duration::from_secs(30), || {
-            if let Ok(Some(status)) = m.child.child().try_wait() {
-                panic!("manager exited ({status}); log:\n{}", m.log());
-            }
-            std::net::TcpStream::connect(url.trim_start_matches("http://"))
-                .ok()
-                .map(|_| ())
-        });
-        m
+            process,
+        }
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("manager.log")).unwrap_or_default()
+        self.process.log_text()
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        self.process.kill();
+        testkit::manager::kill_tasks_under(self.process.data_dir());
     }
 }
 

@@ -13,6 +13,7 @@ use manager::core::Core;
 use manager::Application;
 use reqwest::Method;
 use serde_json::Value;
+use testkit::manager::{ManagerCmd, ManagerProcess};
 use testkit::Etcd;
 use tokio_util::sync::CancellationToken;
 
@@ -234,39 +235,8 @@ fn is_zombie(pid: u32) -> bool {
         .unwrap_or(true)
 }
 
-/// SIGKILLs every session started by a shim of this data dir.
-pub fn kill_tasks_under(data_dir: &Path) {
-    let needle = data_dir.to_string_lossy().to_string();
-    let mut sessions = Vec::new();
-    let procs: Vec<(i32, i32)> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_string_lossy().parse().ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            let after = stat
-                .rsplit(')')
-                .next()?
-                .split_whitespace()
-                .collect::<Vec<_>>();
-            let sid: i32 = after.get(3)?.parse().ok()?;
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            if String::from_utf8_lossy(&cmd).contains(&needle) {
-                sessions.push(pid);
-            }
-            Some((pid, sid))
-        })
-        .collect();
-    for (pid, sid) in procs {
-        if sessions.contains(&sid) || sessions.contains(&pid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
+#[allow(unused_imports)]
+pub use testkit::manager::{kill_tasks_under, TaskCleanup};
 
 /// One Docker test against the manager *binary*: a real etcd, a data dir, and
 /// a [`testkit::docker::ContainerGuard`] whose id is also the manager's
@@ -315,70 +285,46 @@ impl DockerEnv {
 
 /// The manager binary under test (SIGKILLed on drop).
 pub struct BinManager {
-    pub guard: testkit::ChildGuard,
+    pub process: ManagerProcess,
     pub base: String,
     pub http: reqwest::Client,
 }
 
 impl BinManager {
-    /// Starts the manager binary on a free port (node `node-1`, 8 CPUs,
-    /// 8 GiB, drain delay 0, plus `extra`) with the extra environment `env`,
-    /// and waits for `/ping`.
+    /// The manager binary against `etcd` with `data_dir` (node `node-1`,
+    /// 8 CPUs, 8 GiB, drain delay 0, `RUST_LOG=warn`): add flags, then
+    /// [`BinManager::from_cmd`].
+    pub fn cmd(etcd: &Etcd, data_dir: &Path) -> ManagerCmd {
+        ManagerCmd::new(env!("CARGO_BIN_EXE_manager"))
+            .etcd(&etcd.endpoint())
+            .data_dir(data_dir)
+            .env("RUST_LOG", "warn")
+    }
+
+    /// Starts `cmd` and waits for `/ping`.
+    pub fn from_cmd(cmd: ManagerCmd) -> BinManager {
+        let process = cmd.start();
+        BinManager {
+            base: process.url().to_string(),
+            process,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Starts the manager binary (see [`BinManager::cmd`]) plus `extra` with
+    /// the extra environment `env`, and waits for `/ping`.
     pub async fn start(
         etcd: &Etcd,
         data_dir: &Path,
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> BinManager {
-        let port = testkit::free_port().expect("free port");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_manager"))
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--etcd-endpoints",
-                &etcd.endpoint(),
-                "--node-name",
-                "node-1",
-                "--node-cpus",
-                "8",
-                "--node-mem",
-                "8192",
-                "--drain-delay",
-                "0",
-            ])
-            .args(extra)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("manager binary starts");
-        let m = BinManager {
-            guard: testkit::ChildGuard::new(child),
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-        };
-        testkit::eventually_async("manager answers /ping", DEADLINE, || async {
-            m.http
-                .get(format!("{}/ping", m.base))
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status() == 200)
-                .map(|_| ())
-        })
-        .await;
-        m
+        Self::from_cmd(Self::cmd(etcd, data_dir).args(extra).envs(env))
     }
 
     /// The port the manager listens on.
     pub fn port(&self) -> u16 {
-        self.base
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port in base URL")
+        self.process.port()
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
