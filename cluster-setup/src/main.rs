@@ -19,12 +19,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    daemon::init_logging(daemon::LogFormat::Text, "warn");
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(SetupError::Usage(msg)) => {

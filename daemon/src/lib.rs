@@ -1,11 +1,17 @@
 //! Plumbing every mdo binary shares, defined once so no binary can lack or
 //! diverge from it: [`EtcdArgs`], the etcd connection flags (endpoints with
 //! the legacy `ETCD_HOST_ADDRESS` fallback, user/password, TLS), turned into
-//! [`registry::Settings`] by one rule; and [`redact_url`], how every binary
-//! writes a URL or endpoint into its logs.
+//! [`registry::Settings`] by one rule; [`LogArgs`] and [`init_logging`], the
+//! log format flag and the tracing set-up; [`apply_env_aliases`], the
+//! environment names of earlier releases; and [`redact_url`], how every
+//! binary writes a URL or endpoint into its logs.
 
+mod env;
 mod etcd;
+mod log;
 mod redact;
 
+pub use env::{aliased_value, apply_env_aliases};
 pub use etcd::{EtcdArgs, EtcdArgsError};
+pub use log::{init as init_logging, LogArgs, LogFormat};
 pub use redact::{is_secret_param, redact_url, redact_urls, REDACTED};

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::parse::Limits;
 use crate::translate::TranslateConfig;
@@ -39,12 +39,6 @@ examples/everything.yaml uses them all): {}.\n\n`deployer render FILE` prints th
 JSON a document becomes.",
         crate::spec::SERVICE_FIELDS.join(", ")
     )
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Args)]
@@ -80,9 +74,8 @@ pub struct CommonArgs {
     /// networking), put into every app's env as ETCD_ENDPOINTS. [default: --etcd-endpoints]
     #[arg(long, env = "CONTAINER_ETCD_ENDPOINTS", global = true)]
     pub container_etcd_endpoints: Option<String>,
-    /// Log format (filter with RUST_LOG, default info).
-    #[arg(long, env = "DEPLOYER_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub log: daemon::LogArgs,
 }
 
 #[derive(Debug, Subcommand)]

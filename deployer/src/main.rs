@@ -5,28 +5,25 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 use deployer::cli::{self, CliError};
-use deployer::config::{Cli, Command, LogFormat};
+use deployer::config::{Cli, Command};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
+/// Environment names of earlier releases, still accepted.
+const ENV_ALIASES: &[(&str, &[&str])] = &[("LOG_FORMAT", &["DEPLOYER_LOG_FORMAT"])];
 
 fn fail(e: impl std::fmt::Display, code: u8) -> ExitCode {
     eprintln!("deployer: {e}");
     ExitCode::from(code)
 }
 
+fn main() -> ExitCode {
+    // Before the async runtime starts its threads.
+    daemon::apply_env_aliases(ENV_ALIASES);
+    run()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => {
@@ -45,7 +42,7 @@ async fn main() -> ExitCode {
             Ok(c) => c,
             Err(e) => return fail(e, 64),
         };
-        init_tracing(cli.common.log_format);
+        daemon::init_logging(cli.common.log.log_format, "info");
         return serve(config).await;
     }
     let result: Result<String, CliError> = match &cli.command {

@@ -20,12 +20,7 @@ pub enum DockerMode {
     Off,
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use daemon::LogFormat;
 
 /// The manager's command line (every flag also reads an environment variable).
 #[derive(Debug, Clone, Parser)]
@@ -110,9 +105,8 @@ pub struct Cli {
     /// Bearer token required on every route except /ping and /health.
     #[arg(long, env = "MDO_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
-    /// Log format: text or json (filter with RUST_LOG).
-    #[arg(long, env = "MANAGER_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub log: daemon::LogArgs,
     /// Largest accepted request body, in bytes (larger -> 413).
     #[arg(long, env = "MANAGER_MAX_BODY", default_value_t = 1024 * 1024)]
     pub max_body: usize,
@@ -355,7 +349,7 @@ impl TryFrom<Cli> for Config {
             shutdown_timeout: Duration::from_secs(cli.shutdown_timeout),
             node_attributes,
             auth_token: cli.auth_token.filter(|t| !t.is_empty()),
-            log_format: cli.log_format,
+            log_format: cli.log.log_format,
             max_body: cli.max_body,
             node_cpus: cli.node_cpus,
             node_mem: cli.node_mem,

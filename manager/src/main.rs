@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use manager::config::{Cli, Config, LogFormat};
+use manager::config::{Cli, Config};
 use manager::Application;
 use tokio_util::sync::CancellationToken;
 
@@ -17,19 +17,11 @@ const WATCHDOG_SLACK: Duration = Duration::from_secs(3);
 /// How long the runtime's teardown may wait for blocking tasks.
 const RUNTIME_TEARDOWN: Duration = Duration::from_secs(1);
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
+/// Environment names of earlier releases, still accepted.
+const ENV_ALIASES: &[(&str, &[&str])] = &[("LOG_FORMAT", &["MANAGER_LOG_FORMAT"])];
 
 fn main() -> ExitCode {
+    daemon::apply_env_aliases(ENV_ALIASES);
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => e.exit(),
@@ -50,7 +42,7 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    init_tracing(cfg.log_format);
+    daemon::init_logging(cfg.log_format, "info");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -34,6 +34,29 @@ async fn get(base: &str, path: &str) -> Value {
         .unwrap()
 }
 
+/// `MANAGER_LOG_FORMAT`, the name of earlier releases, still selects the
+/// format when `LOG_FORMAT` is unset: the manager writes JSON lines.
+#[test]
+fn manager_log_format_alias_writes_json_lines() {
+    let etcd = Etcd::start().unwrap();
+    let m = ManagerCmd::new(env!("CARGO_BIN_EXE_manager"))
+        .etcd(&etcd.endpoint())
+        .flag("--docker", "off")
+        .env_remove("LOG_FORMAT")
+        .env("MANAGER_LOG_FORMAT", "json")
+        .start();
+    let text = testkit::eventually("the manager logs that it listens", DEADLINE, || {
+        Some(m.log_text()).filter(|t| t.contains("manager listening"))
+    });
+    // Complete lines only: the manager may be writing the next one.
+    let complete = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+    for line in complete.map(str::trim).filter(|l| !l.is_empty()) {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(v["level"].is_string(), "a level in {line}");
+    }
+}
+
 async fn running(base: &str, app: &str) -> Vec<String> {
     let v = get(base, &format!("/v2/apps{app}/tasks")).await;
     let mut ids: Vec<String> = v["tasks"]

@@ -43,12 +43,6 @@ pub enum Mode {
     Callback,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
 /// subscriber: turns Marathon task events into instance records in etcd, and
 /// keeps them right with periodic, race-free resyncs.
 #[derive(Debug, Clone, Parser)]
@@ -119,9 +113,8 @@ pub struct Cli {
     )]
     pub dashboard_url: String,
 
-    /// Log format (filter with RUST_LOG).
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub log: daemon::LogArgs,
 }
 
 /// Validated configuration; tests build it directly.

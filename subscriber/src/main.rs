@@ -3,10 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use subscriber::config::LogFormat;
 use subscriber::{Application, Cli};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -23,7 +21,7 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let format = cli.log_format;
+    let format = cli.log.log_format;
     let config = match cli.into_config() {
         Ok(c) => c,
         Err(e) => {
@@ -31,14 +29,7 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    match format {
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-    }
+    daemon::init_logging(format, "info");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

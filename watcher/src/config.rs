@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
 use crate::template::TemplateSpec;
 
@@ -35,12 +35,7 @@ pub enum ConfigError {
     Registry(#[from] registry::Error),
 }
 
-/// Output format of the logs (on stderr).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use daemon::LogFormat;
 
 /// Watches services in the mdo registry (etcd) and calls user code when the
 /// set of their instances changes: `service_change(service, delta)` from
@@ -165,9 +160,8 @@ pub struct Cli {
     #[arg(long, env = "ETCD_KEY", value_name = "FILE")]
     pub etcd_key: Option<PathBuf>,
 
-    /// Log format on stderr; the level comes from RUST_LOG (default info).
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub log: daemon::LogArgs,
 
     /// The application to run as a child: signals (TERM, INT, HUP) are
     /// forwarded to it and the watcher exits with its exit code when it ends.
@@ -269,7 +263,7 @@ impl Cli {
             splay: parse_duration("--splay", &self.splay)?,
             hook_timeout: parse_duration("--hook-timeout", &self.hook_timeout)?,
             registry,
-            log_format: self.log_format,
+            log_format: self.log.log_format,
             command: self.command,
         })
     }

@@ -2,11 +2,10 @@
 //! SIGTERM/SIGINT, the child's code in child mode, 64 for bad configuration.
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use watcher::hook::{HookError, Runner};
 use watcher::signals::Signals;
 use watcher::template::Templates;
-use watcher::{Cli, LogFormat};
+use watcher::Cli;
 
 const EX_USAGE: i32 = 64;
 
@@ -53,7 +52,7 @@ fn real_main() -> i32 {
             }
         }
     };
-    init_tracing(config.log_format);
+    daemon::init_logging(config.log_format, "info");
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         watches = ?config.watches.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(),
@@ -116,16 +115,4 @@ fn real_main() -> i32 {
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     tracing::info!(code, "watcher stopped");
     code
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }

@@ -95,6 +95,31 @@ fn the_watcher_stops_when_the_child_exits() {
 }
 
 #[test]
+fn log_format_json_writes_json_lines() {
+    let etcd = Etcd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Watcher::start(
+        &etcd,
+        dir.path(),
+        &["--", "sh", "-c", "exit 0"],
+        &[("LOG_FORMAT", "json")],
+    );
+    assert_eq!(w.wait_exit(), Some(0), "log:\n{}", w.log());
+    let log = w.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "the watcher logged nothing");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(v["level"].is_string(), "a level in {line}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("watcher starting")),
+        "log:\n{log}"
+    );
+}
+
+#[test]
 fn bad_flags_print_one_line_and_exit_64() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[&[&str]] = &[
