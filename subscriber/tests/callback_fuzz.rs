@@ -14,8 +14,6 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use support::*;
 use testkit::fuzz::{self, Case, Fuzzer};
-use testkit::marathon_stub::{bridge_app, Stub};
-use testkit::Etcd;
 
 fn seeds() -> Vec<Value> {
     vec![
@@ -43,26 +41,10 @@ async fn mutated_events_never_5xx_and_change_no_real_record() {
     let mut run = fuzz::Run::new("callback_fuzz", 2_000);
     let http = run.http().clone();
 
-    let etcd = Etcd::start().unwrap();
-    let stub = Stub::start().await;
-    stub.add_app(bridge_app("/dev/web", &[("api", 5000)]));
+    let (etcd, stub) = web_stub().await;
     let t1 = stub.start_task("/dev/web", &[31001]);
-    let port = testkit::free_port().unwrap();
-    let callback = format!("http://127.0.0.1:{port}/callback");
-    let mut sub = spawn_on(
-        port,
-        &stub.url,
-        &etcd,
-        &[
-            "--mode",
-            "callback",
-            "--callback-url",
-            &callback,
-            "--resync-interval",
-            "1h",
-        ],
-    );
-    sub.wait_healthy().await;
+    let (mut sub, _callback) =
+        callback_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]).await;
     let reg = registry(&etcd).await;
     wait_containers(&reg, vec![t1.clone()], "t1 registered").await;
 

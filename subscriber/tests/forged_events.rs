@@ -8,8 +8,6 @@ mod support;
 
 use serde_json::{json, Value};
 use support::*;
-use testkit::marathon_stub::{bridge_app, Stub};
-use testkit::Etcd;
 
 const TOKEN: &str = "s3cret-T0ken";
 
@@ -30,9 +28,7 @@ async fn post(url: &str, bearer: Option<&str>, body: &Value) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_mode_has_no_callback_route() {
-    let etcd = Etcd::start().unwrap();
-    let stub = Stub::start().await;
-    stub.add_app(bridge_app("/dev/web", &[("api", 5000)]));
+    let (etcd, stub) = web_stub().await;
     let t1 = stub.start_task("/dev/web", &[31001]);
     // Records only from events: no periodic resync to mend them.
     let mut open = spawn_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]);
@@ -65,39 +61,20 @@ async fn sse_mode_has_no_callback_route() {
     let t2 = stub.start_task("/dev/web", &[31002]);
     wait_containers(&reg, vec![t1.clone(), t2.clone()], "t1 kept, t2 added").await;
     for sub in [&open, &guarded] {
-        let m = reqwest::get(format!("{}/metrics", sub.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = sub.metrics().await;
         assert!(!m.contains("malformed_event"), "{m}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_mode_with_a_token_takes_only_deliveries_that_carry_it() {
-    let etcd = Etcd::start().unwrap();
-    let stub = Stub::start().await;
-    stub.add_app(bridge_app("/dev/web", &[("api", 5000)]));
-    let port = testkit::free_port().unwrap();
-    let callback = format!("http://127.0.0.1:{port}/callback");
-    let mut sub = spawn_on(
-        port,
+    let (etcd, stub) = web_stub().await;
+    let (mut sub, callback) = callback_subscriber(
         &stub.url,
         &etcd,
-        &[
-            "--mode",
-            "callback",
-            "--callback-url",
-            &callback,
-            "--auth-token",
-            TOKEN,
-            "--resync-interval",
-            "1h",
-        ],
-    );
-    sub.wait_healthy().await;
+        &["--auth-token", TOKEN, "--resync-interval", "1h"],
+    )
+    .await;
     // Marathon cannot add headers to callbacks: the token is in the URL.
     assert_eq!(stub.callbacks(), vec![format!("{callback}?token={TOKEN}")]);
     let reg = registry(&etcd).await;

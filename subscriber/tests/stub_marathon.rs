@@ -39,9 +39,7 @@ async fn records_follow_task_events_with_named_ports() {
     let stub = Stub::start().await;
     stub.add_app(bridge_app("/dev/web", &[("api", 5000), ("admin", 9000)]));
     stub.add_app(host_app("/cache", &["redis", ""]));
-    let mut sub = spawn_subscriber(&stub.url, &etcd, &[]);
-    sub.wait_healthy().await;
-    let reg = registry(&etcd).await;
+    let (sub, reg) = healthy_subscriber(&stub.url, &etcd, &[]).await;
 
     let t1 = stub.start_task("/dev/web", &[31001, 31002]);
     let t2 = stub.start_task("/dev/web", &[31003, 31004]);
@@ -86,12 +84,7 @@ async fn records_follow_task_events_with_named_ports() {
     wait_containers(&reg, vec![t1.clone()], "c1 removed at TASK_KILLING").await;
 
     // Metrics count what happened.
-    let m = reqwest::get(format!("{}/metrics", sub.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = sub.metrics().await;
     assert!(
         m.contains("subscriber_events_total{type=\"status_update_event\"}"),
         "{m}"
@@ -102,14 +95,10 @@ async fn records_follow_task_events_with_named_ports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_repairs_hand_edits_and_leaves_other_owners() {
-    let etcd = Etcd::start().unwrap();
-    let stub = Stub::start().await;
-    stub.add_app(bridge_app("/dev/web", &[("api", 5000)]));
+    let (etcd, stub) = web_stub().await;
     let t1 = stub.start_task("/dev/web", &[31001]);
     let t2 = stub.start_task("/dev/web", &[31002]);
-    let mut sub = spawn_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]);
-    sub.wait_healthy().await;
-    let reg = registry(&etcd).await;
+    let (sub, reg) = healthy_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]).await;
     wait_containers(
         &reg,
         vec![t1.clone(), t2.clone()],
@@ -201,14 +190,10 @@ async fn cleanup_repairs_hand_edits_and_leaves_other_owners() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resync_never_resurrects_a_task_killed_while_it_ran() {
-    let etcd = Etcd::start().unwrap();
-    let stub = Stub::start().await;
-    stub.add_app(bridge_app("/dev/web", &[("api", 5000)]));
+    let (etcd, stub) = web_stub().await;
     let victim = stub.start_task("/dev/web", &[31001]);
     let keeper = stub.start_task("/dev/web", &[31002]);
-    let mut sub = spawn_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]);
-    sub.wait_healthy().await;
-    let reg = registry(&etcd).await;
+    let (sub, reg) = healthy_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]).await;
     wait_containers(
         &reg,
         vec![victim.clone(), keeper.clone()],
@@ -254,13 +239,9 @@ async fn resync_never_resurrects_a_task_killed_while_it_ran() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missed_events_and_manager_outage_are_repaired_on_reconnect() {
-    let etcd = Etcd::start().unwrap();
-    let stub = Stub::start().await;
-    stub.add_app(bridge_app("/dev/web", &[("api", 5000)]));
+    let (etcd, stub) = web_stub().await;
     let t1 = stub.start_task("/dev/web", &[31001]);
-    let mut sub = spawn_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]);
-    sub.wait_healthy().await;
-    let reg = registry(&etcd).await;
+    let (mut sub, reg) = healthy_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]).await;
     wait_containers(&reg, vec![t1.clone()], "t1").await;
 
     stub.set_down(true);
@@ -288,12 +269,8 @@ async fn missed_events_and_manager_outage_are_repaired_on_reconnect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_outage_during_churn_converges() {
-    let mut etcd = Etcd::start().unwrap();
-    let stub = Stub::start().await;
-    stub.add_app(bridge_app("/dev/web", &[("api", 5000)]));
-    let mut sub = spawn_subscriber(&stub.url, &etcd, &["--resync-interval", "2s"]);
-    sub.wait_healthy().await;
-    let reg = registry(&etcd).await;
+    let (mut etcd, stub) = web_stub().await;
+    let (sub, reg) = healthy_subscriber(&stub.url, &etcd, &["--resync-interval", "2s"]).await;
     let mut live: Vec<String> = (0..10)
         .map(|i| stub.start_task("/dev/web", &[31000 + i]))
         .collect();
@@ -316,24 +293,15 @@ async fn etcd_outage_during_churn_converges() {
     etcd.restart().unwrap();
     let reg = registry(&etcd).await;
     wait_containers(&reg, live.clone(), "converged after etcd returned").await;
-    let m = reqwest::get(format!("{}/metrics", sub.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = sub.metrics().await;
     assert!(m.contains("subscriber_errors_total{kind=\"etcd\"}"), "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_tasks_change_then_restart_converges() {
-    let etcd = Etcd::start().unwrap();
-    let stub = Stub::start().await;
-    stub.add_app(bridge_app("/dev/web", &[("api", 5000)]));
+    let (etcd, stub) = web_stub().await;
     let port = testkit::free_port().unwrap();
-    let mut sub = spawn_on(port, &stub.url, &etcd, &["--resync-interval", "1h"]);
-    sub.wait_healthy().await;
-    let reg = registry(&etcd).await;
+    let (mut sub, reg) = healthy_on(port, &stub.url, &etcd, &["--resync-interval", "1h"]).await;
     let mut live: Vec<String> = (0..20)
         .map(|i| stub.start_task("/dev/web", &[31000 + i]))
         .collect();
@@ -360,18 +328,8 @@ async fn kill_9_while_tasks_change_then_restart_converges() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_mode_end_to_end_with_unsubscribe_on_sigterm() {
-    let etcd = Etcd::start().unwrap();
-    let stub = Stub::start().await;
-    stub.add_app(bridge_app("/dev/web", &[("api", 5000)]));
-    let port = testkit::free_port().unwrap();
-    let callback = format!("http://127.0.0.1:{port}/callback");
-    let mut sub = spawn_on(
-        port,
-        &stub.url,
-        &etcd,
-        &["--mode", "callback", "--callback-url", &callback],
-    );
-    sub.wait_healthy().await;
+    let (etcd, stub) = web_stub().await;
+    let (mut sub, callback) = callback_subscriber(&stub.url, &etcd, &[]).await;
     assert_eq!(stub.callbacks(), vec![callback.clone()]);
     assert_eq!(
         stub.stream_clients(),
@@ -403,23 +361,13 @@ async fn callback_mode_end_to_end_with_unsubscribe_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    let m = reqwest::get(format!("{}/metrics", sub.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = sub.metrics().await;
     assert!(
         m.contains("subscriber_errors_total{kind=\"malformed_event\"} 2"),
         "{m}"
     );
 
-    sub.sigterm();
-    let status = testkit::eventually(
-        "subscriber exits on SIGTERM",
-        Duration::from_secs(20),
-        || sub.child.child().try_wait().ok().flatten(),
-    );
+    let status = sub.sigterm_and_exit();
     assert!(
         status.success(),
         "graceful exit: {status}\n{}",
@@ -430,13 +378,9 @@ async fn callback_mode_end_to_end_with_unsubscribe_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn info_health_metrics_and_auth() {
-    let etcd = Etcd::start().unwrap();
-    let stub = Stub::start().await;
-    stub.add_app(bridge_app("/dev/web", &[("api", 5000)]));
+    let (etcd, stub) = web_stub().await;
     let t1 = stub.start_task("/dev/web", &[31001]);
-    let mut sub = spawn_subscriber(&stub.url, &etcd, &["--auth-token", "s3cret"]);
-    sub.wait_healthy().await;
-    let reg = registry(&etcd).await;
+    let (sub, reg) = healthy_subscriber(&stub.url, &etcd, &["--auth-token", "s3cret"]).await;
     wait_containers(&reg, vec![t1.clone()], "t1").await;
     let http = reqwest::Client::new();
 
@@ -515,9 +459,7 @@ async fn apps_with_invalid_names_get_no_record_and_never_fail_a_batch() {
             bad_tasks.push(stub.add_task_silently("/dev/bad", &[30000 + i]));
         }
     }
-    let mut sub = spawn_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]);
-    sub.wait_healthy().await;
-    let reg = registry(&etcd).await;
+    let (sub, reg) = healthy_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]).await;
     wait_containers(
         &reg,
         good.clone(),
@@ -547,12 +489,7 @@ async fn apps_with_invalid_names_get_no_record_and_never_fail_a_batch() {
     assert!(!containers(&reg).await.contains(&b));
     assert!(bad_tasks.iter().all(|t| !good.contains(t)));
 
-    let m = reqwest::get(format!("{}/metrics", sub.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = sub.metrics().await;
     let invalid = m
         .lines()
         .find_map(|l| l.strip_prefix("subscriber_errors_total{kind=\"invalid_name\"} "))

@@ -10,8 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use support::*;
-use testkit::marathon_stub::{bridge_app, Stub};
-use testkit::Etcd;
+use testkit::marathon_stub::Stub;
 
 const TS: &str = "2026-11-22T10:00:05.000Z";
 
@@ -21,14 +20,10 @@ fn apps_requests(stub: &Stub) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_out_of_reach_comes_back_with_its_next_running() {
-    let etcd = Etcd::start().unwrap();
-    let stub = Stub::start().await;
-    stub.add_app(bridge_app("/dev/web", &[("api", 5000)]));
+    let (etcd, stub) = web_stub().await;
     let t1 = stub.start_task("/dev/web", &[31001]);
     let t2 = stub.start_task("/dev/web", &[31002]);
-    let mut sub = spawn_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]);
-    sub.wait_healthy().await;
-    let reg = registry(&etcd).await;
+    let (sub, reg) = healthy_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]).await;
     wait_containers(&reg, vec![t1.clone(), t2.clone()], "both registered").await;
     let fetches = apps_requests(&stub);
 
@@ -71,9 +66,7 @@ async fn a_task_out_of_reach_comes_back_with_its_next_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_death_during_the_first_fetch_removes_an_earlier_process_record() {
-    let etcd = Etcd::start().unwrap();
-    let stub = Stub::start().await;
-    stub.add_app(bridge_app("/dev/web", &[("api", 5000)]));
+    let (etcd, stub) = web_stub().await;
     let victim = stub.start_task("/dev/web", &[31001]);
     let keeper = stub.start_task("/dev/web", &[31002]);
     let reg = registry(&etcd).await;
@@ -140,12 +133,8 @@ async fn a_death_during_the_first_fetch_removes_an_earlier_process_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_death_leaves_another_owners_record_at_its_key() {
-    let etcd = Etcd::start().unwrap();
-    let stub = Stub::start().await;
-    stub.add_app(bridge_app("/dev/web", &[("api", 5000)]));
-    let mut sub = spawn_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]);
-    sub.wait_healthy().await;
-    let reg = registry(&etcd).await;
+    let (etcd, stub) = web_stub().await;
+    let (_sub, reg) = healthy_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]).await;
     let t1 = stub.start_task("/dev/web", &[31001]);
     wait_containers(&reg, vec![t1.clone()], "t1 registered").await;
 

@@ -134,9 +134,7 @@ async fn converged(m: &Manager, reg: &Registry, app: &str, what: &str) {
 async fn manager_tasks_become_records_and_scale_down_removes_them() {
     let etcd = Etcd::start().unwrap();
     let m = Manager::start(&etcd).await;
-    let mut sub = spawn_subscriber(&m.url, &etcd, &[]);
-    sub.wait_healthy().await;
-    let reg = registry(&etcd).await;
+    let (sub, reg) = healthy_subscriber(&m.url, &etcd, &[]).await;
 
     let (s, b) = m
         .call(
@@ -201,9 +199,7 @@ async fn manager_kill_9_of_the_subscriber_during_churn_then_restart_converges() 
     let etcd = Etcd::start().unwrap();
     let m = Manager::start(&etcd).await;
     let port = testkit::free_port().unwrap();
-    let mut sub = spawn_on(port, &m.url, &etcd, &[]);
-    sub.wait_healthy().await;
-    let reg = registry(&etcd).await;
+    let (mut sub, reg) = healthy_on(port, &m.url, &etcd, &[]).await;
     let (s, b) = m
         .call(
             reqwest::Method::POST,
@@ -229,15 +225,7 @@ async fn manager_kill_9_of_the_subscriber_during_churn_then_restart_converges() 
 async fn manager_callback_mode_end_to_end_and_unsubscribe_on_sigterm() {
     let etcd = Etcd::start().unwrap();
     let m = Manager::start(&etcd).await;
-    let port = testkit::free_port().unwrap();
-    let callback = format!("http://127.0.0.1:{port}/callback");
-    let mut sub = spawn_on(
-        port,
-        &m.url,
-        &etcd,
-        &["--mode", "callback", "--callback-url", &callback],
-    );
-    sub.wait_healthy().await;
+    let (mut sub, callback) = callback_subscriber(&m.url, &etcd, &[]).await;
     let (_, subs) = m
         .call(reqwest::Method::GET, "/v2/eventSubscriptions", None)
         .await;
@@ -258,12 +246,7 @@ async fn manager_callback_mode_end_to_end_and_unsubscribe_on_sigterm() {
     m.wait_running("/cb/web", 1).await;
     converged(&m, &reg, "/cb/web", "scale down through callbacks").await;
 
-    sub.sigterm();
-    let status = testkit::eventually(
-        "subscriber exits on SIGTERM",
-        Duration::from_secs(20),
-        || sub.child.child().try_wait().ok().flatten(),
-    );
+    let status = sub.sigterm_and_exit();
     assert!(status.success(), "{status}\n{}", sub.log_text());
     let (_, subs) = m
         .call(reqwest::Method::GET, "/v2/eventSubscriptions", None)
@@ -276,25 +259,18 @@ async fn manager_callback_mode_with_a_token_delivers_and_refuses_forged_events()
     const TOKEN: &str = "cb-T0ken-s3cret";
     let etcd = Etcd::start().unwrap();
     let m = Manager::start(&etcd).await;
-    let port = testkit::free_port().unwrap();
-    let callback = format!("http://127.0.0.1:{port}/callback");
-    let mut sub = spawn_on(
-        port,
+    let (mut sub, callback) = callback_subscriber(
         &m.url,
         &etcd,
         &[
-            "--mode",
-            "callback",
-            "--callback-url",
-            &callback,
             "--auth-token",
             TOKEN,
             // Records only from events: no periodic resync to mend them.
             "--resync-interval",
             "1h",
         ],
-    );
-    sub.wait_healthy().await;
+    )
+    .await;
     let (_, subs) = m
         .call(reqwest::Method::GET, "/v2/eventSubscriptions", None)
         .await;
@@ -338,12 +314,7 @@ async fn manager_callback_mode_with_a_token_delivers_and_refuses_forged_events()
     for (who, log) in [("subscriber", sub.log_text()), ("manager", m.log_text())] {
         assert!(!log.contains(TOKEN), "{who} logged the token:\n{log}");
     }
-    sub.sigterm();
-    let status = testkit::eventually(
-        "subscriber exits on SIGTERM",
-        Duration::from_secs(20),
-        || sub.child.child().try_wait().ok().flatten(),
-    );
+    let status = sub.sigterm_and_exit();
     assert!(status.success(), "{status}\n{}", sub.log_text());
     let (_, subs) = m
         .call(reqwest::Method::GET, "/v2/eventSubscriptions", None)

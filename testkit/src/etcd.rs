@@ -475,6 +475,46 @@ pub struct LimitedUser<'a> {
     pub prefix: &'a str,
 }
 
+impl<'a> LimitedUser<'a> {
+    /// A user whose role covers the registry (`/services/`).
+    pub fn services(
+        role: &'a str,
+        user: &'a str,
+        password: &'a str,
+        permission: &'a str,
+    ) -> LimitedUser<'a> {
+        LimitedUser {
+            role,
+            user,
+            password,
+            permission,
+            prefix: "/services/",
+        }
+    }
+}
+
+/// `root`'s password in an etcd from [`Etcd::start_with_user`].
+pub const ROOT_PASSWORD: &str = "rootpw";
+
+impl Etcd {
+    /// Starts one with authentication on: `root` (password
+    /// [`ROOT_PASSWORD`]) and `user`. Checked: an anonymous `etcdctl` read
+    /// is refused.
+    pub fn start_with_user(user: &LimitedUser) -> Etcd {
+        let etcd = Etcd::start().expect("etcd");
+        enable_auth(&etcd.endpoint(), ROOT_PASSWORD, user);
+        let out = std::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &etcd.endpoint()])
+            .args(["--dial-timeout", "2s", "--command-timeout", "3s"])
+            .args(["get", "/services/", "--prefix"])
+            .output()
+            .expect("etcdctl runs");
+        assert!(!out.status.success(), "an anonymous client must be refused");
+        etcd
+    }
+}
+
 /// Turns authentication on in the etcd at `endpoint` (through etcdctl):
 /// `root` with `root_password`, plus `limited`. Anonymous requests are
 /// refused afterwards. Panics with etcdctl's message when a step fails.

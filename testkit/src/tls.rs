@@ -196,6 +196,38 @@ impl EtcdTls {
         self.dir.path()
     }
 
+    /// Starts one and checks that it is secured: `etcdctl` trusting its CA
+    /// without a client certificate is refused.
+    pub fn start_secured() -> EtcdTls {
+        let etcd = EtcdTls::start().expect("TLS etcd");
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(etcd.endpoint())
+            .arg("--cacert")
+            .arg(etcd.ca())
+            .args(["--dial-timeout", "2s", "--command-timeout", "3s"])
+            .args(["get", "/services/", "--prefix"])
+            .output()
+            .expect("etcdctl runs");
+        assert!(
+            !out.status.success(),
+            "a client without a certificate must be refused"
+        );
+        etcd
+    }
+
+    /// The CA, client certificate and key paths, as text (for flags and
+    /// environment variables).
+    pub fn client_files(&self) -> (String, String, String) {
+        let text = |p: PathBuf| p.to_str().expect("UTF-8 temp path").to_string();
+        (
+            text(self.ca()),
+            text(self.client_cert()),
+            text(self.client_key()),
+        )
+    }
+
     /// Runs `etcdctl` against this server with the CA and the client
     /// certificate; its stdout, or an error with its stderr.
     pub fn etcdctl(&self, args: &[&str]) -> Result<String> {

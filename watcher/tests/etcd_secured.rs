@@ -9,19 +9,11 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::*;
 use registry::{Registry, Settings};
+use testkit::etcd::{LimitedUser, ROOT_PASSWORD};
 use testkit::{Etcd, EtcdTls};
-
-/// True when etcd refuses `settings` (at connect or at the first read).
-async fn refused(settings: &Settings) -> bool {
-    match Registry::connect(settings).await {
-        Ok(reg) => reg.list_all().await.is_err(),
-        Err(_) => true,
-    }
-}
 
 /// With `a` already registered, the watcher (started by `start`) reads it
 /// as its baseline; putting `b` through `reg` runs the hook once, with `b`
@@ -58,36 +50,17 @@ async fn hook_sees_new_instance(reg: &Registry, start: impl FnOnce(&Path, &[&str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hook_runs_over_tls_with_a_client_certificate_from_the_environment() {
-    let etcd = EtcdTls::start().unwrap();
-    let (ca, cert, key) = (etcd.ca(), etcd.client_cert(), etcd.client_key());
+    let etcd = EtcdTls::start_secured();
+    let (ca, cert, key) = etcd.client_files();
     let endpoint = etcd.endpoint();
-    let mut settings = Settings::from_parts(
-        Some(&endpoint),
-        None,
-        None,
-        None,
-        Some(ca.clone()),
-        Some(cert.clone()),
-        Some(key.clone()),
-    )
-    .unwrap();
-    settings.request_timeout = Duration::from_secs(2);
-    let mut no_cert = settings.clone();
-    no_cert.tls = Some(registry::Tls {
-        ca: Some(ca.clone()),
-        cert: None,
-        key: None,
+    let mut settings = Settings::new([endpoint.clone()]);
+    settings.tls = Some(registry::Tls {
+        ca: Some(etcd.ca()),
+        cert: Some(etcd.client_cert()),
+        key: Some(etcd.client_key()),
     });
-    assert!(
-        refused(&no_cert).await,
-        "a client without a certificate must be refused"
-    );
     let reg = Registry::connect(&settings).await.unwrap();
-    let (ca, cert, key) = (
-        ca.to_str().unwrap(),
-        cert.to_str().unwrap(),
-        key.to_str().unwrap(),
-    );
+    let (ca, cert, key) = (ca.as_str(), cert.as_str(), key.as_str());
     hook_sees_new_instance(&reg, |dir, args| {
         Watcher::start_at(
             &endpoint,
@@ -101,27 +74,15 @@ async fn hook_runs_over_tls_with_a_client_certificate_from_the_environment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hook_runs_as_a_read_only_user_from_the_environment() {
-    let etcd = Etcd::start().unwrap();
+    let etcd = Etcd::start_with_user(&LimitedUser::services(
+        "mdo-watcher",
+        "watcher",
+        "w-s3cret",
+        "read",
+    ));
     let ep = etcd.endpoint();
-    testkit::etcd::enable_auth(
-        &ep,
-        "rootpw",
-        &testkit::etcd::LimitedUser {
-            role: "mdo-watcher",
-            user: "watcher",
-            password: "w-s3cret",
-            permission: "read",
-            prefix: "/services/",
-        },
-    );
-
-    let mut anonymous = Settings::new([ep.clone()]);
-    anonymous.request_timeout = Duration::from_secs(2);
-    assert!(
-        refused(&anonymous).await,
-        "an anonymous client must be refused"
-    );
-    let root = Registry::connect(&anonymous.with_auth("root", "rootpw"))
+    let anonymous = Settings::new([ep.clone()]);
+    let root = Registry::connect(&anonymous.with_auth("root", ROOT_PASSWORD))
         .await
         .unwrap();
     hook_sees_new_instance(&root, |dir, args| {

@@ -1,9 +1,11 @@
 #![allow(dead_code)]
 
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use registry::{Instance, Registry, Settings};
+use testkit::marathon_stub::{bridge_app, Stub};
 use testkit::{ChildGuard, Etcd};
 
 /// The real subscriber binary, on a free port.
@@ -99,6 +101,70 @@ impl Sub {
     pub fn kill9(&mut self) {
         self.child.kill();
     }
+
+    /// SIGTERM, then its exit status (within 20 s).
+    pub fn sigterm_and_exit(&mut self) -> std::process::ExitStatus {
+        self.sigterm();
+        testkit::eventually(
+            "subscriber exits on SIGTERM",
+            Duration::from_secs(20),
+            || self.child.child().try_wait().ok().flatten(),
+        )
+    }
+
+    /// `GET /metrics` (no token), as text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+}
+
+/// A real etcd and the Marathon stub with the bridge app `/dev/web` (port
+/// `api` 5000).
+pub async fn web_stub() -> (Etcd, Arc<Stub>) {
+    let etcd = Etcd::start().expect("etcd");
+    let stub = Stub::start().await;
+    stub.add_app(bridge_app("/dev/web", &[("api", 5000)]));
+    (etcd, stub)
+}
+
+/// [`spawn_subscriber`], once healthy, and a registry client.
+pub async fn healthy_subscriber(
+    marathon_url: &str,
+    etcd: &Etcd,
+    extra: &[&str],
+) -> (Sub, Registry) {
+    let mut sub = spawn_subscriber(marathon_url, etcd, extra);
+    sub.wait_healthy().await;
+    (sub, registry(etcd).await)
+}
+
+/// [`spawn_on`], once healthy, and a registry client.
+pub async fn healthy_on(
+    port: u16,
+    marathon_url: &str,
+    etcd: &Etcd,
+    extra: &[&str],
+) -> (Sub, Registry) {
+    let mut sub = spawn_on(port, marathon_url, etcd, extra);
+    sub.wait_healthy().await;
+    (sub, registry(etcd).await)
+}
+
+/// The subscriber in callback mode (`--callback-url` on its own port, plus
+/// `extra`), once healthy; and its callback URL.
+pub async fn callback_subscriber(marathon_url: &str, etcd: &Etcd, extra: &[&str]) -> (Sub, String) {
+    let port = testkit::free_port().expect("port");
+    let callback = format!("http://127.0.0.1:{port}/callback");
+    let mut args = vec!["--mode", "callback", "--callback-url", &callback];
+    args.extend_from_slice(extra);
+    let mut sub = spawn_on(port, marathon_url, etcd, &args);
+    sub.wait_healthy().await;
+    (sub, callback)
 }
 
 pub async fn registry(etcd: &Etcd) -> Registry {
