@@ -3,12 +3,14 @@
 //! the legacy `ETCD_HOST_ADDRESS` fallback, user/password, TLS), turned into
 //! [`registry::Settings`] by one rule; [`LogArgs`] and [`init_logging`], the
 //! log format flag and the tracing set-up; [`apply_env_aliases`], the
-//! environment names of earlier releases; and [`redact_url`], how every
-//! binary writes a URL or endpoint into its logs.
+//! environment names of earlier releases; [`redact_url`], how every
+//! binary writes a URL or endpoint into its logs; and [`metrics`], how
+//! every binary's `/metrics` is encoded (prometheus-client).
 
 mod env;
 mod etcd;
 mod log;
+pub mod metrics;
 mod redact;
 
 pub use env::{aliased_value, apply_env_aliases};

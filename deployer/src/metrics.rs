@@ -1,52 +1,72 @@
-//! Prometheus counters of the deployer, rendered as text on `/metrics`.
+//! Prometheus counters of the deployer on `/metrics` (one prometheus-client
+//! registry, encoded by `daemon::metrics`).
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
+use daemon::metrics::{encode, Registry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
-/// Counters keyed by (metric, label value).
-#[derive(Debug, Default)]
+/// A counter family with one label.
+type ByLabel = Family<[(&'static str, String); 1], Counter>;
+
+/// (metric as scraped, its label, the family).
 pub struct Metrics {
-    counters: Mutex<BTreeMap<(&'static str, String), u64>>,
+    registry: Registry,
+    families: Vec<(&'static str, &'static str, ByLabel)>,
 }
 
-const HELP: &[(&str, &str, &str)] = &[
+/// (metric as scraped, label, help without the final full stop).
+const COUNTERS: &[(&str, &str, &str)] = &[
     (
         "deployer_deploy_requests_total",
         "status",
-        "POST /deploy requests by HTTP status.",
+        "POST /deploy requests by HTTP status",
     ),
     (
         "deployer_app_actions_total",
         "action",
-        "Apps created, scaled, updated, unchanged or removed.",
+        "Apps created, scaled, updated, unchanged or removed",
     ),
     (
         "deployer_marathon_errors_total",
         "kind",
-        "Failed calls to the Marathon API (unreachable or rejected).",
+        "Failed calls to the Marathon API (unreachable or rejected)",
     ),
 ];
 
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let families = COUNTERS
+            .iter()
+            .map(|(name, label, help)| {
+                let family = ByLabel::default();
+                // prometheus-client adds `_total` back.
+                let registered = name.strip_suffix("_total").unwrap_or(name);
+                registry.register(registered, *help, family.clone());
+                (*name, *label, family)
+            })
+            .collect();
+        Metrics { registry, families }
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
 impl Metrics {
+    /// Adds one to `metric` (as scraped, e.g. `deployer_app_actions_total`)
+    /// for `label`; an unknown metric is a programming error and is ignored.
     pub fn inc(&self, metric: &'static str, label: &str) {
-        let mut c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        *c.entry((metric, label.to_string())).or_default() += 1;
+        if let Some((_, key, family)) = self.families.iter().find(|(name, ..)| *name == metric) {
+            family.get_or_create(&[(*key, label.to_string())]).inc();
+        }
     }
 
     pub fn render(&self) -> String {
-        let c = self.counters.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = String::new();
-        for (name, label, help) in HELP {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for ((metric, value), n) in c.iter() {
-                if metric == name {
-                    let v = value.replace('\\', "\\\\").replace('"', "\\\"");
-                    let _ = writeln!(out, "{name}{{{label}=\"{v}\"}} {n}");
-                }
-            }
-        }
-        out
+        encode(&self.registry)
     }
 }
 
@@ -58,7 +78,17 @@ mod tests {
         m.inc("deployer_app_actions_total", "created");
         m.inc("deployer_app_actions_total", "created");
         let t = m.render();
-        assert!(t.contains("# TYPE deployer_app_actions_total counter"));
-        assert!(t.contains("deployer_app_actions_total{action=\"created\"} 2"));
+        assert!(
+            t.contains("# TYPE deployer_app_actions_total counter"),
+            "{t}"
+        );
+        assert!(
+            t.contains("# HELP deployer_app_actions_total Apps created, scaled, updated, unchanged or removed.\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("deployer_app_actions_total{action=\"created\"} 2"),
+            "{t}"
+        );
     }
 }

@@ -143,7 +143,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
+        .content_type(daemon::metrics::CONTENT_TYPE)
         .body(state.metrics.render())
 }
 

@@ -3,7 +3,6 @@
 //! subscription kept alive through `/v2/eventSubscriptions` (the events
 //! themselves arrive on `POST /callback`).
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,15 +63,15 @@ pub async fn run_sse(
             Ok(StreamItem::Event(ev)) => accept_event(&ev, &sink, &metrics),
             Ok(StreamItem::Connected) => {
                 connected = true;
-                metrics.reconnects.fetch_add(1, Relaxed);
-                metrics.stream_connected.store(true, Relaxed);
+                metrics.reconnects.inc();
+                metrics.set_connected(true);
                 info!("event stream connected");
                 // Whatever happened while we were away: resync.
                 sink.schedule_resync();
             }
             Ok(StreamItem::Disconnected) => {
                 connected = false;
-                metrics.stream_connected.store(false, Relaxed);
+                metrics.set_connected(false);
                 info!("event stream ended; reconnecting");
             }
             Err(marathon::Error::Decode(e)) => {
@@ -86,7 +85,7 @@ pub async fn run_sse(
             }
         }
     }
-    metrics.stream_connected.store(false, Relaxed);
+    metrics.set_connected(false);
 }
 
 /// The URL the subscriber subscribes in callback mode: `--callback-url`,
@@ -186,7 +185,7 @@ pub async fn run_callback(
             false
         };
         if !ok {
-            metrics.stream_connected.store(false, Relaxed);
+            metrics.set_connected(false);
             subscribed = false;
             // A 2xx whose body is not a readable event still subscribed.
             match api
@@ -197,8 +196,8 @@ pub async fn run_callback(
             {
                 Ok(()) => {
                     subscribed = true;
-                    metrics.reconnects.fetch_add(1, Relaxed);
-                    metrics.stream_connected.store(true, Relaxed);
+                    metrics.reconnects.inc();
+                    metrics.set_connected(true);
                     info!(callback_url = %callback_url, "subscribed to Marathon events");
                     sink.schedule_resync();
                     backoff = Duration::from_millis(100);
@@ -218,7 +217,7 @@ pub async fn run_callback(
             _ = cancel.cancelled() => break,
         }
     }
-    metrics.stream_connected.store(false, Relaxed);
+    metrics.set_connected(false);
     match tokio::time::timeout(
         Duration::from_secs(5),
         api.delete_event_subscription(callback_url.registered()),

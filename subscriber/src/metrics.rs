@@ -1,33 +1,163 @@
-//! Counters users alert on (Prometheus text on `/metrics`) and the status
+//! Counters users alert on (Prometheus text on `/metrics`, one
+//! prometheus-client registry encoded by `daemon::metrics`) and the status
 //! `/health` reports: whether events are flowing and when the last
 //! successful sync was.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-#[derive(Default)]
+use daemon::metrics::Registry;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+
+/// A counter family with one label.
+type ByLabel = Family<[(&'static str, String); 1], Counter>;
+
+/// Most distinct event types counted by name; the rest are `other`.
+const MAX_EVENT_TYPES: usize = 200;
+
+/// Upper bounds of the resync duration buckets, in seconds.
+const RESYNC_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
 pub struct Metrics {
-    events: Mutex<BTreeMap<String, u64>>,
-    errors: Mutex<BTreeMap<&'static str, u64>>,
-    pub records_written: AtomicU64,
-    pub records_removed: AtomicU64,
-    pub resyncs: AtomicU64,
-    pub resync_failures: AtomicU64,
-    resync_seconds_micros: AtomicU64,
-    pub resync_added: AtomicU64,
-    pub resync_updated: AtomicU64,
-    pub resync_removed: AtomicU64,
-    pub reconnects: AtomicU64,
-    pub queue_overflows: AtomicU64,
-    pub queue_depth: AtomicU64,
-    pub apps_cached: AtomicU64,
-    pub events_dropped: AtomicU64,
-    pub stream_connected: AtomicBool,
+    registry: Registry,
+    events: ByLabel,
+    /// Event types counted by name so far (bounded by `MAX_EVENT_TYPES`).
+    event_types: Mutex<BTreeSet<String>>,
+    errors: ByLabel,
+    pub records_written: Counter,
+    pub records_removed: Counter,
+    pub resyncs: Counter,
+    pub resync_failures: Counter,
+    resync_seconds: Histogram,
+    pub resync_added: Counter,
+    pub resync_updated: Counter,
+    pub resync_removed: Counter,
+    pub reconnects: Counter,
+    pub queue_overflows: Counter,
+    pub queue_depth: Gauge,
+    pub apps_cached: Gauge,
+    pub events_dropped: Counter,
+    stream_connected: Gauge,
     last_sync: Mutex<Option<Instant>>,
-    last_sync_unix: AtomicU64,
+    last_sync_unix: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut r = Registry::default();
+        let events = ByLabel::default();
+        r.register(
+            "subscriber_events",
+            "Marathon events received, by type",
+            events.clone(),
+        );
+        let errors = ByLabel::default();
+        r.register("subscriber_errors", "Errors by kind", errors.clone());
+        let counter = |r: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            r.register(name, help, c.clone());
+            c
+        };
+        let gauge = |r: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            r.register(name, help, g.clone());
+            g
+        };
+        let records_written = counter(
+            &mut r,
+            "subscriber_records_written",
+            "Records put into etcd",
+        );
+        let records_removed = counter(
+            &mut r,
+            "subscriber_records_removed",
+            "Records deleted from etcd",
+        );
+        let resyncs = counter(&mut r, "subscriber_resyncs", "Completed resyncs");
+        let resync_failures = counter(
+            &mut r,
+            "subscriber_resync_failures",
+            "Resyncs that failed (Marathon or etcd unavailable)",
+        );
+        let resync_seconds = Histogram::new(RESYNC_BUCKETS);
+        r.register(
+            "subscriber_resync_duration_seconds",
+            "Time spent in completed resyncs",
+            resync_seconds.clone(),
+        );
+        let fixes = ByLabel::default();
+        r.register(
+            "subscriber_resync_fixes",
+            "Records a resync had to fix, by action",
+            fixes.clone(),
+        );
+        let fix = |action: &str| {
+            fixes
+                .get_or_create(&[("action", action.to_string())])
+                .clone()
+        };
+        let reconnects = counter(
+            &mut r,
+            "subscriber_reconnects",
+            "Event stream (re)connections",
+        );
+        let queue_overflows = counter(
+            &mut r,
+            "subscriber_queue_overflows",
+            "Times the event queue overflowed (a full resync was scheduled)",
+        );
+        let events_dropped = counter(
+            &mut r,
+            "subscriber_events_dropped",
+            "Events dropped on overflow (covered by the scheduled resync)",
+        );
+        let queue_depth = gauge(
+            &mut r,
+            "subscriber_queue_depth",
+            "Events waiting for the writer",
+        );
+        let apps_cached = gauge(
+            &mut r,
+            "subscriber_app_definitions_cached",
+            "App definitions cached (by app version); rebuilt at every resync",
+        );
+        let stream_connected = gauge(
+            &mut r,
+            "subscriber_stream_connected",
+            "1 when the event stream is connected (or the callback subscribed)",
+        );
+        let last_sync_unix = gauge(
+            &mut r,
+            "subscriber_last_sync_timestamp_seconds",
+            "Unix time of the last successful sync",
+        );
+        Metrics {
+            registry: r,
+            events,
+            event_types: Mutex::default(),
+            errors,
+            records_written,
+            records_removed,
+            resyncs,
+            resync_failures,
+            resync_seconds,
+            resync_added: fix("added"),
+            resync_updated: fix("updated"),
+            resync_removed: fix("removed"),
+            reconnects,
+            queue_overflows,
+            queue_depth,
+            apps_cached,
+            events_dropped,
+            stream_connected,
+            last_sync: Mutex::default(),
+            last_sync_unix,
+        }
+    }
 }
 
 /// Error kinds counted in `subscriber_errors_total{kind=...}`.
@@ -41,48 +171,46 @@ pub mod kind {
 
 impl Metrics {
     pub fn event(&self, event_type: &str) {
-        let mut g = self.events.lock().expect("metrics lock");
-        match g.get_mut(event_type) {
-            Some(n) => *n += 1,
-            None => {
-                // Bound the label set: unknown types beyond 200 are lumped together.
-                let key = if g.len() < 200 { event_type } else { "other" };
-                *g.entry(key.to_string()).or_default() += 1;
-            }
-        }
+        let mut seen = self.event_types.lock().expect("metrics lock");
+        // Bound the label set: unknown types beyond the first 200 are lumped together.
+        let key = if seen.contains(event_type) || seen.len() < MAX_EVENT_TYPES {
+            seen.insert(event_type.to_string());
+            event_type
+        } else {
+            "other"
+        };
+        drop(seen);
+        self.events
+            .get_or_create(&[("type", key.to_string())])
+            .inc();
     }
 
     pub fn error(&self, kind: &'static str) {
-        *self
-            .errors
-            .lock()
-            .expect("metrics lock")
-            .entry(kind)
-            .or_default() += 1;
+        self.errors
+            .get_or_create(&[("kind", kind.to_string())])
+            .inc();
     }
 
     pub fn errors_of(&self, kind: &'static str) -> u64 {
         self.errors
-            .lock()
-            .expect("metrics lock")
-            .get(kind)
-            .copied()
-            .unwrap_or(0)
+            .get(&[("kind", kind.to_string())])
+            .map_or(0, |c| c.get())
     }
 
     pub fn events_of(&self, event_type: &str) -> u64 {
         self.events
-            .lock()
-            .expect("metrics lock")
-            .get(event_type)
-            .copied()
-            .unwrap_or(0)
+            .get(&[("type", event_type.to_string())])
+            .map_or(0, |c| c.get())
+    }
+
+    /// The event stream connected (or the callback subscribed), or not.
+    pub fn set_connected(&self, connected: bool) {
+        self.stream_connected.set(i64::from(connected));
     }
 
     pub fn resync_done(&self, took: Duration) {
-        self.resyncs.fetch_add(1, Relaxed);
-        self.resync_seconds_micros
-            .fetch_add(took.as_micros() as u64, Relaxed);
+        self.resyncs.inc();
+        self.resync_seconds.observe(took.as_secs_f64());
         self.synced();
     }
 
@@ -93,7 +221,8 @@ impl Metrics {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        self.last_sync_unix.store(unix, Relaxed);
+        self.last_sync_unix
+            .set(i64::try_from(unix).unwrap_or(i64::MAX));
     }
 
     pub fn last_sync_age(&self) -> Option<Duration> {
@@ -105,7 +234,7 @@ impl Metrics {
 
     /// `Ok(())` when healthy, else the reason.
     pub fn health(&self, resync_interval: Duration) -> Result<String, String> {
-        if !self.stream_connected.load(Relaxed) {
+        if self.stream_connected.get() != 1 {
             return Err("event stream not connected (or callback not subscribed)".into());
         }
         match self.last_sync_age() {
@@ -123,117 +252,8 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let mut s = String::new();
-        let counter = |s: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        };
-        let gauge = |s: &mut String, name: &str, help: &str, v: String| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
-        let _ = writeln!(
-            s,
-            "# HELP subscriber_events_total Marathon events received, by type.\n# TYPE subscriber_events_total counter"
-        );
-        for (t, n) in self.events.lock().expect("metrics lock").iter() {
-            let _ = writeln!(
-                s,
-                "subscriber_events_total{{type=\"{}\"}} {n}",
-                escape_label(t)
-            );
-        }
-        let _ = writeln!(
-            s,
-            "# HELP subscriber_errors_total Errors by kind.\n# TYPE subscriber_errors_total counter"
-        );
-        for (k, n) in self.errors.lock().expect("metrics lock").iter() {
-            let _ = writeln!(s, "subscriber_errors_total{{kind=\"{k}\"}} {n}");
-        }
-        counter(
-            &mut s,
-            "subscriber_records_written_total",
-            "Records put into etcd.",
-            self.records_written.load(Relaxed),
-        );
-        counter(
-            &mut s,
-            "subscriber_records_removed_total",
-            "Records deleted from etcd.",
-            self.records_removed.load(Relaxed),
-        );
-        counter(
-            &mut s,
-            "subscriber_resyncs_total",
-            "Completed resyncs.",
-            self.resyncs.load(Relaxed),
-        );
-        counter(
-            &mut s,
-            "subscriber_resync_failures_total",
-            "Resyncs that failed (Marathon or etcd unavailable).",
-            self.resync_failures.load(Relaxed),
-        );
-        let _ = writeln!(
-            s,
-            "# HELP subscriber_resync_duration_seconds_sum Total time spent in resyncs.\n# TYPE subscriber_resync_duration_seconds_sum counter\nsubscriber_resync_duration_seconds_sum {:.6}",
-            self.resync_seconds_micros.load(Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(
-            s,
-            "# HELP subscriber_resync_fixes_total Records a resync had to fix, by action.\n# TYPE subscriber_resync_fixes_total counter\nsubscriber_resync_fixes_total{{action=\"added\"}} {}\nsubscriber_resync_fixes_total{{action=\"updated\"}} {}\nsubscriber_resync_fixes_total{{action=\"removed\"}} {}",
-            self.resync_added.load(Relaxed),
-            self.resync_updated.load(Relaxed),
-            self.resync_removed.load(Relaxed)
-        );
-        counter(
-            &mut s,
-            "subscriber_reconnects_total",
-            "Event stream (re)connections.",
-            self.reconnects.load(Relaxed),
-        );
-        counter(
-            &mut s,
-            "subscriber_queue_overflows_total",
-            "Times the event queue overflowed (a full resync was scheduled).",
-            self.queue_overflows.load(Relaxed),
-        );
-        counter(
-            &mut s,
-            "subscriber_events_dropped_total",
-            "Events dropped on overflow (covered by the scheduled resync).",
-            self.events_dropped.load(Relaxed),
-        );
-        gauge(
-            &mut s,
-            "subscriber_queue_depth",
-            "Events waiting for the writer.",
-            self.queue_depth.load(Relaxed).to_string(),
-        );
-        gauge(
-            &mut s,
-            "subscriber_app_definitions_cached",
-            "App definitions cached (by app version); rebuilt at every resync.",
-            self.apps_cached.load(Relaxed).to_string(),
-        );
-        gauge(
-            &mut s,
-            "subscriber_stream_connected",
-            "1 when the event stream is connected (or the callback subscribed).",
-            (self.stream_connected.load(Relaxed) as u8).to_string(),
-        );
-        gauge(
-            &mut s,
-            "subscriber_last_sync_timestamp_seconds",
-            "Unix time of the last successful sync.",
-            self.last_sync_unix.load(Relaxed).to_string(),
-        );
-        s
+        daemon::metrics::encode(&self.registry)
     }
-}
-
-fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -246,7 +266,9 @@ mod tests {
         m.event("status_update_event");
         m.event("status_update_event");
         m.error(kind::ETCD);
-        m.records_written.fetch_add(3, Relaxed);
+        m.records_written.inc_by(3);
+        m.resync_done(Duration::from_millis(20));
+        m.event("a\"b");
         let text = m.render();
         assert!(
             text.contains("subscriber_events_total{type=\"status_update_event\"} 2"),
@@ -254,6 +276,29 @@ mod tests {
         );
         assert!(text.contains("subscriber_errors_total{kind=\"etcd\"} 1"));
         assert!(text.contains("subscriber_records_written_total 3"));
+        assert!(
+            text.contains("# TYPE subscriber_records_written_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("subscriber_events_total{type=\"a\\\"b\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("subscriber_resync_duration_seconds_sum 0.02"),
+            "{text}"
+        );
+        assert!(
+            text.contains("subscriber_resync_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("subscriber_resync_fixes_total{action=\"added\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("subscriber_stream_connected 0"), "{text}");
+        assert_eq!(m.events_of("status_update_event"), 2);
+        assert_eq!(m.errors_of(kind::ETCD), 1);
     }
 
     #[test]
@@ -261,7 +306,7 @@ mod tests {
         let m = Metrics::default();
         let i = Duration::from_secs(60);
         assert!(m.health(i).unwrap_err().contains("not connected"));
-        m.stream_connected.store(true, Relaxed);
+        m.set_connected(true);
         assert!(m.health(i).unwrap_err().contains("no successful sync"));
         m.synced();
         assert!(m.health(i).is_ok());

@@ -2,7 +2,6 @@
 //! every interval, overflow, `/cleanup`), fetches Marathon's apps and tasks,
 //! and hands the result to the writer, which diffs and applies it.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,7 +88,7 @@ impl<A: AppSource> ResyncDriver<A> {
                 Ok(a) => a,
                 Err(e) => {
                     self.metrics.error(kind::MARATHON);
-                    self.metrics.resync_failures.fetch_add(1, Relaxed);
+                    self.metrics.resync_failures.inc();
                     return Err(e.to_string());
                 }
             };

@@ -105,12 +105,12 @@ impl EventSink {
     pub fn push(&self, ev: TaskEvent) {
         match self.tx.try_send(Msg::Event(ev)) {
             Ok(()) => {
-                self.metrics.queue_depth.fetch_add(1, Relaxed);
+                self.metrics.queue_depth.inc();
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.metrics.events_dropped.fetch_add(1, Relaxed);
+                self.metrics.events_dropped.inc();
                 if !self.overflow.swap(true, Relaxed) {
-                    self.metrics.queue_overflows.fetch_add(1, Relaxed);
+                    self.metrics.queue_overflows.inc();
                     warn!("event queue full: dropping events, a full resync follows");
                 }
             }
@@ -312,7 +312,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                     }
                     self.metrics
                         .queue_depth
-                        .fetch_sub(batch.len() as u64, Relaxed);
+                        .dec_by(i64::try_from(batch.len()).unwrap_or(i64::MAX));
                     let mut changes = Vec::new();
                     for ev in batch {
                         self.on_event(ev, &mut changes).await;
@@ -364,7 +364,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                 }
                 self.metrics
                     .apps_cached
-                    .store(self.apps.len() as u64, Relaxed);
+                    .set(i64::try_from(self.apps.len()).unwrap_or(i64::MAX));
                 Some(spec)
             }
             Err(SourceError::NotFound(_)) => {
@@ -593,12 +593,8 @@ impl<S: Store, A: AppSource> Writer<S, A> {
     }
 
     fn count(&self, applied: Applied) {
-        self.metrics
-            .records_written
-            .fetch_add(applied.puts as u64, Relaxed);
-        self.metrics
-            .records_removed
-            .fetch_add(applied.deletes as u64, Relaxed);
+        self.metrics.records_written.inc_by(applied.puts as u64);
+        self.metrics.records_removed.inc_by(applied.deletes as u64);
         for _ in 0..applied.conflicts {
             self.metrics.error(kind::CONFLICT);
         }
@@ -616,13 +612,9 @@ impl<S: Store, A: AppSource> Writer<S, A> {
         match &result {
             Ok(s) if !dry_run => {
                 self.metrics.resync_done(started.elapsed());
-                self.metrics.resync_added.fetch_add(s.added as u64, Relaxed);
-                self.metrics
-                    .resync_updated
-                    .fetch_add(s.updated as u64, Relaxed);
-                self.metrics
-                    .resync_removed
-                    .fetch_add(s.removed as u64, Relaxed);
+                self.metrics.resync_added.inc_by(s.added as u64);
+                self.metrics.resync_updated.inc_by(s.updated as u64);
+                self.metrics.resync_removed.inc_by(s.removed as u64);
                 if s.added + s.updated + s.removed > 0 {
                     info!(
                         added = s.added,
@@ -638,7 +630,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             }
             Ok(_) => {}
             Err(e) => {
-                self.metrics.resync_failures.fetch_add(1, Relaxed);
+                self.metrics.resync_failures.inc();
                 warn!(error = %e, "resync failed");
             }
         }
@@ -793,7 +785,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
         self.apps = cache;
         self.metrics
             .apps_cached
-            .store(self.apps.len() as u64, Relaxed);
+            .set(i64::try_from(self.apps.len()).unwrap_or(i64::MAX));
         debug!(
             snapshot_ms,
             diff_ms,

@@ -183,7 +183,7 @@ async fn ping() -> HttpResponse {
 
 async fn metrics(state: web::Data<State>) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
+        .content_type(daemon::metrics::CONTENT_TYPE)
         .body(state.metrics.render())
 }
 

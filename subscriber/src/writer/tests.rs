@@ -234,7 +234,7 @@ async fn app_definition_cache_is_rebuilt_at_resync() {
     h.ch.sink.push(running("t1", "/dev/web", 31001));
     h.ch.sink.push(running("c1", "/dev/checked", 31002));
     h.wait_for(&["c1", "t1"]).await;
-    assert_eq!(h.metrics.apps_cached.load(Relaxed), 2);
+    assert_eq!(h.metrics.apps_cached.get(), 2);
     // /dev/checked was deleted; /dev/web runs t1 (launched at v1) at v2.
     let mut web_v2 = web();
     web_v2.version = "v2".into();
@@ -243,7 +243,7 @@ async fn app_definition_cache_is_rebuilt_at_resync() {
     let epoch = h.ch.clock.begin_fetch();
     h.resync(vec![(web_v2, vec![t1])], epoch, false).await;
     assert_eq!(
-        h.metrics.apps_cached.load(Relaxed),
+        h.metrics.apps_cached.get(),
         2,
         "/dev/web by v2 and by its task's v1; /dev/checked gone"
     );
@@ -319,7 +319,7 @@ async fn overflow_schedules_a_resync() {
         h.ch.sink
             .push(running(&format!("t{i:02}"), "/dev/web", 31000 + i));
     }
-    assert!(h.metrics.events_dropped.load(Relaxed) > 0);
+    assert!(h.metrics.events_dropped.get() > 0);
     let notified = h.ch.resync.clone();
     let wait = notified.notified();
     h.store.set_fail(false);
