@@ -46,23 +46,6 @@ fn seed_json() -> Value {
 
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 
-async fn apps(http: &reqwest::Client, base: &str) -> BTreeMap<String, Value> {
-    let v: Value = http
-        .get(format!("{base}/v2/apps"))
-        .send()
-        .await
-        .expect("GET /v2/apps")
-        .json()
-        .await
-        .expect("apps JSON");
-    v["apps"]
-        .as_array()
-        .expect("apps list")
-        .iter()
-        .map(|a| (a["id"].as_str().unwrap().to_string(), a["version"].clone()))
-        .collect()
-}
-
 async fn settle(http: &reqwest::Client, base: &str) -> BTreeMap<String, Value> {
     testkit::eventually_async("no deployments", Duration::from_secs(60), || async {
         let v: Value = http
@@ -76,7 +59,7 @@ async fn settle(http: &reqwest::Client, base: &str) -> BTreeMap<String, Value> {
         v.as_array().is_some_and(Vec::is_empty).then_some(())
     })
     .await;
-    apps(http, base).await
+    fuzz::app_versions(http, base).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +108,7 @@ async fn mutated_documents_never_5xx_and_never_half_apply() {
         if sent.accepted() {
             before = settle(&http, &manager.url).await;
         } else {
-            let after = apps(&http, &manager.url).await;
+            let after = fuzz::app_versions(&http, &manager.url).await;
             assert_eq!(
                 after,
                 before,

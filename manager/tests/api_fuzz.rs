@@ -6,7 +6,7 @@
 //! has no panic. `MDO_FUZZ_SEED` and `MDO_FUZZ_CASES` reproduce or lengthen
 //! a run; a failure prints the seed, the case and the body.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -71,23 +71,6 @@ fn target(case: usize) -> Target {
     }
 }
 
-async fn apps(http: &reqwest::Client, base: &str) -> BTreeMap<String, Value> {
-    let v: Value = http
-        .get(format!("{base}/v2/apps"))
-        .send()
-        .await
-        .expect("GET /v2/apps")
-        .json()
-        .await
-        .expect("apps JSON");
-    v["apps"]
-        .as_array()
-        .expect("apps list")
-        .iter()
-        .map(|a| (a["id"].as_str().unwrap().to_string(), a["version"].clone()))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutated_app_bodies_never_5xx_and_never_half_apply() {
     let mut run = fuzz::Run::new("api_fuzz", 2_000);
@@ -112,14 +95,14 @@ async fn mutated_app_bodies_never_5xx_and_never_half_apply() {
     let mut accepted: BTreeSet<String> = BTreeSet::from(["/fz/valid".to_string()]);
 
     let mut fuzzer = Fuzzer::new(run.seed());
-    let mut before = apps(&http, &base).await;
+    let mut before = fuzz::app_versions(&http, &base).await;
     for case in run.cases() {
         let t = target(case);
         let body = fuzzer.json_body(&t.seed_doc);
         let sent = run
             .send(case, Case::new(t.method, &base, &t.path, body))
             .await;
-        let after = apps(&http, &base).await;
+        let after = fuzz::app_versions(&http, &base).await;
         if sent.accepted() {
             let new: Vec<String> = after
                 .keys()
@@ -136,7 +119,7 @@ async fn mutated_app_bodies_never_5xx_and_never_half_apply() {
                 assert!(r.status().is_success(), "deleting {id}: {}", r.status());
             }
             before = testkit::eventually_async("accepted apps deleted", DEADLINE, || async {
-                let now = apps(&http, &base).await;
+                let now = fuzz::app_versions(&http, &base).await;
                 new.iter().all(|id| !now.contains_key(id)).then_some(now)
             })
             .await;
@@ -156,7 +139,7 @@ async fn mutated_app_bodies_never_5xx_and_never_half_apply() {
     }
     run.finish();
 
-    for id in apps(&http, &base).await.keys() {
+    for id in fuzz::app_versions(&http, &base).await.keys() {
         assert!(accepted.contains(id), "{id} was never accepted");
     }
     fuzz::assert_no_panic("manager", &manager.log_text());

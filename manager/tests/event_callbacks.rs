@@ -15,6 +15,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 type Received = Arc<Mutex<Vec<Value>>>;
 
+/// Starts a receiver on `port` (the manager already delivers there) and
+/// waits until it has `n` task events.
+async fn receiver_of(port: u16, n: usize, what: &str) -> (actix_web::dev::ServerHandle, Received) {
+    let got: Received = Default::default();
+    let handle = receiver(port, got.clone()).await;
+    testkit::eventually_async(what, WAIT, || async {
+        (task_ids(&got).len() == n).then_some(())
+    })
+    .await;
+    (handle, got)
+}
+
 /// A callback receiver on `port` recording every POSTed body.
 async fn receiver(port: u16, got: Received) -> actix_web::dev::ServerHandle {
     let server = HttpServer::new(move || {
@@ -97,12 +109,7 @@ async fn callbacks_are_delivered_in_order_and_retried_until_the_receiver_is_up()
     .await;
 
     // The receiver comes up: everything queued arrives, in order.
-    let dead_got: Received = Default::default();
-    let late = receiver(dead_port, dead_got.clone()).await;
-    testkit::eventually_async("late receiver caught up", WAIT, || async {
-        (task_ids(&dead_got).len() == 50).then_some(())
-    })
-    .await;
+    let (late, dead_got) = receiver_of(dead_port, 50, "late receiver caught up").await;
     assert_eq!(task_ids(&dead_got), want);
     assert_eq!(dead_got.lock().unwrap()[0]["eventType"], "subscribe_event");
     let m = s.bus.metrics();
@@ -294,12 +301,7 @@ async fn a_full_callback_queue_drops_its_oldest_events_and_counts_them() {
         (s.bus.metrics().callback_failures >= failures + 2).then_some(())
     })
     .await;
-    let got: Received = Default::default();
-    let rcv = receiver(port, got.clone()).await;
-    testkit::eventually_async("the newest 3 delivered", WAIT, || async {
-        (task_ids(&got).len() == 3).then_some(())
-    })
-    .await;
+    let (rcv, got) = receiver_of(port, 3, "the newest 3 delivered").await;
     assert_eq!(task_ids(&got), vec!["t7", "t8", "t9"]);
     assert_eq!(
         got.lock().unwrap().len(),

@@ -182,15 +182,7 @@ async fn a_definition_planted_in_etcd_is_not_run() {
         .filter(|t| t["appId"] == "/planted")
         .collect();
     assert!(planted_tasks.is_empty(), "{tasks}");
-    let text = m
-        .http
-        .get(format!("{}/metrics/prometheus", m.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = m.prometheus().await;
     let line = text
         .lines()
         .find(|l| l.contains("apps_refused_at_start") && !l.starts_with('#'))

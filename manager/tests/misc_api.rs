@@ -65,15 +65,7 @@ async fn groups_nodes_metrics_and_multi_app_put() {
         3.0
     );
     assert!(metrics["counters"].is_object() && metrics["timers"].is_object());
-    let text = m
-        .http
-        .get(format!("{}/metrics/prometheus", m.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = m.prometheus().await;
     assert!(text.contains("mdo_manager_apps_active 3"), "{text}");
     assert!(text.contains("mdo_events_published_total"), "{text}");
 

@@ -143,6 +143,12 @@ async fn sleepers(m: &BinManager, name: &str, n: usize) -> Vec<String> {
 }
 
 impl BinManager {
+    /// `DELETE path`, which must answer 200.
+    async fn delete_ok(&self, path: &str) {
+        let (s, v) = self.delete(path).await;
+        assert_eq!(s, 200, "DELETE {path}: {v}");
+    }
+
     /// Ids of the app's tasks in `state`, sorted.
     async fn ids_in(&self, app: &str, state: &str) -> Vec<String> {
         let mut ids: Vec<String> = self
@@ -186,24 +192,7 @@ impl BinManager {
 }
 
 async fn etcd_task_keys(etcd: &Etcd) -> Vec<String> {
-    let mut c = etcd_client::Client::connect([etcd.endpoint()], None)
-        .await
-        .expect("etcd");
-    let resp = c
-        .get(
-            "/mdo/manager/tasks/",
-            Some(
-                etcd_client::GetOptions::new()
-                    .with_prefix()
-                    .with_keys_only(),
-            ),
-        )
-        .await
-        .expect("get");
-    resp.kvs()
-        .iter()
-        .map(|kv| String::from_utf8_lossy(kv.key()).to_string())
-        .collect()
+    common::etcd_keys(&etcd.endpoint(), "/mdo/manager/tasks/").await
 }
 
 async fn etcd_task(etcd: &Etcd, id: &str) -> Option<Value> {
@@ -368,14 +357,8 @@ async fn one_corrupt_task_file_skips_only_that_task() {
         fixed.elapsed().as_millis()
     );
     // Adopted means managed: a kill stops it.
-    let (s, v) = m
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/v2/apps/three/tasks/{broken}?scale=true"),
-            None,
-        )
+    m.delete_ok(&format!("/v2/apps/three/tasks/{broken}?scale=true"))
         .await;
-    assert_eq!(s, 200, "{v}");
     testkit::eventually("the adopted task's process stops", DEADLINE, || {
         pids_of_task(broken).is_empty().then_some(())
     });
@@ -409,14 +392,8 @@ async fn kill_during_a_slow_create_leaves_no_container() {
         0,
         "still delayed"
     );
-    let (s, v) = m
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/v2/apps/slow/tasks/{task}?scale=true&force=true"),
-            None,
-        )
+    m.delete_ok(&format!("/v2/apps/slow/tasks/{task}?scale=true&force=true"))
         .await;
-    assert_eq!(s, 200, "{v}");
     testkit::eventually("the create is forwarded", DEADLINE, || {
         (proxy.forwarded("POST", "/containers/create") >= 1).then_some(())
     });

@@ -280,15 +280,7 @@ async fn a_planted_huge_definition_stops_no_loop() {
         last_success(&app_json(&m, "/good").await).filter(|s| *s != now)
     })
     .await;
-    let metrics = m
-        .http
-        .get(format!("{}/metrics/prometheus", m.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = m.prometheus().await;
     assert!(
         metrics.contains("mdo_manager_loop_panics_total 0\n"),
         "{metrics}"

@@ -196,6 +196,28 @@ impl Run {
     }
 }
 
+/// The apps of the Marathon API at `base` (`GET /v2/apps`): id -> version,
+/// what a refused body must leave as it was.
+pub async fn app_versions(
+    http: &reqwest::Client,
+    base: &str,
+) -> std::collections::BTreeMap<String, Value> {
+    let v: Value = http
+        .get(format!("{base}/v2/apps"))
+        .send()
+        .await
+        .expect("GET /v2/apps")
+        .json()
+        .await
+        .expect("apps JSON");
+    v["apps"]
+        .as_array()
+        .expect("apps list")
+        .iter()
+        .map(|a| (a["id"].as_str().unwrap().to_string(), a["version"].clone()))
+        .collect()
+}
+
 /// Panics when a service's log shows a panic.
 pub fn assert_no_panic(who: &str, log: &str) {
     assert!(

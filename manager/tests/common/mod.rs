@@ -45,6 +45,39 @@ pub async fn request(
     (status, value, headers)
 }
 
+/// `GET {base}/metrics/prometheus`, as text.
+pub async fn prometheus(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{base}/metrics/prometheus"))
+        .send()
+        .await
+        .expect("GET /metrics/prometheus")
+        .text()
+        .await
+        .expect("prometheus text")
+}
+
+/// Keys under `prefix` in the etcd at `endpoint`.
+pub async fn etcd_keys(endpoint: &str, prefix: &str) -> Vec<String> {
+    let mut c = etcd_client::Client::connect([endpoint], None)
+        .await
+        .expect("etcd");
+    let resp = c
+        .get(
+            prefix,
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only(),
+            ),
+        )
+        .await
+        .expect("get");
+    resp.kvs()
+        .iter()
+        .map(|kv| String::from_utf8_lossy(kv.key()).to_string())
+        .collect()
+}
+
 pub struct TestManager {
     pub etcd: Etcd,
     pub dir: tempfile::TempDir,
@@ -121,6 +154,11 @@ impl TestManager {
         (s, v)
     }
 
+    /// `GET /metrics/prometheus`, as text.
+    pub async fn prometheus(&self) -> String {
+        prometheus(&self.http, &self.base).await
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let (s, v, _) = self.call(Method::POST, path, Some(body)).await;
         (s, v)
@@ -177,24 +215,7 @@ impl TestManager {
     }
 
     pub async fn etcd_keys(&self, prefix: &str) -> Vec<String> {
-        let mut c = etcd_client::Client::connect([self.etcd.endpoint()], None)
-            .await
-            .expect("etcd");
-        let resp = c
-            .get(
-                format!("/mdo/manager{prefix}"),
-                Some(
-                    etcd_client::GetOptions::new()
-                        .with_prefix()
-                        .with_keys_only(),
-                ),
-            )
-            .await
-            .expect("get");
-        resp.kvs()
-            .iter()
-            .map(|kv| String::from_utf8_lossy(kv.key()).to_string())
-            .collect()
+        etcd_keys(&self.etcd.endpoint(), &format!("/mdo/manager{prefix}")).await
     }
 }
 
@@ -334,6 +355,11 @@ impl BinManager {
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.call(Method::GET, path, None).await
+    }
+
+    /// `GET /metrics/prometheus`, as text.
+    pub async fn prometheus(&self) -> String {
+        prometheus(&self.http, &self.base).await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
