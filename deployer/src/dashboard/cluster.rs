@@ -173,8 +173,12 @@ impl Cluster {
             .to_string()
     }
 
-    /// `PUT /v2/apps/{id}` with the new instance count; the deployment id.
+    /// `GET /v2/apps/{id}` (an unknown app: `NotFound`), then `PUT
+    /// /v2/apps/{id}` with the new instance count; the deployment id.
     pub async fn scale(&self, app_id: &str, instances: u32) -> marathon::Result<String> {
+        // A PUT to an unknown id is Marathon's create (refused for want of a
+        // command): ask first, so an unknown app is a 404.
+        self.marathon.get_app(app_id, &[]).await?;
         Ok(self
             .marathon
             .scale_app(app_id, instances, true)
