@@ -79,6 +79,10 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.ports.subscriber)
     }
 
+    fn deployer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.deployer)
+    }
+
     /// Every record under /services, key -> JSON.
     fn records(&self) -> Vec<(String, Value)> {
         let out = self.etcdctl(Some("mdo-guest"), &["get", "--prefix", "/services/"]);
@@ -121,6 +125,17 @@ mod plain_http {
     use std::time::Duration;
 
     pub fn request(method: &str, url: &str, body: Option<(&str, &str)>) -> Option<(u16, String)> {
+        request_with(method, url, body, "Accept: application/json\r\n")
+    }
+
+    /// The same with `headers` (each line ending in CRLF) instead of
+    /// `Accept: application/json`.
+    pub fn request_with(
+        method: &str,
+        url: &str,
+        body: Option<(&str, &str)>,
+        headers: &str,
+    ) -> Option<(u16, String)> {
         let rest = url.strip_prefix("http://")?;
         let (hostport, path) = rest
             .split_once('/')
@@ -128,8 +143,7 @@ mod plain_http {
             .unwrap_or((rest, "/".into()));
         let mut s = TcpStream::connect(hostport).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        let mut req =
-            format!("{method} {path} HTTP/1.0\r\nHost: {hostport}\r\nAccept: application/json\r\n");
+        let mut req = format!("{method} {path} HTTP/1.0\r\nHost: {hostport}\r\n{headers}");
         if let Some((ctype, b)) = body {
             req.push_str(&format!(
                 "Content-Type: {ctype}\r\nContent-Length: {}\r\n",
@@ -148,6 +162,62 @@ mod plain_http {
         let status = head.split_whitespace().nth(1)?.parse().ok()?;
         Some((status, body.to_string()))
     }
+}
+
+/// Port name -> `host:port` endpoints, as the registry's records give them.
+type Endpoints = std::collections::BTreeMap<String, BTreeSet<String>>;
+
+/// The deployer's dashboard page, as a browser loads it (with the token the
+/// stack was started with, if any: `MDO_AUTH_TOKEN`, which `up` reads too).
+fn dashboard_page(deployer: &str) -> Option<(u16, String)> {
+    let auth = std::env::var("MDO_AUTH_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    plain_http::request_with(
+        "GET",
+        &format!("{deployer}/"),
+        None,
+        &format!("Accept: text/html\r\n{auth}"),
+    )
+}
+
+fn endpoints_of(records: &[Value]) -> Endpoints {
+    let mut out = Endpoints::new();
+    for r in records {
+        let host = r["host"].as_str().unwrap_or_default();
+        for (name, port) in r["ports"].as_object().into_iter().flatten() {
+            out.entry(name.clone())
+                .or_default()
+                .insert(format!("{host}:{}", port["external"]));
+        }
+    }
+    out
+}
+
+/// The endpoints the dashboard's row of `app` shows as registered (`None`
+/// when the row is missing or shows an address known only from Marathon).
+fn dashboard_endpoints(html: &str, app: &str) -> Option<Endpoints> {
+    let row = html
+        .split("<tr class=\"svc ")
+        .skip(1)
+        .find(|r| r.contains(&format!("data-app=\"{app}\"")))?;
+    let row = row.split("</tr>").next()?;
+    let cell = row.split_once("<td class=\"endpoints\">")?.1;
+    if cell.contains("unregistered") {
+        return None;
+    }
+    let mut out = Endpoints::new();
+    for port in cell.split("<div><b>").skip(1) {
+        let (name, rest) = port.split_once("</b>")?;
+        let addrs = rest
+            .split("<span class=\"ep\">")
+            .skip(1)
+            .filter_map(|a| a.split_once("</span>").map(|x| x.0.to_string()));
+        out.entry(name.to_string()).or_default().extend(addrs);
+    }
+    Some(out)
 }
 
 fn docker(args: &[&str]) -> Output {
@@ -419,6 +489,29 @@ fn up_demo_discovery_scaling_cleanup_and_down() {
         "HAProxy reaches all 3 ingestors",
         Duration::from_secs(60),
         || (names_through_proxy(&lb, 12) == ingestor_names).then_some(()),
+    );
+
+    // 4c. The dashboard lists every demo service with the endpoints its
+    // registry records give (host:external per named port), none of them
+    // only from Marathon.
+    eventually(
+        "the dashboard shows the registry's endpoints of every demo service",
+        Duration::from_secs(60),
+        || {
+            let (status, html) = dashboard_page(&stack.deployer())?;
+            assert_ne!(status, 401, "the dashboard refused the demo's token");
+            if status != 200 {
+                return None;
+            }
+            ["ingestor", "proxy", "lb"]
+                .iter()
+                .all(|service| {
+                    let wanted = endpoints_of(&stack.records_of(service));
+                    let shown = dashboard_endpoints(&html, &format!("/demo/{service}"));
+                    !wanted.is_empty() && shown == Some(wanted)
+                })
+                .then_some(())
+        },
     );
 
     // 5. Scale up: the proxy's watcher fires and the new instance gets requests.
