@@ -113,6 +113,26 @@ fn command_app(id: &str, instances: u32) -> Value {
            "portDefinitions": [{"port": 0, "name": "api"}, {"port": 0}]})
 }
 
+impl Manager {
+    /// Creates the command app `id` with `n` tasks and waits until they
+    /// run and the registry holds exactly them; returns them.
+    async fn create(
+        &self,
+        reg: &Registry,
+        id: &str,
+        n: u32,
+        what: &str,
+    ) -> Vec<(String, Vec<u64>)> {
+        let (s, b) = self
+            .call(reqwest::Method::POST, "/v2/apps", Some(command_app(id, n)))
+            .await;
+        assert_eq!(s, 201, "{b}");
+        let running = self.wait_running(id, n as usize).await;
+        converged(self, reg, id, what).await;
+        running
+    }
+}
+
 /// Waits until the registry holds exactly the manager's running tasks of `app`.
 async fn converged(m: &Manager, reg: &Registry, app: &str, what: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -136,16 +156,7 @@ async fn manager_tasks_become_records_and_scale_down_removes_them() {
     let m = Manager::start(&etcd).await;
     let (sub, reg) = healthy_subscriber(&m.url, &etcd, &[]).await;
 
-    let (s, b) = m
-        .call(
-            reqwest::Method::POST,
-            "/v2/apps",
-            Some(command_app("/dev/ingestor", 3)),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
-    let tasks = m.wait_running("/dev/ingestor", 3).await;
-    converged(&m, &reg, "/dev/ingestor", "three records").await;
+    let tasks = m.create(&reg, "/dev/ingestor", 3, "three records").await;
     let recs = records(&reg).await;
     for (id, ports) in &tasks {
         let r = recs.iter().find(|r| &r.container == id).expect("record");
@@ -200,16 +211,7 @@ async fn manager_kill_9_of_the_subscriber_during_churn_then_restart_converges() 
     let m = Manager::start(&etcd).await;
     let port = testkit::free_port().unwrap();
     let (mut sub, reg) = healthy_on(port, &m.url, &etcd, &[]).await;
-    let (s, b) = m
-        .call(
-            reqwest::Method::POST,
-            "/v2/apps",
-            Some(command_app("/web", 4)),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
-    m.wait_running("/web", 4).await;
-    converged(&m, &reg, "/web", "four records").await;
+    m.create(&reg, "/web", 4, "four records").await;
 
     m.scale("/web", 1).await;
     sub.kill9();
@@ -232,16 +234,8 @@ async fn manager_callback_mode_end_to_end_and_unsubscribe_on_sigterm() {
     assert_eq!(subs["callbackUrls"], json!([callback]));
     let reg = registry(&etcd).await;
 
-    let (s, b) = m
-        .call(
-            reqwest::Method::POST,
-            "/v2/apps",
-            Some(command_app("/cb/web", 2)),
-        )
+    m.create(&reg, "/cb/web", 2, "records through callbacks")
         .await;
-    assert_eq!(s, 201, "{b}");
-    m.wait_running("/cb/web", 2).await;
-    converged(&m, &reg, "/cb/web", "records through callbacks").await;
     m.scale("/cb/web", 1).await;
     m.wait_running("/cb/web", 1).await;
     converged(&m, &reg, "/cb/web", "scale down through callbacks").await;
@@ -281,16 +275,9 @@ async fn manager_callback_mode_with_a_token_delivers_and_refuses_forged_events()
     let reg = registry(&etcd).await;
 
     // The manager's deliveries carry the token: records follow the tasks.
-    let (s, b) = m
-        .call(
-            reqwest::Method::POST,
-            "/v2/apps",
-            Some(command_app("/cbt/web", 2)),
-        )
+    let running = m
+        .create(&reg, "/cbt/web", 2, "records through token callbacks")
         .await;
-    assert_eq!(s, 201, "{b}");
-    let running = m.wait_running("/cbt/web", 2).await;
-    converged(&m, &reg, "/cbt/web", "records through token callbacks").await;
 
     // A forged TASK_KILLED without the token: 401, nothing changes.
     let victim = &running[0].0;
@@ -333,16 +320,7 @@ async fn manager_cleanup_repairs_hand_edits_and_keeps_other_owners() {
     );
     sub.wait_healthy().await;
     let reg = registry(&etcd).await;
-    let (s, b) = m
-        .call(
-            reqwest::Method::POST,
-            "/v2/apps",
-            Some(command_app("/dev/api", 2)),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
-    m.wait_running("/dev/api", 2).await;
-    converged(&m, &reg, "/dev/api", "two records").await;
+    m.create(&reg, "/dev/api", 2, "two records").await;
 
     let mut recs = records(&reg).await;
     let gone = recs.remove(0);
