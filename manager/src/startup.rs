@@ -262,10 +262,12 @@ impl Application {
             .port();
         let data: CoreData = web::Data::new(core.clone());
         let events_data = web::Data::new(events);
+        let metrics_data = web::Data::new(api::system::registry(core.clone()));
         let server = HttpServer::new(move || {
             actix_web::App::new()
                 .app_data(data.clone())
                 .app_data(events_data.clone())
+                .app_data(metrics_data.clone())
                 .wrap(from_fn(guard))
                 .configure(api::configure)
                 .configure(EventBus::configure)

@@ -2,11 +2,14 @@
 //! (JSON, Dropwizard-like) and `/metrics/prometheus`.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use marathon::{HttpConfig, Info, MarathonConfig, TaskState, ZookeeperConfig};
 use serde_json::json;
+
+use daemon::metrics::{Family, Registry, Scraped, Value};
 
 use super::CoreData;
 use crate::core::Core;
@@ -269,15 +272,73 @@ async fn metrics(core: CoreData) -> HttpResponse {
     }))
 }
 
-async fn prometheus(core: CoreData) -> HttpResponse {
-    let mut out = String::new();
-    for (name, kind, value) in samples(&core) {
-        out.push_str(&format!(
-            "# TYPE mdo_manager_{name} {kind}\nmdo_manager_{name} {value}\n"
-        ));
+/// The manager's one metrics registry: every value is read from the state
+/// and the event bus at each scrape of `/metrics/prometheus`.
+pub fn registry(core: Arc<Core>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Scraped(move || families(&core))));
+    registry
+}
+
+fn families(core: &Core) -> Vec<Family> {
+    let mut out: Vec<Family> = samples(core)
+        .into_iter()
+        .map(|(name, kind, value)| {
+            let help = help(name);
+            if kind == "counter" {
+                // prometheus-client adds `_total` back.
+                let name = format!(
+                    "mdo_manager_{}",
+                    name.strip_suffix("_total").unwrap_or(name)
+                );
+                Family::single(&name, help, Value::Counter(value as u64))
+            } else {
+                Family::single(&format!("mdo_manager_{name}"), help, Value::Gauge(value))
+            }
+        })
+        .collect();
+    out.extend(core.bus.metrics().families());
+    out
+}
+
+/// The help text of each of [`samples`]' metrics.
+fn help(name: &str) -> &'static str {
+    match name {
+        "apps_active" => "Apps defined",
+        "tasks_running" => "Tasks running",
+        "tasks_staging" => "Tasks staging or starting",
+        "tasks_killing" => "Tasks being killed",
+        "tasks_unresolved" => "Tasks loaded at start-up that no runtime has answered for yet",
+        "deployments_active" => "Deployments in progress",
+        "apps_refused_at_start" => {
+            "Apps whose definition in etcd failed validation at start-up (not run)"
+        }
+        "queue_size" => "Task launches waiting in the queue",
+        "cpus_allocated" => "CPUs allocated to active tasks",
+        "mem_allocated" => "Memory allocated to active tasks, in MiB",
+        "tasks_launched_total" => "Tasks launched",
+        "tasks_failed_total" => "Tasks that failed",
+        "tasks_finished_total" => "Tasks that finished",
+        "tasks_killed_total" => "Tasks killed",
+        "deployments_started_total" => "Deployments started",
+        "deployments_succeeded_total" => "Deployments that succeeded",
+        "deployments_failed_total" => "Deployments that failed or were cancelled",
+        "health_check_failures_total" => "Failed health checks",
+        "http_requests_total" => "HTTP requests served",
+        "http_errors_total" => "HTTP requests answered with an error",
+        "loop_panics_total" => "Panics caught in one app's work by a long-running loop",
+        "recovery_failures_total" => {
+            "Recovery attempts of a runtime that failed (its tasks kept, retried)"
+        }
+        "recovery_skipped_total" => {
+            "Tasks a recovery attempt skipped (e.g. an unreadable task file)"
+        }
+        _ => "See the manager's README",
     }
-    out.push_str(&core.bus.metrics().to_prometheus());
+}
+
+async fn prometheus(registry: web::Data<Registry>) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(out)
+        .content_type(daemon::metrics::CONTENT_TYPE)
+        .body(daemon::metrics::encode(&registry))
 }

@@ -147,45 +147,58 @@ pub struct EventMetrics {
 }
 
 impl EventMetrics {
-    /// Prometheus text exposition of these counters.
-    pub fn to_prometheus(&self) -> String {
-        let mut out = String::new();
-        out.push_str("# TYPE mdo_events_published_total counter\n");
-        for (t, n) in &self.published {
-            out.push_str(&format!(
-                "mdo_events_published_total{{event_type=\"{t}\"}} {n}\n"
-            ));
-        }
-        for (name, kind, v) in [
-            ("mdo_events_sse_clients", "gauge", self.sse_clients),
-            (
-                "mdo_events_sse_slow_disconnects_total",
-                "counter",
-                self.sse_slow_disconnects,
+    /// These counters as metric families for `/metrics/prometheus`.
+    pub fn families(&self) -> Vec<daemon::metrics::Family> {
+        use daemon::metrics::{Family, Value};
+        let published = Family {
+            name: "mdo_events_published".into(),
+            help: "Events published on the bus, by type".into(),
+            counter: true,
+            series: self
+                .published
+                .iter()
+                .map(|(t, n)| {
+                    (
+                        vec![("event_type".to_string(), t.clone())],
+                        Value::Counter(*n),
+                    )
+                })
+                .collect(),
+        };
+        let gauge = |n: u64| Value::Gauge(n as f64);
+        let mut out = vec![published];
+        out.extend([
+            Family::single(
+                "mdo_events_sse_clients",
+                "SSE clients connected to /v2/events now",
+                gauge(self.sse_clients),
             ),
-            (
+            Family::single(
+                "mdo_events_sse_slow_disconnects",
+                "SSE clients disconnected for being too slow",
+                Value::Counter(self.sse_slow_disconnects),
+            ),
+            Family::single(
                 "mdo_events_callback_subscriptions",
-                "gauge",
-                self.callback_subscriptions,
+                "Callback URLs subscribed now",
+                gauge(self.callback_subscriptions),
             ),
-            (
-                "mdo_events_callback_deliveries_total",
-                "counter",
-                self.callback_deliveries,
+            Family::single(
+                "mdo_events_callback_deliveries",
+                "Events POSTed successfully to a callback URL",
+                Value::Counter(self.callback_deliveries),
             ),
-            (
-                "mdo_events_callback_failures_total",
-                "counter",
-                self.callback_failures,
+            Family::single(
+                "mdo_events_callback_failures",
+                "Failed callback POSTs (each is retried)",
+                Value::Counter(self.callback_failures),
             ),
-            (
-                "mdo_events_callback_dropped_total",
-                "counter",
-                self.callback_dropped,
+            Family::single(
+                "mdo_events_callback_dropped",
+                "Events dropped from full callback queues",
+                Value::Counter(self.callback_dropped),
             ),
-        ] {
-            out.push_str(&format!("# TYPE {name} {kind}\n{name} {v}\n"));
-        }
+        ]);
         out
     }
 }
