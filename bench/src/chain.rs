@@ -133,6 +133,11 @@ impl Chain {
         Ok(chain)
     }
 
+    /// The manager's id: the `mdo.manager` label of its containers.
+    pub fn manager_id(&self) -> &str {
+        self.guard.id()
+    }
+
     /// The folder the manager keeps its command tasks in.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")

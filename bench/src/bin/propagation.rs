@@ -21,7 +21,7 @@
 //! → the watcher's command.
 //!
 //! ```sh
-//! cargo build --release -p bench --bin propagation -p manager -p subscriber -p watcher
+//! cargo build --release -p bench -p manager -p subscriber -p watcher --bins
 //! target/release/propagation --samples 100
 //! ```
 
@@ -225,6 +225,8 @@ fn is_terminal(state: &str) -> bool {
 #[derive(Default)]
 struct Figure {
     total: Vec<Duration>,
+    /// Start -> Docker's own `die` event (Docker deaths only).
+    to_runtime: Vec<Duration>,
     to_manager: Vec<Duration>,
     to_etcd: Vec<Duration>,
     to_hook: Vec<Duration>,
@@ -273,6 +275,10 @@ fn print_figure(name: &str, ours: &Figure, raw: &[Duration]) {
             ms(o.p99) / ms(r.p99)
         );
     }
+    print_stats(
+        &format!("  {name}: (Docker's own die event after the start)"),
+        &ours.to_runtime,
+    );
     print_stats(
         &format!("  {name}: link start -> manager event"),
         &ours.to_manager,
@@ -521,6 +527,8 @@ struct Run<'a> {
     raw: Raw,
     events: Seen,
     records: Seen,
+    /// Docker's `die` events of the manager's containers, by task id.
+    dies: Seen,
     n: u64,
 }
 
@@ -564,6 +572,9 @@ impl Run<'_> {
         let mgr = first(&self.events, t0, &victim, is_terminal);
         let etcd = first(&self.records, t0, &victim, |w| w == "delete");
         fig.add(t0, mgr, etcd, hook);
+        if let Some(die) = first(&self.dies, t0, &victim, |_| true) {
+            fig.to_runtime.push(die - t0);
+        }
         Ok(())
     }
 
@@ -591,6 +602,36 @@ impl Run<'_> {
         self.chain.scale(app, self.n).await?;
         Ok(())
     }
+}
+
+/// Notes Docker's own `die` event of every container of the manager (by the
+/// task id in its labels), to split "kill -> manager event" into Docker's
+/// part and the manager's.
+fn follow_dies(docker: &Docker, manager_id: &str, seen: Seen) {
+    let filters = HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        ("event".to_string(), vec!["die".to_string()]),
+        (
+            "label".to_string(),
+            vec![format!("mdo.manager={manager_id}")],
+        ),
+    ]);
+    let mut events = docker.events(Some(EventsOptions::<String> {
+        filters,
+        ..Default::default()
+    }));
+    tokio::spawn(async move {
+        while let Some(Ok(e)) = events.next().await {
+            let at = Instant::now();
+            let task = e
+                .actor
+                .and_then(|a| a.attributes)
+                .and_then(|a| a.get("mdo.task-id").cloned());
+            if let Some(task) = task {
+                seen.lock().unwrap().push((at, task, "die".into()));
+            }
+        }
+    });
 }
 
 /// How a death sample kills a task from outside.
@@ -642,12 +683,15 @@ async fn main() -> Result<()> {
     follow_events(&chain.manager_url, events.clone()).await?;
     follow_records(&chain.etcd.endpoint(), records.clone()).await?;
     let raw = Raw::start(&chain.etcd.endpoint(), docker.clone()).await?;
+    let dies: Seen = Seen::default();
+    follow_dies(&docker, chain.manager_id(), dies.clone());
     let mut run = Run {
         chain: &chain,
         hooks,
         raw,
         events,
         records,
+        dies,
         n: args.instances,
     };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();

@@ -16,7 +16,7 @@
 //!   otherwise).
 //!
 //! ```sh
-//! cargo build --release -p bench --bin scale -p manager -p subscriber -p watcher
+//! cargo build --release -p bench -p manager -p subscriber -p watcher --bins
 //! target/release/scale            # 500 apps x 10 tasks
 //! ```
 
