@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
-use deployer::cli::{self, CliError};
+use deployer::actions::{self, CliError};
 use deployer::config::{Cli, Command};
 use tokio_util::sync::CancellationToken;
 
@@ -47,17 +47,17 @@ async fn run() -> ExitCode {
     }
     let result: Result<String, CliError> = match &cli.command {
         Command::Serve(_) => unreachable!("handled above"),
-        Command::Render { file } => cli::render(file, &settings),
+        Command::Render { file } => actions::render(file, &settings),
         Command::Apply {
             file,
             wait,
             wait_timeout,
         } => {
             let wait = wait.then(|| Duration::from_secs(*wait_timeout));
-            cli::apply_file(file, wait, &settings).await
+            actions::apply_file(file, wait, &settings).await
         }
-        Command::Status { json } => cli::status(*json, &settings).await,
-        Command::Remove { service, labels } => cli::remove(service, labels, &settings).await,
+        Command::Status { json } => actions::status(*json, &settings).await,
+        Command::Remove { service, labels } => actions::remove(service, labels, &settings).await,
     };
     match result {
         Ok(out) => {

@@ -8,8 +8,8 @@ use etcd_client::{
     Compare, CompareOp, DeleteOptions, GetOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
 };
 
+use crate::connection::Registry;
 use crate::error::{Error, Result};
-use crate::store::Registry;
 
 /// Keys per page of [`Registry::range_prefix`] unless told otherwise.
 pub const DEFAULT_PAGE: usize = 500;
@@ -193,16 +193,20 @@ impl Registry {
     /// How many keys start with `key_prefix` (a count-only read).
     pub async fn count_prefix(&self, key_prefix: &str) -> Result<i64> {
         self.check_key(key_prefix)?;
-        let resp = self
-            .call(|mut kv| {
-                let k = key_prefix.to_string();
-                async move {
-                    kv.get(k, Some(GetOptions::new().with_prefix().with_count_only()))
-                        .await
-                }
-            })
-            .await?;
-        Ok(resp.count())
+        Ok(self.count_only(key_prefix).await?.count())
+    }
+
+    /// A count-only read of the keys starting with `key_prefix`: no values,
+    /// the count and the store revision.
+    pub(crate) async fn count_only(&self, key_prefix: &str) -> Result<etcd_client::GetResponse> {
+        self.call(|mut kv| {
+            let k = key_prefix.to_string();
+            async move {
+                kv.get(k, Some(GetOptions::new().with_prefix().with_count_only()))
+                    .await
+            }
+        })
+        .await
     }
 
     /// One key, if present.

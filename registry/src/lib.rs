@@ -20,16 +20,19 @@
 //! What it does not do: read the process environment (callers do, except
 //! guestutils), decide what to write (the subscriber does), or log secrets.
 
+mod connection;
 mod error;
+mod instances;
 pub mod keys;
 mod kv;
 pub mod naming;
 mod record;
 mod settings;
-mod store;
 mod watch;
 
+pub use connection::{Registry, MAX_TXN_OPS};
 pub use error::{Error, NameKind, Result};
+pub use instances::{ApplyReport, Entry, Expect, InvalidEntry, Op, Outcome, Snapshot};
 pub use keys::manager::ManagerKeys;
 pub use keys::{InstanceName, Scope};
 pub use kv::{prefix_range_end, KeyValue, KvOp, CHUNK_BYTES, DEFAULT_PAGE};
@@ -38,9 +41,6 @@ pub use record::{Instance, Port, SCHEMA};
 pub use settings::{
     compat_endpoint, parse_endpoints, resolve_endpoints, Settings, Tls, DEFAULT_ENDPOINT,
     DEFAULT_PREFIX,
-};
-pub use store::{
-    ApplyReport, Entry, Expect, InvalidEntry, Op, Outcome, Registry, Snapshot, MAX_TXN_OPS,
 };
 pub use watch::{WatchEvent, WatchStream};
 

@@ -48,7 +48,7 @@ impl Default for Settings {
             tls: None,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
-            max_txn_ops: crate::store::MAX_TXN_OPS,
+            max_txn_ops: crate::connection::MAX_TXN_OPS,
         }
     }
 }

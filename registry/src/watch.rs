@@ -8,10 +8,11 @@ use etcd_client::{EventType, WatchOptions};
 use futures::Stream;
 use tracing::{debug, warn};
 
+use crate::connection::Registry;
 use crate::error::{Error, Result};
+use crate::instances::Snapshot;
 use crate::keys::{parse_instance_key, InstanceName, Scope};
 use crate::record::Instance;
-use crate::store::{Registry, Snapshot};
 
 /// One change seen by a watch.
 #[allow(clippy::large_enum_variant)] // moved once to the consumer

@@ -1,47 +1,17 @@
-//! [`Registry`]: typed reads, ordered writes with per-operation compares,
-//! over `etcd-client`.
+//! Typed reads and ordered writes of instance records on a [`Registry`]:
+//! snapshots with each record's `mod_revision`, and writes with a compare
+//! per operation.
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::time::Duration;
 
-use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
-    KvClient, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchClient,
-};
-use tracing::{debug, warn};
+use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
+
+use crate::connection::Registry;
+use tracing::warn;
 
 use crate::error::{Error, Result};
-use crate::keys::{normalize_prefix, parse_instance_key, InstanceName, Scope};
+use crate::keys::{parse_instance_key, InstanceName, Scope};
 use crate::record::Instance;
-use crate::settings::Settings;
-
-/// etcd's default `--max-txn-ops`.
-pub const MAX_TXN_OPS: usize = 128;
-
-/// Responses can be large (10,000 records is about 4 MB): lift tonic's
-/// 4 MB default.
-const MAX_MESSAGE: usize = 512 * 1024 * 1024;
-
-/// A connected registry. Cheap to clone (clones share the connection).
-#[derive(Clone)]
-pub struct Registry {
-    client: Client,
-    kv: KvClient,
-    watch: WatchClient,
-    prefix: String,
-    auth: Option<(String, String)>,
-    request_timeout: Duration,
-    max_txn_ops: usize,
-}
-
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
-    }
-}
 
 /// One valid record as read from etcd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,126 +143,7 @@ fn compare(key: &str, expect: Expect) -> Option<Compare> {
     }
 }
 
-fn is_unauthenticated(e: &Error) -> bool {
-    match e {
-        Error::Etcd(inner) => match inner.as_ref() {
-            etcd_client::Error::GRpcStatus(s) => {
-                // tonic's Code is not re-exported by etcd-client.
-                format!("{:?}", s.code()) == "Unauthenticated"
-                    || s.message().contains("invalid auth token")
-            }
-            _ => false,
-        },
-        _ => false,
-    }
-}
-
 impl Registry {
-    /// Connects (lazily for plain endpoints; with a user it authenticates
-    /// at once, so wrong credentials fail here).
-    pub async fn connect(settings: &Settings) -> Result<Registry> {
-        let prefix = normalize_prefix(&settings.prefix)?;
-        let mut options = ConnectOptions::new()
-            .with_connect_timeout(settings.connect_timeout)
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
-        if let Some((user, password)) = &settings.auth {
-            options = options.with_user(user.clone(), password.clone());
-        }
-        if let Some(tls) = &settings.tls {
-            let mut t = TlsOptions::new();
-            if let Some(ca) = &tls.ca {
-                t = t.ca_certificate(Certificate::from_pem(read_file(ca)?));
-            }
-            if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
-                t = t.identity(Identity::from_pem(read_file(cert)?, read_file(key)?));
-            }
-            options = options.with_tls(t);
-        }
-        if settings.endpoints.is_empty() {
-            return Err(Error::InvalidSettings("no etcd endpoint given".into()));
-        }
-        let timeout = settings.connect_timeout + settings.request_timeout;
-        let client =
-            tokio::time::timeout(timeout, Client::connect(&settings.endpoints, Some(options)))
-                .await
-                .map_err(|_| Error::Timeout(timeout))??;
-        debug!(endpoints = ?settings.endpoints, prefix = %prefix, "registry connected");
-        Ok(Registry {
-            kv: client
-                .kv_client()
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
-            watch: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
-            client,
-            prefix,
-            auth: settings.auth.clone(),
-            request_timeout: settings.request_timeout,
-            max_txn_ops: settings.max_txn_ops.clamp(1, 100_000),
-        })
-    }
-
-    /// The normalised prefix records live under.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// The raw client (tests, benchmarks, maintenance like compaction).
-    /// Build keys with [`crate::keys`], never by hand.
-    pub fn client(&self) -> Client {
-        self.client.clone()
-    }
-
-    pub(crate) fn watch_client(&self) -> WatchClient {
-        self.watch.clone()
-    }
-
-    /// Operations per transaction (clamped settings value).
-    pub(crate) fn max_txn_ops_limit(&self) -> usize {
-        self.max_txn_ops
-    }
-
-    /// Runs one unary request with the request timeout, re-authenticating
-    /// once when the auth token expired.
-    pub(crate) async fn call<T, F, Fut>(&self, f: F) -> Result<T>
-    where
-        F: Fn(KvClient) -> Fut,
-        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
-    {
-        let first = self.timed(f(self.kv.clone())).await;
-        match first {
-            Err(e) if self.auth.is_some() && is_unauthenticated(&e) => {
-                self.reauthenticate().await?;
-                self.timed(f(self.kv.clone())).await
-            }
-            other => other,
-        }
-    }
-
-    async fn timed<T>(
-        &self,
-        fut: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
-    ) -> Result<T> {
-        match tokio::time::timeout(self.request_timeout, fut).await {
-            Ok(r) => r.map_err(Error::from),
-            Err(_) => Err(Error::Timeout(self.request_timeout)),
-        }
-    }
-
-    /// Gets a fresh auth token (tokens expire when idle).
-    pub(crate) async fn reauthenticate(&self) -> Result<()> {
-        if let Some((user, password)) = &self.auth {
-            warn!(user = %user, "etcd auth token rejected, authenticating again");
-            let mut client = self.client.clone();
-            self.timed(client.set_client_auth(user.clone(), password.clone()))
-                .await?;
-        }
-        Ok(())
-    }
-
-    pub(crate) fn is_unauthenticated(&self, e: &Error) -> bool {
-        self.auth.is_some() && is_unauthenticated(e)
-    }
-
     /// Every record under the prefix.
     pub async fn list_all(&self) -> Result<Snapshot> {
         self.list(&Scope::All).await
@@ -310,7 +161,7 @@ impl Registry {
 
     /// Every record in `scope`, with the read's revision.
     pub async fn list(&self, scope: &Scope) -> Result<Snapshot> {
-        let key_prefix = scope.key_prefix(&self.prefix)?;
+        let key_prefix = scope.key_prefix(self.prefix())?;
         let mut resp = self
             .call(|mut kv| {
                 let k = key_prefix.clone();
@@ -348,15 +199,7 @@ impl Registry {
 
     /// The store's current revision (a count-only read of `key_prefix`).
     pub(crate) async fn current_revision(&self, key_prefix: &str) -> Result<i64> {
-        let resp = self
-            .call(|mut kv| {
-                let k = key_prefix.to_string();
-                async move {
-                    kv.get(k, Some(GetOptions::new().with_prefix().with_count_only()))
-                        .await
-                }
-            })
-            .await?;
+        let resp = self.count_only(key_prefix).await?;
         Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
     }
 
@@ -366,7 +209,7 @@ impl Registry {
         key: &str,
         value: &[u8],
     ) -> std::result::Result<(InstanceName, Instance), (Option<InstanceName>, String)> {
-        let Some(name) = parse_instance_key(&self.prefix, key) else {
+        let Some(name) = parse_instance_key(self.prefix(), key) else {
             return Err((None, "not an instance key of the registry layout".into()));
         };
         match Instance::from_stored(key, &name, value) {
@@ -377,7 +220,7 @@ impl Registry {
 
     /// One record, if present and valid.
     pub async fn get(&self, name: &InstanceName) -> Result<Option<Entry>> {
-        let key = name.key(&self.prefix)?;
+        let key = name.key(self.prefix())?;
         let mut resp = self
             .call(|mut kv| {
                 let k = key.clone();
@@ -421,8 +264,8 @@ impl Registry {
         let mut keyed = Vec::with_capacity(ops.len());
         for op in &ops {
             let key = match op {
-                Op::Put { instance, .. } => instance.key(&self.prefix)?,
-                Op::Delete { name, .. } => name.key(&self.prefix)?,
+                Op::Put { instance, .. } => instance.key(self.prefix())?,
+                Op::Delete { name, .. } => name.key(self.prefix())?,
             };
             keyed.push(key);
         }
@@ -441,9 +284,9 @@ impl Registry {
                 // limit: with any conditional op, one slot less.
                 let with_next = nested || ops[end].expect() != Expect::Any;
                 let limit = if with_next {
-                    self.max_txn_ops.saturating_sub(1).max(1)
+                    self.max_txn_ops_limit().saturating_sub(1).max(1)
                 } else {
-                    self.max_txn_ops
+                    self.max_txn_ops_limit()
                 };
                 if end - start >= limit {
                     break;
@@ -478,13 +321,6 @@ impl Registry {
         }
         Ok(report)
     }
-}
-
-fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::TlsFile {
-        path: path.display().to_string(),
-        source,
-    })
 }
 
 fn plain_op(op: &Op, key: &str) -> TxnOp {

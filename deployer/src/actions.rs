@@ -1,6 +1,7 @@
-//! The commands that talk to the Marathon API directly: apply, render,
-//! status, remove. Each returns text for stdout or a [`CliError`] whose
-//! exit code `main` uses.
+//! The command-line actions, the subcommands other than `serve`: apply,
+//! render, status, remove, talking to the Marathon API directly. Each
+//! returns text for stdout or a [`CliError`] whose exit code `main` uses.
+//! Their clap definitions are in [`crate::config`].
 
 use std::io::Read;
 use std::path::Path;

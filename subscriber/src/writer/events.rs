@@ -1,0 +1,186 @@
+//! Turning one event into changes, keeping the writer's view of running
+//! tasks, app definitions and its records up to date.
+
+use std::sync::Arc;
+
+use tracing::{debug, warn};
+
+use super::{Tracked, Writer, Written};
+use crate::metrics::kind;
+use crate::model::{status_effect, task_matches, AppSpec, StatusEffect, TaskEvent, TaskInfo};
+use crate::plan::{record_keys, Change};
+use crate::record::{record_from_task, wanted};
+use crate::source::{AppSource, SourceError};
+use crate::store::Store;
+
+impl<S: Store, A: AppSource> Writer<S, A> {
+    async fn app_for(&mut self, app_id: &str, version: Option<&str>) -> Option<Arc<AppSpec>> {
+        if let Some(v) = version {
+            if let Some(a) = self.apps.get(&(app_id.to_string(), v.to_string())) {
+                return Some(a.clone());
+            }
+        }
+        match self.source.app(app_id).await {
+            Ok(spec) => {
+                let spec = Arc::new(spec);
+                self.apps
+                    .insert((app_id.to_string(), spec.version.clone()), spec.clone());
+                if let Some(v) = version {
+                    self.apps
+                        .insert((app_id.to_string(), v.to_string()), spec.clone());
+                }
+                self.metrics
+                    .apps_cached
+                    .set(i64::try_from(self.apps.len()).unwrap_or(i64::MAX));
+                Some(spec)
+            }
+            Err(SourceError::NotFound(_)) => {
+                debug!(app_id, "app gone before its task event was handled");
+                None
+            }
+            Err(e) => {
+                self.metrics.error(kind::MARATHON);
+                warn!(app_id, error = %e, "cannot fetch app definition; scheduling a resync");
+                self.resync.notify_one();
+                None
+            }
+        }
+    }
+
+    /// The app definition of a task that just died, to find its record
+    /// by: the cached one, else (when this process does not know where the
+    /// record is) Marathon's. `None` when the app is gone: the app id
+    /// still names the key of apps made by the deployer.
+    async fn app_of_dead_task(&mut self, task: &TaskInfo) -> Option<Arc<AppSpec>> {
+        if let Some(v) = task.app_version.as_deref() {
+            if let Some(a) = self.apps.get(&(task.app_id.clone(), v.to_string())) {
+                return Some(a.clone());
+            }
+        }
+        if self.written.contains_key(&task.id) {
+            return None;
+        }
+        self.app_for(&task.app_id, task.app_version.as_deref())
+            .await
+    }
+
+    /// Computes the changes for one event, updating the in-memory view.
+    pub(super) async fn on_event(&mut self, ev: TaskEvent, changes: &mut Vec<Change>) {
+        match ev {
+            TaskEvent::Status(task) => {
+                self.touch(&task.id);
+                let effect = status_effect(&task.state);
+                if matches!(effect, StatusEffect::Final | StatusEffect::Away) {
+                    let tracked = self.tasks.remove(&task.id);
+                    if effect == StatusEffect::Final {
+                        if self.tombstones.contains(&task.id)
+                            && !self.written.contains_key(&task.id)
+                        {
+                            // TASK_KILLED after TASK_KILLING: the first
+                            // final event already removed the record.
+                            return;
+                        }
+                        self.tombstones.insert(&task.id);
+                    }
+                    let app = match tracked {
+                        Some(t) => Some(t.app),
+                        None => self.app_of_dead_task(&task).await,
+                    };
+                    self.remove_record(&task.id, app.as_deref(), &task.app_id, changes);
+                } else if effect == StatusEffect::Running {
+                    if self.tombstones.contains(&task.id) {
+                        debug!(task_id = %task.id, "running event for a killed task ignored");
+                        return;
+                    }
+                    let Some(app) = self
+                        .app_for(&task.app_id, task.app_version.as_deref())
+                        .await
+                    else {
+                        return;
+                    };
+                    let mut task = task;
+                    // Keep health learnt earlier (a status event carries none).
+                    if task.healthy.is_none() {
+                        task.healthy = self.tasks.get(&task.id).and_then(|t| t.task.healthy);
+                    }
+                    self.tasks.insert(
+                        task.id.clone(),
+                        Tracked {
+                            task: task.clone(),
+                            app,
+                        },
+                    );
+                    self.refresh(&task.id, changes);
+                }
+            }
+            TaskEvent::Health { id, healthy, .. } => {
+                let ids: Vec<String> = self
+                    .tasks
+                    .keys()
+                    .filter(|t| task_matches(t, &id))
+                    .cloned()
+                    .collect();
+                for tid in ids {
+                    self.touch(&tid);
+                    if let Some(t) = self.tasks.get_mut(&tid) {
+                        t.task.healthy = healthy;
+                    }
+                    self.refresh(&tid, changes);
+                }
+            }
+            TaskEvent::Other => {}
+        }
+    }
+
+    /// Puts or removes the record of a tracked task according to its state.
+    fn refresh(&mut self, task_id: &str, changes: &mut Vec<Change>) {
+        let Some(t) = self.tasks.get(task_id) else {
+            return;
+        };
+        if !wanted(&t.app, &t.task, self.cfg.require_healthy) {
+            let (app, app_id) = (t.app.clone(), t.task.app_id.clone());
+            self.remove_record(task_id, Some(&app), &app_id, changes);
+            return;
+        }
+        let node = t.task.node.clone().unwrap_or_else(|| t.task.host.clone());
+        match record_from_task(&t.app, &t.task, &self.cfg.owner, &node) {
+            Ok(rec) => {
+                let new = Written::of(&rec);
+                if let Some(old) = self.written.get(task_id) {
+                    if old.json == new.json {
+                        return;
+                    }
+                    if old.service != new.service || old.group != new.group {
+                        // Names changed (labels edited): drop the old key.
+                        changes.push(Change::Delete(old.id(task_id)));
+                    }
+                }
+                self.written.insert(task_id.to_string(), new);
+                changes.push(Change::Put(rec));
+            }
+            Err(e) => {
+                self.metrics.error(kind::INVALID_NAME);
+                warn!(task_id, error = %e, "record not written: invalid name");
+                // A record written under earlier (valid) names goes, as a
+                // resync would remove it.
+                let (app, app_id) = (t.app.clone(), t.task.app_id.clone());
+                self.remove_record(task_id, Some(&app), &app_id, changes);
+            }
+        }
+    }
+
+    /// Asks for the task's record to go, wherever it may be (whether or not
+    /// this process wrote it); [`Writer::apply_changes`] deletes only ours.
+    fn remove_record(
+        &mut self,
+        task_id: &str,
+        app: Option<&AppSpec>,
+        app_id: &str,
+        changes: &mut Vec<Change>,
+    ) {
+        let known = self.written.remove(task_id).map(|w| w.id(task_id));
+        for id in record_keys(task_id, known, app, app_id) {
+            changes.push(Change::Delete(id));
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! A resync in the writer: the snapshot (prefetched beside the Marathon
+//! fetch), the pure diff, the apply, and the in-memory view rebuilt from
+//! what Marathon and etcd hold now, keeping what events touched since the
+//! fetch began.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{ResyncRequest, Tracked, Writer, Written};
+use crate::metrics::kind;
+use crate::model::{AppSpec, TaskInfo};
+use crate::plan::{desired_records, resync_plan, Summary};
+use crate::source::AppSource;
+use crate::store::{Action, Store, StoreError};
+
+impl<S: Store, A: AppSource> Writer<S, A> {
+    pub(super) async fn resync(&mut self, req: ResyncRequest, cancel: &CancellationToken) {
+        let started = Instant::now();
+        let ResyncRequest {
+            apps,
+            fetch_epoch,
+            dry_run,
+            reply,
+        } = req;
+        let result = self.resync_inner(apps, fetch_epoch, dry_run, cancel).await;
+        match &result {
+            Ok(s) if !dry_run => {
+                self.metrics.resync_done(started.elapsed());
+                self.metrics.resync_added.inc_by(s.added as u64);
+                self.metrics.resync_updated.inc_by(s.updated as u64);
+                self.metrics.resync_removed.inc_by(s.removed as u64);
+                if s.added + s.updated + s.removed > 0 {
+                    info!(
+                        added = s.added,
+                        updated = s.updated,
+                        removed = s.removed,
+                        unchanged = s.unchanged,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "resync repaired the registry"
+                    );
+                } else {
+                    debug!(unchanged = s.unchanged, "resync: registry already right");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.metrics.resync_failures.inc();
+                warn!(error = %e, "resync failed");
+            }
+        }
+        let _ = reply.send(result);
+    }
+
+    async fn resync_inner(
+        &mut self,
+        apps: Vec<(AppSpec, Vec<TaskInfo>)>,
+        fetch_epoch: u64,
+        dry_run: bool,
+        cancel: &CancellationToken,
+    ) -> Result<Summary, String> {
+        let t0 = Instant::now();
+        let read = match self.prefetched.take() {
+            Some((epoch, read)) if epoch == fetch_epoch => match read.await {
+                Ok(r) => r,
+                Err(e) => Err(StoreError::Unavailable(format!(
+                    "snapshot read failed: {e}"
+                ))),
+            },
+            other => {
+                if let Some((_, read)) = other {
+                    read.abort();
+                }
+                self.store.snapshot().await
+            }
+        };
+        let snapshot = match read {
+            Ok(s) => s,
+            Err(e) => {
+                self.metrics.error(kind::ETCD);
+                return Err(e.to_string());
+            }
+        };
+        let snapshot_ms = t0.elapsed().as_millis() as u64;
+        let protect: HashSet<String> = self
+            .touched
+            .iter()
+            .filter(|(_, e)| **e > fetch_epoch)
+            .map(|(c, _)| c.clone())
+            .collect();
+        let tombstones = &self.tombstones;
+        let (desired, errors) =
+            desired_records(&apps, &self.cfg.owner, self.cfg.require_healthy, &|id| {
+                tombstones.contains(id)
+            });
+        for e in &errors {
+            self.metrics.error(kind::INVALID_NAME);
+            warn!(error = %e, "resync: no record for this app's tasks (invalid name)");
+        }
+        let mut plan = resync_plan(&desired, &snapshot, &self.cfg.owner, &protect);
+        drop(desired);
+        plan.actions = self.valid_only(std::mem::take(&mut plan.actions), Action::id);
+        if plan.foreign > 0 {
+            warn!(
+                count = plan.foreign,
+                "resync: keys held by another owner left alone"
+            );
+        }
+        if dry_run {
+            return Ok(plan.summary);
+        }
+        // The in-memory view as it will be once the plan is applied (kept
+        // only if it is): our records as read, with the plan's changes.
+        let mut written: HashMap<String, Written> = HashMap::with_capacity(snapshot.len());
+        for e in snapshot {
+            if e.record.owner == self.cfg.owner {
+                written.insert(e.record.container.clone(), Written::of(&e.record));
+            }
+        }
+        for a in &plan.actions {
+            match a {
+                Action::Put { record, .. } => {
+                    written.insert(record.container.clone(), Written::of(record));
+                }
+                Action::Delete { id, .. } => {
+                    written.remove(&id.container);
+                }
+            }
+        }
+        let diff_ms = t0.elapsed().as_millis() as u64 - snapshot_ms;
+        if !plan.actions.is_empty() {
+            match self.store.apply(std::mem::take(&mut plan.actions)).await {
+                Ok(applied) => self.count(applied),
+                Err(e) => {
+                    self.metrics.error(kind::ETCD);
+                    return Err(e.to_string());
+                }
+            }
+        }
+        if cancel.is_cancelled() {
+            return Err("shutting down".into());
+        }
+        // Protected containers were left alone by the plan, and the snapshot
+        // may predate their latest write: keep the writer's own view of them.
+        for id in &protect {
+            match self.written.remove(id) {
+                Some(w) => {
+                    written.insert(id.clone(), w);
+                }
+                None => {
+                    written.remove(id);
+                }
+            }
+        }
+        self.written = written;
+        let mut tasks: HashMap<String, Tracked> = HashMap::with_capacity(self.tasks.len());
+        // The app-definition cache is rebuilt from what Marathon has now (by
+        // app version and by the versions its tasks carry), so definitions
+        // of deleted apps and old versions do not pile up.
+        let mut cache: HashMap<(String, String), Arc<AppSpec>> = HashMap::with_capacity(apps.len());
+        for (app, app_tasks) in apps {
+            let app = Arc::new(app);
+            let mut versions: HashSet<&str> = HashSet::new();
+            for t in &app_tasks {
+                if let Some(v) = t.app_version.as_deref() {
+                    if v != app.version && versions.insert(v) {
+                        cache.insert((app.id.clone(), v.to_string()), app.clone());
+                    }
+                }
+            }
+            cache.insert((app.id.clone(), app.version.clone()), app.clone());
+            for t in app_tasks {
+                if t.state == "TASK_RUNNING" && !self.tombstones.contains(&t.id) {
+                    tasks.insert(
+                        t.id.clone(),
+                        Tracked {
+                            task: t,
+                            app: app.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        for id in &protect {
+            match self.tasks.remove(id) {
+                Some(t) => {
+                    if let Some(v) = t.task.app_version.as_deref() {
+                        cache
+                            .entry((t.app.id.clone(), v.to_string()))
+                            .or_insert_with(|| t.app.clone());
+                    }
+                    tasks.insert(id.clone(), t);
+                }
+                None => {
+                    tasks.remove(id);
+                }
+            }
+        }
+        self.tasks = tasks;
+        self.apps = cache;
+        self.metrics
+            .apps_cached
+            .set(i64::try_from(self.apps.len()).unwrap_or(i64::MAX));
+        debug!(
+            snapshot_ms,
+            diff_ms,
+            total_ms = t0.elapsed().as_millis() as u64,
+            "resync applied"
+        );
+        Ok(plan.summary)
+    }
+}
