@@ -6,6 +6,7 @@ use std::time::Duration;
 
 pub mod chain;
 pub mod faults;
+pub mod setup;
 
 /// Latency summary of one series of samples.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +36,13 @@ impl Stats {
     }
 }
 
+/// The median of a series (the upper one of an even count). Panics on an
+/// empty series.
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
 /// Milliseconds with three decimals.
 pub fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
@@ -57,17 +65,18 @@ pub fn report_latency(figure: &str, ours: &Stats, raw: &Stats) {
 
 /// A binary built beside the running benchmark (same `target/<profile>`),
 /// with a clear message naming the cargo command when it is missing.
-pub fn sibling_binary(name: &str) -> Result<std::path::PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("locating this benchmark: {e}"))?;
+pub fn sibling_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let exe =
+        std::env::current_exe().map_err(|e| anyhow::anyhow!("locating this benchmark: {e}"))?;
     let path = exe
         .parent()
-        .ok_or("this benchmark has no folder")?
+        .ok_or_else(|| anyhow::anyhow!("this benchmark has no folder"))?
         .join(name);
     if !path.exists() {
-        return Err(format!(
+        anyhow::bail!(
             "{} not found: build it with `cargo build --release -p bench --bins -p manager -p deployer`",
             path.display()
-        ));
+        );
     }
     Ok(path)
 }

@@ -152,14 +152,7 @@ pub async fn apply(
     desired: &[Desired],
     removals: &[Removal],
 ) -> Result<Vec<ServiceReport>, DeployError> {
-    let actual = marathon
-        .apps()
-        .await
-        .map_err(|source| DeployError::Upstream {
-            source,
-            applied: Vec::new(),
-        })?;
-    let planned = plan::plan(desired, removals, &actual);
+    let planned = plan_against_server(marathon, desired, removals).await?;
     let calls = plan::calls(&planned);
     let put_id = if calls.put.is_empty() {
         None
@@ -203,6 +196,19 @@ pub async fn preview(
     desired: &[Desired],
     removals: &[Removal],
 ) -> Result<Vec<ServiceReport>, DeployError> {
+    Ok(plan_against_server(marathon, desired, removals)
+        .await?
+        .iter()
+        .map(|p| report_of(p, None))
+        .collect())
+}
+
+/// Reads the current apps and plans against them; nothing is applied yet.
+async fn plan_against_server(
+    marathon: &Marathon,
+    desired: &[Desired],
+    removals: &[Removal],
+) -> Result<Vec<Planned>, DeployError> {
     let actual = marathon
         .apps()
         .await
@@ -210,10 +216,7 @@ pub async fn preview(
             source,
             applied: Vec::new(),
         })?;
-    Ok(plan::plan(desired, removals, &actual)
-        .iter()
-        .map(|p| report_of(p, None))
-        .collect())
+    Ok(plan::plan(desired, removals, &actual))
 }
 
 /// Most details to spell out in the message of a refused PUT.

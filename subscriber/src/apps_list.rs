@@ -9,45 +9,18 @@
 
 use marathon::lean::LeanApp;
 
-use crate::model::{AppSpec, NetworkMode, PortSpec, TaskInfo};
+use crate::model::{AppSpec, TaskInfo};
 
 /// Mirrors [`crate::convert::app_spec`] on the lean types.
 pub fn spec(app: LeanApp) -> (AppSpec, Vec<TaskInfo>) {
     let network = crate::convert::network_mode(&app.networks);
-    let ports = match network {
-        NetworkMode::Host => match (app.port_definitions, app.ports) {
-            (Some(defs), _) => defs
-                .into_iter()
-                .map(|d| PortSpec {
-                    name: d.name,
-                    container_port: None,
-                    protocol: Some(d.protocol),
-                })
-                .collect(),
-            (None, Some(legacy)) => legacy
-                .iter()
-                .map(|_| PortSpec {
-                    name: None,
-                    container_port: None,
-                    protocol: None,
-                })
-                .collect(),
-            (None, None) => Vec::new(),
-        },
-        NetworkMode::Bridge | NetworkMode::Container => app
-            .container
-            .and_then(|c| c.into_port_mappings())
-            .map(|m| {
-                m.into_iter()
-                    .map(|p| PortSpec {
-                        name: p.name,
-                        container_port: Some(p.container_port),
-                        protocol: Some(p.protocol),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-    };
+    let mappings = app.container.and_then(|c| c.into_port_mappings());
+    let ports = crate::convert::port_specs(
+        network,
+        app.port_definitions.as_deref(),
+        app.ports.as_deref(),
+        mappings.as_deref(),
+    );
     let tasks = app
         .tasks
         .unwrap_or_default()

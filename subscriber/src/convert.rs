@@ -17,10 +17,17 @@ pub(crate) fn network_mode(networks: &[marathon::Network]) -> NetworkMode {
     }
 }
 
-pub fn app_spec(app: &App) -> AppSpec {
-    let network = network_mode(&app.networks);
-    let ports = match network {
-        NetworkMode::Host => match (&app.port_definitions, &app.ports) {
+/// The ports records are built from: a host-networked app's port
+/// definitions (else one unnamed port per legacy `ports` entry), any other
+/// app's port mappings.
+pub(crate) fn port_specs(
+    network: NetworkMode,
+    definitions: Option<&[marathon::PortDefinition]>,
+    legacy: Option<&[u32]>,
+    mappings: Option<&[marathon::PortMapping]>,
+) -> Vec<PortSpec> {
+    match network {
+        NetworkMode::Host => match (definitions, legacy) {
             (Some(defs), _) => defs
                 .iter()
                 .map(|d| PortSpec {
@@ -39,25 +46,31 @@ pub fn app_spec(app: &App) -> AppSpec {
                 .collect(),
             (None, None) => Vec::new(),
         },
-        NetworkMode::Bridge | NetworkMode::Container => {
-            let mappings = app.container.as_ref().and_then(|c| {
-                c.port_mappings
-                    .as_ref()
-                    .or_else(|| c.docker.as_ref().and_then(|d| d.port_mappings.as_ref()))
-            });
-            mappings
-                .map(|m| {
-                    m.iter()
-                        .map(|p| PortSpec {
-                            name: p.name.clone(),
-                            container_port: Some(p.container_port),
-                            protocol: Some(p.protocol.clone()),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
-        }
-    };
+        NetworkMode::Bridge | NetworkMode::Container => mappings
+            .unwrap_or_default()
+            .iter()
+            .map(|p| PortSpec {
+                name: p.name.clone(),
+                container_port: Some(p.container_port),
+                protocol: Some(p.protocol.clone()),
+            })
+            .collect(),
+    }
+}
+
+pub fn app_spec(app: &App) -> AppSpec {
+    let network = network_mode(&app.networks);
+    let mappings = app.container.as_ref().and_then(|c| {
+        c.port_mappings
+            .as_ref()
+            .or_else(|| c.docker.as_ref().and_then(|d| d.port_mappings.as_ref()))
+    });
+    let ports = port_specs(
+        network,
+        app.port_definitions.as_deref(),
+        app.ports.as_deref(),
+        mappings.map(Vec::as_slice),
+    );
     AppSpec {
         id: app.id.clone(),
         version: app.version.map(|v| v.to_string()).unwrap_or_default(),

@@ -303,6 +303,7 @@ mod tests {
     #[test]
     fn resync_plan_table() {
         let none = HashSet::new();
+        #[derive(Default)]
         struct Case {
             what: &'static str,
             desired: Vec<Instance>,
@@ -315,39 +316,29 @@ mod tests {
         let cases = vec![
             Case {
                 what: "empty",
-                desired: vec![],
-                actual: vec![],
-                protect: vec![],
-                want: vec![],
-                summary: (0, 0, 0, 0),
-                foreign: 0,
+                ..Case::default()
             },
             Case {
                 what: "missing record is added with an absent compare",
                 desired: vec![rec("t1", "me", 1)],
-                actual: vec![],
-                protect: vec![],
                 want: vec!["put t1 Absent"],
                 summary: (1, 0, 0, 0),
-                foreign: 0,
+                ..Case::default()
             },
             Case {
                 what: "same record unchanged",
                 desired: vec![rec("t1", "me", 1)],
                 actual: vec![ex(rec("t1", "me", 1), 7)],
-                protect: vec![],
-                want: vec![],
                 summary: (0, 0, 0, 1),
-                foreign: 0,
+                ..Case::default()
             },
             Case {
                 what: "different record updated at its revision",
                 desired: vec![rec("t1", "me", 2)],
                 actual: vec![ex(rec("t1", "me", 1), 7)],
-                protect: vec![],
                 want: vec!["put t1 Revision(7)"],
                 summary: (0, 1, 0, 0),
-                foreign: 0,
+                ..Case::default()
             },
             Case {
                 what: "started_at from the event vs Marathon's startedAt: unchanged",
@@ -359,46 +350,36 @@ mod tests {
                     },
                     7,
                 )],
-                protect: vec![],
-                want: vec![],
                 summary: (0, 0, 0, 1),
-                foreign: 0,
+                ..Case::default()
             },
             Case {
                 what: "stale own record removed at its revision",
-                desired: vec![],
                 actual: vec![ex(rec("t1", "me", 1), 9)],
-                protect: vec![],
                 want: vec!["del t1 Revision(9)"],
                 summary: (0, 0, 1, 0),
-                foreign: 0,
+                ..Case::default()
             },
             Case {
                 what: "another owner's records are never touched",
                 desired: vec![rec("t1", "me", 2)],
                 actual: vec![ex(rec("t1", "other", 1), 3), ex(rec("t2", "other", 1), 4)],
-                protect: vec![],
-                want: vec![],
-                summary: (0, 0, 0, 0),
                 foreign: 1,
+                ..Case::default()
             },
             Case {
                 what: "protected containers are neither added nor removed",
                 desired: vec![rec("t1", "me", 1)],
                 actual: vec![ex(rec("t2", "me", 1), 5)],
                 protect: vec!["t1", "t2"],
-                want: vec![],
-                summary: (0, 0, 0, 0),
-                foreign: 0,
+                ..Case::default()
             },
             Case {
                 what: "duplicates in desired count once",
                 desired: vec![rec("t1", "me", 1), rec("t1", "me", 1)],
-                actual: vec![],
-                protect: vec![],
                 want: vec!["put t1 Absent"],
                 summary: (1, 0, 0, 0),
-                foreign: 0,
+                ..Case::default()
             },
             Case {
                 what: "mixed",
@@ -409,10 +390,9 @@ mod tests {
                     ex(rec("d", "me", 1), 3),
                     ex(rec("e", "you", 1), 4),
                 ],
-                protect: vec![],
                 want: vec!["put b Revision(2)", "put c Absent", "del d Revision(3)"],
                 summary: (1, 1, 1, 1),
-                foreign: 0,
+                ..Case::default()
             },
         ];
         for c in cases {
@@ -486,6 +466,7 @@ mod tests {
         bad_labels
             .labels
             .insert("SERVICE_NAME".into(), "Bad_Name".into());
+        #[derive(Default)]
         struct Case {
             what: &'static str,
             container: &'static str,
@@ -498,26 +479,25 @@ mod tests {
             Case {
                 what: "nothing known, app deleted: from the app id",
                 container: "t1",
-                known: None,
-                app: None,
                 app_id: "/dev/web",
                 want: vec![id("web", "dev", "t1")],
+                ..Case::default()
             },
             Case {
                 what: "app known with the id's names: one key",
                 container: "t1",
-                known: None,
                 app: Some(plain.clone()),
                 app_id: "/dev/web",
                 want: vec![id("web", "dev", "t1")],
+                ..Case::default()
             },
             Case {
                 what: "labels name it otherwise: labels first, then the id",
                 container: "t1",
-                known: None,
                 app: Some(labelled.clone()),
                 app_id: "/dev/web",
                 want: vec![id("front", "eu.prod", "t1"), id("web", "dev", "t1")],
+                ..Case::default()
             },
             Case {
                 what: "the key this process knows comes first, not repeated",
@@ -531,33 +511,32 @@ mod tests {
                 what: "a known key under old names is kept beside the current ones",
                 container: "t1",
                 known: Some(id("old", "default", "t1")),
-                app: None,
                 app_id: "/web",
                 want: vec![id("old", "default", "t1"), id("web", "default", "t1")],
+                ..Case::default()
             },
             Case {
                 what: "invalid label names give no key; the id still does",
                 container: "t1",
-                known: None,
                 app: Some(bad_labels),
                 app_id: "/dev/web",
                 want: vec![id("web", "dev", "t1")],
+                ..Case::default()
             },
             Case {
                 what: "an app id with an invalid service gives no key",
                 container: "t1",
-                known: None,
-                app: None,
                 app_id: "/dev/Web_1",
                 want: vec![],
+                ..Case::default()
             },
             Case {
                 what: "an invalid container gives no key",
                 container: "../x",
-                known: None,
                 app: Some(plain.clone()),
                 app_id: "/dev/web",
                 want: vec![],
+                ..Case::default()
             },
         ];
         for c in cases {
@@ -576,6 +555,7 @@ mod tests {
         let theirs = rec("t2", "other", 1);
         let put = |r: &Instance| Change::Put(r.clone());
         let del = |r: &Instance| Change::Delete(RecordId::of(r));
+        #[derive(Default)]
         struct Case {
             what: &'static str,
             changes: Vec<Change>,
@@ -587,43 +567,33 @@ mod tests {
         let cases = vec![
             Case {
                 what: "nothing",
-                changes: vec![],
-                stored: vec![],
-                want: vec![],
-                foreign: 0,
-                absent: 0,
+                ..Case::default()
             },
             Case {
                 what: "puts are unconditional",
                 changes: vec![put(&mine)],
-                stored: vec![],
                 want: vec!["put t1 Any"],
-                foreign: 0,
-                absent: 0,
+                ..Case::default()
             },
             Case {
                 what: "our record is deleted at the revision read, never unconditionally",
                 changes: vec![del(&mine)],
                 stored: vec![ex(mine.clone(), 42)],
                 want: vec!["del t1 Revision(42)"],
-                foreign: 0,
-                absent: 0,
+                ..Case::default()
             },
             Case {
                 what: "another owner's record at the key is left alone",
                 changes: vec![del(&theirs)],
                 stored: vec![ex(theirs.clone(), 7)],
-                want: vec![],
                 foreign: 1,
-                absent: 0,
+                ..Case::default()
             },
             Case {
                 what: "nothing at the key: no delete",
                 changes: vec![del(&mine)],
-                stored: vec![],
-                want: vec![],
-                foreign: 0,
                 absent: 1,
+                ..Case::default()
             },
             Case {
                 what: "mixed, in order",
@@ -631,7 +601,7 @@ mod tests {
                 stored: vec![ex(theirs.clone(), 7), ex(mine.clone(), 9)],
                 want: vec!["put t3 Any", "del t1 Revision(9)"],
                 foreign: 1,
-                absent: 0,
+                ..Case::default()
             },
         ];
         for c in cases {

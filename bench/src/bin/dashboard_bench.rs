@@ -7,14 +7,15 @@
 //! Uses the release binaries next to this one:
 //! `cargo build --release -p manager -p deployer -p bench --bin dashboard_bench && target/release/dashboard_bench`
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use bench::setup::{delete_apps, serve_manager, start_deployer};
 use bench::{report_latency, Stats};
 use clap::Parser;
 use serde_json::{json, Value};
-use testkit::{ChildGuard, Etcd};
+use testkit::Etcd;
 
 #[derive(Parser)]
 struct Args {
@@ -24,17 +25,6 @@ struct Args {
     /// Requests per series.
     #[arg(long, env = "BENCH_REQUESTS", default_value_t = 200)]
     requests: usize,
-}
-
-fn wait_port(port: u16) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("nothing listens on {port}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 /// Times `requests` GETs of `url` (after a few to warm up); checks each is 200.
@@ -59,55 +49,18 @@ async fn series(http: &reqwest::Client, url: &str, requests: usize) -> Result<St
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let manager_bin = bench::sibling_binary("manager").map_err(anyhow::Error::msg)?;
-    let deployer_bin = bench::sibling_binary("deployer").map_err(anyhow::Error::msg)?;
-    let dir = std::env::temp_dir().join(format!("mdo-dashboard-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let manager_bin = bench::sibling_binary("manager")?;
+    let deployer_bin = bench::sibling_binary("deployer")?;
+    let dir = tempfile::Builder::new()
+        .prefix("mdo-dashboard-bench-")
+        .tempdir()?;
 
     let etcd = Etcd::start()?;
-    let mport = testkit::free_port()?;
-    let marathon = format!("http://127.0.0.1:{mport}");
-    let _manager = ChildGuard::new(
-        Command::new(&manager_bin)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{mport}"),
-                "--etcd-endpoints",
-                &etcd.endpoint(),
-                "--docker",
-                "off",
-                "--node-cpus",
-                "1000",
-                "--node-mem",
-                "1000000",
-            ])
-            .arg("--data-dir")
-            .arg(dir.join("manager"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_port(mport)?;
-    let dport = testkit::free_port()?;
-    let deployer = format!("http://127.0.0.1:{dport}");
-    let _deployer = ChildGuard::new(
-        Command::new(&deployer_bin)
-            .args([
-                "--marathon-url",
-                &marathon,
-                "--etcd-endpoints",
-                &etcd.endpoint(),
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{dport}"),
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_port(dport)?;
+    let (mut cmd, marathon) =
+        bench::manager_command(&manager_bin, &etcd.endpoint(), &dir.path().join("manager"))?;
+    cmd.args(["--docker", "off"]).stderr(Stdio::null());
+    let _manager = serve_manager(cmd, marathon.clone()).await?;
+    let (_deployer, deployer) = start_deployer(&deployer_bin, &marathon, Some(&etcd.endpoint()))?;
     let http = reqwest::Client::new();
 
     // N services, one sleeping command task each, with a named port.
@@ -195,27 +148,11 @@ async fn main() -> Result<()> {
         &raw,
     );
 
-    let ids: Vec<String> = apps.iter().map(|a| a["id"].to_string()).collect();
-    for id in ids {
-        let id = id.trim_matches('"');
-        let _ = http
-            .delete(format!("{marathon}/v2/apps{id}?force=true"))
-            .send()
-            .await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v: Value = http
-            .get(format!("{marathon}/v2/tasks"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        if v["tasks"].as_array().is_some_and(|t| t.is_empty()) || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    let ids: Vec<String> = apps
+        .iter()
+        .map(|a| a["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    // Best effort: the figures are printed already.
+    let _ = delete_apps(&http, &marathon, &ids).await;
     Ok(())
 }

@@ -8,15 +8,16 @@
 //! Uses the release binaries next to this one:
 //! `cargo build --release -p manager -p deployer && cargo run --release -p bench --bin deployer_bench`
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use bench::{ms, report};
+use bench::setup::{serve_manager, start_deployer};
+use bench::{median, ms, report};
 use clap::Parser;
 use serde_json::Value;
-use testkit::{ChildGuard, Etcd};
+use testkit::Etcd;
 
 #[derive(Parser)]
 struct Args {
@@ -31,30 +32,6 @@ struct Args {
     rounds: usize,
 }
 
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort_unstable();
-    v[v.len() / 2]
-}
-
-fn sibling(name: &str) -> Result<PathBuf> {
-    bench::sibling_binary(name).map_err(anyhow::Error::msg)
-}
-
 fn document(services: usize, group: &str) -> String {
     let mut doc = String::from("deploy:\n");
     for i in 0..services {
@@ -64,17 +41,6 @@ fn document(services: usize, group: &str) -> String {
         ));
     }
     doc
-}
-
-fn wait_port(port: u16) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("nothing listens on {port}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 fn render(deployer: &Path, file: &Path) -> Result<(Duration, Vec<Value>)> {
@@ -120,50 +86,18 @@ async fn delete_all(http: &reqwest::Client, marathon: &str, ids: &[String]) -> R
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let manager_bin = sibling("manager")?;
-    let deployer_bin = sibling("deployer")?;
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("mdo-deployer-bench-{}", std::process::id())));
-    std::fs::create_dir_all(dir.path())?;
+    let manager_bin = bench::sibling_binary("manager")?;
+    let deployer_bin = bench::sibling_binary("deployer")?;
+    let dir = tempfile::Builder::new()
+        .prefix("mdo-deployer-bench-")
+        .tempdir()?;
 
     let etcd = Etcd::start()?;
-    let mport = testkit::free_port()?;
-    let marathon = format!("http://127.0.0.1:{mport}");
-    let _manager = ChildGuard::new(
-        Command::new(&manager_bin)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{mport}"),
-                "--etcd-endpoints",
-                &etcd.endpoint(),
-                "--docker",
-                "off",
-            ])
-            .arg("--data-dir")
-            .arg(dir.path().join("manager"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_port(mport)?;
-    let dport = testkit::free_port()?;
-    let deployer_url = format!("http://127.0.0.1:{dport}");
-    let _deployer = ChildGuard::new(
-        Command::new(&deployer_bin)
-            .args([
-                "--marathon-url",
-                &marathon,
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{dport}"),
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_port(dport)?;
+    let (mut cmd, marathon) =
+        bench::manager_command(&manager_bin, &etcd.endpoint(), &dir.path().join("manager"))?;
+    cmd.args(["--docker", "off"]).stderr(Stdio::null());
+    let _manager = serve_manager(cmd, marathon.clone()).await?;
+    let (_deployer, deployer_url) = start_deployer(&deployer_bin, &marathon, None)?;
     let http = reqwest::Client::new();
 
     // Apply N services: ours (POST /deploy) vs raw (N POST /v2/apps).

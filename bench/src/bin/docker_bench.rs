@@ -49,11 +49,6 @@ struct Args {
 
 const LABEL: &str = "mdo.bench";
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort_unstable();
-    v[v.len() / 2]
-}
-
 fn spec(run: &str, i: usize, image: &str) -> LaunchSpec {
     LaunchSpec {
         task_id: format!("bench_{run}.instance-{i}._app.1"),
@@ -180,7 +175,7 @@ async fn main() -> Result<()> {
             cleanup(&docker, &r).await?;
         }
     }
-    let (o, r) = (median(ours), median(raw));
+    let (o, r) = (bench::median(ours), bench::median(raw));
     bench::report(
         &format!(
             "{} containers to running (median of {} rounds)",
@@ -296,7 +291,7 @@ async fn containers_of(
 /// same etcd, until `/v2/tasks` serves all `n` again (recovery runs before
 /// the API binds, so served = adopted). Zero restarts is checked, not assumed.
 async fn binary_restart(docker: &Docker, image: &str, n: usize) -> Result<()> {
-    let bin = bench::sibling_binary("manager").map_err(anyhow::Error::msg)?;
+    let bin = bench::sibling_binary("manager")?;
     // The guard's id is the manager's identity: every container it creates
     // is removed on exit, error or not.
     let guard = ContainerGuard::new("bench-restart");

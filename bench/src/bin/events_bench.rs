@@ -16,16 +16,16 @@
 //! ```
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use bench::setup::{delete_apps, serve_manager, Manager};
 use bench::{report_latency, Stats};
 use clap::Parser;
 use serde_json::{json, Value};
-use testkit::{ChildGuard, Etcd};
+use testkit::Etcd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -58,50 +58,6 @@ fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
-}
-
-fn sibling(name: &str) -> Result<PathBuf> {
-    bench::sibling_binary(name).map_err(anyhow::Error::msg)
-}
-
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Manager {
-    guard: ChildGuard,
-    base: String,
-}
-
-async fn start_manager(bin: &Path, etcd: &Etcd, data: &Path) -> Result<Manager> {
-    let (mut cmd, base) = bench::manager_command(bin, &etcd.endpoint(), data)?;
-    let child = cmd
-        .args(["--internal-prefix", "/bench/events", "--docker", "off"])
-        .args(["--drain-delay", "0"])
-        .spawn()?;
-    let m = Manager {
-        guard: ChildGuard::new(child),
-        base,
-    };
-    let http = reqwest::Client::new();
-    let t0 = Instant::now();
-    loop {
-        if let Ok(r) = http.get(format!("{}/v2/apps", m.base)).send().await {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            bail!("manager did not serve within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    Ok(m)
 }
 
 /// One SSE client: records every message's data with its receive time.
@@ -408,33 +364,6 @@ async fn workload(args: &Args, m: &Manager, ids: &[String]) -> Result<Figures> {
     })
 }
 
-/// Deletes the apps and waits until no task is left.
-async fn cleanup(m: &Manager, ids: &[String]) -> Result<()> {
-    let http = reqwest::Client::new();
-    for id in ids {
-        let _ = http
-            .delete(format!("{}/v2/apps{id}?force=true", m.base))
-            .send()
-            .await?;
-    }
-    let t0 = Instant::now();
-    loop {
-        let v: Value = http
-            .get(format!("{}/v2/tasks", m.base))
-            .send()
-            .await?
-            .json()
-            .await?;
-        if v["tasks"].as_array().is_some_and(Vec::is_empty) {
-            return Ok(());
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            bail!("tasks still running after deleting the apps");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Raw baseline: etcd put -> watch event latency on a second client.
 async fn raw_etcd(etcd: &Etcd, puts: usize) -> Result<Vec<Duration>> {
     let mut writer = etcd_client::Client::connect([etcd.endpoint()], None).await?;
@@ -480,22 +409,21 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let bin = match &args.manager {
         Some(p) => p.clone(),
-        None => sibling("manager")?,
+        None => bench::sibling_binary("manager")?,
     };
     let etcd = Etcd::start()?;
-    let dir = TempDir(std::env::temp_dir().join(format!("events-bench-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0)?;
-    let mut m = start_manager(&bin, &etcd, &dir.0.join("data")).await?;
+    let dir = tempfile::Builder::new().prefix("events-bench-").tempdir()?;
+    let (mut cmd, base) = bench::manager_command(&bin, &etcd.endpoint(), &dir.path().join("data"))?;
+    cmd.args(["--internal-prefix", "/bench/events", "--docker", "off"])
+        .args(["--drain-delay", "0"]);
+    let mut m = serve_manager(cmd, base).await?;
     let ids: Vec<String> = (0..args.apps)
         .map(|i| format!("/bench-events/app-{i:02}"))
         .collect();
 
     let result = workload(&args, &m, &ids).await;
-    let cleaned = cleanup(&m, &ids).await;
-    let _ = Command::new("kill")
-        .args(["-TERM", &m.guard.id().to_string()])
-        .status();
-    let _ = m.guard.child().wait();
+    let cleaned = delete_apps(&reqwest::Client::new(), &m.base, &ids).await;
+    m.stop();
     let figures = result?;
     cleaned?;
 

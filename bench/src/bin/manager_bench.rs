@@ -9,11 +9,12 @@
 //!
 //! `cargo build --release -p manager && cargo run --release -p bench --bin manager_bench`
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use bench::setup::{serve_manager, wait_no_tasks, Manager};
 use bench::{report, report_latency, rss_mib, Stats};
 use clap::Parser;
 use serde_json::{json, Value};
@@ -32,87 +33,32 @@ struct Args {
     requests: usize,
 }
 
-struct Manager {
-    guard: ChildGuard,
-    base: String,
-}
-
-fn sibling(name: &str) -> Result<PathBuf> {
-    bench::sibling_binary(name).map_err(anyhow::Error::msg)
-}
-
 async fn start(bin: &Path, etcd: &Etcd, prefix: &str, data: &Path) -> Result<(Manager, Duration)> {
     let t0 = Instant::now();
     let (mut cmd, base) = bench::manager_command(bin, &etcd.endpoint(), data)?;
-    let child = cmd
-        .args(["--internal-prefix", prefix, "--docker", "off"])
-        .spawn()?;
-    let m = Manager {
-        guard: ChildGuard::new(child),
-        base,
-    };
-    let http = reqwest::Client::new();
-    loop {
-        if let Ok(r) = http.get(format!("{}/v2/apps", m.base)).send().await {
-            if r.status() == 200 {
-                let v: Value = r.json().await?;
-                if v["apps"].as_array().is_some() {
-                    break;
-                }
-            }
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            bail!("manager did not serve within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    cmd.args(["--internal-prefix", prefix, "--docker", "off"]);
+    let m = serve_manager(cmd, base).await?;
     Ok((m, t0.elapsed()))
-}
-
-fn stop(m: &mut Manager) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &m.guard.id().to_string()])
-        .status();
-    let _ = m.guard.child().wait();
-}
-
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<TempDir> {
-        let p = std::env::temp_dir().join(format!("manager-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&p)?;
-        Ok(TempDir(p))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let bin = sibling("manager")?;
+    let bin = bench::sibling_binary("manager")?;
     let etcd = Etcd::start()?;
-    let dir = TempDir::new()?;
+    let dir = tempfile::Builder::new()
+        .prefix("manager-bench-")
+        .tempdir()?;
     let http = reqwest::Client::new();
 
     // Empty-state baselines first: restart time and RSS with no apps.
     let (mut empty, _) = start(&bin, &etcd, "/bench/empty", &dir.path().join("empty")).await?;
-    stop(&mut empty);
+    empty.stop();
     let (mut empty, empty_start) =
         start(&bin, &etcd, "/bench/empty", &dir.path().join("empty")).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let empty_rss = rss_mib(empty.guard.id()).unwrap_or(0.0);
-    stop(&mut empty);
+    empty.stop();
 
     let data = dir.path().join("data");
     let (mut m, _) = start(&bin, &etcd, "/bench/main", &data).await?;
@@ -226,25 +172,14 @@ async fn main() -> Result<()> {
     if r.status() != 200 {
         bail!("delete launch app: {}", r.status());
     }
-    loop {
-        let v: Value = http
-            .get(format!("{}/v2/tasks", m.base))
-            .send()
-            .await?
-            .json()
-            .await?;
-        if v["tasks"].as_array().is_some_and(Vec::is_empty) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_no_tasks(&http, &m.base).await?;
 
     // Idle RSS with 1,000 apps.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss = rss_mib(m.guard.id()).unwrap_or(0.0);
 
     // Restart with 1,000 apps until it serves them.
-    stop(&mut m);
+    m.stop();
     let (mut m2, restart) = start(&bin, &etcd, "/bench/main", &data).await?;
     let v: Value = http
         .get(format!("{}/v2/apps", m2.base))
@@ -282,6 +217,6 @@ async fn main() -> Result<()> {
         empty_rss,
         "MiB",
     );
-    stop(&mut m2);
+    m2.stop();
     Ok(())
 }

@@ -1,16 +1,15 @@
 //! `/v2/apps` and everything below it.
 
-use actix_web::http::header;
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use marathon::{App, AppInfo, DeploymentRef, TaskState};
 use serde_json::json;
 
-use super::{client_ip, read_body, CoreData, Query};
-use crate::core::Core;
+use super::{client_ip, deployment_response, force_and_body, read_body, CoreData, Query};
 use crate::error::ApiError;
 use crate::events;
 use crate::ids;
-use crate::state::{DeploymentRecord, State};
+use crate::state::State;
 use crate::validation;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -133,27 +132,12 @@ async fn list(core: CoreData, req: HttpRequest) -> Result<HttpResponse, ApiError
     Ok(HttpResponse::Ok().json(super::wrap("apps", &apps)))
 }
 
-fn deployment_response(
-    status: actix_web::http::StatusCode,
-    d: &DeploymentRecord,
-    location: Option<&str>,
-) -> HttpResponse {
-    let mut b = HttpResponse::build(status);
-    b.insert_header(("Marathon-Deployment-Id", d.id.clone()));
-    if let Some(l) = location {
-        b.insert_header((header::LOCATION, l.to_string()));
-    }
-    b.json(Core::deployment_result(d))
-}
-
 async fn create(
     core: CoreData,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let q = Query::of(&req);
-    let force = q.flag("force", false)?;
-    let body = validation::parse_json(&read_body(&core, &req, payload).await?)?;
+    let (force, body) = force_and_body(&core, &req, payload).await?;
     let (app, d) = core.create_app(body, force).await?;
     core.bus
         .publish(&events::build::api_post(&client_ip(&req), req.path(), &app));
@@ -170,16 +154,7 @@ async fn put_many(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let q = Query::of(&req);
-    let force = q.flag("force", false)?;
-    let partial = q.flag("partialUpdate", true)?;
-    let body = validation::parse_json(&read_body(&core, &req, payload).await?)?;
-    let d = core.update_many(body, partial, force, true).await?;
-    Ok(deployment_response(
-        actix_web::http::StatusCode::OK,
-        &d,
-        None,
-    ))
+    update_many(core, req, payload, false).await
 }
 
 async fn patch_many(
@@ -187,15 +162,36 @@ async fn patch_many(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    update_many(core, req, payload, true).await
+}
+
+/// `PUT /v2/apps` (`partialUpdate` from the query, default true) or `PATCH
+/// /v2/apps` (always partial).
+async fn update_many(
+    core: CoreData,
+    req: HttpRequest,
+    payload: web::Payload,
+    patch: bool,
+) -> Result<HttpResponse, ApiError> {
     let q = Query::of(&req);
     let force = q.flag("force", false)?;
+    let partial = patch || q.flag("partialUpdate", true)?;
     let body = validation::parse_json(&read_body(&core, &req, payload).await?)?;
-    let d = core.update_many(body, true, force, false).await?;
-    Ok(deployment_response(
-        actix_web::http::StatusCode::OK,
-        &d,
-        None,
-    ))
+    let d = core.update_many(body, partial, force, !patch).await?;
+    Ok(deployment_response(StatusCode::OK, &d, None))
+}
+
+/// `scale` and `force` of a task kill (both default false); `wipe` with
+/// `scale` is refused.
+fn kill_flags(q: &Query) -> Result<(bool, bool), ApiError> {
+    let scale = q.flag("scale", false)?;
+    let force = q.flag("force", false)?;
+    if scale && q.flag("wipe", false)? {
+        return Err(ApiError::BadRequest(
+            "You cannot use scale and wipe at the same time.".into(),
+        ));
+    }
+    Ok((scale, force))
 }
 
 /// What the path below `/v2/apps/` addresses.
@@ -331,17 +327,9 @@ async fn update(
     core.bus
         .publish(&events::build::api_post(&client_ip(&req), req.path(), &app));
     if created {
-        Ok(deployment_response(
-            actix_web::http::StatusCode::CREATED,
-            &d,
-            Some(&id),
-        ))
+        Ok(deployment_response(StatusCode::CREATED, &d, Some(&id)))
     } else {
-        Ok(deployment_response(
-            actix_web::http::StatusCode::OK,
-            &d,
-            None,
-        ))
+        Ok(deployment_response(StatusCode::OK, &d, None))
     }
 }
 
@@ -373,11 +361,7 @@ async fn post_sub(
     };
     let force = Query::of(&req).flag("force", false)?;
     let d = core.restart_app(&id, force).await?;
-    Ok(deployment_response(
-        actix_web::http::StatusCode::OK,
-        &d,
-        None,
-    ))
+    Ok(deployment_response(StatusCode::OK, &d, None))
 }
 
 async fn delete_sub(
@@ -390,20 +374,10 @@ async fn delete_sub(
         Target::App(id) => {
             let force = q.flag("force", true)?;
             let d = core.delete_app(&id, force).await?;
-            Ok(deployment_response(
-                actix_web::http::StatusCode::OK,
-                &d,
-                None,
-            ))
+            Ok(deployment_response(StatusCode::OK, &d, None))
         }
         Target::Tasks(id) => {
-            let scale = q.flag("scale", false)?;
-            let force = q.flag("force", false)?;
-            if scale && q.flag("wipe", false)? {
-                return Err(ApiError::BadRequest(
-                    "You cannot use scale and wipe at the same time.".into(),
-                ));
-            }
+            let (scale, force) = kill_flags(&q)?;
             let host = q.get("host").map(str::to_string);
             let task_ids: Vec<String> = {
                 let s = core.state();
@@ -420,11 +394,7 @@ async fn delete_sub(
             };
             let (killed, d) = core.kill_tasks(&task_ids, scale, force).await?;
             match (scale, d) {
-                (true, Some(d)) => Ok(deployment_response(
-                    actix_web::http::StatusCode::OK,
-                    &d,
-                    None,
-                )),
+                (true, Some(d)) => Ok(deployment_response(StatusCode::OK, &d, None)),
                 (true, None) => {
                     let version = core.next_version();
                     Ok(HttpResponse::Ok().json(json!({"deploymentId": uuid::Uuid::new_v4().to_string(), "version": version})))
@@ -433,13 +403,7 @@ async fn delete_sub(
             }
         }
         Target::Task(id, task_id) => {
-            let scale = q.flag("scale", false)?;
-            let force = q.flag("force", false)?;
-            if scale && q.flag("wipe", false)? {
-                return Err(ApiError::BadRequest(
-                    "You cannot use scale and wipe at the same time.".into(),
-                ));
-            }
+            let (scale, force) = kill_flags(&q)?;
             if !core.state().apps.contains_key(&id) {
                 return Err(ApiError::app_not_found(&id));
             }
@@ -458,11 +422,7 @@ async fn delete_sub(
             }
             let (killed, d) = core.kill_tasks(&resolved, scale, force).await?;
             match (scale, d) {
-                (true, Some(d)) => Ok(deployment_response(
-                    actix_web::http::StatusCode::OK,
-                    &d,
-                    None,
-                )),
+                (true, Some(d)) => Ok(deployment_response(StatusCode::OK, &d, None)),
                 _ => match killed.into_iter().next() {
                     Some(t) => Ok(HttpResponse::Ok().json(super::wrap("task", &t))),
                     None => Err(ApiError::task_not_found(&task_id)),

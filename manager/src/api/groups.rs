@@ -3,15 +3,12 @@
 //! ([`crate::core::Core::create_group`] and friends); reads are in
 //! [`super::deployments`].
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{read_body, CoreData, Query};
-use crate::core::Core;
+use super::{deployment_response, force_and_body, CoreData, Query};
 use crate::error::ApiError;
 use crate::ids;
-use crate::state::DeploymentRecord;
-use crate::validation;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v2/groups", web::post().to(create))
@@ -20,27 +17,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v2/groups/{tail:.+}", web::delete().to(delete));
 }
 
-fn answer(status: StatusCode, d: &DeploymentRecord, location: Option<String>) -> HttpResponse {
-    let mut b = HttpResponse::build(status);
-    b.insert_header(("Marathon-Deployment-Id", d.id.clone()));
-    if let Some(l) = location {
-        b.insert_header((header::LOCATION, l));
-    }
-    b.json(Core::deployment_result(d))
-}
-
 async fn create(
     core: CoreData,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let force = Query::of(&req).flag("force", false)?;
-    let body = validation::parse_json(&read_body(&core, &req, payload).await?)?;
+    let (force, body) = force_and_body(&core, &req, payload).await?;
     let (group, d) = core.create_group(body, force).await?;
-    Ok(answer(
+    Ok(deployment_response(
         StatusCode::CREATED,
         &d,
-        Some(format!("/v2/groups{group}")),
+        Some(&format!("/v2/groups{group}")),
     ))
 }
 
@@ -50,11 +37,10 @@ async fn update_named(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let force = Query::of(&req).flag("force", false)?;
-    let body = validation::parse_json(&read_body(&core, &req, payload).await?)?;
+    let (force, body) = force_and_body(&core, &req, payload).await?;
     let group = crate::core::body_group_id(&body).unwrap_or_else(|| "/".into());
     let d = core.update_group(&group, body, force).await?;
-    Ok(answer(StatusCode::OK, &d, None))
+    Ok(deployment_response(StatusCode::OK, &d, None))
 }
 
 async fn update(
@@ -63,12 +49,11 @@ async fn update(
     tail: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let force = Query::of(&req).flag("force", false)?;
-    let body = validation::parse_json(&read_body(&core, &req, payload).await?)?;
+    let (force, body) = force_and_body(&core, &req, payload).await?;
     let d = core
         .update_group(&ids::canonical(&tail), body, force)
         .await?;
-    Ok(answer(StatusCode::OK, &d, None))
+    Ok(deployment_response(StatusCode::OK, &d, None))
 }
 
 async fn delete(
@@ -78,5 +63,5 @@ async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let force = Query::of(&req).flag("force", false)?;
     let d = core.delete_group(&ids::canonical(&tail), force).await?;
-    Ok(answer(StatusCode::OK, &d, None))
+    Ok(deployment_response(StatusCode::OK, &d, None))
 }

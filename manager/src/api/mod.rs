@@ -5,11 +5,14 @@
 use std::sync::Arc;
 
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
 
 use crate::core::Core;
 use crate::error::ApiError;
+use crate::state::DeploymentRecord;
+use crate::validation;
 
 pub mod apps;
 pub mod deployments;
@@ -114,6 +117,34 @@ pub async fn read_body(
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+/// The `force` query flag (default false) and the body as JSON: what every
+/// write that starts a deployment reads first, in this order.
+pub async fn force_and_body(
+    core: &Core,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(bool, serde_json::Value), ApiError> {
+    let force = Query::of(req).flag("force", false)?;
+    let body = validation::parse_json(&read_body(core, req, payload).await?)?;
+    Ok((force, body))
+}
+
+/// The answer to a change that started deployment `d`: `status`, the
+/// `Marathon-Deployment-Id` header, `Location` when given, and the
+/// deployment's id and version as the body.
+pub fn deployment_response(
+    status: StatusCode,
+    d: &DeploymentRecord,
+    location: Option<&str>,
+) -> HttpResponse {
+    let mut b = HttpResponse::build(status);
+    b.insert_header(("Marathon-Deployment-Id", d.id.clone()));
+    if let Some(l) = location {
+        b.insert_header((header::LOCATION, l.to_string()));
+    }
+    b.json(Core::deployment_result(d))
 }
 
 /// Client address for `api_post_event`.

@@ -1,0 +1,126 @@
+//! Setting a benchmark up and tearing it down: the manager and the deployer
+//! binaries started and waited for, apps deleted until no task is left.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use testkit::ChildGuard;
+
+/// A manager process started for a benchmark.
+pub struct Manager {
+    pub guard: ChildGuard,
+    /// Its base URL, `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl Manager {
+    /// SIGTERM, then waits for the process to exit.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.guard.id().to_string()])
+            .status();
+        let _ = self.guard.child().wait();
+    }
+}
+
+/// Spawns the manager command `cmd` (from [`crate::manager_command`], with
+/// the caller's flags added) and waits until it serves `GET /v2/apps` (60 s
+/// at most), polling every 2 ms so that start-up times can be measured.
+pub async fn serve_manager(mut cmd: Command, base: String) -> Result<Manager> {
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", cmd.get_program().to_string_lossy()))?;
+    let m = Manager {
+        guard: ChildGuard::new(child),
+        base,
+    };
+    let http = reqwest::Client::new();
+    let t0 = Instant::now();
+    loop {
+        if let Ok(r) = http.get(format!("{}/v2/apps", m.base)).send().await {
+            if r.status() == 200 {
+                let v: Value = r.json().await?;
+                if v["apps"].as_array().is_some() {
+                    return Ok(m);
+                }
+            }
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            bail!("manager did not serve within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Starts `deployer serve` on a free port against `marathon` (and this
+/// etcd, for the dashboard's registry reads), its output discarded, and
+/// waits until it listens. Returns the guard and the base URL.
+pub fn start_deployer(
+    bin: &Path,
+    marathon: &str,
+    etcd_endpoint: Option<&str>,
+) -> Result<(ChildGuard, String)> {
+    let port = testkit::free_port()?;
+    let mut cmd = Command::new(bin);
+    cmd.args(["--marathon-url", marathon]);
+    if let Some(e) = etcd_endpoint {
+        cmd.args(["--etcd-endpoints", e]);
+    }
+    let child = cmd
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let guard = ChildGuard::new(child);
+    wait_port(port)?;
+    Ok((guard, format!("http://127.0.0.1:{port}")))
+}
+
+/// Waits (30 s at most) until something listens on the loopback `port`.
+pub fn wait_port(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on {port}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Deletes the apps (`?force=true`, whatever the answer) and waits until no
+/// task is left.
+pub async fn delete_apps(http: &reqwest::Client, base: &str, ids: &[String]) -> Result<()> {
+    for id in ids {
+        let _ = http
+            .delete(format!("{base}/v2/apps{id}?force=true"))
+            .send()
+            .await?;
+    }
+    wait_no_tasks(http, base).await
+}
+
+/// Waits (60 s at most) until the manager at `base` lists no task.
+pub async fn wait_no_tasks(http: &reqwest::Client, base: &str) -> Result<()> {
+    let t0 = Instant::now();
+    loop {
+        let v: Value = http
+            .get(format!("{base}/v2/tasks"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if v["tasks"].as_array().is_some_and(Vec::is_empty) {
+            return Ok(());
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            bail!("tasks still running after deleting the apps");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
