@@ -59,13 +59,13 @@ impl Chain {
     /// Starts etcd, the manager, the subscriber and the watchers, and waits
     /// until the manager and the subscriber answer.
     pub async fn start(opts: ChainOptions) -> Result<Chain> {
-        let manager_bin = sibling_binary("manager").map_err(anyhow::Error::msg)?;
-        let subscriber = sibling_binary("subscriber").map_err(anyhow::Error::msg)?;
-        sibling_binary(manager::runtime::command::SHIM_BINARY).map_err(anyhow::Error::msg)?;
+        let manager_bin = sibling_binary("manager")?;
+        let subscriber = sibling_binary("subscriber")?;
+        sibling_binary(manager::runtime::command::SHIM_BINARY)?;
         let watcher = if opts.watchers.is_empty() {
             None
         } else {
-            Some(sibling_binary("watcher").map_err(anyhow::Error::msg)?)
+            Some(sibling_binary("watcher")?)
         };
         let etcd = testkit::Etcd::start()?;
         let dir = tempfile::Builder::new().prefix("mdo-chain-").tempdir()?;

@@ -56,6 +56,16 @@ pub fn report(figure: &str, ours: f64, raw: f64, unit: &str) {
     );
 }
 
+/// Prints one duration figure in milliseconds beside its raw baseline.
+pub fn report_ms(figure: &str, ours: Duration, raw: Duration) {
+    report(
+        figure,
+        ours.as_secs_f64() * 1e3,
+        raw.as_secs_f64() * 1e3,
+        "ms",
+    );
+}
+
 /// Prints one latency figure (p50 and p99) beside its raw baseline.
 pub fn report_latency(figure: &str, ours: &Stats, raw: &Stats) {
     let f = |d: Duration| d.as_secs_f64() * 1e3;

@@ -1,13 +1,14 @@
 //! Setting a benchmark up and tearing it down: the manager and the deployer
 //! binaries started and waited for, apps deleted until no task is left.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use testkit::ChildGuard;
+use tempfile::TempDir;
+use testkit::{ChildGuard, Etcd};
 
 /// A manager process started for a benchmark.
 pub struct Manager {
@@ -79,6 +80,52 @@ pub fn start_deployer(
     let guard = ChildGuard::new(child);
     wait_port(port)?;
     Ok((guard, format!("http://127.0.0.1:{port}")))
+}
+
+/// The manager (Docker off) on a fresh etcd and `deployer serve` in front
+/// of it, their data in a scratch folder: what the deployer and dashboard
+/// benches measure. Dropped in field order: processes first, the folder last.
+pub struct DeployerStack {
+    _deployer: ChildGuard,
+    _manager: Manager,
+    pub etcd: Etcd,
+    /// The manager's base URL.
+    pub marathon: String,
+    /// The deployer's base URL.
+    pub deployer: String,
+    pub deployer_bin: PathBuf,
+    /// Scratch space, removed on drop.
+    pub dir: TempDir,
+}
+
+/// Starts a [`DeployerStack`]; with `deployer_reads_etcd` the deployer gets
+/// the etcd endpoint too (the dashboard reads the registry).
+pub async fn deployer_stack(name: &str, deployer_reads_etcd: bool) -> Result<DeployerStack> {
+    let manager_bin = crate::sibling_binary("manager")?;
+    let deployer_bin = crate::sibling_binary("deployer")?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("mdo-{name}-"))
+        .tempdir()?;
+    let etcd = Etcd::start()?;
+    let (mut cmd, marathon) =
+        crate::manager_command(&manager_bin, &etcd.endpoint(), &dir.path().join("manager"))?;
+    cmd.args(["--docker", "off"]).stderr(Stdio::null());
+    let manager = serve_manager(cmd, marathon.clone()).await?;
+    let endpoint = etcd.endpoint();
+    let (guard, deployer) = start_deployer(
+        &deployer_bin,
+        &marathon,
+        deployer_reads_etcd.then_some(endpoint.as_str()),
+    )?;
+    Ok(DeployerStack {
+        _deployer: guard,
+        _manager: manager,
+        etcd,
+        marathon,
+        deployer,
+        deployer_bin,
+        dir,
+    })
 }
 
 /// Waits (30 s at most) until something listens on the loopback `port`.

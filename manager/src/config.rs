@@ -42,7 +42,7 @@ pub struct Cli {
     /// Versions kept per app (1-1000, like Marathon's max_versions): each
     /// change stores a version and drops the oldest beyond this, in the same
     /// etcd transaction.
-    #[arg(long, env = "MANAGER_MAX_VERSIONS", default_value_t = crate::store::DEFAULT_MAX_VERSIONS as u64,
+    #[arg(long, env = "MANAGER_MAX_VERSIONS", default_value_t = crate::state_store::DEFAULT_MAX_VERSIONS as u64,
           value_parser = clap::value_parser!(u64).range(1..=MAX_VERSIONS_LIMIT))]
     pub max_versions: u64,
     /// Name of this node: the tasks' `slaveId` (the registry record's `node`), the
@@ -224,7 +224,7 @@ impl Config {
             listen: "127.0.0.1:0".parse().expect("literal address"),
             etcd: registry::Settings::new([etcd_endpoint.to_string()]),
             internal_prefix: "/mdo/manager".into(),
-            max_versions: crate::store::DEFAULT_MAX_VERSIONS,
+            max_versions: crate::state_store::DEFAULT_MAX_VERSIONS,
             node_name: "node-1".into(),
             advertise_address: "127.0.0.1".into(),
             container_etcd_endpoints: etcd_endpoint.to_string(),

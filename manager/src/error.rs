@@ -46,16 +46,19 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The same 404 as [`CoreError::app_not_found`].
     pub fn app_not_found(id: &str) -> Self {
-        Self::NotFound(format!("App '{id}' does not exist"))
+        CoreError::app_not_found(id).into()
     }
 
+    /// The same 404 as [`CoreError::task_not_found`].
     pub fn task_not_found(id: &str) -> Self {
-        Self::NotFound(format!("Task '{id}' does not exist"))
+        CoreError::task_not_found(id).into()
     }
 
+    /// The same 422 as [`CoreError::invalid`].
     pub fn invalid(path: &str, msg: &str) -> Self {
-        Self::Invalid(vec![Violation::new(path, msg)])
+        CoreError::invalid(path, msg).into()
     }
 
     /// The JSON body Marathon sends for this error.
@@ -116,9 +119,9 @@ impl From<CoreError> for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        use crate::store::StoreError;
+impl From<crate::state_store::StoreError> for ApiError {
+    fn from(e: crate::state_store::StoreError) -> Self {
+        use crate::state_store::StoreError;
         match e {
             // Refused before anything was written: the client sends less.
             StoreError::TooLarge(why) => ApiError::Invalid(vec![Violation::new(

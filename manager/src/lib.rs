@@ -13,7 +13,7 @@
 //!   (routes by resource; the only part that knows HTTP), [`error`]
 //!   ([`error::ApiError`], mapped from [`core::CoreError`]), [`validation`]
 //!   (normalisation of legacy input, Marathon's messages), [`ids`],
-//!   [`store`] (state in etcd), [`state`] (and its queue and group views),
+//!   [`state_store`] (state in etcd), [`state`] (and its queue and group views),
 //!   [`core`] (the write path: apps, deployments, tasks), [`scheduler`]
 //!   (pure `plan` per app and `plan_pass` per reconcile pass),
 //!   [`reconcile`] (applies it: launches, kills, exits, deployments,
@@ -40,7 +40,7 @@ pub mod runtime;
 pub mod scheduler;
 pub mod startup;
 pub mod state;
-pub mod store;
+pub mod state_store;
 mod unsaved;
 pub mod validation;
 

@@ -341,26 +341,10 @@ mod tests {
     }
 
     fn task(id: &str, app_id: &str, state: marathon::TaskState, ports: &[u16]) -> TaskRecord {
-        let t = marathon::Timestamp::from_millis(1).unwrap();
         TaskRecord {
-            id: id.into(),
-            app_id: app_id.into(),
-            state,
-            host: "h".into(),
-            node: "n".into(),
-            staged_at: t,
-            started_at: Some(t),
-            version: t,
-            config_version: t,
             ports: ports.iter().map(|p| u32::from(*p)).collect(),
             host_ports: ports.to_vec(),
-            cpus: 0.1,
-            mem: 8.0,
-            runtime: "command".into(),
-            handle: String::new(),
-            ip_addresses: vec![],
-            is_docker: false,
-            kill_grace: 3,
+            ..TaskRecord::test(id, app_id, state)
         }
     }
 

@@ -19,7 +19,7 @@ use crate::ports;
 use crate::runtime::{DockerNetwork, Exit, LaunchSpec, RuntimeEvent, Workload};
 use crate::scheduler;
 use crate::state::{Backoff, State, TaskRecord, Waiting, DOCKER_HEALTH};
-use crate::store::{Store, Write};
+use crate::state_store::{Store, Write};
 
 /// What one reconcile pass decided, applied after the state lock is released.
 #[derive(Default)]

@@ -23,7 +23,7 @@ use crate::runtime::command::CommandRuntime;
 use crate::runtime::docker::{DockerConfig, DockerRuntime, LateDocker};
 use crate::runtime::{Runtime, RuntimeEvent};
 use crate::state::{DeploymentRecord, State, TaskRecord};
-use crate::store::{Store, StoreError, Write};
+use crate::state_store::{Store, StoreError, Write};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

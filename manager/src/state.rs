@@ -1,4 +1,4 @@
-//! The manager's in-memory state (mirrored in etcd by [`crate::store`]):
+//! The manager's in-memory state (mirrored in etcd by [`crate::state_store`]):
 //! apps with their versions, tasks with their runtime handles, deployments,
 //! backoff and the last failure of each app.
 
@@ -48,6 +48,33 @@ impl TaskRecord {
     /// Active = not terminal (KILLING counts: it still holds resources).
     pub fn is_active(&self) -> bool {
         !self.state.is_terminal()
+    }
+
+    /// What unit tests start from: a command task on host `h`, node `n`,
+    /// staged, started and versioned at 1 ms, 0.1 CPUs, 8 MB, no ports.
+    #[cfg(test)]
+    pub(crate) fn test(id: &str, app_id: &str, state: TaskState) -> TaskRecord {
+        let t = Timestamp::from_millis(1).unwrap();
+        TaskRecord {
+            id: id.into(),
+            app_id: app_id.into(),
+            state,
+            host: "h".into(),
+            node: "n".into(),
+            staged_at: t,
+            started_at: Some(t),
+            version: t,
+            config_version: t,
+            ports: vec![],
+            host_ports: vec![],
+            cpus: 0.1,
+            mem: 8.0,
+            runtime: "command".into(),
+            handle: String::new(),
+            ip_addresses: vec![],
+            is_docker: false,
+            kill_grace: 3,
+        }
     }
 }
 
@@ -299,26 +326,10 @@ mod tests {
     use super::*;
 
     fn task() -> TaskRecord {
-        let t = Timestamp::from_millis(1).unwrap();
         TaskRecord {
-            id: "t".into(),
-            app_id: "/a".into(),
-            state: TaskState::Running,
-            host: "h".into(),
-            node: "n".into(),
-            staged_at: t,
-            started_at: Some(t),
-            version: t,
-            config_version: t,
-            ports: vec![],
-            host_ports: vec![],
-            cpus: 0.1,
-            mem: 8.0,
             runtime: "docker".into(),
-            handle: String::new(),
-            ip_addresses: vec![],
             is_docker: true,
-            kill_grace: 3,
+            ..TaskRecord::test("t", "/a", TaskState::Running)
         }
     }
 

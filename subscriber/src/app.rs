@@ -16,8 +16,8 @@ use crate::config::{Config, Mode};
 use crate::http::{self, AppState};
 use crate::intake;
 use crate::metrics::Metrics;
+use crate::record_store::EtcdStore;
 use crate::resync::{CleanupRequest, ResyncDriver};
-use crate::store::EtcdStore;
 use crate::writer::{Channels, Writer, WriterConfig};
 
 #[derive(Debug, thiserror::Error)]

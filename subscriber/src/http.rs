@@ -22,8 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::Mode;
 use crate::intake::accept;
 use crate::metrics::Metrics;
+use crate::record_store::Instance;
 use crate::resync::CleanupRequest;
-use crate::store::Instance;
 use crate::writer::EventSink;
 
 pub struct AppState {

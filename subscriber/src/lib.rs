@@ -16,9 +16,9 @@ pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod record;
+pub mod record_store;
 pub mod resync;
 pub mod source;
-pub mod store;
 pub mod writer;
 
 pub use app::{AppError, Application};

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::model::{AppSpec, TaskInfo};
 use crate::record::{app_names, record_with_names, wanted, RecordError};
-use crate::store::{Action, Existing, Expect, IdOf, Instance, RecordId};
+use crate::record_store::{Action, Existing, Expect, IdOf, Instance, RecordId};
 use registry::naming::names_from_app;
 
 /// Counts of a resync, as `/cleanup` reports them.

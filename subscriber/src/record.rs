@@ -8,7 +8,7 @@ use registry::naming::{
     labels_from_group, names_from_app, validate_container, validate_group, validate_service, Names,
 };
 
-use crate::store::{Instance, PortRecord};
+use crate::record_store::{Instance, PortRecord};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {

@@ -7,15 +7,13 @@
 //! Uses the release binaries next to this one:
 //! `cargo build --release -p manager -p deployer -p bench --bin dashboard_bench && target/release/dashboard_bench`
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bench::setup::{delete_apps, serve_manager, start_deployer};
+use bench::setup::{delete_apps, deployer_stack};
 use bench::{report_latency, Stats};
 use clap::Parser;
 use serde_json::{json, Value};
-use testkit::Etcd;
 
 #[derive(Parser)]
 struct Args {
@@ -49,18 +47,8 @@ async fn series(http: &reqwest::Client, url: &str, requests: usize) -> Result<St
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let manager_bin = bench::sibling_binary("manager")?;
-    let deployer_bin = bench::sibling_binary("deployer")?;
-    let dir = tempfile::Builder::new()
-        .prefix("mdo-dashboard-bench-")
-        .tempdir()?;
-
-    let etcd = Etcd::start()?;
-    let (mut cmd, marathon) =
-        bench::manager_command(&manager_bin, &etcd.endpoint(), &dir.path().join("manager"))?;
-    cmd.args(["--docker", "off"]).stderr(Stdio::null());
-    let _manager = serve_manager(cmd, marathon.clone()).await?;
-    let (_deployer, deployer) = start_deployer(&deployer_bin, &marathon, Some(&etcd.endpoint()))?;
+    let stack = deployer_stack("dashboard-bench", true).await?;
+    let (marathon, deployer) = (&stack.marathon, &stack.deployer);
     let http = reqwest::Client::new();
 
     // N services, one sleeping command task each, with a named port.
@@ -97,7 +85,8 @@ async fn main() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     // Their records, as the subscriber would write them.
-    let registry = registry::Registry::connect(&registry::Settings::new([etcd.endpoint()])).await?;
+    let registry =
+        registry::Registry::connect(&registry::Settings::new([stack.etcd.endpoint()])).await?;
     for t in &tasks {
         let app_id = t["appId"].as_str().context("appId")?;
         let service = app_id.rsplit('/').next().unwrap_or_default();
@@ -153,6 +142,6 @@ async fn main() -> Result<()> {
         .map(|a| a["id"].as_str().unwrap_or_default().to_string())
         .collect();
     // Best effort: the figures are printed already.
-    let _ = delete_apps(&http, &marathon, &ids).await;
+    let _ = delete_apps(&http, marathon, &ids).await;
     Ok(())
 }

@@ -13,11 +13,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use bench::setup::{serve_manager, start_deployer};
-use bench::{median, ms, report};
+use bench::setup::deployer_stack;
+use bench::{median, ms, report_ms};
 use clap::Parser;
 use serde_json::Value;
-use testkit::Etcd;
 
 #[derive(Parser)]
 struct Args {
@@ -86,18 +85,9 @@ async fn delete_all(http: &reqwest::Client, marathon: &str, ids: &[String]) -> R
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let manager_bin = bench::sibling_binary("manager")?;
-    let deployer_bin = bench::sibling_binary("deployer")?;
-    let dir = tempfile::Builder::new()
-        .prefix("mdo-deployer-bench-")
-        .tempdir()?;
-
-    let etcd = Etcd::start()?;
-    let (mut cmd, marathon) =
-        bench::manager_command(&manager_bin, &etcd.endpoint(), &dir.path().join("manager"))?;
-    cmd.args(["--docker", "off"]).stderr(Stdio::null());
-    let _manager = serve_manager(cmd, marathon.clone()).await?;
-    let (_deployer, deployer_url) = start_deployer(&deployer_bin, &marathon, None)?;
+    let stack = deployer_stack("deployer-bench", false).await?;
+    let (marathon, deployer_url) = (&stack.marathon, &stack.deployer);
+    let (deployer_bin, dir) = (&stack.deployer_bin, &stack.dir);
     let http = reqwest::Client::new();
 
     // Apply N services: ours (POST /deploy) vs raw (N POST /v2/apps).
@@ -125,12 +115,12 @@ async fn main() -> Result<()> {
             .map(|s| s["app_id"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(ids.len(), args.services);
-        delete_all(&http, &marathon, &ids).await?;
+        delete_all(&http, marathon, &ids).await?;
 
         // the same definitions, precomputed (rendering is not timed here)
         let file = dir.path().join(format!("raw{round}.yaml"));
         std::fs::write(&file, document(args.services, &format!("raw{round}")))?;
-        let (_, apps) = render(&deployer_bin, &file)?;
+        let (_, apps) = render(deployer_bin, &file)?;
         let started = Instant::now();
         for app in &apps {
             http.post(format!("{marathon}/v2/apps"))
@@ -144,17 +134,16 @@ async fn main() -> Result<()> {
             .iter()
             .map(|a| a["id"].as_str().unwrap().to_string())
             .collect();
-        delete_all(&http, &marathon, &ids).await?;
+        delete_all(&http, marathon, &ids).await?;
     }
     let (o, r) = (median(ours), median(raw));
-    report(
+    report_ms(
         &format!(
             "apply {} services (POST /deploy vs {} x POST /v2/apps)",
             args.services, args.services
         ),
-        o.as_secs_f64() * 1e3,
-        r.as_secs_f64() * 1e3,
-        "ms",
+        o,
+        r,
     );
 
     // Render: 1,000 services vs one (the process floor).
@@ -165,20 +154,19 @@ async fn main() -> Result<()> {
     let mut ours = Vec::new();
     let mut floor = Vec::new();
     for _ in 0..args.rounds {
-        let (t, apps) = render(&deployer_bin, &big)?;
+        let (t, apps) = render(deployer_bin, &big)?;
         assert_eq!(apps.len(), args.render_services);
         ours.push(t);
-        floor.push(render(&deployer_bin, &one)?.0);
+        floor.push(render(deployer_bin, &one)?.0);
     }
     let (o, f) = (median(ours), median(floor));
-    report(
+    report_ms(
         &format!(
             "render {} services (deployer render vs 1 service)",
             args.render_services
         ),
-        o.as_secs_f64() * 1e3,
-        f.as_secs_f64() * 1e3,
-        "ms",
+        o,
+        f,
     );
     println!(
         "render work alone (difference): {}",

@@ -176,14 +176,13 @@ async fn main() -> Result<()> {
         }
     }
     let (o, r) = (bench::median(ours), bench::median(raw));
-    bench::report(
+    bench::report_ms(
         &format!(
             "{} containers to running (median of {} rounds)",
             args.containers, args.rounds
         ),
-        o.as_secs_f64() * 1e3,
-        r.as_secs_f64() * 1e3,
-        "ms",
+        o,
+        r,
     );
 
     // Adoption after a restart: launch M, drop the runtime, recover.
@@ -221,11 +220,10 @@ async fn main() -> Result<()> {
         listed.len(),
         args.adopt
     );
-    bench::report(
+    bench::report_ms(
         &format!("adopt {} running containers (raw: list them)", args.adopt),
-        adopt.as_secs_f64() * 1e3,
-        list_time.as_secs_f64() * 1e3,
-        "ms",
+        adopt,
+        list_time,
     );
     drop(rt2);
     cleanup(&docker, &run).await?;
@@ -371,11 +369,10 @@ async fn binary_restart(docker: &Docker, image: &str, n: usize) -> Result<()> {
     if count != n || restarted != 0 {
         bail!("after the restart: {count} containers, {restarted} restarted or replaced");
     }
-    bench::report(
+    bench::report_ms(
         &format!("manager kill -9 + restart, {n} containers adopted"),
-        ours.as_secs_f64() * 1e3,
-        raw.as_secs_f64() * 1e3,
-        "ms",
+        ours,
+        raw,
     );
     println!(
         "  (raw: bollard list of the same {n}; zero restarts: {n} container ids and StartedAt unchanged; target <= 3000 ms)"

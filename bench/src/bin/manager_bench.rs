@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use bench::setup::{serve_manager, wait_no_tasks, Manager};
-use bench::{report, report_latency, rss_mib, Stats};
+use bench::{report, report_latency, report_ms, rss_mib, Stats};
 use clap::Parser;
 use serde_json::{json, Value};
 use testkit::{ChildGuard, Etcd};
@@ -156,14 +156,13 @@ async fn main() -> Result<()> {
     }
     let raw_launch = t.elapsed();
     drop(children);
-    report(
+    report_ms(
         &format!(
             "{} command tasks to TASK_RUNNING (raw: spawn directly)",
             args.tasks
         ),
-        ours_launch.as_secs_f64() * 1e3,
-        raw_launch.as_secs_f64() * 1e3,
-        "ms",
+        ours_launch,
+        raw_launch,
     );
     let r = http
         .delete(format!("{}/v2/apps/bench/launch", m.base))
@@ -191,14 +190,13 @@ async fn main() -> Result<()> {
     if n != args.apps {
         bail!("after restart {n} apps served, expected {}", args.apps);
     }
-    report(
+    report_ms(
         &format!(
             "restart until {} apps are served (raw: restart with none)",
             args.apps
         ),
-        restart.as_secs_f64() * 1e3,
-        empty_start.as_secs_f64() * 1e3,
-        "ms",
+        restart,
+        empty_start,
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_restarted = rss_mib(m2.guard.id()).unwrap_or(0.0);

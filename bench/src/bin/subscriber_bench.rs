@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bench::{report, report_latency, rss_mib, Stats};
+use bench::{report, report_latency, report_ms, rss_mib, Stats};
 use clap::Parser;
 use etcd_client::{EventType, TxnOp, WatchOptions};
 use futures::StreamExt;
@@ -590,11 +590,10 @@ async fn main() -> Result<()> {
             );
         }
         let raw_full = raw_full_write(&reg, n).await?;
-        report(
+        report_ms(
             &format!("/cleanup, {n} tasks, everything to write"),
-            full_wall.as_secs_f64() * 1e3,
-            raw_full.as_secs_f64() * 1e3,
-            "ms",
+            full_wall,
+            raw_full,
         );
         let (noop, noop_wall) = cleanup(&url).await?;
         let counts = ["added", "updated", "removed", "unchanged"].map(|k| noop[k].as_u64());
@@ -604,14 +603,13 @@ async fn main() -> Result<()> {
         let t0 = Instant::now();
         let snap = reg.list_all().await?;
         let raw_read = t0.elapsed();
-        report(
+        report_ms(
             &format!(
                 "/cleanup, {n} tasks, nothing to change (raw: read {} keys)",
                 snap.entries.len()
             ),
-            noop_wall.as_secs_f64() * 1e3,
-            raw_read.as_secs_f64() * 1e3,
-            "ms",
+            noop_wall,
+            raw_read,
         );
         println!(
             "  took_ms reported: full {} no-op {}",

@@ -9,7 +9,7 @@ use marathon::{App, DeploymentAction, DeploymentStep, Timestamp};
 use super::{action_for, Change, Core, CoreError};
 use crate::events;
 use crate::state::DeploymentRecord;
-use crate::store::{Store, Write};
+use crate::state_store::{Store, Write};
 use crate::validation;
 
 impl Core {

@@ -3,7 +3,7 @@
 //! variant to a status and Marathon's body (`From<CoreError> for ApiError`
 //! in [`crate::error`]).
 
-use crate::store::StoreError;
+use crate::state_store::StoreError;
 
 /// One validation failure: a JSON path and its messages.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::events::EventBus;
 use crate::runtime::Runtime;
 use crate::state::{DeploymentRecord, State};
-use crate::store::Store;
+use crate::state_store::Store;
 use crate::validation::Limits;
 
 mod apps;

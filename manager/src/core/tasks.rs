@@ -7,7 +7,7 @@ use marathon::TaskState;
 use super::{Change, Core, CoreError};
 use crate::events;
 use crate::state::{DeploymentRecord, TaskRecord};
-use crate::store::{Store, Write};
+use crate::state_store::{Store, Write};
 
 impl Core {
     /// Kills tasks (ids already resolved). With `scale`, the apps'

@@ -18,9 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bollard::container::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, StartContainerOptions,
-};
+use bollard::container::{CreateContainerOptions, ListContainersOptions, StartContainerOptions};
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::HealthStatusEnum;
 use bollard::Docker;
@@ -303,12 +301,7 @@ impl DockerRuntime {
     /// A leftover container under our name that is ours and not running
     /// (e.g. a launch interrupted by a crash): removed. Anything else stays.
     async fn remove_stale(&self, name: &str) -> bool {
-        let Ok(info) = self
-            .shared
-            .docker
-            .inspect_container(name, None::<InspectContainerOptions>)
-            .await
-        else {
+        let Ok(info) = self.shared.inspect(name).await else {
             return false;
         };
         let labels = info.config.and_then(|c| c.labels).unwrap_or_default();
@@ -323,12 +316,7 @@ impl DockerRuntime {
     }
 
     async fn ip_addresses(&self, container_id: &str) -> Vec<String> {
-        let Ok(info) = self
-            .shared
-            .docker
-            .inspect_container(container_id, None::<InspectContainerOptions>)
-            .await
-        else {
+        let Ok(info) = self.shared.inspect(container_id).await else {
             return Vec::new();
         };
         let mut ips: Vec<String> = info
@@ -390,12 +378,7 @@ impl DockerRuntime {
     /// After adoption: the image's HEALTHCHECK verdict so far, if any (the
     /// events that carried it may predate this runtime).
     async fn report_current_health(&self, task_id: &str, container_id: &str) {
-        let Ok(info) = self
-            .shared
-            .docker
-            .inspect_container(container_id, None::<InspectContainerOptions>)
-            .await
-        else {
+        let Ok(info) = self.shared.inspect(container_id).await else {
             return;
         };
         let status = info.state.and_then(|s| s.health).and_then(|h| h.status);
@@ -411,12 +394,7 @@ impl DockerRuntime {
     }
 
     async fn final_exit(&self, container_id: &str) -> Exit {
-        match self
-            .shared
-            .docker
-            .inspect_container(container_id, None::<InspectContainerOptions>)
-            .await
-        {
+        match self.shared.inspect(container_id).await {
             Ok(info) => info
                 .state
                 .as_ref()

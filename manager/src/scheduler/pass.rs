@@ -275,24 +275,10 @@ mod tests {
 
     fn task(id: &str, app_id: &str, state: TaskState, staged: i64) -> TaskRecord {
         TaskRecord {
-            id: id.into(),
-            app_id: app_id.into(),
-            state,
-            host: "h".into(),
-            node: "n".into(),
             staged_at: ts(staged),
             started_at: None,
-            version: ts(1),
-            config_version: ts(1),
-            ports: vec![],
-            host_ports: vec![],
-            cpus: 0.1,
             mem: 16.0,
-            runtime: "command".into(),
-            handle: String::new(),
-            ip_addresses: vec![],
-            is_docker: false,
-            kill_grace: 3,
+            ..TaskRecord::test(id, app_id, state)
         }
     }
 

@@ -14,22 +14,23 @@ pub(super) fn validate_bounds(app: &App, v: &mut Vec<Violation>) {
             v.push(Violation::new(path, p));
         }
     };
-    check(
-        "/instances".into(),
-        at_most(app.instances, bounds::MAX_INSTANCES),
-    );
-    check(
-        "/backoffSeconds".into(),
-        at_most(app.backoff_seconds, bounds::MAX_BACKOFF_SECS),
-    );
-    check(
-        "/backoffFactor".into(),
-        at_most(app.backoff_factor, bounds::MAX_BACKOFF_FACTOR),
-    );
-    check(
-        "/maxLaunchDelaySeconds".into(),
-        at_most(app.max_launch_delay_seconds, bounds::MAX_LAUNCH_DELAY_SECS),
-    );
+    for (path, problem) in [
+        ("/instances", at_most(app.instances, bounds::MAX_INSTANCES)),
+        (
+            "/backoffSeconds",
+            at_most(app.backoff_seconds, bounds::MAX_BACKOFF_SECS),
+        ),
+        (
+            "/backoffFactor",
+            at_most(app.backoff_factor, bounds::MAX_BACKOFF_FACTOR),
+        ),
+        (
+            "/maxLaunchDelaySeconds",
+            at_most(app.max_launch_delay_seconds, bounds::MAX_LAUNCH_DELAY_SECS),
+        ),
+    ] {
+        check(path.into(), problem);
+    }
     if let Some(grace) = app.task_kill_grace_period_seconds {
         check(
             "/taskKillGracePeriodSeconds".into(),

@@ -10,8 +10,8 @@ use crate::metrics::kind;
 use crate::model::{status_effect, task_matches, AppSpec, StatusEffect, TaskEvent, TaskInfo};
 use crate::plan::{record_keys, Change};
 use crate::record::{record_from_task, wanted};
+use crate::record_store::Store;
 use crate::source::{AppSource, SourceError};
-use crate::store::Store;
 
 impl<S: Store, A: AppSource> Writer<S, A> {
     async fn app_for(&mut self, app_id: &str, version: Option<&str>) -> Option<Arc<AppSpec>> {

@@ -40,8 +40,8 @@ use tracing::{info, warn};
 use crate::metrics::{kind, Metrics};
 use crate::model::{AppSpec, TaskEvent, TaskInfo};
 use crate::plan::{event_actions, Change, Summary};
+use crate::record_store::{Applied, Existing, IdOf, RecordId, Store, StoreError};
 use crate::source::AppSource;
-use crate::store::{Applied, Existing, IdOf, RecordId, Store, StoreError};
 
 mod events;
 mod resync;

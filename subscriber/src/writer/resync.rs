@@ -14,8 +14,8 @@ use super::{ResyncRequest, Tracked, Writer, Written};
 use crate::metrics::kind;
 use crate::model::{AppSpec, TaskInfo};
 use crate::plan::{desired_records, resync_plan, Summary};
+use crate::record_store::{Action, Store, StoreError};
 use crate::source::AppSource;
-use crate::store::{Action, Store, StoreError};
 
 impl<S: Store, A: AppSource> Writer<S, A> {
     pub(super) async fn resync(&mut self, req: ResyncRequest, cancel: &CancellationToken) {

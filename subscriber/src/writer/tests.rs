@@ -4,8 +4,8 @@ use std::sync::Mutex;
 use super::*;
 use crate::model::NetworkMode;
 use crate::record::tests::{app, task};
+use crate::record_store::{Instance, MemStore};
 use crate::source::SourceError;
-use crate::store::{Instance, MemStore};
 
 #[derive(Default)]
 struct FakeMarathon {

@@ -4,7 +4,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::store::{Instance, RecordId};
+use crate::record_store::{Instance, RecordId};
 
 /// Recently killed task ids, bounded in count and age.
 pub(super) struct Tombstones {

@@ -5,8 +5,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bollard::container::{LogsOptions, RemoveContainerOptions, StopContainerOptions};
+use bollard::container::{
+    InspectContainerOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
+};
 use bollard::image::CreateImageOptions;
+use bollard::models::ContainerInspectResponse;
 use bollard::Docker;
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -108,6 +111,16 @@ pub(super) fn bound_tail(mut bytes: Vec<u8>, max_lines: usize, max_bytes: usize)
 impl Shared {
     pub(super) fn table(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `docker inspect` of one container (by name or id).
+    pub(super) async fn inspect(
+        &self,
+        container: &str,
+    ) -> Result<ContainerInspectResponse, bollard::errors::Error> {
+        self.docker
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
     }
 
     /// Reads a container's log tail from Docker.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::container::{InspectContainerOptions, WaitContainerOptions};
+use bollard::container::WaitContainerOptions;
 use bollard::system::EventsOptions;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -60,11 +60,7 @@ pub(super) async fn wait_exit(
         if !still_ours {
             return;
         }
-        match shared
-            .docker
-            .inspect_container(&container_id, None::<InspectContainerOptions>)
-            .await
-        {
+        match shared.inspect(&container_id).await {
             Ok(info) => {
                 let state = info.state.unwrap_or_default();
                 if state.running != Some(true) {
