@@ -171,3 +171,21 @@ pub async fn wait_no_tasks(http: &reqwest::Client, base: &str) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// One call to a manager's API at `base`: status and JSON body (`Null`
+/// when the body is not JSON).
+pub async fn api_call(
+    http: &reqwest::Client,
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<(u16, Value)> {
+    let mut rb = http.request(method, format!("{base}{path}"));
+    if let Some(b) = body {
+        rb = rb.json(b);
+    }
+    let r = rb.send().await?;
+    let status = r.status().as_u16();
+    Ok((status, r.json().await.unwrap_or(Value::Null)))
+}

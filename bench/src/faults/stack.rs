@@ -293,15 +293,7 @@ impl Stack {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value)> {
-        let mut rb = self
-            .http
-            .request(method, format!("{}{path}", self.manager_url()));
-        if let Some(b) = body {
-            rb = rb.json(b);
-        }
-        let r = rb.send().await?;
-        let status = r.status().as_u16();
-        Ok((status, r.json().await.unwrap_or(Value::Null)))
+        crate::setup::api_call(&self.http, &self.manager_url(), method, path, body).await
     }
 
     /// Posts one Marathon event to the subscriber's `/callback`, as a real
