@@ -5,7 +5,8 @@
 //! part (`GET /dashboard/live`, what a page fetches after an event).
 //!
 //! Uses the release binaries next to this one:
-//! `cargo build --release -p manager -p deployer -p bench --bin dashboard_bench && target/release/dashboard_bench`
+//! `cargo build --release -p manager -p deployer --bins && cargo build --release -p bench --bin dashboard_bench && target/release/dashboard_bench`
+//! (`--bins`: the manager needs `mdo-task-shim` beside it)
 
 use std::time::{Duration, Instant};
 
