@@ -13,6 +13,7 @@ mod log;
 pub mod metrics;
 mod redact;
 
+pub use backoff::Backoff;
 pub use env::{aliased_value, apply_env_aliases};
 pub use etcd::{EtcdArgs, EtcdArgsError};
 pub use log::{init as init_logging, LogArgs, LogFormat};

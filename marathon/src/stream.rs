@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use backoff::Backoff;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use reqwest::header::{HeaderValue, ACCEPT, CACHE_CONTROL, LOCATION};
@@ -82,11 +83,11 @@ impl Client {
         }
         let cfg = self.inner.stream.clone();
         Box::pin(async_stream::stream! {
-            let mut backoff = cfg.initial_backoff;
+            let mut backoff = Backoff::new(cfg.initial_backoff, cfg.max_backoff);
             loop {
                 match client.connect_events(url.clone(), &cfg).await {
                     Ok(resp) => {
-                        backoff = cfg.initial_backoff;
+                        backoff.reset();
                         tracing::debug!(url = %resp.url(), "event stream connected");
                         yield Ok(StreamItem::Connected);
                         let mut parser = Parser::new();
@@ -129,8 +130,7 @@ impl Client {
                     }
                     Err(e) => yield Err(e),
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(cfg.max_backoff).max(cfg.initial_backoff);
+                tokio::time::sleep(backoff.next()).await;
             }
         })
     }

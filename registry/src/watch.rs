@@ -4,6 +4,7 @@
 use std::pin::Pin;
 use std::time::Duration;
 
+use backoff::Backoff;
 use etcd_client::{EventType, WatchOptions};
 use futures::Stream;
 use tracing::{debug, warn};
@@ -60,7 +61,7 @@ impl Registry {
                 }
             };
             let mut next = from_revision.filter(|r| *r > 0);
-            let mut backoff = BACKOFF_START;
+            let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_MAX);
             let mut after_error = false;
             loop {
                 // Back after an error: if the store's revision went backwards
@@ -75,8 +76,7 @@ impl Registry {
                         Ok(_) => {}
                         Err(e) => {
                             yield Err(e);
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                            tokio::time::sleep(backoff.next()).await;
                             continue;
                         }
                     }
@@ -96,8 +96,7 @@ impl Registry {
                                 let _ = registry.reauthenticate().await;
                             }
                             yield Err(e);
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                            tokio::time::sleep(backoff.next()).await;
                             continue;
                         }
                     },
@@ -118,15 +117,13 @@ impl Registry {
                             let _ = registry.reauthenticate().await;
                         }
                         yield Err(e);
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        tokio::time::sleep(backoff.next()).await;
                         continue;
                     }
                     Err(_) => {
                         after_error = true;
                         yield Err(Error::Timeout(Duration::from_secs(10)));
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        tokio::time::sleep(backoff.next()).await;
                         continue;
                     }
                 };
@@ -147,7 +144,7 @@ impl Registry {
                             if resp.canceled() {
                                 break Some(Error::WatchCancelled(resp.cancel_reason().to_string()));
                             }
-                            backoff = BACKOFF_START;
+                            backoff.reset();
                             for event in resp.events() {
                                 let Some(kv) = event.kv() else { continue };
                                 let revision = kv.mod_revision();
@@ -185,8 +182,7 @@ impl Registry {
                     }
                     warn!(prefix = %key_prefix, error = %e, "watch interrupted, resuming");
                     yield Err(e);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    tokio::time::sleep(backoff.next()).await;
                 }
             }
         })

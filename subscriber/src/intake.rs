@@ -169,7 +169,7 @@ pub async fn run_callback(
     check_every: Duration,
     cancel: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = daemon::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut subscribed = false;
     loop {
         let ok = if subscribed {
@@ -200,7 +200,7 @@ pub async fn run_callback(
                     metrics.set_connected(true);
                     info!(callback_url = %callback_url, "subscribed to Marathon events");
                     sink.schedule_resync();
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                 }
                 Err(e) => {
                     metrics.error(kind::MARATHON);
@@ -208,10 +208,11 @@ pub async fn run_callback(
                 }
             }
         }
-        let wait = if subscribed { check_every } else { backoff };
-        if !subscribed {
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
+        let wait = if subscribed {
+            check_every
+        } else {
+            backoff.next()
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = cancel.cancelled() => break,

@@ -39,7 +39,7 @@ impl<A: AppSource> ResyncDriver<A> {
         // The start-up resync: at the first connect of the event stream (it
         // triggers one), or after a short grace when that does not come.
         let mut next = Instant::now() + STARTUP_GRACE;
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = daemon::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
             let request = tokio::select! {
                 _ = tokio::time::sleep_until(next) => None,
@@ -61,14 +61,14 @@ impl<A: AppSource> ResyncDriver<A> {
             };
             match &result {
                 Ok(_) if !dry_run => {
-                    backoff = Duration::from_millis(200);
+                    backoff.reset();
                     next = Instant::now() + self.interval;
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "resync failed");
-                    next = Instant::now() + backoff.min(self.interval);
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    let delay = backoff.next().min(self.interval);
+                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "resync failed");
+                    next = Instant::now() + delay;
                 }
             }
             if let Some(r) = request {

@@ -206,7 +206,7 @@ async fn watch_all(
 }
 
 async fn connect(settings: &Settings) -> Registry {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = daemon::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut logged = false;
     loop {
         match Registry::connect(settings).await {
@@ -216,8 +216,7 @@ async fn connect(settings: &Settings) -> Registry {
                     warn!(endpoints = ?daemon::redact_urls(&settings.endpoints), error = %e, "cannot connect to etcd, retrying");
                     logged = true;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                tokio::time::sleep(backoff.next()).await;
             }
         }
     }

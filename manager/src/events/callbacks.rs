@@ -369,7 +369,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
 async fn deliver(bus: EventBus, queue: Arc<CallbackQueue>) {
     let cfg = bus.inner.config.clone();
     let counters = &bus.inner.counters;
-    let mut backoff = cfg.callback_backoff;
+    let mut backoff = daemon::Backoff::new(cfg.callback_backoff, cfg.callback_backoff_max);
     let url_for_logs = redacted(&queue.url);
     let mut sender = Sender::new(&queue.url, &cfg);
     let mut next = queue.front();
@@ -390,16 +390,16 @@ async fn deliver(bus: EventBus, queue: Arc<CallbackQueue>) {
             None => {
                 next = queue.pop_delivered(&frame);
                 counters.deliveries.fetch_add(1, Ordering::Relaxed);
-                backoff = cfg.callback_backoff;
+                backoff.reset();
             }
             Some(reason) => {
                 counters.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(url = %url_for_logs, %reason, retry_in = ?backoff, event_type = %frame.event_type, "callback delivery failed");
+                let delay = backoff.next();
+                tracing::warn!(url = %url_for_logs, %reason, retry_in = ?delay, event_type = %frame.event_type, "callback delivery failed");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(delay) => {}
                     _ = queue.cancel.cancelled() => return,
                 }
-                backoff = (backoff * 2).min(cfg.callback_backoff_max);
                 // The same event again, unless the full queue dropped it.
                 next = queue.front();
             }

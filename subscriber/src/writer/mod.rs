@@ -258,18 +258,18 @@ impl<S: Store, A: AppSource> Writer<S, A> {
 
     /// Applies with backoff until etcd takes it; false when cancelled.
     async fn apply_retrying(&mut self, changes: &[Change], cancel: &CancellationToken) -> bool {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = daemon::Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
         loop {
             match self.apply_changes(changes).await {
                 Ok(()) => return true,
                 Err(e) => {
                     self.metrics.error(kind::ETCD);
-                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "etcd write failed; retrying");
+                    let delay = backoff.next();
+                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "etcd write failed; retrying");
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(delay) => {}
                         _ = cancel.cancelled() => return false,
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bollard::container::WaitContainerOptions;
 use bollard::system::EventsOptions;
+use daemon::Backoff;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -19,14 +20,12 @@ use crate::runtime::{Exit, RuntimeEvent};
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// Sleeps `backoff` (doubling it) unless cancelled; false when cancelled.
-async fn pause(backoff: &mut Duration, cancel: &CancellationToken) -> bool {
+/// Sleeps the next delay of `backoff` unless cancelled; false when cancelled.
+async fn pause(backoff: &mut Backoff, cancel: &CancellationToken) -> bool {
     tokio::select! {
-        _ = cancel.cancelled() => return false,
-        _ = tokio::time::sleep(*backoff) => {}
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(backoff.next()) => true,
     }
-    *backoff = (*backoff * 2).min(BACKOFF_MAX);
-    true
 }
 
 /// Waits for the container to stop, then reports how it ended (once: the
@@ -37,7 +36,7 @@ pub(super) async fn wait_exit(
     container_id: String,
     cancel: CancellationToken,
 ) {
-    let mut backoff = BACKOFF_START;
+    let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_MAX);
     loop {
         let waited_since = tokio::time::Instant::now();
         let mut wait = shared.docker.wait_container(
@@ -81,7 +80,7 @@ pub(super) async fn wait_exit(
         }
         // A wait that held for a while was healthy: start backing off afresh.
         if waited_since.elapsed() > BACKOFF_MAX {
-            backoff = BACKOFF_START;
+            backoff.reset();
         }
         if !pause(&mut backoff, &cancel).await {
             return;
@@ -93,7 +92,7 @@ pub(super) async fn wait_exit(
 /// them as [`RuntimeEvent::Health`]; reconnects with backoff, resuming from
 /// the last event seen.
 pub(super) async fn health_events(shared: Arc<Shared>, cancel: CancellationToken) {
-    let mut backoff = BACKOFF_START;
+    let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_MAX);
     let mut since: Option<i64> = None;
     loop {
         let filters: HashMap<String, Vec<String>> = [
@@ -118,7 +117,7 @@ pub(super) async fn health_events(shared: Arc<Shared>, cancel: CancellationToken
             };
             match next {
                 Some(Ok(event)) => {
-                    backoff = BACKOFF_START;
+                    backoff.reset();
                     since = event.time.or(since);
                     let action = event.action.unwrap_or_default();
                     let attrs = event.actor.and_then(|a| a.attributes).unwrap_or_default();
