@@ -67,7 +67,7 @@ pub struct CommonArgs {
     pub bin_dir: Option<PathBuf>,
 
     /// Build and use release binaries instead of debug ones.
-    #[arg(long, env = "MDO_RELEASE")]
+    #[arg(long, env = "MDO_RELEASE", value_parser = daemon::parse_bool)]
     pub release: bool,
 
     /// Seconds to wait for each component to become healthy.
@@ -82,7 +82,7 @@ pub struct UpArgs {
 
     /// After the stack is up, build the images and deploy the example
     /// (example-image/deploy.yml).
-    #[arg(long, env = "MDO_DEMO")]
+    #[arg(long, env = "MDO_DEMO", value_parser = daemon::parse_bool)]
     pub demo: bool,
 
     /// Use Docker: auto (when the engine answers), on (fail without it), off.
@@ -90,14 +90,14 @@ pub struct UpArgs {
     pub docker: String,
 
     /// Do not install missing Debian packages (etcd-server...); fail instead.
-    #[arg(long, env = "MDO_NO_INSTALL")]
+    #[arg(long, env = "MDO_NO_INSTALL", value_parser = daemon::parse_bool)]
     pub no_install: bool,
 
     /// Leave etcd without authentication (anyone who reaches it may read and
     /// write everything). By default `up` turns it on with one user per part
     /// and passwords under <state-dir>/etcd-auth; once on in a state folder
     /// it stays on there.
-    #[arg(long, env = "MDO_NO_ETCD_AUTH")]
+    #[arg(long, env = "MDO_NO_ETCD_AUTH", value_parser = daemon::parse_bool)]
     pub no_etcd_auth: bool,
 }
 
@@ -116,7 +116,7 @@ pub struct ImageArgs {
     pub mirror: Option<String>,
 
     /// Rebuild even when the tag already exists.
-    #[arg(long, env = "MDO_FORCE_REBUILD")]
+    #[arg(long, env = "MDO_FORCE_REBUILD", value_parser = daemon::parse_bool)]
     pub force: bool,
 
     /// Folder for build caches (the rootfs tarball, the wheel...).

@@ -87,32 +87,20 @@ impl fmt::Display for EtcdArgsError {
 
 impl std::error::Error for EtcdArgsError {}
 
-fn nonempty(s: Option<&str>) -> Option<&str> {
-    s.map(str::trim).filter(|s| !s.is_empty())
-}
-
-/// Without a scheme (the legacy `ETCD_HOST_ADDRESS` often has none) the
-/// scheme is left to [`registry::Settings::from_parts`] (https with TLS).
-const DEFAULT_HOST_PORT: &str = "127.0.0.1:2379";
-
 impl EtcdArgs {
     /// The endpoint list as given, before schemes are settled:
     /// `--etcd-endpoints`, else `--etcd-host-address[:--etcd-port]`, else
-    /// `127.0.0.1:2379`.
+    /// `127.0.0.1:2379` ([`registry::resolve_endpoints`]).
     fn raw_endpoints(&self) -> Result<String, EtcdArgsError> {
-        if let Some(list) = nonempty(self.etcd_endpoints.as_deref()) {
-            return Ok(list.to_string());
-        }
-        let Some(host) = nonempty(self.etcd_host_address.as_deref()) else {
-            return Ok(DEFAULT_HOST_PORT.to_string());
-        };
-        let endpoint = registry::compat_endpoint(host, self.etcd_port.as_deref())
-            .map_err(|e| EtcdArgsError(format!("--etcd-host-address / --etcd-port: {e}")))?;
-        // compat_endpoint writes http:// on a bare host; leave the choice to TLS.
-        Ok(if host.contains("://") {
-            endpoint
-        } else {
-            endpoint.trim_start_matches("http://").to_string()
+        registry::resolve_endpoints(
+            self.etcd_endpoints.as_deref(),
+            self.etcd_host_address.as_deref(),
+            self.etcd_port.as_deref(),
+        )
+        .map_err(|e| {
+            EtcdArgsError(format!(
+                "--etcd-endpoints / --etcd-host-address / --etcd-port: {e}"
+            ))
         })
     }
 

@@ -12,9 +12,11 @@ mod etcd;
 mod log;
 pub mod metrics;
 mod redact;
+mod values;
 
 pub use backoff::Backoff;
 pub use env::{aliased_value, apply_env_aliases};
 pub use etcd::{EtcdArgs, EtcdArgsError};
 pub use log::{init as init_logging, LogArgs, LogFormat};
 pub use redact::{is_secret_param, redact_url, redact_urls, REDACTED};
+pub use values::{marathon_url, parse_bool, DEFAULT_MARATHON_PORT, DEFAULT_MARATHON_URL};

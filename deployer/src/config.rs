@@ -87,7 +87,7 @@ pub enum Command {
         /// The document (YAML or JSON); - reads stdin.
         file: PathBuf,
         /// Wait for the deployments to finish, with a progress bar.
-        #[arg(long, env = "DEPLOYER_WAIT")]
+        #[arg(long, env = "DEPLOYER_WAIT", value_parser = daemon::parse_bool)]
         wait: bool,
         /// How long --wait waits, in seconds.
         #[arg(long, env = "DEPLOYER_WAIT_TIMEOUT", default_value_t = 300)]
@@ -101,7 +101,7 @@ pub enum Command {
     /// Show the services the Marathon API runs, as a table.
     Status {
         /// Print JSON instead of a table.
-        #[arg(long, env = "DEPLOYER_STATUS_JSON")]
+        #[arg(long, env = "DEPLOYER_STATUS_JSON", value_parser = daemon::parse_bool)]
         json: bool,
     },
     /// Remove one service's labeled group.
@@ -136,7 +136,7 @@ pub struct ServeArgs {
     )]
     pub registry_view_url: String,
     /// Do not read the registry: the dashboard shows endpoints from the Marathon API only.
-    #[arg(long, env = "DEPLOYER_NO_REGISTRY")]
+    #[arg(long, env = "DEPLOYER_NO_REGISTRY", value_parser = daemon::parse_bool)]
     pub no_registry: bool,
     /// Registry prefix in etcd the dashboard reads records from (at --etcd-endpoints).
     #[arg(long, env = "REGISTRY_PREFIX", default_value = "/services")]
@@ -195,20 +195,26 @@ impl CommonArgs {
         }
     }
 
+    /// The endpoints the deployer itself reads the registry at, schemes
+    /// not yet settled ([`registry::resolve_endpoints`]: https with TLS).
+    fn etcd_endpoints_raw(&self) -> Result<String, ConfigError> {
+        let port = self.etcd_port.map(|p| p.to_string());
+        registry::resolve_endpoints(
+            self.etcd_endpoints.as_deref(),
+            self.etcd_host_address.as_deref(),
+            port.as_deref(),
+        )
+        .map_err(|e| ConfigError(format!("etcd endpoints: {e}")))
+    }
+
     pub fn settings(&self) -> Result<Settings, ConfigError> {
-        let url = match (&self.marathon_url, &self.marathon_host) {
-            (Some(u), _) => u.clone(),
-            (None, Some(h)) => format!("http://{h}:{}", self.marathon_port.unwrap_or(8080)),
-            (None, None) => "http://127.0.0.1:8080".to_string(),
-        };
-        match reqwest::Url::parse(&url) {
-            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => {}
-            _ => {
-                return Err(ConfigError(format!(
-                    "--marathon-url: \"{url}\" is not an http(s) URL"
-                )))
-            }
-        }
+        let port = self.marathon_port.map(|p| p.to_string());
+        let url = daemon::marathon_url(
+            self.marathon_url.as_deref(),
+            self.marathon_host.as_deref(),
+            port.as_deref(),
+        )
+        .map_err(|e| ConfigError(format!("--marathon-url: {e}")))?;
         let etcd = self.etcd_endpoints_list();
         let container = self.container_etcd_endpoints.clone().unwrap_or(etcd);
         for e in container.split(',') {
@@ -258,7 +264,7 @@ impl ServeArgs {
         } else {
             Some(
                 registry::Settings::from_parts(
-                    Some(&common.etcd_endpoints_list()),
+                    Some(&common.etcd_endpoints_raw()?),
                     Some(&self.prefix),
                     self.etcd_user.as_deref(),
                     self.etcd_password.as_deref(),

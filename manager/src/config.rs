@@ -53,8 +53,9 @@ pub struct Cli {
     /// Address other containers use to reach published ports (CONTAINER_HOST_ADDRESS, HOST).
     #[arg(long, env = "MANAGER_ADVERTISE_ADDRESS", default_value = "127.0.0.1")]
     pub advertise_address: String,
-    /// etcd endpoints handed to tasks as ETCD_ENDPOINTS (default: --etcd-endpoints).
-    #[arg(long, env = "MANAGER_CONTAINER_ETCD_ENDPOINTS")]
+    /// etcd endpoints handed to tasks as ETCD_ENDPOINTS (default:
+    /// --etcd-endpoints). MANAGER_CONTAINER_ETCD_ENDPOINTS is also accepted.
+    #[arg(long, env = "CONTAINER_ETCD_ENDPOINTS")]
     pub container_etcd_endpoints: Option<String>,
     /// etcd user handed to tasks as ETCD_USER, for reading the registry
     /// (give it a read-only role on the registry prefix). Default: none.
@@ -88,7 +89,7 @@ pub struct Cli {
         long,
         visible_alias = "allow-privileged",
         env = "MANAGER_ALLOW_HOST_ACCESS",
-        default_value_t = false
+        value_parser = daemon::parse_bool
     )]
     pub allow_host_access: bool,
     /// More host paths apps may not mount without --allow-host-access, comma
@@ -107,9 +108,10 @@ pub struct Cli {
     pub auth_token: Option<String>,
     #[command(flatten)]
     pub log: daemon::LogArgs,
-    /// Largest accepted request body, in bytes (larger -> 413).
-    #[arg(long, env = "MANAGER_MAX_BODY", default_value_t = 1024 * 1024)]
-    pub max_body: usize,
+    /// Largest accepted request body, in bytes (larger -> 413). Also
+    /// accepted: --max-body, MANAGER_MAX_BODY.
+    #[arg(long, alias = "max-body", env = "MANAGER_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
     /// Node CPUs offered to tasks (default: what the runtime reports).
     #[arg(long, env = "MANAGER_NODE_CPUS")]
     pub node_cpus: Option<f64>,
@@ -350,7 +352,7 @@ impl TryFrom<Cli> for Config {
             node_attributes,
             auth_token: cli.auth_token.filter(|t| !t.is_empty()),
             log_format: cli.log.log_format,
-            max_body: cli.max_body,
+            max_body: cli.max_body_bytes,
             node_cpus: cli.node_cpus,
             node_mem: cli.node_mem,
             service_port_range: (10000, 20000),

@@ -18,7 +18,14 @@ const WATCHDOG_SLACK: Duration = Duration::from_secs(3);
 const RUNTIME_TEARDOWN: Duration = Duration::from_secs(1);
 
 /// Environment names of earlier releases, still accepted.
-const ENV_ALIASES: &[(&str, &[&str])] = &[("LOG_FORMAT", &["MANAGER_LOG_FORMAT"])];
+const ENV_ALIASES: &[(&str, &[&str])] = &[
+    ("LOG_FORMAT", &["MANAGER_LOG_FORMAT"]),
+    (
+        "CONTAINER_ETCD_ENDPOINTS",
+        &["MANAGER_CONTAINER_ETCD_ENDPOINTS"],
+    ),
+    ("MANAGER_MAX_BODY_BYTES", &["MANAGER_MAX_BODY"]),
+];
 
 fn main() -> ExitCode {
     daemon::apply_env_aliases(ENV_ALIASES);

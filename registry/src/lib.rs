@@ -39,8 +39,8 @@ pub use kv::{prefix_range_end, KeyValue, KvOp, CHUNK_BYTES, DEFAULT_PAGE};
 pub use naming::Names;
 pub use record::{Instance, Port, SCHEMA};
 pub use settings::{
-    compat_endpoint, parse_endpoints, resolve_endpoints, Settings, Tls, DEFAULT_ENDPOINT,
-    DEFAULT_PREFIX,
+    compat_endpoint, parse_endpoints, resolve_endpoints, with_scheme, Settings, Tls,
+    DEFAULT_ENDPOINT, DEFAULT_PREFIX,
 };
 pub use watch::{WatchEvent, WatchStream};
 

@@ -110,20 +110,15 @@ impl Settings {
             }
             (None, _) => None,
         };
-        let raw = parse_endpoints(nonempty(endpoints).unwrap_or("127.0.0.1:2379"))?;
-        let scheme = if tls.is_some() { "https://" } else { "http://" };
+        let raw = parse_endpoints(nonempty(endpoints).unwrap_or(DEFAULT_HOST_PORT))?;
         let mut list = Vec::with_capacity(raw.len());
         for e in raw {
-            if e.contains("://") {
-                if tls.is_some() && e.starts_with("http://") {
-                    return Err(Error::InvalidSettings(format!(
-                        "endpoint {e} is plain http but TLS settings were given"
-                    )));
-                }
-                list.push(e);
-            } else {
-                list.push(format!("{scheme}{e}"));
+            if tls.is_some() && e.starts_with("http://") {
+                return Err(Error::InvalidSettings(format!(
+                    "endpoint {e} is plain http but TLS settings were given"
+                )));
             }
+            list.push(with_scheme(&e, tls.is_some()));
         }
         Ok(Settings {
             endpoints: list,
@@ -149,6 +144,22 @@ impl Settings {
 
 fn nonempty(s: Option<&str>) -> Option<&str> {
     s.map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// [`DEFAULT_ENDPOINT`] before its scheme is settled.
+const DEFAULT_HOST_PORT: &str = "127.0.0.1:2379";
+
+/// The one scheme rule for etcd endpoints, in every binary and guestutils:
+/// an endpoint without a scheme gets `https://` when TLS is configured
+/// (`tls`), `http://` otherwise; one with a scheme keeps it.
+pub fn with_scheme(endpoint: &str, tls: bool) -> String {
+    if endpoint.contains("://") {
+        endpoint.to_string()
+    } else if tls {
+        format!("https://{endpoint}")
+    } else {
+        format!("http://{endpoint}")
+    }
 }
 
 /// Splits a comma-separated endpoint list. Each entry is `scheme://host:port`
@@ -213,7 +224,8 @@ fn split_host_port(s: &str) -> (&str, Option<&str>) {
 }
 
 /// The compatibility rule: `ETCD_HOST_ADDRESS[:ETCD_PORT]` -> one endpoint
-/// (`http://host:port`, port 2379 unless given).
+/// `host:port` (port 2379 unless given), its scheme kept when the host has
+/// one, else left to [`with_scheme`] (https with TLS).
 pub fn compat_endpoint(host: &str, port: Option<&str>) -> Result<String> {
     let host = host.trim();
     let port = port.map(str::trim).filter(|p| !p.is_empty());
@@ -222,18 +234,14 @@ pub fn compat_endpoint(host: &str, port: Option<&str>) -> Result<String> {
         None => host.to_string(),
     };
     let parsed = parse_endpoints(&joined)?;
-    let endpoint = parsed.into_iter().next().expect("one endpoint");
-    Ok(if endpoint.contains("://") {
-        endpoint
-    } else {
-        format!("http://{endpoint}")
-    })
+    Ok(parsed.into_iter().next().expect("one endpoint"))
 }
 
 /// The endpoint fallback of DESIGN.md: `ETCD_ENDPOINTS` (comma separated),
-/// else `ETCD_HOST_ADDRESS[:ETCD_PORT]`, else the default endpoint. Pure:
-/// pass the variables' values. Returns the list as a comma-separated string
-/// suitable for [`Settings::from_parts`].
+/// else `ETCD_HOST_ADDRESS[:ETCD_PORT]`, else `127.0.0.1:2379`. Pure: pass
+/// the variables' values. Returns the list as a comma-separated string for
+/// [`Settings::from_parts`]; endpoints given without a scheme stay so, and
+/// get theirs there ([`with_scheme`]).
 pub fn resolve_endpoints(
     etcd_endpoints: Option<&str>,
     etcd_host_address: Option<&str>,
@@ -245,7 +253,7 @@ pub fn resolve_endpoints(
     if let Some(host) = etcd_host_address.map(str::trim).filter(|s| !s.is_empty()) {
         return compat_endpoint(host, etcd_port);
     }
-    Ok(DEFAULT_ENDPOINT.to_string())
+    Ok(DEFAULT_HOST_PORT.to_string())
 }
 
 #[cfg(test)]
@@ -276,18 +284,32 @@ mod tests {
     }
 
     #[test]
+    fn scheme_rule() {
+        // (endpoint, TLS configured) -> endpoint used.
+        let cases = [
+            ("e:2379", false, "http://e:2379"),
+            ("e:2379", true, "https://e:2379"),
+            ("http://e:2379", false, "http://e:2379"),
+            ("https://e:2379", false, "https://e:2379"),
+            ("https://e:2379", true, "https://e:2379"),
+            ("[::1]:2379", true, "https://[::1]:2379"),
+        ];
+        for (endpoint, tls, want) in cases {
+            assert_eq!(with_scheme(endpoint, tls), want, "{endpoint} tls={tls}");
+        }
+    }
+
+    #[test]
     fn compat_rule() {
-        assert_eq!(
-            compat_endpoint("10.0.0.1", None).unwrap(),
-            "http://10.0.0.1:2379"
-        );
+        assert_eq!(compat_endpoint("10.0.0.1", None).unwrap(), "10.0.0.1:2379");
         assert_eq!(
             compat_endpoint("10.0.0.1", Some("4001")).unwrap(),
-            "http://10.0.0.1:4001"
+            "10.0.0.1:4001"
         );
+        assert_eq!(compat_endpoint("etcd", Some("")).unwrap(), "etcd:2379");
         assert_eq!(
-            compat_endpoint("etcd", Some("")).unwrap(),
-            "http://etcd:2379"
+            compat_endpoint("https://etcd", Some("4001")).unwrap(),
+            "https://etcd:4001"
         );
         assert!(compat_endpoint("10.0.0.1", Some("x")).is_err());
         assert!(compat_endpoint("", None).is_err());
@@ -300,10 +322,10 @@ mod tests {
                 (Some("http://a:1,b:2"), Some("h"), Some("9")),
                 "http://a:1,b:2",
             ),
-            ((Some(" "), Some("h"), Some("9")), "http://h:9"),
-            ((None, Some("h"), None), "http://h:2379"),
-            ((None, None, Some("9")), DEFAULT_ENDPOINT),
-            ((None, None, None), DEFAULT_ENDPOINT),
+            ((Some(" "), Some("h"), Some("9")), "h:9"),
+            ((None, Some("h"), None), "h:2379"),
+            ((None, None, Some("9")), "127.0.0.1:2379"),
+            ((None, None, None), "127.0.0.1:2379"),
         ];
         for ((e, h, p), expected) in cases {
             assert_eq!(resolve_endpoints(e, h, p).unwrap(), expected);

@@ -10,9 +10,6 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-/// Default Marathon API URL (DESIGN.md).
-pub const DEFAULT_MARATHON_URL: &str = "http://127.0.0.1:8080";
-
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("invalid {what}: {value:?} ({why})")]
@@ -23,6 +20,9 @@ pub enum ConfigError {
     },
     #[error("--callback-url (CALLBACK_URL) is required with --mode callback")]
     MissingCallbackUrl,
+    /// The Marathon URL settings ([`daemon::marathon_url`]).
+    #[error("{0}")]
+    Marathon(String),
 }
 
 fn invalid(what: &'static str, value: &str, why: impl Into<String>) -> ConfigError {
@@ -94,7 +94,7 @@ pub struct Cli {
     pub callback_url: Option<String>,
 
     /// Keep tasks of apps with health checks out of the registry until they are healthy.
-    #[arg(long, env = "SUBSCRIBER_REQUIRE_HEALTHY")]
+    #[arg(long, env = "SUBSCRIBER_REQUIRE_HEALTHY", value_parser = daemon::parse_bool)]
     pub require_healthy: bool,
 
     /// Events kept in order while etcd is unavailable; beyond it a full resync is scheduled.
@@ -162,11 +162,12 @@ impl Cli {
             .listen
             .parse::<SocketAddr>()
             .map_err(|e| invalid("--listen", &self.listen, e.to_string()))?;
-        let marathon_url = resolve_marathon_url(
+        let marathon_url = daemon::marathon_url(
             self.marathon_url.as_deref(),
             self.marathon_host.as_deref(),
             self.marathon_port.as_deref(),
-        )?;
+        )
+        .map_err(ConfigError::Marathon)?;
         if !self.prefix.starts_with('/') || self.prefix.len() < 2 || self.prefix.ends_with('/') {
             return Err(invalid(
                 "--prefix",
@@ -236,53 +237,6 @@ fn non_empty(v: Option<&str>) -> Option<&str> {
     v.map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// `--marathon-url` wins; else `MARATHON_HOST` (+ `MARATHON_PORT`, default
-/// 8080); else the default URL.
-pub fn resolve_marathon_url(
-    url: Option<&str>,
-    host: Option<&str>,
-    port: Option<&str>,
-) -> Result<String, ConfigError> {
-    let chosen = if let Some(u) = non_empty(url) {
-        u.to_string()
-    } else if let Some(h) = non_empty(host) {
-        let port = match non_empty(port) {
-            Some(p) => p
-                .parse::<u16>()
-                .map_err(|_| invalid("MARATHON_PORT", p, "not a port number"))?,
-            None => 8080,
-        };
-        let (scheme, rest) = split_scheme(h);
-        if rest.contains(':') {
-            format!("{scheme}://{rest}")
-        } else {
-            format!("{scheme}://{rest}:{port}")
-        }
-    } else {
-        DEFAULT_MARATHON_URL.to_string()
-    };
-    let parsed = url::Url::parse(&chosen)
-        .map_err(|e| invalid("Marathon URL", &daemon::redact_url(&chosen), e.to_string()))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(invalid(
-            "Marathon URL",
-            &daemon::redact_url(&chosen),
-            "must be http(s)://host[:port]",
-        ));
-    }
-    Ok(chosen.trim_end_matches('/').to_string())
-}
-
-fn split_scheme(s: &str) -> (&str, &str) {
-    if let Some(rest) = s.strip_prefix("https://") {
-        ("https", rest.trim_end_matches('/'))
-    } else if let Some(rest) = s.strip_prefix("http://") {
-        ("http", rest.trim_end_matches('/'))
-    } else {
-        ("http", s.trim_end_matches('/'))
-    }
-}
-
 /// `60`, `60s`, `2m`, `1h`, `500ms` -> Duration.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -303,58 +257,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn marathon_url_resolution_table() {
-        type Case<'a> = (
-            Option<&'a str>,
-            Option<&'a str>,
-            Option<&'a str>,
-            Result<&'a str, ()>,
+    fn marathon_url_resolution() {
+        // The rule is daemon::marathon_url's (tested there in full); the
+        // subscriber's flags reach it unchanged.
+        let url = |args: &[&str]| cli(args).into_config().map(|c| c.marathon_url);
+        assert_eq!(url(&[]).as_deref(), Ok("http://127.0.0.1:8080"));
+        assert_eq!(
+            url(&["--marathon-host", "https://m"]).as_deref(),
+            Ok("https://m:8080")
         );
-        let cases: &[Case] = &[
-            (None, None, None, Ok("http://127.0.0.1:8080")),
-            (
-                Some("http://m:9090/"),
-                Some("other"),
-                Some("1"),
-                Ok("http://m:9090"),
-            ),
-            (
-                None,
-                Some("marathon.local"),
-                None,
-                Ok("http://marathon.local:8080"),
-            ),
-            (
-                None,
-                Some("marathon.local"),
-                Some("8081"),
-                Ok("http://marathon.local:8081"),
-            ),
-            (
-                None,
-                Some("https://m.example"),
-                Some("443"),
-                Ok("https://m.example:443"),
-            ),
-            (None, Some("m:7000"), Some("8081"), Ok("http://m:7000")),
-            (Some(""), Some("m"), None, Ok("http://m:8080")),
-            (
-                Some("http://user:pw@m:8080"),
-                None,
-                None,
-                Ok("http://user:pw@m:8080"),
-            ),
-            (None, Some("m"), Some("eighty"), Err(())),
-            (Some("ftp://m"), None, None, Err(())),
-            (Some("not a url"), None, None, Err(())),
-        ];
-        for (url, host, port, want) in cases {
-            let got = resolve_marathon_url(*url, *host, *port);
-            match want {
-                Ok(w) => assert_eq!(got.as_deref(), Ok(*w), "{url:?} {host:?} {port:?}"),
-                Err(()) => assert!(got.is_err(), "{url:?} {host:?} {port:?} -> {got:?}"),
-            }
-        }
+        assert_eq!(
+            url(&["--marathon-host", "m", "--marathon-port", "81"]).as_deref(),
+            Ok("http://m:81")
+        );
+        assert!(url(&["--marathon-host", "m", "--marathon-port", "x"]).is_err());
     }
 
     #[test]

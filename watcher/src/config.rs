@@ -33,6 +33,8 @@ pub enum ConfigError {
     TemplateSameDest(PathBuf),
     #[error("{0}")]
     Registry(#[from] registry::Error),
+    #[error("{0}")]
+    Etcd(#[from] daemon::EtcdArgsError),
 }
 
 pub use daemon::LogFormat;
@@ -64,7 +66,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "WATCH_PYTHON_SITE",
-        value_parser = clap::builder::FalseyValueParser::new()
+        value_parser = daemon::parse_bool
     )]
     pub python_site: bool,
 
@@ -113,52 +115,13 @@ pub struct Cli {
     )]
     pub hook_timeout: String,
 
-    /// etcd endpoints, comma separated (`http://host:2379,...`).
-    /// Falls back to ETCD_HOST_ADDRESS[:ETCD_PORT], then http://127.0.0.1:2379.
-    #[arg(long, env = "ETCD_ENDPOINTS", value_name = "URLS")]
-    pub etcd_endpoints: Option<String>,
-
-    /// Compatibility: etcd host, used when ETCD_ENDPOINTS is not set.
-    #[arg(
-        long,
-        env = "ETCD_HOST_ADDRESS",
-        value_name = "HOST",
-        hide_short_help = true
-    )]
-    pub etcd_host_address: Option<String>,
-
-    /// Compatibility: etcd port for ETCD_HOST_ADDRESS (default 2379).
-    #[arg(long, env = "ETCD_PORT", value_name = "PORT", hide_short_help = true)]
-    pub etcd_port: Option<String>,
+    /// etcd endpoints, credentials and TLS (the same flags in every binary).
+    #[command(flatten)]
+    pub etcd: daemon::EtcdArgs,
 
     /// Registry key prefix.
     #[arg(long, env = "REGISTRY_PREFIX", value_name = "PREFIX", default_value = registry::DEFAULT_PREFIX)]
     pub prefix: String,
-
-    /// etcd user (authentication enabled on etcd).
-    #[arg(long, env = "ETCD_USER", value_name = "USER")]
-    pub etcd_user: Option<String>,
-
-    /// etcd password for --etcd-user.
-    #[arg(
-        long,
-        env = "ETCD_PASSWORD",
-        value_name = "PASSWORD",
-        hide_env_values = true
-    )]
-    pub etcd_password: Option<String>,
-
-    /// CA certificate (PEM) to verify etcd's TLS certificate.
-    #[arg(long, env = "ETCD_CA", value_name = "FILE")]
-    pub etcd_ca: Option<PathBuf>,
-
-    /// Client certificate (PEM) for etcd TLS client authentication.
-    #[arg(long, env = "ETCD_CERT", value_name = "FILE")]
-    pub etcd_cert: Option<PathBuf>,
-
-    /// Key (PEM) of --etcd-cert.
-    #[arg(long, env = "ETCD_KEY", value_name = "FILE")]
-    pub etcd_key: Option<PathBuf>,
 
     #[command(flatten)]
     pub log: daemon::LogArgs,
@@ -241,20 +204,7 @@ impl Cli {
                 })
             }
         };
-        let endpoints = registry::resolve_endpoints(
-            self.etcd_endpoints.as_deref(),
-            self.etcd_host_address.as_deref(),
-            self.etcd_port.as_deref(),
-        )?;
-        let registry = registry::Settings::from_parts(
-            Some(&endpoints),
-            Some(&self.prefix),
-            self.etcd_user.as_deref(),
-            self.etcd_password.as_deref(),
-            self.etcd_ca,
-            self.etcd_cert,
-            self.etcd_key,
-        )?;
+        let registry = self.etcd.settings(&self.prefix)?;
         Ok(Config {
             watches,
             hook,
