@@ -3,12 +3,16 @@
 //! the legacy `ETCD_HOST_ADDRESS` fallback, user/password, TLS), turned into
 //! [`registry::Settings`] by one rule; [`LogArgs`] and [`init_logging`], the
 //! log format flag and the tracing set-up; [`apply_env_aliases`], the
-//! environment names of earlier releases; [`redact_url`], how every
-//! binary writes a URL or endpoint into its logs; and [`metrics`], how
-//! every binary's `/metrics` is encoded (prometheus-client).
+//! environment names of earlier releases; [`parse_bool`] and
+//! [`marathon_url`], how boolean settings and the Marathon address are
+//! read; [`http`], the HTTP APIs' token check and body limit; [`Backoff`],
+//! the retry delay; [`redact_url`], how every binary writes a URL or
+//! endpoint into its logs; and [`metrics`], how every binary's `/metrics`
+//! is encoded (prometheus-client).
 
 mod env;
 mod etcd;
+pub mod http;
 mod log;
 pub mod metrics;
 mod redact;

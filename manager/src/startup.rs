@@ -9,7 +9,7 @@ use std::sync::Arc;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, HttpServer, ResponseError};
+use actix_web::{web, HttpServer};
 use marathon::App;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +17,6 @@ use crate::api::{self, CoreData};
 use crate::config::Config;
 use crate::config::DockerMode;
 use crate::core::{Core, Node};
-use crate::error::ApiError;
 use crate::events::{EventBus, EventsConfig};
 use crate::runtime::command::CommandRuntime;
 use crate::runtime::docker::{DockerConfig, DockerRuntime, LateDocker};
@@ -128,8 +127,7 @@ async fn guard(
     let core = req.app_data::<CoreData>().cloned();
     let token = core.as_ref().and_then(|c| c.cfg.auth_token.clone());
     if !api::authorised(token.as_deref(), &req) {
-        let resp = ApiError::Unauthorized.error_response();
-        return Ok(req.into_response(resp));
+        return Ok(req.into_response(daemon::http::unauthorized()));
     }
     let res = next.call(req).await?.map_into_boxed_body();
     if let Some(core) = core {

@@ -235,6 +235,18 @@ async fn bearer_token_guards_everything_but_ping() {
         (s, body),
         (401, json!({"message": "Invalid username or password."}))
     );
+    let resp = m
+        .http
+        .get(format!("{}/v2/apps", m.base))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        daemon::http::WWW_AUTHENTICATE
+    );
     let (s, _) = m.get("/ping").await;
     assert_eq!(s, 200);
     let resp = m

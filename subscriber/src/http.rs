@@ -101,31 +101,25 @@ pub async fn auth(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let open = matches!(req.path(), "/ping" | "/health");
+    let open = daemon::http::is_open_path(req.path());
     if let (Some(state), false) = (state, open) {
         if let Some(token) = &state.auth_token {
-            let bearer = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), token.as_bytes()));
+            let bearer = daemon::http::bearer_ok(req.headers(), token);
             let in_query = || {
                 req.path() == CALLBACK_PATH
                     && url::form_urlencoded::parse(req.query_string().as_bytes())
                         .filter(|(k, _)| k == TOKEN_PARAM)
-                        .any(|(_, v)| constant_time_eq(v.as_bytes(), token.as_bytes()))
+                        .any(|(_, v)| {
+                            daemon::http::constant_time_eq(v.as_bytes(), token.as_bytes())
+                        })
             };
             if !bearer && !in_query() {
-                return Err(ApiError::Unauthorized.into());
+                let refused = daemon::http::unauthorized();
+                return Ok(req.into_response(refused).map_into_right_body());
             }
         }
     }
-    next.call(req).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    next.call(req).await.map(|r| r.map_into_left_body())
 }
 
 async fn ping() -> HttpResponse {

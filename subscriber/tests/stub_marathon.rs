@@ -386,6 +386,11 @@ async fn info_health_metrics_and_auth() {
 
     let r = http.get(format!("{}/info", sub.url)).send().await.unwrap();
     assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        daemon::http::WWW_AUTHENTICATE,
+        "a 401 names the scheme"
+    );
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["message"], "Invalid username or password.");
     assert_eq!(

@@ -15,7 +15,8 @@ use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::render::esc;
-use crate::http::{constant_time_eq, State};
+use crate::http::State;
+use daemon::http::constant_time_eq;
 
 pub const COOKIE: &str = "mdo_dashboard";
 

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures::StreamExt;
 use tracing::{info, warn};
 
 use super::error::ApiError;
@@ -115,7 +114,7 @@ async fn handle(
     state: &State,
     req: &HttpRequest,
     params: Result<web::Query<DeployParams>, actix_web::Error>,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> Result<DeployReport, ApiError> {
     let q = query(params)?;
     let limit = state.config.limits.max_bytes;
@@ -124,27 +123,15 @@ async fn handle(
             "document is {size} bytes or more, over the limit of {limit} bytes"
         ))
     };
-    if let Some(len) = req
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if len > limit {
-            return Err(too_large(len));
-        }
-    }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest {
-            message: format!("reading the body: {e}"),
-            details: Vec::new(),
+    let body = daemon::http::read_body(req, payload, limit)
+        .await
+        .map_err(|e| match e {
+            daemon::http::BodyError::TooLarge { size, .. } => too_large(size),
+            daemon::http::BodyError::Read(e) => ApiError::BadRequest {
+                message: format!("reading the body: {e}"),
+                details: Vec::new(),
+            },
         })?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large(body.len() + chunk.len()));
-        }
-        body.extend_from_slice(&chunk);
-    }
     let content_type = req
         .headers()
         .get("content-type")

@@ -124,15 +124,9 @@ async fn authorize(
     if let Some(state) = state.filter(|s| s.config.auth_token.is_some()) {
         let token = state.config.auth_token.as_deref().unwrap_or_default();
         let method = req.method().clone();
-        let open = matches!(req.path(), "/ping" | "/health")
+        let open = daemon::http::is_open_path(req.path())
             || dashboard::login::is_open(&method, req.path());
-        let given = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let bearer = given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()));
+        let bearer = daemon::http::bearer_ok(req.headers(), token);
         // A signed-in browser may read the dashboard (never act: actions need the bearer).
         let session = || {
             let cookies = req.headers().get("cookie").and_then(|v| v.to_str().ok());
@@ -148,15 +142,11 @@ async fn authorize(
                 let form = dashboard::login::form(actix_web::http::StatusCode::UNAUTHORIZED, None);
                 return Ok(req.into_response(form).map_into_right_body());
             }
-            return Err(ApiError::Unauthorized.into());
+            let refused = daemon::http::unauthorized();
+            return Ok(req.into_response(refused).map_into_right_body());
         }
     }
     next.call(req).await.map(|r| r.map_into_left_body())
-}
-
-/// Compares secrets without leaking where they differ.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn services_json(state: web::Data<State>) -> Result<HttpResponse, ApiError> {

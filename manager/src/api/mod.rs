@@ -7,7 +7,6 @@ use std::sync::Arc;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures::StreamExt;
 
 use crate::core::Core;
 use crate::error::ApiError;
@@ -95,28 +94,14 @@ impl Query {
 pub async fn read_body(
     core: &Core,
     req: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> Result<bytes::Bytes, ApiError> {
-    let limit = core.cfg.max_body;
-    if let Some(len) = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if len > limit {
-            return Err(ApiError::TooLarge);
-        }
-    }
-    let mut body = bytes::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
+    daemon::http::read_body(req, payload, core.cfg.max_body)
+        .await
+        .map_err(|e| match e {
+            daemon::http::BodyError::TooLarge { .. } => ApiError::TooLarge,
+            daemon::http::BodyError::Read(e) => ApiError::BadRequest(format!("reading body: {e}")),
+        })
 }
 
 /// The `force` query flag (default false) and the body as JSON: what every
@@ -163,21 +148,7 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
 /// Bearer-token check (every route but `/ping` and `/health`).
 pub fn authorised(token: Option<&str>, req: &ServiceRequest) -> bool {
     let Some(token) = token else { return true };
-    if matches!(req.path(), "/ping" | "/health") {
-        return true;
-    }
-    req.headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes()))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    daemon::http::is_open_path(req.path()) || daemon::http::bearer_ok(req.headers(), token)
 }
 
 /// Counts requests and 4xx/5xx answers for `/metrics`.
