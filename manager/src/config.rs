@@ -110,7 +110,7 @@ pub struct Cli {
     pub log: daemon::LogArgs,
     /// Largest accepted request body, in bytes (larger -> 413). Also
     /// accepted: --max-body, MANAGER_MAX_BODY.
-    #[arg(long, alias = "max-body", env = "MANAGER_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, visible_alias = "max-body", env = "MANAGER_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Node CPUs offered to tasks (default: what the runtime reports).
     #[arg(long, env = "MANAGER_NODE_CPUS")]
