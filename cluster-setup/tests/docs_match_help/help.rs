@@ -187,10 +187,33 @@ pub(crate) fn options_of(page: &str) -> BTreeMap<String, String> {
     if let Some((name, block)) = current {
         options.insert(name, block);
     }
-    options
+    let mut out: BTreeMap<String, String> = options
         .into_iter()
         .map(|(name, block)| (name, block.split_whitespace().collect::<Vec<_>>().join(" ")))
-        .collect()
+        .collect();
+    // clap's visible aliases (`[alias: --old]`, `[aliases: --a, --b]`) are
+    // flags the binary accepts and its --help shows: they name the same block.
+    let aliases: Vec<(String, String)> = out
+        .values()
+        .flat_map(|block| {
+            block
+                .split('[')
+                .filter_map(|part| {
+                    let rest = part
+                        .strip_prefix("aliases: ")
+                        .or_else(|| part.strip_prefix("alias: "))?;
+                    Some(rest.split(']').next().unwrap_or_default())
+                })
+                .flat_map(|list| list.split(',').map(str::trim))
+                .filter(|a| a.starts_with("--"))
+                .map(|a| (a.to_string(), block.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for (alias, block) in aliases {
+        out.entry(alias).or_insert(block);
+    }
+    out
 }
 
 /// The words of a text that could be variable names (`WATCH_<NAME>_FILE`
