@@ -25,6 +25,16 @@ def row(browser, app_id):
     return rows[0] if rows else None
 
 
+def open_row(browser, app_id):
+    """Opens a service's details. The page re-renders its rows on live
+    events, so a row found a moment ago may be replaced before the click
+    (a stale element): find it and click again until the click lands."""
+    def click():
+        row(browser, app_id).find_element(By.CSS_SELECTOR, "a.open").click()
+        return True
+    eventually(f"a click on {app_id}'s row", click, timeout=10)
+
+
 def cell(browser, app_id, cls):
     r = row(browser, app_id)
     return r.find_element(By.CSS_SELECTOR, "td." + cls).text if r else None
@@ -117,7 +127,7 @@ def test_a_failing_health_check_turns_the_service_red(stack, browser):
     assert "failing health checks" in cell(browser, "/dash/checked", "status")
     assert same_document(browser), "the page was reloaded"
     # Opened: its task with the failing check's cause.
-    row(browser, "/dash/checked").find_element(By.CSS_SELECTOR, "a.open").click()
+    open_row(browser, "/dash/checked")
     eventually("the task's failing check", lambda: "failing" in browser.find_element(
         By.CSS_SELECTOR, "tr.detail-row table.tasks").text, timeout=10)
     http("DELETE", stack.manager + "/v2/apps/dash/checked?force=true")
@@ -127,7 +137,7 @@ def test_a_service_opens_to_its_tasks_logs_and_records(stack, browser):
     deploy(stack, WEB)
     rec = record_of(stack, "/dash/web")[0]
     open_page(browser, stack.url)
-    row(browser, "/dash/web").find_element(By.CSS_SELECTOR, "a.open").click()
+    open_row(browser, "/dash/web")
     detail = eventually("the opened service", lambda: browser.find_element(By.CSS_SELECTOR, "tr.detail-row table.tasks"),
                         timeout=10)
     task = detail.find_element(By.CSS_SELECTOR, "tr.task")
@@ -155,7 +165,7 @@ def test_the_page_says_when_it_is_disconnected_and_comes_back(stack, browser):
 def test_scale_from_the_page(stack, browser):
     deploy(stack, WEB)
     open_page(browser, stack.url)
-    row(browser, "/dash/web").find_element(By.CSS_SELECTOR, "a.open").click()
+    open_row(browser, "/dash/web")
     box = eventually("the scale box", lambda: browser.find_element(By.CSS_SELECTOR, "tr.detail-row .actions .scale-to"))
     box.clear()
     box.send_keys("2")
@@ -203,7 +213,7 @@ def test_a_token_protected_deployer_refuses_actions_without_the_token(stack, bro
                timeout=15)
     browser.execute_script("sessionStorage.removeItem('mdo-token');")
     browser.find_element(By.ID, "token").clear()
-    row(browser, "/dash/web").find_element(By.CSS_SELECTOR, "a.open").click()
+    open_row(browser, "/dash/web")
     box = eventually("the scale box", lambda: browser.find_element(By.CSS_SELECTOR, "tr.detail-row .actions .scale-to"))
     box.clear()
     box.send_keys("4")
