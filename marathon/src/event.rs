@@ -89,7 +89,7 @@ events! {
     FailedHealthCheck(FailedHealthCheckEvent) = "failed_health_check_event",
     UnhealthyInstanceKill(UnhealthyInstanceKillEvent) = "unhealthy_instance_kill_event",
     /// Marathon <= 1.3 name of `unhealthy_instance_kill_event`.
-    UnhealthyTaskKill(UnhealthyTaskKillEvent) = "unhealthy_task_kill_event",
+    UnhealthyTaskKill(UnhealthyInstanceKillEvent) = "unhealthy_task_kill_event",
     AddHealthCheck(HealthCheckAdded) = "add_health_check_event",
     RemoveHealthCheck(AppIdEvent) = "remove_health_check_event",
     AppTerminated(AppIdEvent) = "app_terminated_event",
@@ -159,8 +159,7 @@ impl Event {
             Self::InstanceHealthChanged(e) => &e.run_spec_id,
             Self::HealthStatusChanged(e) => &e.app_id,
             Self::FailedHealthCheck(e) => &e.app_id,
-            Self::UnhealthyInstanceKill(e) => &e.app_id,
-            Self::UnhealthyTaskKill(e) => &e.app_id,
+            Self::UnhealthyInstanceKill(e) | Self::UnhealthyTaskKill(e) => &e.app_id,
             Self::AddHealthCheck(e) => &e.app_id,
             Self::RemoveHealthCheck(e) | Self::AppTerminated(e) => &e.app_id,
             _ => return None,
@@ -319,27 +318,16 @@ pub struct FailedHealthCheckEvent {
     pub timestamp: Timestamp,
 }
 
-/// `unhealthy_instance_kill_event`.
+/// `unhealthy_instance_kill_event`, and `unhealthy_task_kill_event` of
+/// Marathon <= 1.3: the same fields but `instanceId`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UnhealthyInstanceKillEvent {
     pub app_id: String,
     pub task_id: String,
+    /// Empty in an `unhealthy_task_kill_event` (written only when set).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub instance_id: String,
-    pub version: Timestamp,
-    pub reason: String,
-    pub host: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slave_id: Option<String>,
-    pub timestamp: Timestamp,
-}
-
-/// `unhealthy_task_kill_event` (Marathon <= 1.3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UnhealthyTaskKillEvent {
-    pub app_id: String,
-    pub task_id: String,
     pub version: Timestamp,
     pub reason: String,
     pub host: String,

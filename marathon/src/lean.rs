@@ -18,17 +18,10 @@ use reqwest::Method;
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use crate::app::null_default;
 use crate::client::path;
 use crate::{Client, Error, IpAddress, Network, PortDefinition, PortMapping, Result};
 use crate::{TaskState, Timestamp};
-
-fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
 
 /// The length of a list whose items are skipped (`null` counts as empty).
 fn count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
