@@ -17,14 +17,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/v2/apps")
             .route(web::get().to(list))
             .route(web::post().to(create))
-            .route(web::put().to(put_many))
-            .route(web::patch().to(patch_many)),
+            .route(web::put().to(update_many::<false>))
+            .route(web::patch().to(update_many::<true>)),
     )
     .service(
         web::resource("/v2/apps/{tail:.+}")
             .route(web::get().to(get_sub))
-            .route(web::put().to(put_sub))
-            .route(web::patch().to(patch_sub))
+            .route(web::put().to(update::<true>))
+            .route(web::patch().to(update::<false>))
             .route(web::delete().to(delete_sub))
             .route(web::post().to(post_sub)),
     );
@@ -149,49 +149,19 @@ async fn create(
         .json(info))
 }
 
-async fn put_many(
+/// `PUT /v2/apps` (`partialUpdate` from the query, default true) or, with
+/// `PATCH`, `PATCH /v2/apps` (always partial).
+async fn update_many<const PATCH: bool>(
     core: CoreData,
     req: HttpRequest,
     payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    update_many(core, req, payload, false).await
-}
-
-async fn patch_many(
-    core: CoreData,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    update_many(core, req, payload, true).await
-}
-
-/// `PUT /v2/apps` (`partialUpdate` from the query, default true) or `PATCH
-/// /v2/apps` (always partial).
-async fn update_many(
-    core: CoreData,
-    req: HttpRequest,
-    payload: web::Payload,
-    patch: bool,
 ) -> Result<HttpResponse, ApiError> {
     let q = Query::of(&req);
     let force = q.flag("force", false)?;
-    let partial = patch || q.flag("partialUpdate", true)?;
+    let partial = PATCH || q.flag("partialUpdate", true)?;
     let body = validation::parse_json(&read_body(&core, &req, payload).await?)?;
-    let d = core.update_many(body, partial, force, !patch).await?;
+    let d = core.update_many(body, partial, force, !PATCH).await?;
     Ok(deployment_response(StatusCode::OK, &d, None))
-}
-
-/// `scale` and `force` of a task kill (both default false); `wipe` with
-/// `scale` is refused.
-fn kill_flags(q: &Query) -> Result<(bool, bool), ApiError> {
-    let scale = q.flag("scale", false)?;
-    let force = q.flag("force", false)?;
-    if scale && q.flag("wipe", false)? {
-        return Err(ApiError::BadRequest(
-            "You cannot use scale and wipe at the same time.".into(),
-        ));
-    }
-    Ok((scale, force))
 }
 
 /// What the path below `/v2/apps/` addresses.
@@ -261,7 +231,7 @@ async fn get_sub(
                 .map(|a| app_info(&s, a, embed))
                 .collect();
             if apps.is_empty() {
-                return Err(ApiError::NotFound(format!(
+                return Err(ApiError::not_found(format!(
                     "Group '{group}' does not exist"
                 )));
             }
@@ -294,27 +264,28 @@ async fn get_sub(
                 .ok()
                 .and_then(|ts| s.versions.get(&id).and_then(|vs| vs.get(&ts)))
                 .ok_or_else(|| {
-                    ApiError::NotFound(format!("App '{id}' does not exist in version {v}"))
+                    ApiError::not_found(format!("App '{id}' does not exist in version {v}"))
                 })?;
             Ok(HttpResponse::Ok().json(app))
         }
-        _ => Err(ApiError::NotFound(format!("URI not found: {}", req.path()))),
+        _ => Err(ApiError::uri_not_found(req.path())),
     }
 }
 
-async fn update(
+/// `PUT /v2/apps/{id}` (with `PUT`: `partialUpdate` from the query, default
+/// true) or `PATCH /v2/apps/{id}` (always partial).
+async fn update<const PUT: bool>(
     core: CoreData,
     req: HttpRequest,
     tail: web::Path<String>,
     payload: web::Payload,
-    is_put: bool,
 ) -> Result<HttpResponse, ApiError> {
     let Target::App(id) = target(&tail) else {
-        return Err(ApiError::NotFound(format!("URI not found: {}", req.path())));
+        return Err(ApiError::uri_not_found(req.path()));
     };
     let q = Query::of(&req);
     let force = q.flag("force", false)?;
-    let partial = if is_put {
+    let partial = if PUT {
         q.flag("partialUpdate", true)?
     } else {
         true
@@ -323,7 +294,7 @@ async fn update(
         return Err(ApiError::invalid("/id", &e));
     }
     let body = validation::parse_json(&read_body(&core, &req, payload).await?)?;
-    let (created, d, app) = core.update_app(&id, body, partial, force, is_put).await?;
+    let (created, d, app) = core.update_app(&id, body, partial, force, PUT).await?;
     core.bus
         .publish(&events::build::api_post(&client_ip(&req), req.path(), &app));
     if created {
@@ -333,31 +304,13 @@ async fn update(
     }
 }
 
-async fn put_sub(
-    core: CoreData,
-    req: HttpRequest,
-    tail: web::Path<String>,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    update(core, req, tail, payload, true).await
-}
-
-async fn patch_sub(
-    core: CoreData,
-    req: HttpRequest,
-    tail: web::Path<String>,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    update(core, req, tail, payload, false).await
-}
-
 async fn post_sub(
     core: CoreData,
     req: HttpRequest,
     tail: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let Target::Restart(id) = target(&tail) else {
-        return Err(ApiError::NotFound(format!("URI not found: {}", req.path())));
+        return Err(ApiError::uri_not_found(req.path()));
     };
     let force = Query::of(&req).flag("force", false)?;
     let d = core.restart_app(&id, force).await?;
@@ -377,7 +330,7 @@ async fn delete_sub(
             Ok(deployment_response(StatusCode::OK, &d, None))
         }
         Target::Tasks(id) => {
-            let (scale, force) = kill_flags(&q)?;
+            let (scale, force) = q.kill_flags()?;
             let host = q.get("host").map(str::to_string);
             let task_ids: Vec<String> = {
                 let s = core.state();
@@ -403,7 +356,7 @@ async fn delete_sub(
             }
         }
         Target::Task(id, task_id) => {
-            let (scale, force) = kill_flags(&q)?;
+            let (scale, force) = q.kill_flags()?;
             if !core.state().apps.contains_key(&id) {
                 return Err(ApiError::app_not_found(&id));
             }
@@ -429,7 +382,7 @@ async fn delete_sub(
                 },
             }
         }
-        _ => Err(ApiError::NotFound(format!("URI not found: {}", req.path()))),
+        _ => Err(ApiError::uri_not_found(req.path())),
     }
 }
 

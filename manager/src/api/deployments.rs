@@ -54,5 +54,5 @@ async fn group(core: CoreData, tail: web::Path<String>) -> Result<HttpResponse, 
     let id = ids::canonical(&tail);
     let view = core.state().group_view(&id, core.started_at);
     view.map(|g| HttpResponse::Ok().json(g))
-        .ok_or_else(|| ApiError::NotFound(format!("Group '{id}' does not exist")))
+        .ok_or_else(|| ApiError::not_found(format!("Group '{id}' does not exist")))
 }

@@ -3,8 +3,11 @@
 //! ([`crate::core::Core::create_group`] and friends); reads are in
 //! [`super::deployments`].
 
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 
 use super::{deployment_response, force_and_body, CoreData, Query};
 use crate::error::ApiError;
@@ -12,7 +15,7 @@ use crate::ids;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/v2/groups", web::post().to(create))
-        .route("/v2/groups", web::put().to(update_named))
+        .route("/v2/groups", web::put().to(update))
         .route("/v2/groups/{tail:.+}", web::put().to(update))
         .route("/v2/groups/{tail:.+}", web::delete().to(delete));
 }
@@ -31,37 +34,44 @@ async fn create(
     ))
 }
 
-/// `PUT /v2/groups` with the group's id in the body.
-async fn update_named(
-    core: CoreData,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    let (force, body) = force_and_body(&core, &req, payload).await?;
-    let group = crate::core::body_group_id(&body).unwrap_or_else(|| "/".into());
-    let d = core.update_group(&group, body, force).await?;
-    Ok(deployment_response(StatusCode::OK, &d, None))
-}
-
+/// `PUT /v2/groups/{id}`, or `PUT /v2/groups` with the group's id in the
+/// body (the root group without one).
 async fn update(
     core: CoreData,
     req: HttpRequest,
-    tail: web::Path<String>,
+    path: Option<GroupId>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (force, body) = force_and_body(&core, &req, payload).await?;
-    let d = core
-        .update_group(&ids::canonical(&tail), body, force)
-        .await?;
+    let group = match path {
+        Some(GroupId(id)) => id,
+        None => crate::core::body_group_id(&body).unwrap_or_else(|| "/".into()),
+    };
+    let d = core.update_group(&group, body, force).await?;
     Ok(deployment_response(StatusCode::OK, &d, None))
 }
 
 async fn delete(
     core: CoreData,
     req: HttpRequest,
-    tail: web::Path<String>,
+    group: GroupId,
 ) -> Result<HttpResponse, ApiError> {
     let force = Query::of(&req).flag("force", false)?;
-    let d = core.delete_group(&ids::canonical(&tail), force).await?;
+    let d = core.delete_group(&group.0, force).await?;
     Ok(deployment_response(StatusCode::OK, &d, None))
+}
+
+/// The group a path names (`/v2/groups/{id}`), canonical.
+struct GroupId(String);
+
+impl FromRequest for GroupId {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match req.match_info().get("tail") {
+            Some(tail) => Ok(GroupId(ids::canonical(tail))),
+            None => Err(ApiError::uri_not_found(req.path())),
+        })
+    }
 }

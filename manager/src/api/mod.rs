@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::core::Core;
 use crate::error::ApiError;
@@ -83,10 +83,23 @@ impl Query {
             Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(true),
             Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Ok(false),
             Some("") => Ok(true),
-            Some(v) => Err(ApiError::BadRequest(format!(
+            Some(v) => Err(ApiError::bad_request(format!(
                 "Invalid value for query parameter {key}: {v:?}"
             ))),
         }
+    }
+
+    /// `scale` and `force` of a task kill (both default false); `wipe` with
+    /// `scale` is refused.
+    pub fn kill_flags(&self) -> Result<(bool, bool), ApiError> {
+        let scale = self.flag("scale", false)?;
+        let force = self.flag("force", false)?;
+        if scale && self.flag("wipe", false)? {
+            return Err(ApiError::bad_request(
+                "You cannot use scale and wipe at the same time.",
+            ));
+        }
+        Ok((scale, force))
     }
 }
 
@@ -100,7 +113,7 @@ pub async fn read_body(
         .await
         .map_err(|e| match e {
             daemon::http::BodyError::TooLarge { .. } => ApiError::TooLarge,
-            daemon::http::BodyError::Read(e) => ApiError::BadRequest(format!("reading body: {e}")),
+            daemon::http::BodyError::Read(e) => ApiError::bad_request(format!("reading body: {e}")),
         })
 }
 
@@ -141,8 +154,7 @@ pub fn client_ip(req: &HttpRequest) -> String {
 
 /// 404 for unknown routes, with Marathon 1.6's body.
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    HttpResponse::NotFound()
-        .json(serde_json::json!({"message": format!("URI not found: {}", req.path())}))
+    ApiError::uri_not_found(req.path()).error_response()
 }
 
 /// Bearer-token check (every route but `/ping` and `/health`).

@@ -143,7 +143,6 @@ async fn nodes(core: CoreData) -> HttpResponse {
 fn samples(core: &Core) -> Vec<(&'static str, &'static str, f64)> {
     let s = core.state();
     let c = &core.counters;
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
     let count_state = |st: TaskState| s.tasks.values().filter(|t| t.state == st).count() as f64;
     // `+ 0.0` turns the -0.0 of an empty f64 sum into 0.
     let out = vec![
@@ -160,7 +159,7 @@ fn samples(core: &Core) -> Vec<(&'static str, &'static str, f64)> {
         (
             "apps_refused_at_start",
             "gauge",
-            load(&c.apps_refused_at_start),
+            c.apps_refused_at_start.load(Ordering::Relaxed) as f64,
         ),
         (
             "queue_size",
@@ -185,45 +184,12 @@ fn samples(core: &Core) -> Vec<(&'static str, &'static str, f64)> {
                 .map(|t| t.mem)
                 .sum(),
         ),
-        ("tasks_launched_total", "counter", load(&c.tasks_launched)),
-        ("tasks_failed_total", "counter", load(&c.tasks_failed)),
-        ("tasks_finished_total", "counter", load(&c.tasks_finished)),
-        ("tasks_killed_total", "counter", load(&c.tasks_killed)),
-        (
-            "deployments_started_total",
-            "counter",
-            load(&c.deployments_started),
-        ),
-        (
-            "deployments_succeeded_total",
-            "counter",
-            load(&c.deployments_succeeded),
-        ),
-        (
-            "deployments_failed_total",
-            "counter",
-            load(&c.deployments_failed),
-        ),
-        (
-            "health_check_failures_total",
-            "counter",
-            load(&c.health_failures),
-        ),
-        ("http_requests_total", "counter", load(&c.http_requests)),
-        ("http_errors_total", "counter", load(&c.http_errors)),
-        ("loop_panics_total", "counter", load(&c.loop_panics)),
-        (
-            "recovery_failures_total",
-            "counter",
-            load(&c.recovery_failures),
-        ),
-        (
-            "recovery_skipped_total",
-            "counter",
-            load(&c.recovery_skipped),
-        ),
     ];
-    out.into_iter().map(|(n, k, v)| (n, k, v + 0.0)).collect()
+    let totals = c.totals().map(|(name, n)| (name, "counter", n as f64));
+    out.into_iter()
+        .chain(totals)
+        .map(|(n, k, v)| (n, k, v + 0.0))
+        .collect()
 }
 
 async fn metrics(core: CoreData) -> HttpResponse {

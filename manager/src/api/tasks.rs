@@ -48,25 +48,19 @@ async fn delete(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let q = Query::of(&req);
-    let scale = q.flag("scale", false)?;
-    let force = q.flag("force", false)?;
-    if scale && q.flag("wipe", false)? {
-        return Err(ApiError::BadRequest(
-            "You cannot use scale and wipe at the same time.".into(),
-        ));
-    }
+    let (scale, force) = q.kill_flags()?;
     let body = validation::parse_json(&read_body(&core, &req, payload).await?)?;
     let ids: Vec<String> = match body.get("ids") {
         Some(Value::Array(a)) => a
             .iter()
             .map(|v| v.as_str().map(str::to_string))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| ApiError::InvalidJson("/ids: error.expected.jsstring".into()))?,
-        _ => return Err(ApiError::InvalidJson("/ids: error.path.missing".into())),
+            .ok_or_else(|| ApiError::invalid_json("/ids: error.expected.jsstring"))?,
+        _ => return Err(ApiError::invalid_json("/ids: error.path.missing")),
     };
     let resolved = core
         .resolve_task_ids(&ids)
-        .map_err(|bad| ApiError::BadRequest(format!("Invalid task id '{bad}'. [{bad}]")))?;
+        .map_err(|bad| ApiError::bad_request(format!("Invalid task id '{bad}'. [{bad}]")))?;
     let (killed, d) = core.kill_tasks(&resolved, scale, force).await?;
     match (scale, d) {
         (true, Some(d)) => Ok(HttpResponse::Ok()
@@ -87,7 +81,7 @@ async fn logs(
         None => None,
         Some(t) => Some(
             t.parse::<usize>()
-                .map_err(|_| ApiError::BadRequest(format!("tail must be a number, got {t:?}")))?,
+                .map_err(|_| ApiError::bad_request(format!("tail must be a number, got {t:?}")))?,
         ),
     };
     let runtime = {

@@ -6,7 +6,7 @@
 //! [`crate::reconcile`]; the decisions themselves in [`crate::scheduler`].
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use marathon::{App, DeploymentResult, Timestamp, VersionInfo};
@@ -62,6 +62,29 @@ pub struct Counters {
     pub recovery_skipped: AtomicU64,
     /// Apps whose definition in etcd failed validation at start-up (not run).
     pub apps_refused_at_start: AtomicU64,
+}
+
+impl Counters {
+    /// Every count that only grows, by its metric name (`apps_refused_at_start`
+    /// is a gauge: it is counted again at each start).
+    pub fn totals(&self) -> [(&'static str, u64); 13] {
+        let all = [
+            ("tasks_launched_total", &self.tasks_launched),
+            ("tasks_failed_total", &self.tasks_failed),
+            ("tasks_finished_total", &self.tasks_finished),
+            ("tasks_killed_total", &self.tasks_killed),
+            ("deployments_started_total", &self.deployments_started),
+            ("deployments_succeeded_total", &self.deployments_succeeded),
+            ("deployments_failed_total", &self.deployments_failed),
+            ("health_check_failures_total", &self.health_failures),
+            ("http_requests_total", &self.http_requests),
+            ("http_errors_total", &self.http_errors),
+            ("loop_panics_total", &self.loop_panics),
+            ("recovery_failures_total", &self.recovery_failures),
+            ("recovery_skipped_total", &self.recovery_skipped),
+        ];
+        all.map(|(name, n)| (name, n.load(Ordering::Relaxed)))
+    }
 }
 
 pub struct Core {
