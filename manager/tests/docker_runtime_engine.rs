@@ -40,58 +40,36 @@ async fn recover_adopts_reports_gone_and_removes_only_our_orphans() {
     // An orphan: our labels, unknown to the state.
     let manager_label = format!("mdo.manager={}", guard.id());
     let test_label_arg = format!("{test_label}={test_value}");
-    let (ok, orphan) = docker_cli(&[
-        "run",
-        "-d",
-        "--label",
-        &manager_label,
-        "--label",
-        "mdo.task-id=test_recover.instance-o._app.1",
-        "--label",
-        &test_label_arg,
+    let orphan = run_by_hand(
         image,
-        "sleep",
-        "3600",
-    ]);
-    assert!(ok);
+        &[
+            &manager_label,
+            "mdo.task-id=test_recover.instance-o._app.1",
+            &test_label_arg,
+        ],
+    );
     // Started by hand: no manager label. Never touched.
-    let (ok, stranger) = docker_cli(&[
-        "run",
-        "-d",
-        "--label",
-        &test_label_arg,
-        image,
-        "sleep",
-        "3600",
-    ]);
-    assert!(ok);
+    let stranger = run_by_hand(image, &[&test_label_arg]);
 
     let (rt2, mut rx2) = runtime(&guard).await;
+    // What the state knows: A and B, C whose container never existed, and
+    // a command task (not the Docker runtime's).
+    let known = |task_id: &str, app_id: &str, handle: &str, workload_is_docker| KnownTask {
+        task_id: task_id.into(),
+        app_id: app_id.into(),
+        handle: handle.into(),
+        workload_is_docker,
+    };
     let known = [
-        KnownTask {
-            task_id: a.into(),
-            app_id: "/test/app".into(),
-            handle: a_started.handle.clone(),
-            workload_is_docker: true,
-        },
-        KnownTask {
-            task_id: b.into(),
-            app_id: "/test/app".into(),
-            handle: b_started.handle.clone(),
-            workload_is_docker: true,
-        },
-        KnownTask {
-            task_id: "test_recover.instance-c._app.1".into(),
-            app_id: "/test/app".into(),
-            handle: "0123456789ab".into(),
-            workload_is_docker: true,
-        },
-        KnownTask {
-            task_id: "cmd-task".into(),
-            app_id: "/test/cmd".into(),
-            handle: "4242".into(),
-            workload_is_docker: false,
-        },
+        known(a, "/test/app", &a_started.handle, true),
+        known(b, "/test/app", &b_started.handle, true),
+        known(
+            "test_recover.instance-c._app.1",
+            "/test/app",
+            "0123456789ab",
+            true,
+        ),
+        known("cmd-task", "/test/cmd", "4242", false),
     ];
     let recovery = rt2.recover(&known).await.expect("recover");
     assert_eq!(recovery.adopted, vec![a.to_string()]);

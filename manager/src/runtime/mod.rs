@@ -128,6 +128,26 @@ pub struct DockerSpec {
     pub labels: BTreeMap<String, String>,
 }
 
+impl DockerSpec {
+    /// `image` with its own command on Docker's default bridge: not pulled
+    /// when present, unprivileged, nothing published, mounted, passed or
+    /// labelled. The rest of a spec is set from here.
+    pub fn bridged(image: impl Into<String>) -> Self {
+        Self {
+            image: image.into(),
+            force_pull: false,
+            privileged: false,
+            cmd: None,
+            args: vec![],
+            parameters: vec![],
+            network: DockerNetwork::Bridge,
+            ports: vec![],
+            volumes: vec![],
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DockerNetwork {
     Host,

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use manager::runtime::docker::{DockerConfig, DockerRuntime};
-use manager::runtime::{DockerNetwork, DockerSpec, Exit, LaunchSpec, RuntimeEvent, Workload};
+use manager::runtime::{DockerSpec, Exit, LaunchSpec, RuntimeEvent, Workload};
 use testkit::docker::ContainerGuard;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
@@ -17,16 +17,8 @@ pub const WAIT: Duration = Duration::from_secs(60);
 pub fn docker_spec(image: &str, guard: &ContainerGuard) -> DockerSpec {
     let (k, v) = guard.label();
     DockerSpec {
-        image: image.to_string(),
-        force_pull: false,
-        privileged: false,
-        cmd: None,
-        args: vec![],
-        parameters: vec![],
-        network: DockerNetwork::Bridge,
-        ports: vec![],
-        volumes: vec![],
         labels: [(k, v)].into_iter().collect(),
+        ..DockerSpec::bridged(image)
     }
 }
 
@@ -99,6 +91,20 @@ pub fn docker_cli(args: &[&str]) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).trim().to_string(),
     )
+}
+
+/// Starts `sleep 3600` in `image` by hand (`docker run -d`, each of
+/// `labels` as a `--label key=value`), as something other than the runtime
+/// would; the container's id.
+pub fn run_by_hand(image: &str, labels: &[&str]) -> String {
+    let mut args = vec!["run", "-d"];
+    for label in labels {
+        args.extend(["--label", label]);
+    }
+    args.extend([image, "sleep", "3600"]);
+    let (ok, id) = docker_cli(&args);
+    assert!(ok, "docker {args:?}: {id}");
+    id
 }
 
 pub fn inspect(container: &str, format: &str) -> Option<String> {

@@ -199,18 +199,7 @@ mod tests {
     }
 
     fn docker() -> DockerSpec {
-        DockerSpec {
-            image: "img:1".into(),
-            force_pull: false,
-            privileged: false,
-            cmd: None,
-            args: vec![],
-            parameters: vec![],
-            network: DockerNetwork::Bridge,
-            ports: vec![],
-            volumes: vec![],
-            labels: BTreeMap::new(),
-        }
+        DockerSpec::bridged("img:1")
     }
 
     const OPTS: PlanOptions = PlanOptions {
