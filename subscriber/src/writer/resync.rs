@@ -1,7 +1,9 @@
 //! A resync in the writer: the snapshot (prefetched beside the Marathon
-//! fetch), the pure diff, the apply, and the in-memory view rebuilt from
-//! what Marathon and etcd hold now, keeping what events touched since the
-//! fetch began.
+//! fetch), the pure diff, the apply, the answer, and then the in-memory view
+//! rebuilt from what Marathon and etcd hold now, keeping what events touched
+//! since the fetch began. The answer does not wait for the rebuild (nothing
+//! in it depends on the view; the next queued message does wait for it),
+//! and the replaced view is freed on a blocking thread, off the writer.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use super::{ResyncRequest, Tracked, Writer, Written};
 use crate::metrics::kind;
 use crate::model::{AppSpec, TaskInfo};
 use crate::plan::{desired_records, resync_plan, Summary};
-use crate::record_store::{Action, Store, StoreError};
+use crate::record_store::{Action, Existing, Store, StoreError};
 use crate::source::AppSource;
 
 impl<S: Store, A: AppSource> Writer<S, A> {
@@ -26,7 +28,10 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             dry_run,
             reply,
         } = req;
-        let result = self.resync_inner(apps, fetch_epoch, dry_run, cancel).await;
+        let (result, view) = match self.resync_inner(apps, fetch_epoch, dry_run, cancel).await {
+            Ok((summary, view)) => (Ok(summary), view),
+            Err(e) => (Err(e), None),
+        };
         match &result {
             Ok(s) if !dry_run => {
                 self.metrics.resync_done(started.elapsed());
@@ -53,6 +58,14 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             }
         }
         let _ = reply.send(result);
+        if let Some(view) = view {
+            let t0 = Instant::now();
+            self.rebuild_view(view);
+            debug!(
+                view_ms = t0.elapsed().as_millis() as u64,
+                "resync: in-memory view rebuilt"
+            );
+        }
     }
 
     async fn resync_inner(
@@ -61,7 +74,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
         fetch_epoch: u64,
         dry_run: bool,
         cancel: &CancellationToken,
-    ) -> Result<Summary, String> {
+    ) -> Result<(Summary, Option<View>), String> {
         let t0 = Instant::now();
         let read = match self.prefetched.take() {
             Some((epoch, read)) if epoch == fetch_epoch => match read.await {
@@ -101,7 +114,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             warn!(error = %e, "resync: no record for this app's tasks (invalid name)");
         }
         let mut plan = resync_plan(&desired, &snapshot, &self.cfg.owner, &protect);
-        drop(desired);
+        discard(desired);
         plan.actions = self.valid_only(std::mem::take(&mut plan.actions), Action::id);
         if plan.foreign > 0 {
             warn!(
@@ -110,26 +123,19 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             );
         }
         if dry_run {
-            return Ok(plan.summary);
+            discard((apps, snapshot));
+            return Ok((plan.summary, None));
         }
-        // The in-memory view as it will be once the plan is applied (kept
-        // only if it is): our records as read, with the plan's changes.
-        let mut written: HashMap<String, Written> = HashMap::with_capacity(snapshot.len());
-        for e in snapshot {
-            if e.record.owner == self.cfg.owner {
-                written.insert(e.record.container.clone(), Written::of(&e.record));
-            }
-        }
-        for a in &plan.actions {
-            match a {
-                Action::Put { record, .. } => {
-                    written.insert(record.container.clone(), Written::of(record));
-                }
-                Action::Delete { id, .. } => {
-                    written.remove(&id.container);
-                }
-            }
-        }
+        // What the plan's changes make of the in-memory view (kept only if
+        // they are applied).
+        let changed: Vec<(String, Option<Written>)> = plan
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::Put { record, .. } => (record.container.clone(), Some(Written::of(record))),
+                Action::Delete { id, .. } => (id.container.clone(), None),
+            })
+            .collect();
         let diff_ms = t0.elapsed().as_millis() as u64 - snapshot_ms;
         if !plan.actions.is_empty() {
             match self.store.apply(std::mem::take(&mut plan.actions)).await {
@@ -143,6 +149,57 @@ impl<S: Store, A: AppSource> Writer<S, A> {
         if cancel.is_cancelled() {
             return Err("shutting down".into());
         }
+        debug!(
+            snapshot_ms,
+            diff_ms,
+            total_ms = t0.elapsed().as_millis() as u64,
+            "resync applied"
+        );
+        let view = View {
+            apps,
+            snapshot,
+            changed,
+            protect,
+        };
+        Ok((plan.summary, Some(view)))
+    }
+
+    /// The in-memory view after an applied resync: our records as read
+    /// with the plan's changes, the running tasks and app definitions as
+    /// Marathon has them, and what events touched since the fetch kept as
+    /// the events left it.
+    fn rebuild_view(&mut self, view: View) {
+        let View {
+            apps,
+            snapshot,
+            changed,
+            protect,
+        } = view;
+        // The in-memory view: our records as read, with the plan's changes.
+        // A record still at the revision this process last read it at holds
+        // the same value: its entry is reused, not serialised again.
+        let mut written: HashMap<String, Written> = HashMap::with_capacity(snapshot.len());
+        for e in &snapshot {
+            if e.record.owner != self.cfg.owner {
+                continue;
+            }
+            let kept = match protect.contains(&e.record.container) {
+                // Protected: the writer's own entry is kept below.
+                true => None,
+                false => self
+                    .written
+                    .remove(&e.record.container)
+                    .filter(|w| w.revision == Some(e.revision)),
+            };
+            let w = kept.unwrap_or_else(|| Written::read(&e.record, e.revision));
+            written.insert(e.record.container.clone(), w);
+        }
+        for (container, w) in changed {
+            match w {
+                Some(w) => written.insert(container, w),
+                None => written.remove(&container),
+            };
+        }
         // Protected containers were left alone by the plan, and the snapshot
         // may predate their latest write: keep the writer's own view of them.
         for id in &protect {
@@ -155,7 +212,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                 }
             }
         }
-        self.written = written;
+        let old_written = std::mem::replace(&mut self.written, written);
         let mut tasks: HashMap<String, Tracked> = HashMap::with_capacity(self.tasks.len());
         // The app-definition cache is rebuilt from what Marathon has now (by
         // app version and by the versions its tasks carry), so definitions
@@ -199,17 +256,31 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                 }
             }
         }
-        self.tasks = tasks;
-        self.apps = cache;
+        let old_tasks = std::mem::replace(&mut self.tasks, tasks);
+        let old_apps = std::mem::replace(&mut self.apps, cache);
         self.metrics
             .apps_cached
             .set(i64::try_from(self.apps.len()).unwrap_or(i64::MAX));
-        debug!(
-            snapshot_ms,
-            diff_ms,
-            total_ms = t0.elapsed().as_millis() as u64,
-            "resync applied"
-        );
-        Ok(plan.summary)
+        discard((snapshot, old_written, old_tasks, old_apps));
+    }
+}
+
+/// What [`Writer::rebuild_view`] needs from an applied resync.
+struct View {
+    apps: Vec<(AppSpec, Vec<TaskInfo>)>,
+    snapshot: Vec<Existing>,
+    /// The plan's changes: a record written (its view) or removed (`None`).
+    changed: Vec<(String, Option<Written>)>,
+    protect: HashSet<String>,
+}
+
+/// Frees a resync's large structures (tens of thousands of small
+/// allocations) on a blocking thread, so the writer goes on at once.
+fn discard<T: Send + 'static>(garbage: T) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn_blocking(move || drop(garbage));
+        }
+        Err(_) => drop(garbage),
     }
 }

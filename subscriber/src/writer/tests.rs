@@ -450,3 +450,33 @@ fn coalesce_keeps_last_per_key() {
     let out = coalesce(vec![put(&r1), put(&r2), del(&r1)]);
     assert_eq!(out, vec![put(&r2), del(&r1)]);
 }
+
+/// A resync reuses its view of a record only while etcd holds it at the
+/// revision it was read at: a record changed behind the writer's back in a
+/// way the resync leaves alone (another start time) is read again, so the
+/// next event of that task writes it back.
+#[tokio::test]
+async fn resync_reads_again_a_record_changed_behind_its_back() {
+    let h = start(false, 1000);
+    let mut t1 = task("t1", "/dev/web", &[31001]);
+    t1.app_version = Some("v1".into());
+    let apps = || vec![(web(), vec![t1.clone()])];
+    let epoch = h.ch.clock.begin_fetch();
+    assert_eq!(h.resync(apps(), epoch, false).await.added, 1);
+    // Read back (its revision known) by a resync that changes nothing.
+    let epoch = h.ch.clock.begin_fetch();
+    assert_eq!(h.resync(apps(), epoch, false).await.unchanged, 1);
+    // Changed behind the writer's back; a resync leaves start times alone.
+    let mut changed = h.store.get("t1").unwrap();
+    changed.started_at = "2026-11-22T11:11:11.000Z".into();
+    h.store.insert(changed);
+    let epoch = h.ch.clock.begin_fetch();
+    assert_eq!(h.resync(apps(), epoch, false).await.unchanged, 1);
+    // The next TASK_RUNNING of t1 writes the record as Marathon has it.
+    h.ch.sink.push(TaskEvent::Status(t1.clone()));
+    testkit::eventually_async("t1 written back", Duration::from_secs(5), || async {
+        (h.store.get("t1").map(|r| r.started_at) == t1.started_at).then_some(())
+    })
+    .await;
+    h.stop().await;
+}

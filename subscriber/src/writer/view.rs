@@ -43,14 +43,29 @@ pub(super) struct Written {
     pub(super) service: Box<str>,
     pub(super) group: Box<str>,
     pub(super) json: Box<[u8]>,
+    /// The etcd mod revision this was read at (`None`: written by this
+    /// process since, revision not known). A later read of the key at the
+    /// same revision holds the same value, so it reuses this entry instead
+    /// of serialising the record again.
+    pub(super) revision: Option<i64>,
 }
 
 impl Written {
+    /// A record this process is about to write (its revision is not known).
     pub(super) fn of(r: &Instance) -> Written {
         Written {
             service: r.service.as_str().into(),
             group: r.group.as_str().into(),
             json: r.to_json().into_boxed_slice(),
+            revision: None,
+        }
+    }
+
+    /// A record read from etcd at `revision`.
+    pub(super) fn read(r: &Instance, revision: i64) -> Written {
+        Written {
+            revision: Some(revision),
+            ..Written::of(r)
         }
     }
 
