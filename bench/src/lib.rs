@@ -7,6 +7,7 @@ use std::time::Duration;
 pub mod chain;
 pub mod faults;
 pub mod raw_chain;
+pub mod receiver;
 pub mod setup;
 
 /// Latency summary of one series of samples.
