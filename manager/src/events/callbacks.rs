@@ -229,6 +229,32 @@ fn published(event: &marathon::Event) -> marathon::Event {
 /// not read (the connection is then not reused).
 pub(super) const MAX_RESPONSE_BODY: usize = 64 * 1024;
 
+/// How one URL's events are POSTed (public for the callback benchmark).
+pub struct CallbackSender {
+    how: Sender,
+    timeout: std::time::Duration,
+    policy: Arc<CallbackPolicy>,
+}
+
+impl CallbackSender {
+    /// The sender the delivery task of `url` uses.
+    pub fn new(url: &str, cfg: &EventsConfig) -> CallbackSender {
+        CallbackSender {
+            how: Sender::new(url, cfg),
+            timeout: cfg.callback_timeout,
+            policy: Arc::new(cfg.callback_policy.clone()),
+        }
+    }
+
+    /// POSTs one event body; `Err` says why it failed (error, timeout, non-2xx).
+    pub async fn post(&mut self, body: &Bytes) -> Result<(), String> {
+        match self.how.post(self.timeout, &self.policy, body).await {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+}
+
 /// How one URL's events are POSTed.
 enum Sender {
     /// Plain `http://`: our own kept-alive connection.
@@ -268,17 +294,19 @@ impl Sender {
     }
 
     /// POSTs one event body; `None` on success, else why it failed.
-    async fn post(&mut self, bus: &EventBus, body: &Bytes) -> Option<String> {
+    async fn post(
+        &mut self,
+        timeout: std::time::Duration,
+        policy: &CallbackPolicy,
+        body: &Bytes,
+    ) -> Option<String> {
         match self {
-            Sender::Direct(conn) => {
-                match tokio::time::timeout(bus.inner.config.callback_timeout, conn.post(body)).await
-                {
-                    Ok(Ok(status)) if (200..300).contains(&status) => None,
-                    Ok(Ok(status)) => Some(format!("status {status}")),
-                    Ok(Err(e)) => Some(e.to_string()),
-                    Err(_) => Some("timed out".into()),
-                }
-            }
+            Sender::Direct(conn) => match tokio::time::timeout(timeout, conn.post(body)).await {
+                Ok(Ok(status)) if (200..300).contains(&status) => None,
+                Ok(Ok(status)) => Some(format!("status {status}")),
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("timed out".into()),
+            },
             Sender::Reqwest { url, client } => {
                 let client = match client {
                     Ok(c) => c,
@@ -293,7 +321,7 @@ impl Sender {
                 if let Some(ip) = literal {
                     let port = url.port_or_known_default().unwrap_or(80);
                     let addr = std::net::SocketAddr::new(ip, port);
-                    if let Err(e) = bus.inner.config.callback_policy.check_addr(addr).await {
+                    if let Err(e) = policy.check_addr(addr).await {
                         return Some(e);
                     }
                 }
@@ -371,7 +399,7 @@ async fn deliver(bus: EventBus, queue: Arc<CallbackQueue>) {
     let counters = &bus.inner.counters;
     let mut backoff = daemon::Backoff::new(cfg.callback_backoff, cfg.callback_backoff_max);
     let url_for_logs = redacted(&queue.url);
-    let mut sender = Sender::new(&queue.url, &cfg);
+    let mut sender = CallbackSender::new(&queue.url, &cfg);
     let mut next = queue.front();
     loop {
         let Some(frame) = next.take() else {
@@ -383,7 +411,7 @@ async fn deliver(bus: EventBus, queue: Arc<CallbackQueue>) {
             continue;
         };
         let failure = tokio::select! {
-            r = sender.post(&bus, &frame.body) => r,
+            r = sender.post(&frame.body) => r.err(),
             _ = queue.cancel.cancelled() => return,
         };
         match failure {

@@ -46,6 +46,7 @@ mod http1;
 mod policy;
 mod sse;
 
+pub use callbacks::CallbackSender;
 pub use frame::{accepts_event_stream, StreamQuery};
 pub use policy::{redacted_url, CallbackPolicy, Cidr};
 
