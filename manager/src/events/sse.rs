@@ -109,15 +109,19 @@ pub(super) async fn stream_events(bus: web::Data<EventBus>, req: HttpRequest) ->
                         }
                         break;
                     };
-                    // Send what is already queued in one write.
-                    let mut buf = BytesMut::from(frame.sse(light).as_ref());
+                    // Send what is already queued in one write; a single
+                    // frame goes out as the shared bytes, without a copy.
+                    let first = frame.sse(light).clone();
+                    let mut joined: Option<BytesMut> = None;
                     let mut n = 1;
                     while let Ok(more) = rx.try_recv() {
-                        buf.extend_from_slice(more.sse(light));
+                        joined
+                            .get_or_insert_with(|| BytesMut::from(first.as_ref()))
+                            .extend_from_slice(more.sse(light));
                         n += 1;
                     }
                     outstanding.fetch_sub(n, Ordering::SeqCst);
-                    yield Ok(buf.freeze());
+                    yield Ok(joined.map_or(first, BytesMut::freeze));
                 }
                 _ = beat.tick() => {
                     yield Ok(Bytes::from_static(marathon::sse::HEARTBEAT.as_bytes()));
