@@ -19,7 +19,7 @@ use clap::Args;
 
 /// etcd endpoints, credentials and TLS material. Every flag has its
 /// environment variable. `Debug` never shows the password.
-#[derive(Clone, Default, Args)]
+#[derive(Clone, Debug, Default, Args)]
 pub struct EtcdArgs {
     /// etcd endpoints, comma separated (`http://h:2379`, `https://h:2379` or
     /// `h[:port]`: without a scheme, https when --etcd-ca/--etcd-cert is
@@ -36,6 +36,16 @@ pub struct EtcdArgs {
     #[arg(long, env = "ETCD_PORT")]
     pub etcd_port: Option<String>,
 
+    #[command(flatten)]
+    pub access: EtcdAccessArgs,
+}
+
+/// Who connects to etcd and how its certificate is checked: user/password
+/// and TLS material, without the endpoints. Part of [`EtcdArgs`]; flattened
+/// alone where a binary takes its endpoints its own way (the deployer's
+/// dashboard). `Debug` never shows the password.
+#[derive(Clone, Default, Args)]
+pub struct EtcdAccessArgs {
     /// etcd user name (authentication is off when absent).
     #[arg(long, env = "ETCD_USER")]
     pub etcd_user: Option<String>,
@@ -57,12 +67,9 @@ pub struct EtcdArgs {
     pub etcd_key: Option<PathBuf>,
 }
 
-impl fmt::Debug for EtcdArgs {
+impl fmt::Debug for EtcdAccessArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EtcdArgs")
-            .field("etcd_endpoints", &self.etcd_endpoints)
-            .field("etcd_host_address", &self.etcd_host_address)
-            .field("etcd_port", &self.etcd_port)
+        f.debug_struct("EtcdAccessArgs")
             .field("etcd_user", &self.etcd_user)
             .field(
                 "etcd_password",
@@ -72,6 +79,30 @@ impl fmt::Debug for EtcdArgs {
             .field("etcd_cert", &self.etcd_cert)
             .field("etcd_key", &self.etcd_key)
             .finish()
+    }
+}
+
+impl EtcdAccessArgs {
+    /// Connection settings for `endpoints` (comma separated, schemes not
+    /// yet settled: `https://` for bare ones when TLS material is given,
+    /// `http://` otherwise) with keys under `prefix`; an explicit `http://`
+    /// endpoint with TLS, a password without a user, a certificate without
+    /// its key (or the reverse) and a prefix with `..` are refused.
+    pub fn settings(
+        &self,
+        endpoints: &str,
+        prefix: &str,
+    ) -> Result<registry::Settings, EtcdArgsError> {
+        registry::Settings::from_parts(
+            Some(endpoints),
+            Some(prefix),
+            self.etcd_user.as_deref(),
+            self.etcd_password.as_deref(),
+            self.etcd_ca.clone(),
+            self.etcd_cert.clone(),
+            self.etcd_key.clone(),
+        )
+        .map_err(|e| EtcdArgsError(e.to_string()))
     }
 }
 
@@ -104,23 +135,10 @@ impl EtcdArgs {
         })
     }
 
-    /// Connection settings with keys under `prefix`. Endpoints without a
-    /// scheme get `https://` when TLS material is given, `http://`
-    /// otherwise; an explicit `http://` endpoint with TLS, a password
-    /// without a user, a certificate without its key (or the reverse) and a
-    /// prefix with `..` are refused.
+    /// Connection settings with keys under `prefix`, by the rules of
+    /// [`EtcdAccessArgs::settings`].
     pub fn settings(&self, prefix: &str) -> Result<registry::Settings, EtcdArgsError> {
-        let endpoints = self.raw_endpoints()?;
-        registry::Settings::from_parts(
-            Some(&endpoints),
-            Some(prefix),
-            self.etcd_user.as_deref(),
-            self.etcd_password.as_deref(),
-            self.etcd_ca.clone(),
-            self.etcd_cert.clone(),
-            self.etcd_key.clone(),
-        )
-        .map_err(|e| EtcdArgsError(e.to_string()))
+        self.access.settings(&self.raw_endpoints()?, prefix)
     }
 
     /// The resolved endpoint URLs (what [`EtcdArgs::settings`] connects to).
@@ -148,15 +166,9 @@ mod tests {
 
     #[test]
     fn endpoint_resolution_table() {
-        type Case<'a> = (
-            Option<&'a str>,
-            Option<&'a str>,
-            Option<&'a str>,
-            Result<Vec<&'a str>, ()>,
-        );
         // (--etcd-endpoints, --etcd-host-address, --etcd-port) without TLS:
         // the subscriber's rules, unchanged.
-        let cases: &[Case] = &[
+        let cases: &[crate::fallback_table::Row<Vec<&str>>] = &[
             (None, None, None, Ok(vec!["http://127.0.0.1:2379"])),
             (
                 Some("http://a:2379, http://b:2379"),
@@ -188,23 +200,15 @@ mod tests {
             (Some(","), None, None, Err(())),
             (Some("ftp://a:1"), None, None, Err(())),
         ];
-        for (eps, host, port, want) in cases {
-            let a = EtcdArgs {
+        crate::fallback_table::check(cases, |eps, host, port| {
+            EtcdArgs {
                 etcd_endpoints: eps.map(str::to_string),
                 etcd_host_address: host.map(str::to_string),
                 etcd_port: port.map(str::to_string),
                 ..EtcdArgs::default()
-            };
-            let got = a.endpoints();
-            match want {
-                Ok(w) => assert_eq!(
-                    got,
-                    Ok(w.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
-                    "{eps:?} {host:?} {port:?}"
-                ),
-                Err(()) => assert!(got.is_err(), "{eps:?} {host:?} {port:?} -> {got:?}"),
             }
-        }
+            .endpoints()
+        });
     }
 
     #[test]
@@ -265,20 +269,19 @@ mod tests {
 
     #[test]
     fn settings_carry_prefix_auth_and_tls() {
-        let a = args(&[
-            "--etcd-endpoints",
-            "e:2379",
-            "--etcd-user",
-            "mgr",
-            "--etcd-password",
-            "s3cret-pw",
-            "--etcd-ca",
-            "/ca.pem",
-            "--etcd-cert",
-            "/c.pem",
-            "--etcd-key",
-            "/k.pem",
-        ]);
+        // (The flags parse into these fields: the manager's config test
+        // gives all of them on its command line.)
+        let a = EtcdArgs {
+            etcd_endpoints: Some("e:2379".into()),
+            access: EtcdAccessArgs {
+                etcd_user: Some("mgr".into()),
+                etcd_password: Some("s3cret-pw".into()),
+                etcd_ca: Some("/ca.pem".into()),
+                etcd_cert: Some("/c.pem".into()),
+                etcd_key: Some("/k.pem".into()),
+            },
+            ..EtcdArgs::default()
+        };
         let s = a.settings("/mdo/manager/").unwrap();
         assert_eq!(s.endpoints, vec!["https://e:2379"]);
         assert_eq!(s.prefix, "/mdo/manager");

@@ -113,13 +113,7 @@ mod tests {
 
     #[test]
     fn marathon_url_resolution_table() {
-        type Case<'a> = (
-            Option<&'a str>,
-            Option<&'a str>,
-            Option<&'a str>,
-            Result<&'a str, ()>,
-        );
-        let cases: &[Case] = &[
+        let cases: &[crate::fallback_table::Row<&str>] = &[
             (None, None, None, Ok("http://127.0.0.1:8080")),
             (
                 Some("http://m:9090/"),
@@ -166,13 +160,7 @@ mod tests {
             (Some("ftp://m"), None, None, Err(())),
             (Some("not a url"), None, None, Err(())),
         ];
-        for (url, host, port, want) in cases {
-            let got = marathon_url(*url, *host, *port);
-            match want {
-                Ok(w) => assert_eq!(got.as_deref(), Ok(*w), "{url:?} {host:?} {port:?}"),
-                Err(()) => assert!(got.is_err(), "{url:?} {host:?} {port:?} -> {got:?}"),
-            }
-        }
+        crate::fallback_table::check(cases, marathon_url);
     }
 
     #[test]

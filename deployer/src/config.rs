@@ -141,21 +141,10 @@ pub struct ServeArgs {
     /// Registry prefix in etcd the dashboard reads records from (at --etcd-endpoints).
     #[arg(long, env = "REGISTRY_PREFIX", default_value = "/services")]
     pub prefix: String,
-    /// etcd user for reading the registry (read access to the prefix is enough).
-    #[arg(long, env = "ETCD_USER")]
-    pub etcd_user: Option<String>,
-    /// etcd password for --etcd-user (never logged).
-    #[arg(long, env = "ETCD_PASSWORD", hide_env_values = true)]
-    pub etcd_password: Option<String>,
-    /// CA certificate (PEM) to verify etcd's TLS certificate.
-    #[arg(long, env = "ETCD_CA")]
-    pub etcd_ca: Option<PathBuf>,
-    /// Client certificate (PEM) for etcd TLS client authentication (needs --etcd-key).
-    #[arg(long, env = "ETCD_CERT")]
-    pub etcd_cert: Option<PathBuf>,
-    /// Client key (PEM) for --etcd-cert.
-    #[arg(long, env = "ETCD_KEY")]
-    pub etcd_key: Option<PathBuf>,
+    // How the dashboard connects to etcd (user, password, TLS) at
+    // --etcd-endpoints; read access to the prefix is enough.
+    #[command(flatten)]
+    pub etcd: daemon::EtcdAccessArgs,
 }
 
 /// Settings shared by every command, validated.
@@ -263,16 +252,9 @@ impl ServeArgs {
             None
         } else {
             Some(
-                registry::Settings::from_parts(
-                    Some(&common.etcd_endpoints_raw()?),
-                    Some(&self.prefix),
-                    self.etcd_user.as_deref(),
-                    self.etcd_password.as_deref(),
-                    self.etcd_ca.clone(),
-                    self.etcd_cert.clone(),
-                    self.etcd_key.clone(),
-                )
-                .map_err(|e| ConfigError(format!("registry (etcd) settings: {e}")))?,
+                self.etcd
+                    .settings(&common.etcd_endpoints_raw()?, &self.prefix)
+                    .map_err(|e| ConfigError(format!("registry (etcd) settings: {e}")))?,
             )
         };
         let registry_view_url =
@@ -312,35 +294,46 @@ mod tests {
 
     #[test]
     fn compat_names_fill_in_when_new_ones_are_absent() {
-        let cli = parse(&[
-            "--marathon-host",
-            "m1",
-            "--etcd-host-address",
-            "10.0.0.1",
-            "--etcd-port",
-            "4001",
-            "status",
-        ]);
-        let s = cli.common.settings().unwrap();
-        assert_eq!(s.marathon.url, "http://m1:8080");
-        assert_eq!(s.translate.container_etcd_endpoints, "http://10.0.0.1:4001");
-        let cli = parse(&[
-            "status",
-            "--marathon-url",
-            "http://a:1",
-            "--marathon-host",
-            "m1",
-            "--etcd-endpoints",
-            "http://e:2379",
-            "--container-etcd-endpoints",
-            "http://172.17.0.1:2379",
-        ]);
-        let s = cli.common.settings().unwrap();
-        assert_eq!(s.marathon.url, "http://a:1");
-        assert_eq!(
-            s.translate.container_etcd_endpoints,
-            "http://172.17.0.1:2379"
-        );
+        // (command line, Marathon URL, endpoints handed to the containers)
+        let cases: &[(&[&str], &str, &str)] = &[
+            (
+                &["--marathon-host", "m1", "--etcd-host-address", "10.0.0.1"],
+                "http://m1:8080",
+                "http://10.0.0.1:2379",
+            ),
+            (
+                &["--etcd-host-address", "10.0.0.1", "--etcd-port", "4001"],
+                "http://127.0.0.1:8080",
+                "http://10.0.0.1:4001",
+            ),
+            (
+                &["--marathon-url", "http://a:1", "--marathon-host", "m1"],
+                "http://a:1",
+                "http://127.0.0.1:2379",
+            ),
+            (
+                &[
+                    "--etcd-endpoints",
+                    "http://e:2379",
+                    "--etcd-host-address",
+                    "10.0.0.1",
+                    "--container-etcd-endpoints",
+                    "http://172.17.0.1:2379",
+                ],
+                "http://127.0.0.1:8080",
+                "http://172.17.0.1:2379",
+            ),
+        ];
+        for (args, marathon, container) in cases {
+            // The common flags are global: before and after the command.
+            let before: Vec<&str> = args.iter().copied().chain(["status"]).collect();
+            let after: Vec<&str> = ["status"].into_iter().chain(args.iter().copied()).collect();
+            for line in [before, after] {
+                let s = parse(&line).common.settings().unwrap();
+                assert_eq!(s.marathon.url, *marathon, "{line:?}");
+                assert_eq!(s.translate.container_etcd_endpoints, *container, "{line:?}");
+            }
+        }
     }
 
     #[test]

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser};
 use deployer::actions::{self, CliError};
 use deployer::config::{Cli, Command};
 use tokio_util::sync::CancellationToken;
@@ -24,14 +23,9 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match daemon::parse_cli() {
         Ok(c) => c,
-        Err(e) if !e.use_stderr() => {
-            // --help / --version
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => return fail(usage_line(&e), 64),
+        Err(code) => return code,
     };
     let settings = match cli.common.settings() {
         Ok(s) => s,
@@ -114,40 +108,5 @@ async fn serve(config: deployer::config::ServeConfig) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format_args!("server failed: {e}"), 1),
-    }
-}
-
-/// A usage error as one line: clap's message without its `error: ` prefix,
-/// with its continuation lines (missing arguments, possible values, a tip)
-/// but without the usage and the `--help` hint.
-fn usage_line(e: &clap::Error) -> String {
-    use clap::error::ErrorKind;
-    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-        let names: Vec<String> = Cli::command()
-            .get_subcommands()
-            .map(|c| c.get_name().to_string())
-            .filter(|n| n != "help")
-            .collect();
-        return format!(
-            "a command is required ({}); see deployer --help",
-            names.join(", ")
-        );
-    }
-    let text = e.to_string();
-    let mut line = String::new();
-    for part in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        if part.starts_with("Usage:") || part.starts_with("For more information") {
-            break;
-        }
-        let part = part.trim_start_matches("error: ");
-        if !line.is_empty() {
-            line.push_str(if line.ends_with(':') { " " } else { "; " });
-        }
-        line.push_str(part);
-    }
-    if line.is_empty() {
-        "invalid arguments; see deployer --help".into()
-    } else {
-        line
     }
 }
