@@ -11,6 +11,10 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    // `--log-format` / `LOG_FORMAT`, as in every mdo binary (global: before
+    // or after the command).
+    #[command(flatten)]
+    pub log: daemon::LogArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -211,3 +211,18 @@ fn bad_flags_exit_64_with_one_line_help_and_version_exit_0() {
         }
     }
 }
+
+/// The log format is one flag in every binary but the task shim (daemon's
+/// `LogArgs`): on the top page and on every subcommand's page.
+#[test]
+fn every_binary_takes_the_log_format() {
+    let helps = helps();
+    for bin in BINARIES.iter().filter(|b| **b != "mdo-task-shim") {
+        for page in helps.pages(bin) {
+            let block = page.options.get("--log-format").unwrap_or_else(|| {
+                panic!("{bin} {:?}: no --log-format in\n{}", page.sub, page.text)
+            });
+            assert!(block.contains("[env: LOG_FORMAT"), "{bin}: {block}");
+        }
+    }
+}
