@@ -332,54 +332,113 @@ mod tests {
         }
     }
 
+    /// The arguments of [`Settings::from_parts`], all absent by default.
+    #[derive(Clone, Copy, Default)]
+    struct Parts<'a> {
+        endpoints: Option<&'a str>,
+        prefix: Option<&'a str>,
+        user: Option<&'a str>,
+        password: Option<&'a str>,
+        ca: Option<&'a str>,
+        cert: Option<&'a str>,
+        key: Option<&'a str>,
+    }
+
+    impl Parts<'_> {
+        fn settings(self) -> Result<Settings> {
+            Settings::from_parts(
+                self.endpoints,
+                self.prefix,
+                self.user,
+                self.password,
+                self.ca.map(PathBuf::from),
+                self.cert.map(PathBuf::from),
+                self.key.map(PathBuf::from),
+            )
+        }
+    }
+
     #[test]
     fn settings_from_parts() {
-        let s = Settings::from_parts(Some("a:1,https://b:2"), None, None, None, None, None, None)
-            .unwrap();
-        assert_eq!(s.endpoints, vec!["http://a:1", "https://b:2"]);
-        assert_eq!(s.prefix, "/services");
-        assert!(s.auth.is_none() && s.tls.is_none());
-
-        let s = Settings::from_parts(
-            None,
-            Some("/x/"),
-            Some("root"),
-            Some("pw"),
-            Some("/ca.pem".into()),
-            None,
-            None,
-        )
-        .unwrap();
-        assert_eq!(s.endpoints, vec!["https://127.0.0.1:2379"]);
-        let s = Settings::from_parts(
-            Some("a:1"),
-            Some("/x/"),
-            Some("root"),
-            Some("pw"),
-            Some("/ca.pem".into()),
-            None,
-            None,
-        )
-        .unwrap();
-        assert_eq!(s.endpoints, vec!["https://a:1"]);
-        assert_eq!(s.prefix, "/x");
-        assert_eq!(s.auth, Some(("root".into(), "pw".into())));
-        assert!(Settings::from_parts(
-            Some("http://a:1"),
-            None,
-            None,
-            None,
-            Some("/ca".into()),
-            None,
-            None
-        )
-        .is_err());
-        assert!(
-            Settings::from_parts(Some("a:1"), None, None, None, None, Some("/c".into()), None)
-                .is_err()
-        );
-        assert!(Settings::from_parts(None, None, None, Some("pw"), None, None, None).is_err());
-        assert!(Settings::from_parts(None, Some("/a/../b"), None, None, None, None, None).is_err());
+        /// What the settings hold: endpoints, prefix, user/password, TLS.
+        type Want<'a> = (&'a [&'a str], &'a str, Option<(&'a str, &'a str)>, bool);
+        let root = Some(("root", "pw"));
+        let cases: &[(Parts, Option<Want>)] = &[
+            (
+                Parts {
+                    endpoints: Some("a:1,https://b:2"),
+                    ..Parts::default()
+                },
+                Some((&["http://a:1", "https://b:2"], "/services", None, false)),
+            ),
+            (
+                Parts {
+                    prefix: Some("/x/"),
+                    user: Some("root"),
+                    password: Some("pw"),
+                    ca: Some("/ca.pem"),
+                    ..Parts::default()
+                },
+                Some((&["https://127.0.0.1:2379"], "/x", root, true)),
+            ),
+            (
+                Parts {
+                    endpoints: Some("a:1"),
+                    prefix: Some("/x/"),
+                    user: Some("root"),
+                    password: Some("pw"),
+                    ca: Some("/ca.pem"),
+                    ..Parts::default()
+                },
+                Some((&["https://a:1"], "/x", root, true)),
+            ),
+            // An explicit http:// endpoint with TLS.
+            (
+                Parts {
+                    endpoints: Some("http://a:1"),
+                    ca: Some("/ca"),
+                    ..Parts::default()
+                },
+                None,
+            ),
+            // A certificate without its key.
+            (
+                Parts {
+                    endpoints: Some("a:1"),
+                    cert: Some("/c"),
+                    ..Parts::default()
+                },
+                None,
+            ),
+            // A password without a user.
+            (
+                Parts {
+                    password: Some("pw"),
+                    ..Parts::default()
+                },
+                None,
+            ),
+            (
+                Parts {
+                    prefix: Some("/a/../b"),
+                    ..Parts::default()
+                },
+                None,
+            ),
+        ];
+        for (i, (parts, want)) in cases.iter().enumerate() {
+            let got = parts.settings();
+            let Some((endpoints, prefix, auth, tls)) = want else {
+                assert!(got.is_err(), "case {i}: {got:?}");
+                continue;
+            };
+            let s = got.unwrap_or_else(|e| panic!("case {i}: {e}"));
+            assert_eq!(s.endpoints, *endpoints, "case {i}");
+            assert_eq!(s.prefix, *prefix, "case {i}");
+            let auth = auth.map(|(u, p)| (u.to_string(), p.to_string()));
+            assert_eq!(s.auth, auth, "case {i}");
+            assert_eq!(s.tls.is_some(), *tls, "case {i}");
+        }
     }
 
     #[test]
