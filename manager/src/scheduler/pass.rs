@@ -4,7 +4,7 @@
 //! wait (`/v2/queue`) and the deployments that are done. The reconcile loop
 //! ([`crate::reconcile`]) applies the result.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use marathon::{App, TaskState};
@@ -14,7 +14,7 @@ use crate::bounds;
 use crate::core::Core;
 use crate::ports::{self, Allocation};
 use crate::runtime::{workload, Workload};
-use crate::state::State;
+use crate::state::{State, TaskRecord};
 
 /// What the node offers a pass, and the facts of the outside world it needs.
 pub struct Offer<'a> {
@@ -96,9 +96,11 @@ pub fn desired(app: &App) -> Desired {
     }
 }
 
-/// The app's active tasks that are not being killed, as the planner sees them.
-pub fn actuals(s: &State, app_id: &str) -> Vec<Actual> {
-    s.tasks_of(app_id)
+/// The app's active tasks that are not being killed, as the planner sees
+/// them; `tasks`: the app's tasks ([`tasks_by_app`]).
+pub fn actuals(s: &State, app_id: &str, tasks: &[&TaskRecord]) -> Vec<Actual> {
+    tasks
+        .iter()
         .filter(|t| t.is_active() && t.state != TaskState::Killing)
         .map(|t| Actual {
             task_id: t.id.clone(),
@@ -115,9 +117,21 @@ pub fn actuals(s: &State, app_id: &str) -> Vec<Actual> {
         .collect()
 }
 
+/// Every task by its app id, gathered once per pass: looking each app's
+/// tasks up in all the tasks would make a pass cost apps x tasks.
+fn tasks_by_app(s: &State) -> HashMap<&str, Vec<&TaskRecord>> {
+    let mut by_app: HashMap<&str, Vec<&TaskRecord>> = HashMap::new();
+    for t in s.tasks.values() {
+        by_app.entry(t.app_id.as_str()).or_default().push(t);
+    }
+    by_app
+}
+
 /// One pass over every app (defined, or with active tasks), in app id order.
 pub fn plan_pass(s: &State, offer: &Offer) -> PassPlan {
     let mut out = PassPlan::default();
+    let by_app = tasks_by_app(s);
+    let tasks_of = |app_id: &str| by_app.get(app_id).map_or(&[][..], Vec::as_slice);
     let mut app_ids: BTreeSet<&str> = s.apps.keys().map(String::as_str).collect();
     let active = || s.tasks.values().filter(|t| t.is_active());
     app_ids.extend(active().map(|t| t.app_id.as_str()));
@@ -131,7 +145,14 @@ pub fn plan_pass(s: &State, offer: &Offer) -> PassPlan {
     let mut changed: BTreeSet<&str> = BTreeSet::new();
     for app_id in app_ids {
         let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            plan_app(s, offer, &mut used, &mut out.port_attempts, app_id)
+            plan_app(
+                s,
+                offer,
+                &mut used,
+                &mut out.port_attempts,
+                app_id,
+                tasks_of(app_id),
+            )
         }));
         match planned {
             Ok(p) => {
@@ -155,12 +176,13 @@ pub fn plan_pass(s: &State, offer: &Offer) -> PassPlan {
         .values()
         .filter(|d| {
             d.affected_apps.iter().all(|app_id| {
-                let draining = s.tasks_of(app_id).any(|t| t.state == TaskState::Killing);
+                let tasks = tasks_of(app_id);
+                let draining = tasks.iter().any(|t| t.state == TaskState::Killing);
                 !changed.contains(app_id.as_str())
                     && !draining
                     && converged(
                         s.apps.get(app_id).map(desired).as_ref(),
-                        &actuals(s, app_id),
+                        &actuals(s, app_id, tasks),
                     )
             })
         })
@@ -177,11 +199,12 @@ fn plan_app(
     used: &mut Used,
     attempts: &mut u64,
     app_id: &str,
+    tasks: &[&TaskRecord],
 ) -> AppPlan {
     let app = s.apps.get(app_id);
     let mut out = AppPlan::default();
-    let here = s.tasks_of(app_id).filter(|t| t.is_active()).count();
-    for action in plan(app.map(desired).as_ref(), &actuals(s, app_id)) {
+    let here = tasks.iter().filter(|t| t.is_active()).count();
+    for action in plan(app.map(desired).as_ref(), &actuals(s, app_id, tasks)) {
         match action {
             Action::Kill(id) => out.kills.push(id),
             Action::Launch(n) => {
