@@ -1,37 +1,15 @@
 //! Integration tests against a real etcd (one per test).
 
-use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use futures::StreamExt;
 use registry::{
-    Error, Expect, Instance, InstanceName, Op, Outcome, Port, Registry, Scope, Settings,
-    WatchEvent, WatchStream,
+    Error, Expect, InstanceName, Op, Outcome, Registry, Scope, Settings, WatchEvent, WatchStream,
 };
+use testkit::records::instance;
 use testkit::Etcd;
 
 const T: Duration = Duration::from_secs(15);
-
-fn instance(service: &str, group: &str, container: &str) -> Instance {
-    Instance {
-        schema: 1,
-        service: service.into(),
-        group: group.into(),
-        labels: registry::naming::labels_from_group(group),
-        container: container.into(),
-        app_id: format!("/{group}/{service}"),
-        app_version: "2026-11-22T10:00:00.000Z".into(),
-        node: "node-1".into(),
-        host: "10.0.0.5".into(),
-        internal_address: Some("172.17.0.3".into()),
-        ports: BTreeMap::from([("api".to_string(), Port::tcp(31001, 5000))]),
-        state: "TASK_RUNNING".into(),
-        healthy: None,
-        started_at: "2026-11-22T10:00:01.000Z".into(),
-        owner: "default".into(),
-    }
-}
 
 async fn connect(etcd: &Etcd) -> Registry {
     Registry::connect(&Settings::new([etcd.endpoint()]))
@@ -415,19 +393,7 @@ async fn watch_resumes_after_etcd_restart_without_losing_events() {
 }
 
 fn etcdctl(endpoint: &str, args: &[&str]) -> String {
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints")
-        .arg(endpoint)
-        .args(args)
-        .output()
-        .expect("etcdctl runs");
-    assert!(
-        out.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    testkit::etcd::etcdctl(endpoint, args).unwrap()
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use registry::{Registry, Settings};
 use support::wait_containers;
-use testkit::etcd::{LimitedUser, ROOT_PASSWORD};
+use testkit::etcd::LimitedUser;
 use testkit::marathon_stub::{host_app, Stub};
 use testkit::{ChildGuard, Etcd, EtcdTls};
 
@@ -89,12 +89,6 @@ async fn writes_records_over_tls_with_a_client_certificate() {
     let etcd = EtcdTls::start_secured();
     let (ca, cert, key) = etcd.client_files();
     let endpoint = etcd.endpoint();
-    let mut settings = Settings::new([endpoint.clone()]);
-    settings.tls = Some(registry::Tls {
-        ca: Some(etcd.ca()),
-        cert: Some(etcd.client_cert()),
-        key: Some(etcd.client_key()),
-    });
 
     let stub = Stub::start().await;
     stub.add_app(host_app("/web", &["api"]));
@@ -108,7 +102,7 @@ async fn writes_records_over_tls_with_a_client_certificate() {
     )
     .await;
 
-    let reg = Registry::connect(&settings).await.unwrap();
+    let reg = Registry::connect(&etcd.client_settings()).await.unwrap();
     let task = stub.start_task("/web", &[31001]);
     wait_containers(&reg, vec![task.clone()], "the task's record over TLS").await;
     let keys = etcd
@@ -130,10 +124,7 @@ async fn writes_records_as_a_user_limited_to_services() {
         "readwrite",
     ));
     let ep = etcd.endpoint();
-    let anonymous = Settings::new([ep.clone()]);
-    let root = Registry::connect(&anonymous.clone().with_auth("root", ROOT_PASSWORD))
-        .await
-        .unwrap();
+    let root = Registry::connect(&etcd.root_settings()).await.unwrap();
 
     let stub = Stub::start().await;
     stub.add_app(host_app("/web", &["api"]));
@@ -157,7 +148,7 @@ async fn writes_records_as_a_user_limited_to_services() {
         .instance;
     assert_eq!(record.ports["api"].external, 31001);
     // The subscriber's own credentials read it back too.
-    let own = Registry::connect(&anonymous.with_auth("subscriber", "sub-s3cret"))
+    let own = Registry::connect(&Settings::new([ep]).with_auth("subscriber", "sub-s3cret"))
         .await
         .unwrap();
     wait_containers(&own, vec![task], "the task's record, as the subscriber").await;

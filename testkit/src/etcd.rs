@@ -1,6 +1,7 @@
 //! A real etcd server per test: its own temp data dir, free loopback ports,
 //! readiness polled with a deadline, killed (and its data removed) on drop.
 
+use std::ffi::OsStr;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -503,16 +504,40 @@ impl Etcd {
     pub fn start_with_user(user: &LimitedUser) -> Etcd {
         let etcd = Etcd::start().expect("etcd");
         enable_auth(&etcd.endpoint(), ROOT_PASSWORD, user);
-        let out = std::process::Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &etcd.endpoint()])
-            .args(["--dial-timeout", "2s", "--command-timeout", "3s"])
-            .args(["get", "/services/", "--prefix"])
-            .output()
-            .expect("etcdctl runs");
-        assert!(!out.status.success(), "an anonymous client must be refused");
+        assert!(
+            etcdctl(&etcd.endpoint(), &["get", "/services/", "--prefix"]).is_err(),
+            "an anonymous client must be refused"
+        );
         etcd
     }
+
+    /// Settings for `root` (password [`ROOT_PASSWORD`]) on an etcd from
+    /// [`Etcd::start_with_user`]: a client that may write anywhere.
+    pub fn root_settings(&self) -> registry::Settings {
+        registry::Settings::new([self.endpoint()]).with_auth("root", ROOT_PASSWORD)
+    }
+}
+
+/// Runs `etcdctl` (API v3) against `endpoint`, anonymously; its stdout, or an
+/// error with its stderr.
+pub fn etcdctl(endpoint: &str, args: &[&str]) -> Result<String> {
+    etcdctl_with(endpoint, &[], args)
+}
+
+/// [`etcdctl`] with connection `flags` (TLS material) before `args`.
+pub(crate) fn etcdctl_with(endpoint: &str, flags: &[&OsStr], args: &[&str]) -> Result<String> {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint])
+        .args(flags)
+        .args(["--dial-timeout", "2s", "--command-timeout", "5s"])
+        .args(args)
+        .output()
+        .context("running etcdctl")?;
+    if !out.status.success() {
+        bail!("etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Turns authentication on in the etcd at `endpoint` (through etcdctl):
@@ -520,17 +545,9 @@ impl Etcd {
 /// refused afterwards. Panics with etcdctl's message when a step fails.
 pub fn enable_auth(endpoint: &str, root_password: &str, limited: &LimitedUser) {
     let run = |args: &[&str]| {
-        let out = std::process::Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args(["--endpoints", endpoint])
-            .args(args)
-            .output()
-            .expect("etcdctl runs");
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if let Err(e) = etcdctl(endpoint, args) {
+            panic!("{e}");
+        }
     };
     run(&["user", "add", &format!("root:{root_password}")]);
     run(&["role", "add", limited.role]);

@@ -2,7 +2,9 @@
 //! test, child-process guards, polling with a deadline, the CI rule that
 //! Docker tests fail (never skip) when `CI=true` and no engine answers, the
 //! workspace's binaries built on demand, the manager binary as a test's
-//! process (`manager`), and a Marathon API stub (`marathon_stub`).
+//! process (`manager`), a Marathon API stub (`marathon_stub`), sample
+//! registry records (`records`) and an etcd refusing anonymous clients with
+//! the credentials a container gets for it (`secured`).
 //!
 //! Dev-only: never a dependency of product code.
 
@@ -14,10 +16,13 @@ pub mod images;
 pub mod manager;
 pub mod marathon_stub;
 pub mod process;
+pub mod records;
+pub mod secured;
 pub mod tls;
 
 pub use etcd::{free_port, Etcd, EtcdCluster};
 pub use process::{eventually, eventually_async, ChildGuard};
+pub use secured::SecuredEtcd;
 pub use tls::EtcdTls;
 
 use std::path::PathBuf;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::etcd::{etcd_binary, free_port};
+use crate::etcd::{etcd_binary, etcdctl_with, free_port};
 
 fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
     let out = Command::new("openssl")
@@ -200,21 +200,31 @@ impl EtcdTls {
     /// without a client certificate is refused.
     pub fn start_secured() -> EtcdTls {
         let etcd = EtcdTls::start().expect("TLS etcd");
-        let out = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg("--endpoints")
-            .arg(etcd.endpoint())
-            .arg("--cacert")
-            .arg(etcd.ca())
-            .args(["--dial-timeout", "2s", "--command-timeout", "3s"])
-            .args(["get", "/services/", "--prefix"])
-            .output()
-            .expect("etcdctl runs");
+        let ca = etcd.ca();
+        let ca_only = ["--cacert".as_ref(), ca.as_os_str()];
         assert!(
-            !out.status.success(),
+            etcdctl_with(
+                &etcd.endpoint(),
+                &ca_only,
+                &["get", "/services/", "--prefix"]
+            )
+            .is_err(),
             "a client without a certificate must be refused"
         );
         etcd
+    }
+
+    /// Settings for a client trusting this server's CA and presenting the
+    /// client certificate.
+    pub fn client_settings(&self) -> registry::Settings {
+        registry::Settings {
+            tls: Some(registry::Tls {
+                ca: Some(self.ca()),
+                cert: Some(self.client_cert()),
+                key: Some(self.client_key()),
+            }),
+            ..registry::Settings::new([self.endpoint()])
+        }
     }
 
     /// The CA, client certificate and key paths, as text (for flags and
@@ -231,24 +241,16 @@ impl EtcdTls {
     /// Runs `etcdctl` against this server with the CA and the client
     /// certificate; its stdout, or an error with its stderr.
     pub fn etcdctl(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg("--endpoints")
-            .arg(self.endpoint())
-            .arg("--cacert")
-            .arg(self.ca())
-            .arg("--cert")
-            .arg(self.client_cert())
-            .arg("--key")
-            .arg(self.client_key())
-            .args(["--dial-timeout", "2s", "--command-timeout", "5s"])
-            .args(args)
-            .output()
-            .context("running etcdctl")?;
-        if !out.status.success() {
-            bail!("etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        let (ca, cert, key) = (self.ca(), self.client_cert(), self.client_key());
+        let flags = [
+            "--cacert".as_ref(),
+            ca.as_os_str(),
+            "--cert".as_ref(),
+            cert.as_os_str(),
+            "--key".as_ref(),
+            key.as_os_str(),
+        ];
+        etcdctl_with(&self.endpoint(), &flags, args)
     }
 }
 

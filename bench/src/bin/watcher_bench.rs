@@ -21,8 +21,8 @@ use anyhow::{bail, Context, Result};
 use bench::{report, report_latency, rss_mib, Stats};
 use clap::Parser;
 use registry::etcd_client::{EventType, WatchOptions};
-use registry::{Instance, InstanceName, Port, Registry, Settings};
-use testkit::Etcd;
+use registry::{Instance, InstanceName, Registry, Settings};
+use testkit::{records, Etcd};
 
 #[derive(Parser)]
 struct Args {
@@ -37,23 +37,12 @@ struct Args {
     watcher: Option<PathBuf>,
 }
 
+/// A healthy record of `container` of `service` with port `api` `port`.
 fn instance(service: &str, container: &str, port: u16) -> Instance {
     Instance {
-        schema: 1,
-        service: service.into(),
-        group: "default".into(),
-        labels: vec![],
-        container: container.into(),
-        app_id: format!("/{service}"),
-        app_version: "2026-11-22T10:00:00.000Z".into(),
-        node: "node-1".into(),
-        host: "10.0.0.5".into(),
-        internal_address: Some("172.17.0.3".into()),
-        ports: [("api".to_string(), Port::tcp(port, 5000))].into(),
-        state: "TASK_RUNNING".into(),
+        ports: records::ports(&[("api", port, 5000)]),
         healthy: Some(true),
-        started_at: "2026-11-22T10:00:01.000Z".into(),
-        owner: "default".into(),
+        ..records::instance(service, "default", container)
     }
 }
 
