@@ -9,7 +9,7 @@ use tokio::sync::OnceCell;
 
 use crate::env::Environment;
 use crate::error::{Error, Result};
-use crate::lookup::{find_port, node_list};
+use crate::lookup::{find_port, node_list, port_or_default, Side};
 
 /// maestro-ng's guest functions over the live registry. Environment-only
 /// lookups never touch etcd; the connection is made on first use.
@@ -158,7 +158,9 @@ impl AsyncGuestUtils {
         Ok(nodes)
     }
 
-    async fn specific(&self, service: &str, container: &str) -> Result<Instance> {
+    /// The record of one container of `service` (what the `get_specific_*`
+    /// lookups read).
+    pub async fn specific_instance(&self, service: &str, container: &str) -> Result<Instance> {
         let snapshot = self.service(service).await?;
         snapshot
             .find_container(container)
@@ -171,7 +173,7 @@ impl AsyncGuestUtils {
 
     /// The host address of one container of `service`.
     pub async fn get_specific_host(&self, service: &str, container: &str) -> Result<String> {
-        Ok(self.specific(service, container).await?.host)
+        Ok(self.specific_instance(service, container).await?.host)
     }
 
     /// The external port `port` of one container of `service`, else `default`.
@@ -182,8 +184,8 @@ impl AsyncGuestUtils {
         port: &str,
         default: Option<u16>,
     ) -> Result<u16> {
-        let instance = self.specific(service, container).await?;
-        port_or_default(&instance, port, default, |p| p.external)
+        let instance = self.specific_instance(service, container).await?;
+        port_or_default(&instance, port, Side::External, default)
     }
 
     /// The exposed (container-side) port `port` of one container, else `default`.
@@ -194,8 +196,8 @@ impl AsyncGuestUtils {
         port: &str,
         default: Option<u16>,
     ) -> Result<u16> {
-        let instance = self.specific(service, container).await?;
-        port_or_default(&instance, port, default, |p| p.exposed)
+        let instance = self.specific_instance(service, container).await?;
+        port_or_default(&instance, port, Side::Exposed, default)
     }
 
     /// Waits until at least `minimum` instances of `service` are registered
@@ -272,22 +274,5 @@ impl AsyncGuestUtils {
                 timeout,
             }),
         }
-    }
-}
-
-fn port_or_default(
-    instance: &Instance,
-    port: &str,
-    default: Option<u16>,
-    pick: impl Fn(&registry::Port) -> u16,
-) -> Result<u16> {
-    match (find_port(instance, port), default) {
-        (Some(p), _) => Ok(pick(p)),
-        (None, Some(d)) => Ok(d),
-        (None, None) => Err(Error::UnknownPort {
-            service: instance.service.clone(),
-            container: instance.container.clone(),
-            port: port.to_string(),
-        }),
     }
 }

@@ -1,7 +1,7 @@
 //! Lookups for code running inside a container: where are the other
 //! instances of the services I need, and on which ports? A maestro-ng
 //! compatible API (`get_node_list`, `get_port`, ...) that reads the registry
-//! live from etcd, plus [`GuestUtils::wait_for_nodes`].
+//! live from etcd, plus [`AsyncGuestUtils::wait_for_nodes`].
 //!
 //! What it owns: the guest side of DESIGN.md's environment contract, with
 //! its fallbacks for a real Marathon ([`Environment`]), and the formatting
@@ -14,7 +14,8 @@
 //! Python (the `guestutils/python` bindings wrap this crate).
 //!
 //! Two flavours: [`AsyncGuestUtils`] for async code, [`GuestUtils`] for
-//! blocking code (it owns a small runtime).
+//! blocking code: the same lookups, run on a small runtime of its own
+//! ([`GuestUtils::block_on`]).
 
 mod asynch;
 mod blocking;
@@ -23,6 +24,7 @@ mod error;
 pub mod lookup;
 
 pub use asynch::AsyncGuestUtils;
-pub use blocking::GuestUtils;
+pub use blocking::{runtime, GuestUtils};
 pub use env::Environment;
 pub use error::{Error, Result};
+pub use lookup::Side;

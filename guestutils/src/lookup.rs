@@ -3,6 +3,28 @@
 use registry::{Instance, Port};
 use tracing::warn;
 
+use crate::error::{Error, Result};
+
+/// Which side of a port mapping a lookup answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The host side, where peers connect (maestro's `get_specific_port`).
+    External,
+    /// The container side, where the service listens
+    /// (maestro's `get_specific_exposed_port`).
+    Exposed,
+}
+
+impl Side {
+    /// This side's number of `port`.
+    pub fn of(self, port: &Port) -> u16 {
+        match self {
+            Side::External => port.external,
+            Side::Exposed => port.exposed,
+        }
+    }
+}
+
 /// Instances usable by peers: carrying every label in `labels`, not
 /// reported unhealthy (`healthy: false`), sorted by container name.
 pub fn select<'a, S: AsRef<str>>(
@@ -27,6 +49,25 @@ pub fn find_port<'a>(instance: &'a Instance, name: &str) -> Option<&'a Port> {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, p)| p)
     })
+}
+
+/// Port `name` of `instance` on `side`, else `default`; an error naming the
+/// container when neither is there.
+pub fn port_or_default(
+    instance: &Instance,
+    name: &str,
+    side: Side,
+    default: Option<u16>,
+) -> Result<u16> {
+    match (find_port(instance, name), default) {
+        (Some(p), _) => Ok(side.of(p)),
+        (None, Some(d)) => Ok(d),
+        (None, None) => Err(Error::UnknownPort {
+            service: instance.service.clone(),
+            container: instance.container.clone(),
+            port: name.to_string(),
+        }),
+    }
 }
 
 /// maestro's node list: `host[:port1[:port2...]]` with external ports,
@@ -64,28 +105,13 @@ pub fn node_list<'a, P: AsRef<str>, L: AsRef<str>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn inst(container: &str, host: &str, labels: &[&str], ports: &[(&str, u16, u16)]) -> Instance {
+        let group = registry::naming::group_from_labels(labels);
         Instance {
-            schema: 1,
-            service: "web".into(),
-            group: registry::naming::group_from_labels(labels),
-            labels: labels.iter().map(|s| s.to_string()).collect(),
-            container: container.into(),
-            app_id: "/web".into(),
-            app_version: String::new(),
-            node: "n".into(),
             host: host.into(),
-            internal_address: None,
-            ports: ports
-                .iter()
-                .map(|(n, e, x)| (n.to_string(), Port::tcp(*e, *x)))
-                .collect::<BTreeMap<_, _>>(),
-            state: "TASK_RUNNING".into(),
-            healthy: None,
-            started_at: String::new(),
-            owner: "default".into(),
+            ports: testkit::records::ports(ports),
+            ..testkit::records::instance("web", &group, container)
         }
     }
 

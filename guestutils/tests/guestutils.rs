@@ -1,12 +1,12 @@
 //! guestutils against a real etcd, records written through `registry`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use guestutils::{AsyncGuestUtils, Environment, Error, GuestUtils};
-use registry::{Instance, Op, Port, Registry, Settings};
-use testkit::Etcd;
+use registry::{Instance, Op, Registry, Settings};
+use testkit::{records, Etcd};
 
+/// A record of `container` (internal address `172.17.0.<len(container)>`).
 fn instance(
     service: &str,
     labels: &[&str],
@@ -16,24 +16,10 @@ fn instance(
 ) -> Instance {
     let group = registry::naming::group_from_labels(labels);
     Instance {
-        schema: 1,
-        service: service.into(),
-        labels: registry::naming::labels_from_group(&group),
-        group,
-        container: container.into(),
-        app_id: format!("/{service}"),
-        app_version: "2026-11-22T10:00:00.000Z".into(),
-        node: "node-1".into(),
         host: host.into(),
         internal_address: Some(format!("172.17.0.{}", container.len())),
-        ports: ports
-            .iter()
-            .map(|(n, e, x)| (n.to_string(), Port::tcp(*e, *x)))
-            .collect::<BTreeMap<_, _>>(),
-        state: "TASK_RUNNING".into(),
-        healthy: None,
-        started_at: "2026-11-22T10:00:01.000Z".into(),
-        owner: "default".into(),
+        ports: records::ports(ports),
+        ..records::instance(service, &group, container)
     }
 }
 
@@ -433,27 +419,37 @@ fn blocking_api() {
     .unwrap();
     let none: [&str; 0] = [];
     assert_eq!(
-        g.get_node_list("ingestor", &["api"], 2, &["dev"]).unwrap(),
+        g.block_on(g.get_node_list("ingestor", &["api"], 2, &["dev"]))
+            .unwrap(),
         vec!["10.0.0.1:31001", "10.0.0.2:31002"]
     );
-    assert_eq!(g.get_port("api", None).unwrap(), 5000);
+    assert_eq!(g.block_on(g.get_port("api", None)).unwrap(), 5000);
+    // Environment-only lookups need no runtime.
     assert_eq!(g.get_environment_name().unwrap(), "dev.eu");
-    assert_eq!(g.get_specific_host("db", "db.1").unwrap(), "10.0.0.9");
     assert_eq!(
-        g.get_specific_port("db", "db.1", "pg", None).unwrap(),
+        g.block_on(g.get_specific_host("db", "db.1")).unwrap(),
+        "10.0.0.9"
+    );
+    assert_eq!(
+        g.block_on(g.get_specific_port("db", "db.1", "pg", None))
+            .unwrap(),
         35432
     );
     assert_eq!(
-        g.get_specific_exposed_port("db", "db.1", "pg", None)
+        g.block_on(g.get_specific_exposed_port("db", "db.1", "pg", None))
             .unwrap(),
         5432
     );
-    assert_eq!(g.get_container_internal_address().unwrap(), "172.17.0.10");
     assert_eq!(
-        g.wait_for_nodes("db", 1, Duration::from_secs(5)).unwrap(),
+        g.block_on(g.get_container_internal_address()).unwrap(),
+        "172.17.0.10"
+    );
+    assert_eq!(
+        g.block_on(g.wait_for_nodes("db", 1, Duration::from_secs(5)))
+            .unwrap(),
         vec!["10.0.0.9"]
     );
-    assert!(g.get_node_list("db", &none, 2, &none).is_err());
+    assert!(g.block_on(g.get_node_list("db", &none, 2, &none)).is_err());
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use guestutils::lookup::{port_or_default, Side};
 use guestutils::{AsyncGuestUtils, Environment, Error};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -49,13 +50,7 @@ fn runtime() -> Result<&'static Runtime, Error> {
             return Ok(shared.runtime);
         }
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("guestutils")
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)?;
-    let runtime: &'static Runtime = Box::leak(Box::new(runtime));
+    let runtime: &'static Runtime = Box::leak(Box::new(guestutils::runtime()?));
     *guard = Some(Shared {
         pid,
         runtime,
@@ -192,45 +187,30 @@ fn get_specific_host(py: Python<'_>, service: String, container: String) -> PyRe
     })
 }
 
-/// The external (host-side) port ``port`` of container ``container`` of
-/// ``service``, as an int; ``default`` when it has no such port.
+/// Port ``port`` of container ``container`` of ``service``, as an int: the
+/// exposed (container-side) one when ``exposed``, else the external
+/// (host-side) one; ``default`` when it has no such port. The one native
+/// lookup behind maestro's ``get_specific_port`` and
+/// ``get_specific_exposed_port`` (defined in ``guestutils/__init__.py``).
 #[pyfunction]
-#[pyo3(signature = (service, container, port, default = None))]
-fn get_specific_port(
+#[pyo3(signature = (service, container, port, default = None, exposed = false))]
+fn specific_port(
     py: Python<'_>,
     service: String,
     container: String,
     port: String,
     default: Option<u16>,
+    exposed: bool,
 ) -> PyResult<Option<u16>> {
+    let side = if exposed {
+        Side::Exposed
+    } else {
+        Side::External
+    };
     run(py, move |g| {
         Box::pin(async move {
-            port_or_none(
-                g.get_specific_port(&service, &container, &port, None).await,
-                default,
-            )
-        })
-    })
-}
-
-/// The exposed (container-side) port ``port`` of container ``container``
-/// of ``service``, as an int; ``default`` when it has no such port.
-#[pyfunction]
-#[pyo3(signature = (service, container, port, default = None))]
-fn get_specific_exposed_port(
-    py: Python<'_>,
-    service: String,
-    container: String,
-    port: String,
-    default: Option<u16>,
-) -> PyResult<Option<u16>> {
-    run(py, move |g| {
-        Box::pin(async move {
-            port_or_none(
-                g.get_specific_exposed_port(&service, &container, &port, None)
-                    .await,
-                default,
-            )
+            let instance = g.specific_instance(&service, &container).await?;
+            port_or_none(port_or_default(&instance, &port, side, None), default)
         })
     })
 }
@@ -277,8 +257,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_port, m)?)?;
     m.add_function(wrap_pyfunction!(get_node_list, m)?)?;
     m.add_function(wrap_pyfunction!(get_specific_host, m)?)?;
-    m.add_function(wrap_pyfunction!(get_specific_port, m)?)?;
-    m.add_function(wrap_pyfunction!(get_specific_exposed_port, m)?)?;
+    m.add_function(wrap_pyfunction!(specific_port, m)?)?;
     m.add_function(wrap_pyfunction!(wait_for_nodes, m)?)?;
     Ok(())
 }

@@ -67,32 +67,35 @@ def test_exception_types():
     assert again is GuestUtilsError
 
 
+#: The lookups answered from the environment alone, in the order
+#: ``identity`` returns them.
+IDENTITY = [guestutils.get_service_name, guestutils.get_environment_name,
+            guestutils.get_container_name, guestutils.get_container_host_address]
+
+
+def identity(task_env, **variables):
+    """What the IDENTITY lookups answer once ``variables`` are set."""
+    for name, value in variables.items():
+        task_env.setenv(name, value)
+    return [lookup() for lookup in IDENTITY]
+
+
 def test_environment_contract(task_env):
-    task_env.setenv("SERVICE_NAME", "ingestor")
-    task_env.setenv("SERVICE_GROUP", "dev.eu")
-    task_env.setenv("CONTAINER_NAME", "ingestor.a")
-    task_env.setenv("CONTAINER_HOST_ADDRESS", "10.0.0.1")
-    task_env.setenv("MESOS_TASK_ID", "ignored")
-    task_env.setenv("HOST", "ignored")
-    task_env.setenv("MARATHON_APP_ID", "/ignored/ignored")
-    assert guestutils.get_service_name() == "ingestor"
-    assert guestutils.get_environment_name() == "dev.eu"
-    assert guestutils.get_container_name() == "ingestor.a"
-    assert guestutils.get_container_host_address() == "10.0.0.1"
+    # mdo's own variables win over a real Marathon's.
+    assert identity(
+        task_env, SERVICE_NAME="ingestor", SERVICE_GROUP="dev.eu",
+        CONTAINER_NAME="ingestor.a", CONTAINER_HOST_ADDRESS="10.0.0.1",
+        MESOS_TASK_ID="ignored", HOST="ignored", MARATHON_APP_ID="/ignored/ignored",
+    ) == ["ingestor", "dev.eu", "ingestor.a", "10.0.0.1"]
 
 
 def test_real_marathon_fallbacks(task_env, etcd):
     fleet(etcd)
     task_env.delenv("ETCD_ENDPOINTS")
-    task_env.setenv("ETCD_HOST_ADDRESS", "127.0.0.1")
-    task_env.setenv("ETCD_PORT", str(etcd.port))
-    task_env.setenv("MESOS_TASK_ID", "ingestor.a")
-    task_env.setenv("HOST", "10.0.0.1")
-    task_env.setenv("MARATHON_APP_ID", "/dev/ingestor")
-    assert guestutils.get_container_name() == "ingestor.a"
-    assert guestutils.get_container_host_address() == "10.0.0.1"
-    assert guestutils.get_service_name() == "ingestor"
-    assert guestutils.get_environment_name() == "dev"
+    assert identity(
+        task_env, ETCD_HOST_ADDRESS="127.0.0.1", ETCD_PORT=str(etcd.port),
+        MESOS_TASK_ID="ingestor.a", HOST="10.0.0.1", MARATHON_APP_ID="/dev/ingestor",
+    ) == ["ingestor", "dev", "ingestor.a", "10.0.0.1"]
     # etcd reached through ETCD_HOST_ADDRESS:ETCD_PORT
     assert guestutils.get_port("api") == 5000
     assert guestutils.get_container_internal_address() == "172.17.0.11"
@@ -101,8 +104,7 @@ def test_real_marathon_fallbacks(task_env, etcd):
 
 
 def test_missing_environment_raises(task_env):
-    for f in [guestutils.get_service_name, guestutils.get_container_name,
-              guestutils.get_container_host_address, guestutils.get_environment_name]:
+    for f in IDENTITY:
         with pytest.raises(MaestroEnvironmentError):
             f()
 

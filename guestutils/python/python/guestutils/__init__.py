@@ -24,11 +24,23 @@ from ._native import (
     get_node_list,
     get_port,
     get_service_name,
-    get_specific_exposed_port,
     get_specific_host,
-    get_specific_port,
+    specific_port as _specific_port,
     wait_for_nodes,
 )
+
+
+def get_specific_port(service, container, port, default=None):
+    """The external (host-side) port ``port`` of container ``container`` of
+    ``service``, as an int; ``default`` when it has no such port."""
+    return _specific_port(service, container, port, default, exposed=False)
+
+
+def get_specific_exposed_port(service, container, port, default=None):
+    """The exposed (container-side) port ``port`` of container ``container``
+    of ``service``, as an int; ``default`` when it has no such port."""
+    return _specific_port(service, container, port, default, exposed=True)
+
 
 #: maestro-ng's name for the same exception.
 MaestroEnvironmentError = GuestUtilsError
