@@ -7,7 +7,6 @@ mod common;
 use common::*;
 use nix::sys::signal::Signal;
 use registry::Op;
-use testkit::Etcd;
 
 fn call(service: &str, delta: i64, added: &[&str], removed: &[&str], nodes: &[&str]) -> Call {
     let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -22,18 +21,9 @@ fn call(service: &str, delta: i64, added: &[&str], removed: &[&str], nodes: &[&s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_change_fires_once_with_added_removed_and_nodes() {
-    let etcd = Etcd::start().unwrap();
-    let reg = registry(&etcd).await;
+    let (etcd, reg, dir, file) = exec_fixture().await;
     put(&reg, "ingestor", "default", "a", 31001).await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("calls.jsonl");
-    let mut w = Watcher::start(
-        &etcd,
-        dir.path(),
-        &["--watch", "ingestor", "--exec", &exec_recorder(&file)],
-        &[],
-    );
-    w.wait_watching("ingestor");
+    let w = Watcher::exec(&etcd, dir.path(), "ingestor", &exec_recorder(&file), &[]);
 
     // Not changes: a rewrite with identical content, a rewrite where only
     // health changed, another service.
@@ -89,24 +79,15 @@ async fn each_change_fires_once_with_added_removed_and_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debounced_burst_is_one_net_change() {
-    let etcd = Etcd::start().unwrap();
-    let reg = registry(&etcd).await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("calls.jsonl");
-    let mut w = Watcher::start(
+    let (etcd, reg, dir, file) = exec_fixture().await;
+    let recorder = exec_recorder(&file);
+    let w = Watcher::exec(
         &etcd,
         dir.path(),
-        &[
-            "--watch",
-            "ingestor",
-            "--exec",
-            &exec_recorder(&file),
-            "--debounce",
-            "4s",
-        ],
-        &[],
+        "ingestor",
+        &recorder,
+        &["--debounce", "4s"],
     );
-    w.wait_watching("ingestor");
 
     // The first change fires at once ...
     put(&reg, "ingestor", "default", "a", 31001).await;
@@ -133,19 +114,10 @@ async fn debounced_burst_is_one_net_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_and_compaction_while_disconnected_report_the_net_change() {
-    let mut etcd = Etcd::start().unwrap();
-    let reg = registry(&etcd).await;
+    let (mut etcd, reg, dir, file) = exec_fixture().await;
     put(&reg, "ingestor", "default", "a", 31001).await;
     put(&reg, "ingestor", "default", "b", 31002).await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("calls.jsonl");
-    let mut w = Watcher::start(
-        &etcd,
-        dir.path(),
-        &["--watch", "ingestor", "--exec", &exec_recorder(&file)],
-        &[],
-    );
-    w.wait_watching("ingestor");
+    let mut w = Watcher::exec(&etcd, dir.path(), "ingestor", &exec_recorder(&file), &[]);
 
     // A restart without changes: no callback (the next one is g's).
     etcd.restart().unwrap();
@@ -197,11 +169,8 @@ async fn restart_and_compaction_while_disconnected_report_the_net_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_filter_from_the_watches_variable() {
-    let etcd = Etcd::start().unwrap();
-    let reg = registry(&etcd).await;
+    let (etcd, reg, dir, file) = exec_fixture().await;
     put(&reg, "ingestor", "default", "a", 31001).await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("calls.jsonl");
     let mut w = Watcher::start(
         &etcd,
         dir.path(),
@@ -230,22 +199,12 @@ async fn label_filter_from_the_watches_variable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_command_is_logged_and_the_watcher_goes_on() {
-    let etcd = Etcd::start().unwrap();
-    let reg = registry(&etcd).await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("calls.jsonl");
+    let (etcd, reg, dir, file) = exec_fixture().await;
     let hook = format!(
         "{}; [ \"$WATCH_DELTA\" = 1 ] && exit 3; exit 0",
         exec_recorder(&file)
     );
-    let mut w = Watcher::start(
-        &etcd,
-        dir.path(),
-        &["--watch", "ingestor,proxy", "--exec", &hook],
-        &[],
-    );
-    w.wait_watching("ingestor");
-    w.wait_watching("proxy");
+    let mut w = Watcher::exec(&etcd, dir.path(), "ingestor,proxy", &hook, &[]);
 
     put(&reg, "ingestor", "default", "a", 31001).await;
     wait_calls(&file, 1);

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use nix::sys::signal::Signal;
 use testkit::{eventually, Etcd};
@@ -14,13 +12,7 @@ fn sigterm_and_sigint_exit_zero() {
     let etcd = Etcd::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     for signal in [Signal::SIGTERM, Signal::SIGINT] {
-        let mut w = Watcher::start(
-            &etcd,
-            dir.path(),
-            &["--watch", "ingestor", "--exec", "true"],
-            &[],
-        );
-        w.wait_watching("ingestor");
+        let mut w = Watcher::exec(&etcd, dir.path(), "ingestor", "true", &[]);
         w.signal(signal);
         assert_eq!(w.wait_exit(), Some(0), "{signal}; log:\n{}", w.log());
         assert!(w.log().contains("stopping"));
@@ -38,16 +30,14 @@ fn child_gets_forwarded_signals_and_its_exit_code_is_ours() {
         s = seen.display(),
         r = ready.display()
     );
-    let mut w = Watcher::start(
+    let mut w = Watcher::exec(
         &etcd,
         dir.path(),
-        &[
-            "--watch", "ingestor", "--exec", "true", "--", "sh", "-c", &app,
-        ],
-        &[],
+        "ingestor",
+        "true",
+        &["--", "sh", "-c", &app],
     );
     eventually("the child runs", DEADLINE, || ready.exists().then_some(()));
-    w.wait_watching("ingestor");
 
     // SIGHUP goes to the child; the child (and the watcher) keep running.
     w.signal(Signal::SIGHUP);
@@ -73,21 +63,8 @@ fn the_watcher_stops_when_the_child_exits() {
     let mut w = Watcher::start(&etcd, dir.path(), &["--", "sh", "-c", "exit 3"], &[]);
     assert_eq!(w.wait_exit(), Some(3), "log:\n{}", w.log());
     // Killed by a signal: 128 + signal, as a shell reports it.
-    let mut w = Watcher::start(
-        &etcd,
-        dir.path(),
-        &[
-            "--watch",
-            "ingestor",
-            "--exec",
-            "true",
-            "--",
-            "sh",
-            "-c",
-            "kill -KILL $$",
-        ],
-        &[],
-    );
+    let killed = exec_args("ingestor", "true", &["--", "sh", "-c", "kill -KILL $$"]);
+    let mut w = Watcher::start(&etcd, dir.path(), &killed, &[]);
     assert_eq!(w.wait_exit(), Some(137), "log:\n{}", w.log());
     // A command that does not exist: 127.
     let mut w = Watcher::start(&etcd, dir.path(), &["--", "/nonexistent/app"], &[]);
@@ -141,28 +118,9 @@ fn bad_flags_print_one_line_and_exit_64() {
         &["--watch", "a", "--exec", "true", "--log-format", "xml"],
     ];
     for args in cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_watcher"))
-            .args(*args)
-            .current_dir(dir.path())
-            .env_remove("WATCHES")
-            .env_remove("ETCD_ENDPOINTS")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
-        assert_eq!(
-            stderr.trim_end().lines().count(),
-            1,
-            "{args:?}: one line, got {stderr}"
-        );
-        assert!(stderr.starts_with("watcher: "), "{args:?}: {stderr}");
+        config_error(dir.path(), args);
     }
-    let help = Command::new(env!("CARGO_BIN_EXE_watcher"))
-        .arg("--help")
-        .output()
-        .unwrap();
-    assert_eq!(help.status.code(), Some(0));
-    let help = String::from_utf8_lossy(&help.stdout);
+    let help = help();
     for flag in [
         "--watch",
         "WATCHES",
@@ -190,17 +148,11 @@ async fn etcd_down_at_start_is_waited_for_and_not_a_change() {
     let file = dir.path().join("calls.jsonl");
     // The compatibility variables instead of ETCD_ENDPOINTS.
     let port = etcd.client_port().to_string();
+    let recorder = exec_recorder(&file);
     let mut w = Watcher::start(
         &etcd,
         dir.path(),
-        &[
-            "--watch",
-            "ingestor",
-            "--exec",
-            &exec_recorder(&file),
-            "--splay",
-            "50ms",
-        ],
+        &exec_args("ingestor", &recorder, &["--splay", "50ms"]),
         &[
             ("ETCD_ENDPOINTS", ""),
             ("ETCD_HOST_ADDRESS", "127.0.0.1"),

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use testkit::{eventually, Etcd};
+use testkit::eventually;
 
 fn names(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
@@ -14,10 +14,7 @@ fn names(v: &[String]) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_behind_a_slow_callback_are_coalesced() {
-    let etcd = Etcd::start().unwrap();
-    let reg = registry(&etcd).await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("calls.jsonl");
+    let (etcd, reg, dir, file) = exec_fixture().await;
     let release = dir.path().join("release");
     let slow_once = dir.path().join("slow-once");
     // The first call records itself, then stays busy until the test
@@ -28,13 +25,7 @@ async fn changes_behind_a_slow_callback_are_coalesced() {
         once = slow_once.display(),
         release = release.display(),
     );
-    let mut w = Watcher::start(
-        &etcd,
-        dir.path(),
-        &["--watch", "ingestor", "--exec", &hook],
-        &[],
-    );
-    w.wait_watching("ingestor");
+    let w = Watcher::exec(&etcd, dir.path(), "ingestor", &hook, &[]);
     put(&reg, "ingestor", "default", "a", 31001).await;
     wait_calls(&file, 1);
 
@@ -70,10 +61,7 @@ async fn changes_behind_a_slow_callback_are_coalesced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_past_the_timeout_is_killed_with_its_group() {
-    let etcd = Etcd::start().unwrap();
-    let reg = registry(&etcd).await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("calls.jsonl");
+    let (etcd, reg, dir, file) = exec_fixture().await;
     let pid_file = dir.path().join("sleeper.pid");
     // The first call leaves a long sleep in the background and waits for it.
     let hook = format!(
@@ -81,20 +69,8 @@ async fn a_callback_past_the_timeout_is_killed_with_its_group() {
         record = exec_recorder(&file),
         pid = pid_file.display(),
     );
-    let mut w = Watcher::start(
-        &etcd,
-        dir.path(),
-        &[
-            "--watch",
-            "ingestor",
-            "--exec",
-            &hook,
-            "--hook-timeout",
-            "500ms",
-        ],
-        &[],
-    );
-    w.wait_watching("ingestor");
+    let timeout = ["--hook-timeout", "500ms"];
+    let w = Watcher::exec(&etcd, dir.path(), "ingestor", &hook, &timeout);
     put(&reg, "ingestor", "default", "a", 31001).await;
     wait_calls(&file, 1);
     eventually("the timeout logged", DEADLINE, || {

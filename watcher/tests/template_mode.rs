@@ -7,7 +7,6 @@ mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -60,6 +59,34 @@ fn backends(servers: &[(&str, u16)], proxies: &str) -> String {
     }
     out.push_str(&format!("\n# proxies: {proxies}\n"));
     out
+}
+
+/// `lb.j2` ([`BACKENDS`]) in a test's dir, rendered to `lb.cfg`, its
+/// command appending a line to `reloads`.
+struct Lb {
+    src: PathBuf,
+    dest: PathBuf,
+    counter: PathBuf,
+}
+
+impl Lb {
+    fn new(dir: &Path) -> Lb {
+        Lb {
+            src: write(&dir.join("lb.j2"), BACKENDS),
+            dest: dir.join("lb.cfg"),
+            counter: dir.join("reloads"),
+        }
+    }
+
+    /// The `--template` value.
+    fn template(&self) -> String {
+        format!(
+            "{}:{}:echo reload >> {}",
+            self.src.display(),
+            self.dest.display(),
+            self.counter.display()
+        )
+    }
 }
 
 fn names_in(dir: &Path) -> Vec<String> {
@@ -193,29 +220,13 @@ async fn renders_at_start_then_rewrites_atomically_only_when_the_output_changes(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_render_error_keeps_the_last_good_file_and_says_why() {
-    let etcd = Etcd::start().unwrap();
-    let reg = registry(&etcd).await;
+    let (etcd, reg, dir, _) = exec_fixture().await;
     put(&reg, "ingestor", "default", "a", 31001).await;
-    let dir = tempfile::tempdir().unwrap();
-    let src = write(&dir.path().join("lb.j2"), BACKENDS);
-    let dest = dir.path().join("lb.cfg");
-    let counter = dir.path().join("reloads");
-    let mut w = Watcher::start(
-        &etcd,
-        dir.path(),
-        &[
-            "--watch",
-            "ingestor,proxy",
-            "--template",
-            &format!(
-                "{}:{}:echo reload >> {}",
-                src.display(),
-                dest.display(),
-                counter.display()
-            ),
-        ],
-        &[],
-    );
+    let lb = Lb::new(dir.path());
+    let template = lb.template();
+    let Lb { src, dest, counter } = lb;
+    let args = ["--watch", "ingestor,proxy", "--template", &template];
+    let mut w = Watcher::start(&etcd, dir.path(), &args, &[]);
     let good = backends(&[("a", 31001)], "");
     wait_content(&dest, &good, &w);
     eventually("the first reload", DEADLINE, || {
@@ -264,37 +275,27 @@ async fn a_render_error_keeps_the_last_good_file_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_child_starts_after_the_first_render() {
-    let mut etcd = Etcd::start().unwrap();
-    let reg = registry(&etcd).await;
+    let (mut etcd, reg, dir, _) = exec_fixture().await;
     put(&reg, "ingestor", "default", "a", 31001).await;
     put(&reg, "proxy", "default", "p", 31100).await;
-    let dir = tempfile::tempdir().unwrap();
-    let src = write(&dir.path().join("lb.j2"), BACKENDS);
-    let dest = dir.path().join("lb.cfg");
+    let lb = Lb::new(dir.path());
+    let (dest, counter) = (&lb.dest, &lb.counter);
     let copy = dir.path().join("copy");
-    let counter = dir.path().join("reloads");
     // etcd is down at first: the watcher cannot render, so the child must wait.
     etcd.stop();
-    let mut w = Watcher::start(
-        &etcd,
-        dir.path(),
-        &[
-            "--watch",
-            "ingestor,proxy",
-            "--template",
-            &format!(
-                "{}:{}:echo reload >> {}",
-                src.display(),
-                dest.display(),
-                counter.display()
-            ),
-            "--",
-            "sh",
-            "-c",
-            &format!("cat {} > {}; exit 7", dest.display(), copy.display()),
-        ],
-        &[],
-    );
+    let child = format!("cat {} > {}; exit 7", dest.display(), copy.display());
+    let template = lb.template();
+    let args = [
+        "--watch",
+        "ingestor,proxy",
+        "--template",
+        &template,
+        "--",
+        "sh",
+        "-c",
+        &child,
+    ];
+    let mut w = Watcher::start(&etcd, dir.path(), &args, &[]);
     eventually("the watcher retries etcd", DEADLINE, || {
         w.log().contains("retrying").then_some(())
     });
@@ -408,32 +409,11 @@ fn bad_templates_print_one_line_and_exit_64() {
         ),
     ];
     for (args, expected) in cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_watcher"))
-            .args(*args)
-            .current_dir(dir.path())
-            .env_remove("WATCHES")
-            .env_remove("WATCH_TEMPLATES")
-            .env("ETCD_ENDPOINTS", "http://127.0.0.1:1")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
-        assert_eq!(
-            stderr.trim_end().lines().count(),
-            1,
-            "{args:?}: one line, got {stderr}"
-        );
-        assert!(
-            stderr.starts_with("watcher: ") && stderr.contains(expected),
-            "{args:?}: {stderr}"
-        );
+        let line = config_error(dir.path(), args);
+        assert!(line.contains(expected), "{args:?}: {line}");
         assert!(!dir.path().join("out").exists());
     }
-    let help = Command::new(env!("CARGO_BIN_EXE_watcher"))
-        .arg("--help")
-        .output()
-        .unwrap();
-    let help = String::from_utf8_lossy(&help.stdout);
+    let help = help();
     assert!(
         help.contains("--template <SRC:DEST[:COMMAND]>") && help.contains("WATCH_TEMPLATES"),
         "{help}"

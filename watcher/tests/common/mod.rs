@@ -10,28 +10,18 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use registry::{Instance, InstanceName, Port, Registry, Settings};
-use testkit::{eventually, ChildGuard, Etcd};
+use registry::{Instance, InstanceName, Registry, Settings};
+use tempfile::TempDir;
+use testkit::{eventually, records, ChildGuard, Etcd};
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// A healthy instance record with port `api` `port` -> 5000.
 pub fn instance(service: &str, group: &str, container: &str, port: u16) -> Instance {
     Instance {
-        schema: 1,
-        service: service.into(),
-        group: group.into(),
-        labels: registry::naming::labels_from_group(group),
-        container: container.into(),
-        app_id: format!("/{group}/{service}"),
-        app_version: "2026-11-22T10:00:00.000Z".into(),
-        node: "node-1".into(),
-        host: "10.0.0.5".into(),
-        internal_address: Some("172.17.0.3".into()),
-        ports: [("api".to_string(), Port::tcp(port, 5000))].into(),
-        state: "TASK_RUNNING".into(),
+        ports: records::ports(&[("api", port, 5000)]),
         healthy: Some(true),
-        started_at: "2026-11-22T10:00:01.000Z".into(),
-        owner: "default".into(),
+        ..records::instance(service, group, container)
     }
 }
 
@@ -57,6 +47,57 @@ pub async fn registry(etcd: &Etcd) -> Registry {
     Registry::connect(&Settings::new([etcd.endpoint()]))
         .await
         .expect("connect to the test etcd")
+}
+
+/// One test's etcd, a registry client on it, a temp dir, and in it the
+/// path of the file exec hooks record their calls in (`calls.jsonl`, not
+/// created).
+pub async fn exec_fixture() -> (Etcd, Registry, TempDir, PathBuf) {
+    let etcd = Etcd::start().unwrap();
+    let reg = registry(&etcd).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("calls.jsonl");
+    (etcd, reg, dir, file)
+}
+
+/// Exec mode's arguments: `--watch <watch> --exec <hook>`, then `more`.
+pub fn exec_args<'a>(watch: &'a str, hook: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--watch", watch, "--exec", hook];
+    args.extend_from_slice(more);
+    args
+}
+
+/// Runs the watcher with `args` in `dir`, with none of its variables set
+/// and an etcd that is not there, and checks that it refuses its
+/// configuration: exit 64, one line starting with `watcher: `. That line.
+pub fn config_error(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_watcher"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("WATCHES")
+        .env_remove("WATCH_TEMPLATES")
+        .env("ETCD_ENDPOINTS", "http://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "{args:?}: one line, got {stderr}"
+    );
+    assert!(stderr.starts_with("watcher: "), "{args:?}: {stderr}");
+    stderr
+}
+
+/// What `watcher --help` prints (it exits 0).
+pub fn help() -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_watcher"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// One callback invocation, as the test hooks record it.
@@ -130,6 +171,16 @@ impl Watcher {
     /// variables it reads; stderr (the log) goes to `dir/watcher.log`.
     pub fn start(etcd: &Etcd, dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Watcher {
         Watcher::start_at(&etcd.endpoint(), dir, args, envs)
+    }
+
+    /// Starts exec mode ([`exec_args`]) and waits until every service in
+    /// `watch` (comma separated) has its baseline.
+    pub fn exec(etcd: &Etcd, dir: &Path, watch: &str, hook: &str, more: &[&str]) -> Watcher {
+        let mut w = Watcher::start(etcd, dir, &exec_args(watch, hook, more), &[]);
+        for service in watch.split(',') {
+            w.wait_watching(service);
+        }
+        w
     }
 
     /// [`Watcher::start`] against any endpoint, with only `envs` for the
