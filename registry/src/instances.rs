@@ -122,6 +122,9 @@ pub enum Outcome {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyReport {
     pub outcomes: Vec<Outcome>,
+    /// Per operation, the store revision of the transaction it was sent in:
+    /// an applied put's record is at this mod revision.
+    pub revisions: Vec<i64>,
     /// Store revision after the last transaction (0 when nothing was sent).
     pub revision: i64,
     /// How many transactions were sent.
@@ -272,6 +275,7 @@ impl Registry {
         let total = ops.len();
         let mut report = ApplyReport {
             outcomes: Vec::with_capacity(total),
+            revisions: Vec::with_capacity(total),
             ..ApplyReport::default()
         };
         let mut start = 0;
@@ -316,6 +320,7 @@ impl Registry {
             report.transactions += 1;
             for (op, r) in chunk.iter().zip(resp.op_responses()) {
                 report.outcomes.push(outcome_of(op, &r));
+                report.revisions.push(report.revision);
             }
             start = end;
         }

@@ -79,6 +79,10 @@ async fn put_get_and_list_by_service_and_group() {
     assert_eq!(got.instance, a);
     assert_eq!(got.key, "/services/web/dev/containers/t1");
     assert!(got.mod_revision > 0);
+    // Each op's transaction revision is its record's mod revision (the
+    // subscriber deletes its own records at it).
+    assert_eq!(report.revisions.len(), 4);
+    assert_eq!(report.revisions[0], got.mod_revision);
 
     let web = reg.list_service("web").await.unwrap();
     let containers: Vec<_> = web.instances().map(|i| i.container.as_str()).collect();

@@ -144,13 +144,17 @@ pub enum Change {
     Put(Instance),
     /// Remove the record at this key, if it is one of ours.
     Delete(RecordId),
+    /// Remove our record at this key if it is still at this mod revision
+    /// (this process wrote or read it there): no read first. When the
+    /// compare fails the writer deletes as for [`Change::Delete`].
+    DeleteAt(RecordId, i64),
 }
 
 impl Change {
     pub fn id(&self) -> RecordId {
         match self {
             Change::Put(r) => RecordId::of(r),
-            Change::Delete(id) => id.clone(),
+            Change::Delete(id) | Change::DeleteAt(id, _) => id.clone(),
         }
     }
 }
@@ -199,7 +203,9 @@ pub struct EventPlan {
 /// (`stored`: what the registry holds now at the deleted keys), and only
 /// at that record's mod revision: whatever is written there after the
 /// read (a newer record of a restarted subscriber, another owner's) wins
-/// over the delete, which then fails its compare and changes nothing.
+/// over the delete, which then fails its compare and changes nothing. A
+/// [`Change::DeleteAt`] needs no read: it deletes at the revision it
+/// carries, under the same rule.
 pub fn event_actions(
     changes: Vec<Change>,
     stored: &HashMap<RecordId, Existing>,
@@ -220,6 +226,10 @@ pub fn event_actions(
                     expect: Expect::Revision(e.revision),
                 }),
             },
+            Change::DeleteAt(id, revision) => plan.actions.push(Action::Delete {
+                id,
+                expect: Expect::Revision(revision),
+            }),
         }
     }
     plan
@@ -601,6 +611,12 @@ mod tests {
                 stored: vec![ex(theirs.clone(), 7), ex(mine.clone(), 9)],
                 want: vec!["put t3 Any", "del t1 Revision(9)"],
                 foreign: 1,
+                ..Case::default()
+            },
+            Case {
+                what: "a delete at a known revision needs nothing read",
+                changes: vec![Change::DeleteAt(RecordId::of(&mine), 5)],
+                want: vec!["del t1 Revision(5)"],
                 ..Case::default()
             },
         ];

@@ -60,11 +60,24 @@ impl Action {
 
 /// What an apply did: transactions whose compares failed were not applied
 /// (someone else changed those keys; the next resync looks again).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     pub puts: usize,
     pub deletes: usize,
     pub conflicts: usize,
+    /// Per action, in their order.
+    pub results: Vec<Done>,
+}
+
+/// What became of one action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Done {
+    /// Written or removed; a put's record is now at this mod revision.
+    Applied(i64),
+    /// Its condition did not hold: nothing changed.
+    Conflict,
+    /// A delete whose condition held with nothing to remove.
+    NotFound,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,25 +187,26 @@ impl Store for MemStore {
         }
         g.applies += 1;
         let mut out = Applied::default();
+        // As in etcd: each action under its own condition, a chunk of them
+        // at one revision.
         for chunk in actions.chunks(128) {
-            let ok = chunk.iter().all(|a| {
+            g.revision += 1;
+            let revision = g.revision;
+            for a in chunk {
                 let cur = g.records.get(&a.id()).map(|e| e.revision);
                 let expect = match a {
                     Action::Put { expect, .. } | Action::Delete { expect, .. } => *expect,
                 };
-                match expect {
+                let ok = match expect {
                     Expect::Any => true,
                     Expect::Absent => cur.is_none(),
                     Expect::Revision(r) => cur == Some(r),
+                };
+                if !ok {
+                    out.conflicts += 1;
+                    out.results.push(Done::Conflict);
+                    continue;
                 }
-            });
-            if !ok {
-                out.conflicts += 1;
-                continue;
-            }
-            g.revision += 1;
-            let revision = g.revision;
-            for a in chunk {
                 match a {
                     Action::Put { record, .. } => {
                         out.puts += 1;
@@ -203,11 +217,15 @@ impl Store for MemStore {
                                 revision,
                             },
                         );
+                        out.results.push(Done::Applied(revision));
                     }
-                    Action::Delete { id, .. } => {
-                        out.deletes += 1;
-                        g.records.remove(id);
-                    }
+                    Action::Delete { id, .. } => match g.records.remove(id) {
+                        Some(_) => {
+                            out.deletes += 1;
+                            out.results.push(Done::Applied(revision));
+                        }
+                        None => out.results.push(Done::NotFound),
+                    },
                 }
             }
         }
@@ -292,13 +310,23 @@ impl Store for EtcdStore {
         let is_put: Vec<bool> = ops.iter().map(|o| matches!(o, Op::Put { .. })).collect();
         let report = self.registry.apply(ops).await.map_err(unavailable)?;
         let mut out = Applied::default();
-        for (put, outcome) in is_put.iter().zip(&report.outcomes) {
-            match (put, outcome) {
-                (true, Outcome::Applied) => out.puts += 1,
-                (false, Outcome::Applied) => out.deletes += 1,
-                (_, Outcome::CompareFailed) => out.conflicts += 1,
-                _ => {}
-            }
+        for ((put, outcome), revision) in is_put.iter().zip(&report.outcomes).zip(&report.revisions)
+        {
+            out.results.push(match (put, outcome) {
+                (true, Outcome::Applied) => {
+                    out.puts += 1;
+                    Done::Applied(*revision)
+                }
+                (false, Outcome::Applied) => {
+                    out.deletes += 1;
+                    Done::Applied(*revision)
+                }
+                (_, Outcome::CompareFailed) => {
+                    out.conflicts += 1;
+                    Done::Conflict
+                }
+                (_, Outcome::NotFound) => Done::NotFound,
+            });
         }
         Ok(out)
     }

@@ -152,7 +152,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                     }
                     if old.service != new.service || old.group != new.group {
                         // Names changed (labels edited): drop the old key.
-                        changes.push(Change::Delete(old.id(task_id)));
+                        changes.push(old.delete(task_id));
                     }
                 }
                 self.written.insert(task_id.to_string(), new);
@@ -171,6 +171,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
 
     /// Asks for the task's record to go, wherever it may be (whether or not
     /// this process wrote it); [`Writer::apply_changes`] deletes only ours.
+    /// Where this process put or read it, at the revision it knows.
     fn remove_record(
         &mut self,
         task_id: &str,
@@ -178,9 +179,13 @@ impl<S: Store, A: AppSource> Writer<S, A> {
         app_id: &str,
         changes: &mut Vec<Change>,
     ) {
-        let known = self.written.remove(task_id).map(|w| w.id(task_id));
-        for id in record_keys(task_id, known, app, app_id) {
-            changes.push(Change::Delete(id));
+        let known = self.written.remove(task_id);
+        let known_id = known.as_ref().map(|w| w.id(task_id));
+        for id in record_keys(task_id, known_id.clone(), app, app_id) {
+            match &known {
+                Some(w) if Some(&id) == known_id.as_ref() => changes.push(w.delete(task_id)),
+                _ => changes.push(Change::Delete(id)),
+            }
         }
     }
 }

@@ -22,7 +22,10 @@
 //! by its key (where this process wrote it, where the app's names put it,
 //! where the app id puts it: [`crate::plan::record_keys`]), read, and
 //! deleted only when it is ours and only at the revision read
-//! ([`crate::plan::event_actions`]).
+//! ([`crate::plan::event_actions`]). Where this process put or read the
+//! record itself it knows that revision and skips the read (one round
+//! trip); if the key changed since, the compare fails and the delete is
+//! done again the read way.
 //!
 //! etcd unavailable: the batch in hand is retried with backoff while events
 //! wait in the bounded queue; when the queue overflows the newest events are
@@ -40,7 +43,7 @@ use tracing::{info, warn};
 use crate::metrics::{kind, Metrics};
 use crate::model::{AppSpec, TaskEvent, TaskInfo};
 use crate::plan::{event_actions, Change, Summary};
-use crate::record_store::{Applied, Existing, IdOf, RecordId, Store, StoreError};
+use crate::record_store::{Action, Applied, Done, Existing, IdOf, RecordId, Store, StoreError};
 use crate::source::AppSource;
 
 mod events;
@@ -275,16 +278,51 @@ impl<S: Store, A: AppSource> Writer<S, A> {
         }
     }
 
-    /// Reads what the registry holds at the keys to delete, then applies
-    /// the changes that are still right ([`event_actions`]). A retry reads
-    /// again, so a retried delete is checked against the registry as it is
-    /// then.
-    async fn apply_changes(&self, changes: &[Change]) -> Result<(), StoreError> {
+    /// Applies the changes that are still right ([`event_actions`]) in one
+    /// round trip when every delete is at a revision this process knows
+    /// ([`Change::DeleteAt`]: its own put or read); other deletes read what
+    /// the registry holds at their keys first. A delete whose known revision
+    /// no longer holds (the key was rewritten since) is done again the read
+    /// way. A retry reads again, so a retried delete is checked against the
+    /// registry as it is then.
+    async fn apply_changes(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        let (sent, applied) = self.read_and_apply(changes.to_vec()).await?;
+        let mut again = Vec::new();
+        for (sent, done) in sent.into_iter().zip(&applied.results) {
+            match (sent, done) {
+                (Sent::Put(id), Done::Applied(revision)) => {
+                    if let Some(w) = self.written.get_mut(&id.container) {
+                        if *w.service == id.service && *w.group == id.group {
+                            w.revision = Some(*revision);
+                        }
+                    }
+                }
+                (Sent::DeleteAt(id), Done::Conflict) => again.push(Change::Delete(id)),
+                _ => {}
+            }
+        }
+        // A stale known revision is not a conflict: the read-first delete decides.
+        self.count(Applied {
+            conflicts: applied.conflicts.saturating_sub(again.len()),
+            ..applied
+        });
+        if !again.is_empty() {
+            let (_, applied) = self.read_and_apply(again).await?;
+            self.count(applied);
+        }
+        Ok(())
+    }
+
+    /// Reads the keys of the deletes that need it, then applies.
+    async fn read_and_apply(
+        &self,
+        changes: Vec<Change>,
+    ) -> Result<(Vec<Sent>, Applied), StoreError> {
         let deletes: Vec<RecordId> = changes
             .iter()
             .filter_map(|c| match c {
                 Change::Delete(id) => Some(id.clone()),
-                Change::Put(_) => None,
+                Change::Put(_) | Change::DeleteAt(..) => None,
             })
             .collect();
         let stored: HashMap<RecordId, Existing> = if deletes.is_empty() {
@@ -297,18 +335,33 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                 .map(|e| (RecordId::of(&e.record), e))
                 .collect()
         };
-        let plan = event_actions(changes.to_vec(), &stored, &self.cfg.owner);
+        let at: HashSet<RecordId> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::DeleteAt(id, _) => Some(id.clone()),
+                Change::Put(_) | Change::Delete(_) => None,
+            })
+            .collect();
+        let plan = event_actions(changes, &stored, &self.cfg.owner);
         if plan.foreign > 0 {
             warn!(
                 count = plan.foreign,
                 "a dead task's key holds another owner's record: left alone"
             );
         }
-        if !plan.actions.is_empty() {
-            let applied = self.store.apply(plan.actions).await?;
-            self.count(applied);
+        if plan.actions.is_empty() {
+            return Ok((Vec::new(), Applied::default()));
         }
-        Ok(())
+        let sent = plan
+            .actions
+            .iter()
+            .map(|a| match a {
+                Action::Put { record, .. } => Sent::Put(RecordId::of(record)),
+                Action::Delete { id, .. } if at.contains(id) => Sent::DeleteAt(id.clone()),
+                Action::Delete { .. } => Sent::Delete,
+            })
+            .collect();
+        Ok((sent, self.store.apply(plan.actions).await?))
     }
 
     fn count(&self, applied: Applied) {
@@ -318,6 +371,15 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             self.metrics.error(kind::CONFLICT);
         }
     }
+}
+
+/// What an applied action was, for reading its result.
+enum Sent {
+    Put(RecordId),
+    /// At a revision this process knew.
+    DeleteAt(RecordId),
+    /// At the revision just read.
+    Delete,
 }
 
 /// Keeps the last change per key, in the order of last occurrence (etcd

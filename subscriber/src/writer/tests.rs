@@ -480,3 +480,140 @@ async fn resync_reads_again_a_record_changed_behind_its_back() {
     .await;
     h.stop().await;
 }
+
+/// The etcd store, counting its reads: which deletes needed one.
+#[derive(Clone)]
+struct CountingEtcd {
+    inner: crate::record_store::EtcdStore,
+    reads: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Store for CountingEtcd {
+    async fn snapshot(&self) -> Result<Vec<Existing>, StoreError> {
+        self.inner.snapshot().await
+    }
+
+    async fn read(&self, ids: &[RecordId]) -> Result<Vec<Existing>, StoreError> {
+        self.reads.fetch_add(1, Relaxed);
+        self.inner.read(ids).await
+    }
+
+    async fn apply(&self, actions: Vec<Action>) -> Result<Applied, StoreError> {
+        self.inner.apply(actions).await
+    }
+}
+
+/// A writer on a real etcd.
+struct EtcdHarness {
+    _etcd: testkit::etcd::Etcd,
+    registry: registry::Registry,
+    store: CountingEtcd,
+    ch: Channels,
+    cancel: CancellationToken,
+    join: tokio::task::JoinHandle<()>,
+}
+
+impl EtcdHarness {
+    async fn start() -> EtcdHarness {
+        let etcd = testkit::etcd::Etcd::start().expect("etcd");
+        let registry = registry::Registry::connect(&registry::Settings::new([etcd.endpoint()]))
+            .await
+            .expect("registry");
+        let store = CountingEtcd {
+            inner: crate::record_store::EtcdStore {
+                registry: registry.clone(),
+            },
+            reads: Arc::default(),
+        };
+        let fake = FakeMarathon::default();
+        fake.apps.lock().unwrap().insert(web().id, web());
+        let (writer, ch) = Writer::new(
+            store.clone(),
+            Arc::new(fake),
+            WriterConfig {
+                owner: "me".into(),
+                require_healthy: false,
+                tombstone_ttl: Duration::from_secs(600),
+            },
+            Arc::new(Metrics::default()),
+            1000,
+        );
+        let cancel = CancellationToken::new();
+        let join = tokio::spawn(writer.run(cancel.clone()));
+        EtcdHarness {
+            _etcd: etcd,
+            registry,
+            store,
+            ch,
+            cancel,
+            join,
+        }
+    }
+
+    /// The record at `container`'s key (app /dev/web), once `present` says so.
+    async fn wait_record(&self, container: &str, present: bool) -> Option<Instance> {
+        let id = RecordId::of(&stored(container, &web(), "me"));
+        testkit::eventually_async("record", Duration::from_secs(10), || async {
+            let got = self.registry.get(&id).await.ok()?;
+            (got.is_some() == present).then_some(got.map(|e| e.instance))
+        })
+        .await
+    }
+
+    fn reads(&self) -> usize {
+        self.store.reads.load(Relaxed)
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.join.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn etcd_a_death_deletes_our_own_record_in_one_transaction() {
+    let h = EtcdHarness::start().await;
+    h.ch.sink.push(running("t1", "/dev/web", 31001));
+    h.wait_record("t1", true).await;
+    h.ch.sink.push(state("t1", "/dev/web", "TASK_KILLED"));
+    h.wait_record("t1", false).await;
+    assert_eq!(
+        h.reads(),
+        0,
+        "the delete read nothing: it knew its put's revision"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn etcd_a_record_rewritten_since_our_put_is_deleted_only_after_a_read() {
+    let h = EtcdHarness::start().await;
+    // Another owner took the key since our put: it stays.
+    h.ch.sink.push(running("t1", "/dev/web", 31001));
+    h.wait_record("t1", true).await;
+    h.registry
+        .put(&stored("t1", &web(), "other"))
+        .await
+        .expect("put");
+    h.ch.sink.push(state("t1", "/dev/web", "TASK_KILLED"));
+    // Events are applied in order: once t2 is there, t1's death was handled.
+    h.ch.sink.push(running("t2", "/dev/web", 31002));
+    h.wait_record("t2", true).await;
+    let t1 = h.wait_record("t1", true).await.expect("t1");
+    assert_eq!(t1.owner, "other", "another owner's record is left alone");
+    assert_eq!(
+        h.reads(),
+        1,
+        "the stale revision sent the delete the read way"
+    );
+
+    // Our own record rewritten since (e.g. by a restarted subscriber): it
+    // goes, at the revision read.
+    let mut rewritten = stored("t2", &web(), "me");
+    rewritten.host = "elsewhere".into();
+    h.registry.put(&rewritten).await.expect("put");
+    h.ch.sink.push(state("t2", "/dev/web", "TASK_FAILED"));
+    h.wait_record("t2", false).await;
+    assert_eq!(h.reads(), 2);
+    h.stop().await;
+}

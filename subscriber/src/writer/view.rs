@@ -4,6 +4,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::plan::Change;
 use crate::record_store::{Instance, RecordId};
 
 /// Recently killed task ids, bounded in count and age.
@@ -43,10 +44,11 @@ pub(super) struct Written {
     pub(super) service: Box<str>,
     pub(super) group: Box<str>,
     pub(super) json: Box<[u8]>,
-    /// The etcd mod revision this was read at (`None`: written by this
-    /// process since, revision not known). A later read of the key at the
-    /// same revision holds the same value, so it reuses this entry instead
-    /// of serialising the record again.
+    /// The etcd mod revision this was read at, or put at by this process
+    /// (`None`: written since, revision not known yet). A later read of the
+    /// key at the same revision holds the same value, so it reuses this
+    /// entry instead of serialising the record again; a delete compares
+    /// against it instead of reading the key first.
     pub(super) revision: Option<i64>,
 }
 
@@ -66,6 +68,16 @@ impl Written {
         Written {
             revision: Some(revision),
             ..Written::of(r)
+        }
+    }
+
+    /// The change removing this record: at its revision when known (one
+    /// transaction), else after reading the key.
+    pub(super) fn delete(&self, container: &str) -> Change {
+        let id = self.id(container);
+        match self.revision {
+            Some(revision) if revision > 0 => Change::DeleteAt(id, revision),
+            _ => Change::Delete(id),
         }
     }
 
