@@ -7,7 +7,7 @@ mod docker_harness;
 
 use std::time::Duration;
 
-use manager::runtime::docker::{DockerConfig, DockerRuntime};
+use manager::runtime::docker::{DockerConfig, DockerRuntime, ExitSources};
 use manager::runtime::{
     DockerNetwork, Exit, KnownTask, PortBinding, Runtime, RuntimeError, VolumeMount,
 };
@@ -187,6 +187,64 @@ async fn oom_kill_says_so() {
     spec.mem_mib = 16.0;
     rt.launch(&spec).await.expect("launch");
     let message = failed(next_exit(&mut rx, "test_oom.instance-1._app.1").await);
+    assert!(message.starts_with("OOM killed"), "{message}");
+}
+
+/// A container killed from outside (`docker kill`), seen by one exit path
+/// alone: reported once, with the signal, and the container removed.
+async fn killed_from_outside(exits: ExitSources, name: &str) {
+    if !require_docker() {
+        return;
+    }
+    let image = testkit::images::busybox();
+    let guard = ContainerGuard::new(name);
+    let (rt, mut rx) = runtime_with(&guard, exits).await;
+    let mut d = docker_spec(image, &guard);
+    d.cmd = sh("sleep 300");
+    let task = format!("test_{name}.instance-1._app.1");
+    let started = rt.launch(&launch(&task, d)).await.expect("launch");
+    let (killed, _) = docker_cli(&["kill", &started.handle]);
+    assert!(killed, "docker kill");
+    let exit = next_exit(&mut rx, &task).await;
+    assert_eq!(failed(exit), "killed by signal 9 (exit code 137)");
+    testkit::eventually_async("container removed", WAIT, || async {
+        inspect(&started.handle, "{{.Id}}").is_none().then_some(())
+    })
+    .await;
+    assert!(rx.try_recv().is_err(), "a second report for {task}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_from_outside_is_reported_by_the_die_event() {
+    killed_from_outside(ExitSources::EventsOnly, "dieevent").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_events_the_wait_reports_the_same_exit() {
+    killed_from_outside(ExitSources::WaitOnly, "waitonly").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn die_events_carry_exit_codes_and_oom() {
+    if !require_docker() {
+        return;
+    }
+    let image = testkit::images::busybox();
+    let guard = ContainerGuard::new("diecode");
+    let (rt, mut rx) = runtime_with(&guard, ExitSources::EventsOnly).await;
+    let mut d = docker_spec(image, &guard);
+    d.cmd = sh("exit 3");
+    let task = "test_diecode.instance-1._app.1";
+    rt.launch(&launch(task, d)).await.expect("launch");
+    assert_eq!(failed(next_exit(&mut rx, task).await), "exited with code 3");
+
+    let mut d = docker_spec(image, &guard);
+    d.cmd = sh("tail /dev/zero");
+    let task = "test_diecode.instance-2._app.1";
+    let mut spec = launch(task, d);
+    spec.mem_mib = 16.0;
+    rt.launch(&spec).await.expect("launch");
+    let message = failed(next_exit(&mut rx, task).await);
     assert!(message.starts_with("OOM killed"), "{message}");
 }
 

@@ -35,8 +35,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{
-    EventSender, Exit, KnownTask, LaunchSpec, NodeResources, Recovery, Runtime, RuntimeError,
-    RuntimeEvent, Started, Workload,
+    EventSender, ExecCheck, Exit, KnownTask, LaunchSpec, NodeResources, Recovery, Runtime,
+    RuntimeError, RuntimeEvent, Started, Workload,
 };
 
 mod files;
@@ -589,12 +589,8 @@ impl Runtime for CommandRuntime {
             .map_err(io_err(format!("reading the output of {task_id}")))
     }
 
-    async fn exec_check(
-        &self,
-        task_id: &str,
-        command: &str,
-        timeout: Duration,
-    ) -> Result<bool, RuntimeError> {
+    async fn run_check(&self, check: &ExecCheck<'_>) -> Result<bool, RuntimeError> {
+        let (task_id, command, timeout) = (check.task_id, check.command, check.timeout);
         let entry = self
             .inner
             .entry(task_id)

@@ -3,9 +3,9 @@
 //!
 //! What it owns: image presence/pulls, the create-container request (labels
 //! `mdo.task-id`, `mdo.app-id`, `mdo.manager`, `mdo.app-version` on every
-//! container), start/stop/remove, exit watching (one `wait` per container,
-//! reported exactly once), Docker HEALTHCHECK status (one events stream), and
-//! restart safety ([`Runtime::recover`]). What it does not: ports and the task
+//! container), start/stop/remove, exit watching (the engine's `die` events,
+//! with one `wait` per container as the fallback; reported exactly once),
+//! Docker HEALTHCHECK status (the same events stream), and restart safety ([`Runtime::recover`]). What it does not: ports and the task
 //! environment (given by the core), Marathon health checks (the core; this
 //! runtime only runs COMMAND checks inside the container).
 //!
@@ -29,8 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::{
-    DockerNetwork, DockerSpec, EventSender, Exit, KnownTask, LaunchSpec, NodeResources, Recovery,
-    Runtime, RuntimeError, RuntimeEvent, Started, Workload,
+    DockerNetwork, DockerSpec, EventSender, ExecCheck, Exit, KnownTask, LaunchSpec, NodeResources,
+    Recovery, Runtime, RuntimeError, RuntimeEvent, Started, Workload,
 };
 
 mod late;
@@ -83,6 +83,33 @@ pub struct DockerConfig {
     /// Longest a container listing may take during recovery before the
     /// recovery fails (and is retried).
     pub list_timeout: Duration,
+    /// Where exits are learnt from: [`ExitSources::Both`] unless a test
+    /// proves one path alone.
+    pub exit_sources: ExitSources,
+}
+
+/// Where the runtime learns that a container stopped on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitSources {
+    /// The engine's `die` event (its exit code, after an `oom` event when
+    /// out of memory), as soon as Docker has it; and `wait` + `inspect`,
+    /// which also covers exits while the event stream reconnects. The
+    /// first to claim the exit reports it.
+    Both,
+    /// Only the `die` events (tests of the event path).
+    EventsOnly,
+    /// Only `wait` + `inspect` (tests of the fallback).
+    WaitOnly,
+}
+
+impl ExitSources {
+    fn events(self) -> bool {
+        self != ExitSources::WaitOnly
+    }
+
+    fn wait(self) -> bool {
+        self != ExitSources::EventsOnly
+    }
 }
 
 impl DockerConfig {
@@ -100,6 +127,7 @@ impl DockerConfig {
             socket: None,
             connect_timeout: Duration::from_secs(10),
             list_timeout: Duration::from_secs(10),
+            exit_sources: ExitSources::Both,
         }
     }
 }
@@ -203,7 +231,7 @@ fn docker_spec(spec: &LaunchSpec) -> Result<&DockerSpec, RuntimeError> {
 
 impl DockerRuntime {
     /// Connects to the local engine (Unavailable when it does not answer) and
-    /// starts watching health events of this manager's containers.
+    /// starts following the engine's events of this manager's containers.
     pub async fn new(config: DockerConfig, events: EventSender) -> Result<Self, RuntimeError> {
         let docker = connect(config.socket.as_deref(), config.connect_timeout).await?;
         let shared = Arc::new(Shared {
@@ -214,7 +242,7 @@ impl DockerRuntime {
         });
         let cancel = CancellationToken::new();
         let mut watchers = JoinSet::new();
-        watchers.spawn(watch_tasks::health_events(shared.clone(), cancel.clone()));
+        watchers.spawn(watch_tasks::engine_events(shared.clone(), cancel.clone()));
         Ok(DockerRuntime {
             shared,
             watchers: Mutex::new(watchers),
@@ -238,6 +266,9 @@ impl DockerRuntime {
     }
 
     fn watch_exit(&self, task_id: String, container_id: String) {
+        if !self.shared.config.exit_sources.wait() {
+            return;
+        }
         let mut set = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
         while set.try_join_next().is_some() {}
         set.spawn(watch_tasks::wait_exit(
@@ -639,12 +670,8 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn exec_check(
-        &self,
-        task_id: &str,
-        command: &str,
-        timeout: Duration,
-    ) -> Result<bool, RuntimeError> {
+    async fn run_check(&self, check: &ExecCheck<'_>) -> Result<bool, RuntimeError> {
+        let (task_id, command, timeout) = (check.task_id, check.command, check.timeout);
         let container_id = {
             let table = self.shared.table();
             let t = table

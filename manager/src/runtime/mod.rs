@@ -258,6 +258,15 @@ pub enum RuntimeError {
     },
 }
 
+/// A COMMAND health check to run in a task's context ([`Runtime::exec_check`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ExecCheck<'a> {
+    pub task_id: &'a str,
+    pub command: &'a str,
+    /// Longest the check may run; past it the check fails.
+    pub timeout: Duration,
+}
+
 /// Sender half handed to runtimes at construction.
 pub type EventSender = tokio::sync::mpsc::UnboundedSender<RuntimeEvent>;
 
@@ -284,7 +293,16 @@ pub trait Runtime: Send + Sync + 'static {
         task_id: &str,
         command: &str,
         timeout: Duration,
-    ) -> Result<bool, RuntimeError>;
+    ) -> Result<bool, RuntimeError> {
+        self.run_check(&ExecCheck {
+            task_id,
+            command,
+            timeout,
+        })
+        .await
+    }
+    /// What runtimes implement for [`Runtime::exec_check`]: the check as one value.
+    async fn run_check(&self, check: &ExecCheck<'_>) -> Result<bool, RuntimeError>;
     /// What this runtime's node offers (Docker: `docker info`; commands: the host).
     async fn node_resources(&self) -> Option<NodeResources>;
     /// The address containers with their own network reach the node at

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use manager::runtime::docker::{DockerConfig, DockerRuntime};
+use manager::runtime::docker::{DockerConfig, DockerRuntime, ExitSources};
 use manager::runtime::{DockerSpec, Exit, LaunchSpec, RuntimeEvent, Workload};
 use testkit::docker::ContainerGuard;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -40,8 +40,18 @@ pub fn sh(cmd: &str) -> Option<String> {
 }
 
 pub async fn runtime(guard: &ContainerGuard) -> (DockerRuntime, UnboundedReceiver<RuntimeEvent>) {
+    runtime_with(guard, ExitSources::Both).await
+}
+
+/// A runtime learning exits only from `exits` (to prove one path alone).
+pub async fn runtime_with(
+    guard: &ContainerGuard,
+    exits: ExitSources,
+) -> (DockerRuntime, UnboundedReceiver<RuntimeEvent>) {
     let (tx, rx) = unbounded_channel();
-    let rt = DockerRuntime::new(DockerConfig::new(guard.id()), tx)
+    let mut config = DockerConfig::new(guard.id());
+    config.exit_sources = exits;
+    let rt = DockerRuntime::new(config, tx)
         .await
         .expect("Docker runtime");
     (rt, rx)

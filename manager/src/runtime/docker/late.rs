@@ -10,8 +10,8 @@ use async_trait::async_trait;
 
 use super::{DockerConfig, DockerRuntime};
 use crate::runtime::{
-    EventSender, KnownTask, LaunchSpec, NodeResources, Recovery, Runtime, RuntimeError, Started,
-    Workload,
+    EventSender, ExecCheck, KnownTask, LaunchSpec, NodeResources, Recovery, Runtime, RuntimeError,
+    Started, Workload,
 };
 
 pub struct LateDocker {
@@ -79,13 +79,8 @@ impl Runtime for LateDocker {
         self.ready()?.logs(task_id, tail).await
     }
 
-    async fn exec_check(
-        &self,
-        task_id: &str,
-        command: &str,
-        timeout: Duration,
-    ) -> Result<bool, RuntimeError> {
-        self.ready()?.exec_check(task_id, command, timeout).await
+    async fn run_check(&self, check: &ExecCheck<'_>) -> Result<bool, RuntimeError> {
+        self.ready()?.run_check(check).await
     }
 
     async fn node_resources(&self) -> Option<NodeResources> {

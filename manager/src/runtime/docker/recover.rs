@@ -95,15 +95,27 @@ pub(crate) fn classify_exit(state: &ContainerState) -> Exit {
             message: "the container was created but never started".into(),
         };
     }
-    let code = state.exit_code.unwrap_or(-1);
-    if state.oom_killed == Some(true) {
+    let error = state.error.as_deref().filter(|e| !e.is_empty());
+    classify_code(
+        state.exit_code.unwrap_or(-1),
+        state.oom_killed == Some(true),
+        error,
+    )
+}
+
+/// How a container that ran ended, from its exit code, whether it ran out
+/// of memory and the engine's error, if any: what `inspect` says
+/// ([`classify_exit`]) and what a `die` event says (its `exitCode`, after
+/// an `oom` event when out of memory) read the same.
+pub(crate) fn classify_code(code: i64, oom: bool, error: Option<&str>) -> Exit {
+    if oom {
         return Exit::Failed {
             message: format!(
                 "OOM killed: the container exceeded its memory limit (exit code {code})"
             ),
         };
     }
-    if let Some(error) = state.error.as_deref().filter(|e| !e.is_empty()) {
+    if let Some(error) = error {
         return Exit::Failed {
             message: format!("container error: {error} (exit code {code})"),
         };

@@ -221,22 +221,30 @@ impl Shared {
         }
     }
 
+    /// Claims the report of a container's end: true for the first caller
+    /// only, and never while `kill` owns the ending. Both exit paths (the
+    /// `die` event and `wait`) go through here, so an exit is reported once.
+    pub(super) fn claim_exit(&self, task_id: &str, container_id: &str) -> bool {
+        let mut table = self.table();
+        match table.tasks.get_mut(task_id) {
+            Some(t) if t.phase == Phase::Running && t.container_id == container_id => {
+                t.phase = Phase::Done;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Called by a watcher when a container stopped on its own: reports the
     /// exit unless `kill` owns the ending or it was reported already.
     pub(super) async fn exited(&self, task_id: &str, container_id: &str, exit: Exit) {
-        let claimed = {
-            let mut table = self.table();
-            match table.tasks.get_mut(task_id) {
-                Some(t) if t.phase == Phase::Running && t.container_id == container_id => {
-                    t.phase = Phase::Done;
-                    true
-                }
-                _ => false,
-            }
-        };
-        if !claimed {
-            return;
+        if self.claim_exit(task_id, container_id) {
+            self.report_exit(task_id, container_id, exit).await;
         }
+    }
+
+    /// Reports an exit claimed by [`Shared::claim_exit`] and cleans up.
+    pub(super) async fn report_exit(&self, task_id: &str, container_id: &str, exit: Exit) {
         info!(task_id, container_id, exit = ?exit, "container exited");
         self.finish(task_id, container_id, Some(exit)).await;
     }
@@ -292,5 +300,53 @@ impl Shared {
                 "image {image} is not present locally and cannot be pulled: {e}"
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Shared {
+        // No I/O: claiming an exit only reads and writes the table.
+        let docker =
+            Docker::connect_with_http("tcp://127.0.0.1:1", 1, bollard::API_DEFAULT_VERSION)
+                .expect("client");
+        Shared {
+            docker,
+            config: DockerConfig::new("m"),
+            events: tokio::sync::mpsc::unbounded_channel().0,
+            table: Mutex::new(Table::default()),
+        }
+    }
+
+    fn track(s: &Shared, task: &str, container: &str, phase: Phase) {
+        s.table().tasks.insert(
+            task.to_string(),
+            Tracked {
+                container_id: container.to_string(),
+                phase,
+                done: watch::channel(false).0,
+                logs: None,
+            },
+        );
+    }
+
+    #[test]
+    fn an_exit_is_claimed_once_by_whichever_path_comes_first() {
+        let s = shared();
+        track(&s, "t1", "c1", Phase::Running);
+        assert!(
+            !s.claim_exit("t1", "other"),
+            "another container of the task"
+        );
+        assert!(
+            s.claim_exit("t1", "c1"),
+            "the first path (die event or wait)"
+        );
+        assert!(!s.claim_exit("t1", "c1"), "the second path");
+        track(&s, "t2", "c2", Phase::Killing);
+        assert!(!s.claim_exit("t2", "c2"), "kill owns the ending");
+        assert!(!s.claim_exit("unknown", "c3"));
     }
 }
