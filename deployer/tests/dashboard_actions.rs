@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::{app, running_task_ids, settled, Deployer, Manager, MANAGER_TIMEOUT};
+use common::{
+    app, create_on_manager, running_task_ids, settled, Deployer, Manager, MANAGER_TIMEOUT,
+};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "s3cret-dashboard-token";
@@ -15,21 +17,12 @@ const TOKEN: &str = "s3cret-dashboard-token";
 /// Creates `/dash/web` (a `sleep` command task) directly on the manager and
 /// waits for its `n` tasks.
 async fn create_app(marathon: &str, n: usize) -> Vec<String> {
-    let resp = reqwest::Client::new()
-        .post(format!("{marathon}/v2/apps"))
-        .json(
-            &json!({"id": "/dash/web", "cmd": "sleep 3600", "instances": n,
+    create_on_manager(
+        marathon,
+        &json!({"id": "/dash/web", "cmd": "sleep 3600", "instances": n,
             "cpus": 0.01, "mem": 8}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status().as_u16(),
-        201,
-        "{}",
-        resp.text().await.unwrap()
-    );
+    )
+    .await;
     settled(marathon, "/dash/web", n).await
 }
 

@@ -2,17 +2,8 @@
 
 mod common;
 
-use common::{app, app_ids, example, settled, Deployer, Manager};
+use common::{app, app_ids, example, service, settled, Deployer, Manager};
 use serde_json::{json, Value};
-
-fn service<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["services"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no services in {report}"))
-        .iter()
-        .find(|s| s["service"] == name)
-        .unwrap_or_else(|| panic!("{name} not in {report}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_deploys_and_posting_it_again_changes_nothing() {

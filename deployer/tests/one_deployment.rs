@@ -3,36 +3,20 @@
 
 mod common;
 
-use common::{app, app_ids, running_task_ids, settled, Deployer, Manager};
+use common::{
+    app, app_ids, create_on_manager, running_task_ids, service, settled, Deployer, Manager,
+};
 use serde_json::{json, Value};
-
-fn service<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["services"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no services in {report}"))
-        .iter()
-        .find(|s| s["service"] == name)
-        .unwrap_or_else(|| panic!("{name} not in {report}"))
-}
 
 /// An app that holds host port `port` for good (`requirePorts`), created
 /// directly on the manager, beside anything the deployer does.
 async fn hold_port(marathon: &str, port: u16) {
-    let resp = reqwest::Client::new()
-        .post(format!("{marathon}/v2/apps"))
-        .json(
-            &json!({"id": "/held", "cmd": "sleep 3600", "instances": 0, "requirePorts": true,
+    create_on_manager(
+        marathon,
+        &json!({"id": "/held", "cmd": "sleep 3600", "instances": 0, "requirePorts": true,
             "portDefinitions": [{"port": port, "name": "http", "protocol": "tcp"}]}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status().as_u16(),
-        201,
-        "{}",
-        resp.text().await.unwrap()
-    );
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

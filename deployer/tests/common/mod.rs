@@ -221,6 +221,33 @@ pub async fn settled(marathon: &str, id: &str, n: usize) -> Vec<String> {
     .await
 }
 
+/// Creates `app` directly on the manager (`POST /v2/apps`, beside anything
+/// the deployer does); panics with the body unless it answers 201.
+pub async fn create_on_manager(marathon: &str, app: &Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{marathon}/v2/apps"))
+        .json(app)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        201,
+        "{}",
+        resp.text().await.unwrap()
+    );
+}
+
+/// The entry of service `name` in a deploy report's `services`.
+pub fn service<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["services"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no services in {report}"))
+        .iter()
+        .find(|s| s["service"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {report}"))
+}
+
 pub async fn app_ids(marathon: &str) -> Vec<String> {
     let v: Value = reqwest::get(format!("{marathon}/v2/apps"))
         .await
