@@ -124,14 +124,7 @@ async fn mutated_app_bodies_never_5xx_and_never_half_apply() {
             })
             .await;
         } else {
-            assert_eq!(
-                after,
-                before,
-                "refused with {} ({}) yet apps changed: {}",
-                sent.status,
-                sent.answer_text(),
-                sent.what
-            );
+            sent.assert_apps_unchanged(&before, &after);
         }
         if let Some(exit) = manager.exited() {
             panic!("manager exited ({exit}) after {}", sent.what);

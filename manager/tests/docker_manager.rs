@@ -14,7 +14,6 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{containers_labelled, docker_cli, is_healthy, BinManager, DockerEnv, DEADLINE};
-use futures::StreamExt;
 use serde_json::{json, Value};
 use testkit::docker::require_docker;
 
@@ -79,23 +78,6 @@ fn millis(ts: &Value) -> i64 {
     chrono::DateTime::parse_from_rfc3339(ts.as_str().expect("timestamp"))
         .expect("RFC 3339 timestamp")
         .timestamp_millis()
-}
-
-/// Reads a streamed body into `got` until it ends with `want`.
-async fn read_until<S>(stream: &mut S, got: &mut Vec<u8>, want: &[u8])
-where
-    S: futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
-{
-    tokio::time::timeout(DEADLINE, async {
-        while !got.ends_with(want) {
-            match stream.next().await {
-                Some(Ok(chunk)) => got.extend_from_slice(&chunk),
-                other => panic!("stream ended early: {other:?}"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("waiting for {:?}", String::from_utf8_lossy(want)));
 }
 
 async fn delete_app_and_wait_gone(m: &BinManager, app: &str) {
@@ -521,35 +503,19 @@ async fn docker_task_logs_through_the_tasks_endpoint_with_follow() {
 
     // follow: the tail first, then what the container writes later, until
     // the task ends.
-    let resp = m
-        .http
-        .get(format!("{}/v2/tasks/{id}/logs?follow=true", m.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let mut stream = Box::pin(resp.bytes_stream());
-    let mut got = Vec::new();
-    read_until(&mut stream, &mut got, b"first\nsecond\n").await;
+    let mut log = m.follow_log(&id).await;
+    log.read_until(b"first\nsecond\n").await;
     let container = container_of(&id).expect("container");
     // Written to the container's own stderr (PID 1's), as the task would.
     let (ok, _) = docker_cli(&["exec", &container, "sh", "-c", "echo third > /proc/1/fd/2"]);
     assert!(ok, "docker exec");
-    read_until(&mut stream, &mut got, b"third\n").await;
-    assert_eq!(got, b"first\nsecond\nthird\n");
+    log.read_until(b"third\n").await;
+    assert_eq!(log.got, b"first\nsecond\nthird\n");
 
     // The task ends: the follow stream ends too, with nothing more.
     let (s, _) = m.delete("/v2/apps/dm/logs").await;
     assert_eq!(s, 200);
-    let rest = tokio::time::timeout(DEADLINE, async {
-        let mut rest = Vec::new();
-        while let Some(Ok(chunk)) = stream.next().await {
-            rest.extend_from_slice(&chunk);
-        }
-        rest
-    })
-    .await
-    .expect("follow ends with the task");
+    let rest = log.rest().await;
     assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
     testkit::eventually("container removed", DEADLINE, || {
         env.guard.containers().is_empty().then_some(())

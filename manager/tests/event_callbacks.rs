@@ -142,14 +142,7 @@ async fn subscriptions_api_shapes_validation_and_persistence() {
     assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
     assert_eq!(sub(cb).await.unwrap().status().as_u16(), 200, "idempotent");
     assert_eq!(sub(cb2).await.unwrap().status().as_u16(), 200);
-    let list: Value = http
-        .get(s.url("/v2/eventSubscriptions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = testkit::http::json(http.get(s.url("/v2/eventSubscriptions"))).await;
     assert_eq!(list, json!({"callbackUrls": [cb, cb2]}));
 
     let bad = sub("not-a-url").await.unwrap();
@@ -192,14 +185,7 @@ async fn subscriptions_api_shapes_validation_and_persistence() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["eventType"], "unsubscribe_event");
     assert_eq!(body["callbackUrl"], cb);
-    let list: Value = http
-        .get(s2.url("/v2/eventSubscriptions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = testkit::http::json(http.get(s2.url("/v2/eventSubscriptions"))).await;
     assert_eq!(list, json!({"callbackUrls": [cb2]}));
     // Unsubscribing an unknown URL is fine too.
     let res = http

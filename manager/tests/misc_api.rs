@@ -214,41 +214,16 @@ async fn task_logs_tail_and_follow() {
         .as_str()
         .unwrap()
         .to_string();
-    let resp = m
-        .http
-        .get(format!("{}/v2/tasks/{id}/logs?follow=true", m.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let mut stream = resp.bytes_stream();
-    let mut buf = Vec::new();
-    tokio::time::timeout(DEADLINE, async {
-        while let Some(chunk) = stream.next().await {
-            buf.extend_from_slice(&chunk.unwrap());
-            if String::from_utf8_lossy(&buf).contains("line-40\n") {
-                return;
-            }
-        }
-        panic!("log stream ended early");
-    })
-    .await
-    .expect("followed to line-40");
-    let text = String::from_utf8_lossy(&buf).to_string();
+    let mut log = m.follow_log(&id).await;
+    log.read_until(b"line-40\n").await;
+    let text = String::from_utf8_lossy(&log.got).to_string();
     assert_eq!(
         text.matches("line-7\n").count(),
         1,
         "no duplicated output: {text}"
     );
-    let tail = m
-        .http
-        .get(format!("{}/v2/tasks/{id}/logs?tail=2", m.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let tail =
+        testkit::http::text(m.http.get(format!("{}/v2/tasks/{id}/logs?tail=2", m.base))).await;
     assert_eq!(tail, "line-39\nline-40\n");
     let (s, _) = m.get("/v2/tasks/nope.instance-x._app.1/logs").await;
     assert_eq!(s, 404);

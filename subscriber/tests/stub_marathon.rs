@@ -402,28 +402,12 @@ async fn info_health_metrics_and_auth() {
         200
     );
 
-    let html = http
-        .get(format!("{}/info", sub.url))
-        .bearer_auth("s3cret")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let info = || http.get(format!("{}/info", sub.url)).bearer_auth("s3cret");
+    let html = testkit::http::text(info()).await;
     assert!(html.contains("<table>"), "{html}");
     assert!(html.contains(&t1));
     assert!(html.contains("api=127.0.0.1:31001"), "{html}");
-    let j: serde_json::Value = http
-        .get(format!("{}/info", sub.url))
-        .bearer_auth("s3cret")
-        .header("Accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let j = testkit::http::json(info().header("Accept", "application/json")).await;
     assert_eq!(j["instances"][0]["container"], t1.as_str());
     assert_eq!(j["instances"][0]["ports"]["api"]["external"], 31001);
 

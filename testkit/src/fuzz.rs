@@ -104,6 +104,19 @@ impl Sent {
     pub fn accepted(&self) -> bool {
         (200..300).contains(&self.status)
     }
+
+    /// A refused case changes no app: panics, naming the case and its
+    /// answer, when the [`app_versions`] `after` it are not those `before`.
+    pub fn assert_apps_unchanged(&self, before: &AppVersions, after: &AppVersions) {
+        assert_eq!(
+            after,
+            before,
+            "refused with {} ({}) yet apps changed: {}",
+            self.status,
+            self.answer_text(),
+            self.what
+        );
+    }
 }
 
 impl Run {
@@ -196,20 +209,12 @@ impl Run {
     }
 }
 
-/// The apps of the Marathon API at `base` (`GET /v2/apps`): id -> version,
-/// what a refused body must leave as it was.
-pub async fn app_versions(
-    http: &reqwest::Client,
-    base: &str,
-) -> std::collections::BTreeMap<String, Value> {
-    let v: Value = http
-        .get(format!("{base}/v2/apps"))
-        .send()
-        .await
-        .expect("GET /v2/apps")
-        .json()
-        .await
-        .expect("apps JSON");
+/// App id -> version: what a refused body must leave as it was.
+pub type AppVersions = std::collections::BTreeMap<String, Value>;
+
+/// The apps of the Marathon API at `base` (`GET /v2/apps`).
+pub async fn app_versions(http: &reqwest::Client, base: &str) -> AppVersions {
+    let v = crate::http::json(http.get(format!("{base}/v2/apps"))).await;
     v["apps"]
         .as_array()
         .expect("apps list")

@@ -4,7 +4,8 @@
 //! workspace's binaries built on demand, the manager binary as a test's
 //! process (`manager`), a Marathon API stub (`marathon_stub`), sample
 //! registry records (`records`) and an etcd refusing anonymous clients with
-//! the credentials a container gets for it (`secured`).
+//! the credentials a container gets for it (`secured`), and one request
+//! sent and read whole (`http`).
 //!
 //! Dev-only: never a dependency of product code.
 
@@ -12,6 +13,7 @@ pub mod docker;
 pub mod docker_proxy;
 pub mod etcd;
 pub mod fuzz;
+pub mod http;
 pub mod images;
 pub mod manager;
 pub mod marathon_stub;

@@ -56,6 +56,69 @@ pub async fn prometheus(http: &reqwest::Client, base: &str) -> String {
         .expect("prometheus text")
 }
 
+/// Waits until the manager at `base` lists no deployments.
+pub async fn wait_no_deployments(http: &reqwest::Client, base: &str) {
+    testkit::eventually_async("no deployments", DEADLINE, || async {
+        let (_, v, _) = request(http, base, Method::GET, "/v2/deployments", None).await;
+        v.as_array().is_some_and(Vec::is_empty).then_some(())
+    })
+    .await
+}
+
+/// A task's log followed (`GET /v2/tasks/{id}/logs?follow=true`): the bytes
+/// as the manager sends them.
+pub struct FollowedLog {
+    stream: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    /// Everything read so far.
+    pub got: Vec<u8>,
+}
+
+impl FollowedLog {
+    /// Opens the follow stream of `task_id` on the manager at `base`; it
+    /// must answer 200.
+    pub async fn open(http: &reqwest::Client, base: &str, task_id: &str) -> FollowedLog {
+        let url = format!("{base}/v2/tasks/{task_id}/logs?follow=true");
+        let resp = http.get(&url).send().await.expect("GET logs?follow=true");
+        assert_eq!(resp.status(), 200, "GET {url}");
+        FollowedLog {
+            stream: Box::pin(resp.bytes_stream()),
+            got: Vec::new(),
+        }
+    }
+
+    /// Reads until what was read holds `want` (within [`DEADLINE`]; the
+    /// stream must not end first).
+    pub async fn read_until(&mut self, want: &[u8]) {
+        use futures::StreamExt;
+        let holds = |got: &[u8]| got.windows(want.len()).any(|w| w == want);
+        tokio::time::timeout(DEADLINE, async {
+            while !holds(&self.got) {
+                match self.stream.next().await {
+                    Some(Ok(chunk)) => self.got.extend_from_slice(&chunk),
+                    other => panic!("log stream ended early: {other:?}"),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("waiting for {:?}", String::from_utf8_lossy(want)));
+    }
+
+    /// Reads to the end of the stream (within [`DEADLINE`]); what came after
+    /// what was already read.
+    pub async fn rest(mut self) -> Vec<u8> {
+        use futures::StreamExt;
+        tokio::time::timeout(DEADLINE, async {
+            let mut rest = Vec::new();
+            while let Some(Ok(chunk)) = self.stream.next().await {
+                rest.extend_from_slice(&chunk);
+            }
+            rest
+        })
+        .await
+        .expect("the log stream ends")
+    }
+}
+
 /// Keys under `prefix` in the etcd at `endpoint`.
 pub async fn etcd_keys(endpoint: &str, prefix: &str) -> Vec<String> {
     let mut c = etcd_client::Client::connect([endpoint], None)
@@ -196,11 +259,12 @@ impl TestManager {
     }
 
     pub async fn wait_no_deployments(&self) {
-        testkit::eventually_async("no deployments", DEADLINE, || async {
-            let (_, v) = self.get("/v2/deployments").await;
-            v.as_array().is_some_and(Vec::is_empty).then_some(())
-        })
-        .await
+        wait_no_deployments(&self.http, &self.base).await
+    }
+
+    /// Follows the log of `task_id` (see [`FollowedLog`]).
+    pub async fn follow_log(&self, task_id: &str) -> FollowedLog {
+        FollowedLog::open(&self.http, &self.base, task_id).await
     }
 
     /// Raw etcd value under the internal prefix.
@@ -396,11 +460,12 @@ impl BinManager {
     }
 
     pub async fn wait_no_deployments(&self) {
-        testkit::eventually_async("no deployments", DEADLINE, || async {
-            let (_, v) = self.get("/v2/deployments").await;
-            v.as_array().is_some_and(Vec::is_empty).then_some(())
-        })
-        .await
+        wait_no_deployments(&self.http, &self.base).await
+    }
+
+    /// Follows the log of `task_id` (see [`FollowedLog`]).
+    pub async fn follow_log(&self, task_id: &str) -> FollowedLog {
+        FollowedLog::open(&self.http, &self.base, task_id).await
     }
 
     /// Subscribes to `/v2/events` (query string `query`, e.g.
