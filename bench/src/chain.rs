@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use testkit::docker::ContainerGuard;
 use testkit::ChildGuard;
 
+use crate::setup::ManagerApi;
 use crate::sibling_binary;
 
 /// Longest wait for a binary to answer after it was started.
@@ -198,17 +199,6 @@ impl Chain {
         }
     }
 
-    /// One call to the manager's API: status and JSON body (`Null` when the
-    /// body is not JSON).
-    pub async fn api(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<(u16, Value)> {
-        crate::setup::api_call(&self.http, &self.manager_url, method, path, body).await
-    }
-
     /// `PUT /v2/apps<app>?force=true` with `instances`.
     pub async fn scale(&self, app: &str, n: u64) -> Result<()> {
         let (s, v) = self
@@ -256,6 +246,16 @@ impl Chain {
     /// A file in the chain's own temporary folder.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+}
+
+impl ManagerApi for Chain {
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn manager_base(&self) -> String {
+        self.manager_url.clone()
     }
 }
 

@@ -172,6 +172,29 @@ pub async fn wait_no_tasks(http: &reqwest::Client, base: &str) -> Result<()> {
     }
 }
 
+/// What reaches a running manager's API (the chain, the fault stack): its
+/// client and URL, and [`ManagerApi::api`] on them.
+// Only concrete types implement it and their callers await `api` in place,
+// so the future's `Send`-ness needs no bound here.
+#[allow(async_fn_in_trait)]
+pub trait ManagerApi {
+    fn http(&self) -> &reqwest::Client;
+
+    /// `http://127.0.0.1:<port>` of the manager.
+    fn manager_base(&self) -> String;
+
+    /// One call to the manager's API: status and JSON body (`Null` when the
+    /// body is not JSON).
+    async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value)> {
+        api_call(self.http(), &self.manager_base(), method, path, body).await
+    }
+}
+
 /// One call to a manager's API at `base`: status and JSON body (`Null`
 /// when the body is not JSON).
 pub async fn api_call(

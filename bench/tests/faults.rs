@@ -20,23 +20,12 @@ use testkit::fuzz::Rng;
 /// stack that does not come back fails.
 const DEADLINE: Duration = Duration::from_secs(90);
 
+/// The folder of the manager, its task shim and the subscriber, each built
+/// by testkit (`cargo build -p manager` builds the shim too).
 fn bin_dir() -> std::path::PathBuf {
-    let dir = testkit::target_dir().join("debug");
-    let missing = ["manager", "mdo-task-shim", "subscriber"]
-        .iter()
-        .any(|b| !dir.join(b).is_file());
-    if missing {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "-p", "manager", "-p", "subscriber"])
-            .current_dir(testkit::workspace_root())
-            .status()
-            .expect("cargo build -p manager -p subscriber");
-        assert!(
-            status.success(),
-            "building the manager and subscriber failed"
-        );
-    }
-    dir
+    let manager = testkit::manager::binary();
+    testkit::subscriber::binary();
+    manager.parent().expect("a binary's folder").to_path_buf()
 }
 
 async fn stack(delivery: Delivery) -> (Stack, EtcdReaders, Checker) {

@@ -120,51 +120,41 @@ impl Application {
     /// Runs until `shutdown` is cancelled (graceful) or a critical task dies
     /// (error: the supervisor should restart us).
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), AppError> {
-        let Application {
-            port,
-            config,
-            server,
-            writer,
-            channels,
-            cleanup_rx,
-            api,
-            metrics,
-        } = self;
-        info!(port, marathon = %daemon::redact_url(&config.marathon_url), owner = %config.owner, mode = ?config.mode,
+        info!(port = self.port, marathon = %daemon::redact_url(&self.config.marathon_url), owner = %self.config.owner, mode = ?self.config.mode,
             version = env!("CARGO_PKG_VERSION"), "subscriber listening");
         let inner = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let handle = server.handle();
-        let mut writer_task = tracker.spawn(writer.run(inner.clone()));
+        let handle = self.server.handle();
+        let mut writer_task = tracker.spawn(self.writer.run(inner.clone()));
         let driver = ResyncDriver {
-            source: Arc::new(api.clone()),
-            writer: channels.tx.clone(),
-            clock: channels.clock.clone(),
-            trigger: channels.resync.clone(),
-            requests: cleanup_rx,
-            interval: config.resync_interval,
-            metrics: metrics.clone(),
+            source: Arc::new(self.api.clone()),
+            writer: self.channels.tx.clone(),
+            clock: self.channels.clock.clone(),
+            trigger: self.channels.resync.clone(),
+            requests: self.cleanup_rx,
+            interval: self.config.resync_interval,
+            metrics: self.metrics.clone(),
         };
         let mut driver_task = tracker.spawn(driver.run(inner.clone()));
         let intake_cancel = CancellationToken::new();
-        let mut intake_task = match (config.mode, config.callback_url.clone()) {
+        let mut intake_task = match (self.config.mode, self.config.callback_url.clone()) {
             (Mode::Callback, Some(url)) => tracker.spawn(intake::run_callback(
-                api,
-                intake::CallbackUrl::new(&url, config.auth_token.as_deref()),
-                channels.sink.clone(),
-                metrics.clone(),
-                config.resync_interval.min(Duration::from_secs(30)),
+                self.api,
+                intake::CallbackUrl::new(&url, self.config.auth_token.as_deref()),
+                self.channels.sink.clone(),
+                self.metrics.clone(),
+                self.config.resync_interval.min(Duration::from_secs(30)),
                 intake_cancel.clone(),
             )),
             _ => tracker.spawn(intake::run_sse(
-                api,
-                channels.sink.clone(),
-                metrics.clone(),
+                self.api,
+                self.channels.sink.clone(),
+                self.metrics.clone(),
                 intake_cancel.clone(),
             )),
         };
         tracker.close();
-        let mut server_task = tokio::spawn(server);
+        let mut server_task = tokio::spawn(self.server);
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => Ok(()),
             r = &mut server_task => match r {
@@ -192,7 +182,7 @@ impl Application {
         {
             error!("tasks did not stop within 10 s");
         }
-        drop(channels);
+        drop(self.channels);
         outcome
     }
 }

@@ -55,7 +55,7 @@ async fn mutated_events_never_5xx_and_change_no_real_record() {
         let sent = run
             .send(case, Case::new(Method::POST, &sub.url, "/callback", body))
             .await;
-        if let Ok(Some(exit)) = sub.child.child().try_wait() {
+        if let Some(exit) = sub.process.exited() {
             panic!("subscriber exited ({exit}) after {}", sent.what);
         }
     }

@@ -8,33 +8,23 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use registry::{Registry, Settings};
 use support::wait_containers;
 use testkit::etcd::LimitedUser;
 use testkit::marathon_stub::{host_app, Stub};
-use testkit::{ChildGuard, Etcd, EtcdTls};
-
-const DEADLINE: Duration = Duration::from_secs(30);
+use testkit::subscriber::{SubscriberCmd, SubscriberProcess};
+use testkit::{Etcd, EtcdTls};
 
 /// The subscriber binary on a free port against `endpoint`, with `args`
-/// and `envs` (the etcd credentials); its log in `dir/subscriber.log`.
-/// Returns once /health answers 200.
+/// and `envs` (the etcd credentials; none comes from the test's own
+/// environment). Returns once /health answers 200.
 async fn start_subscriber(
     marathon_url: &str,
     endpoint: &str,
     args: &[&str],
     envs: &[(&str, &str)],
-    dir: &Path,
-) -> (ChildGuard, PathBuf) {
-    let port = testkit::free_port().unwrap();
-    let log = dir.join("subscriber.log");
-    let file = std::fs::File::create(&log).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_subscriber"));
-    for var in [
+) -> SubscriberProcess {
+    let cmd = [
         "ETCD_USER",
         "ETCD_PASSWORD",
         "ETCD_CA",
@@ -43,45 +33,16 @@ async fn start_subscriber(
         "ETCD_ENDPOINTS",
         "ETCD_HOST_ADDRESS",
         "ETCD_PORT",
-        "MDO_AUTH_TOKEN",
-        "MARATHON_TOKEN",
-    ] {
-        cmd.env_remove(var);
-    }
-    let child = cmd
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--marathon-url", marathon_url])
-        .args(["--etcd-endpoints", endpoint])
-        .args(args)
-        .envs(envs.iter().copied())
-        .env("RUST_LOG", "subscriber=debug,info")
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .expect("the subscriber binary starts");
-    let mut guard = ChildGuard::new(child);
-    let url = format!("http://127.0.0.1:{port}/health");
-    testkit::eventually_async("the subscriber is healthy", DEADLINE, || {
-        let exited = guard.child().try_wait().ok().flatten();
-        let url = url.clone();
-        let log = log.clone();
-        async move {
-            if let Some(status) = exited {
-                panic!(
-                    "the subscriber exited early ({status}); log:\n{}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
-            }
-            reqwest::get(url)
-                .await
-                .ok()
-                .filter(|r| r.status() == 200)
-                .map(|_| ())
-        }
-    })
-    .await;
-    (guard, log)
+    ]
+    .into_iter()
+    .fold(
+        SubscriberCmd::new(env!("CARGO_BIN_EXE_subscriber"), marathon_url, endpoint),
+        SubscriberCmd::env_remove,
+    );
+    envs.iter()
+        .fold(cmd.args(args), |cmd, (k, v)| cmd.env(k, v))
+        .start()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,13 +53,11 @@ async fn writes_records_over_tls_with_a_client_certificate() {
 
     let stub = Stub::start().await;
     stub.add_app(host_app("/web", &["api"]));
-    let dir = tempfile::tempdir().unwrap();
-    let (_sub, log) = start_subscriber(
+    let sub = start_subscriber(
         &stub.url,
         &endpoint,
         &["--etcd-ca", &ca, "--etcd-cert", &cert, "--etcd-key", &key],
         &[],
-        dir.path(),
     )
     .await;
 
@@ -111,7 +70,7 @@ async fn writes_records_over_tls_with_a_client_certificate() {
     assert!(
         keys.contains(&format!("/services/web/default/containers/{task}")),
         "{keys}\nlog:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
+        sub.log_text()
     );
 }
 
@@ -128,13 +87,11 @@ async fn writes_records_as_a_user_limited_to_services() {
 
     let stub = Stub::start().await;
     stub.add_app(host_app("/web", &["api"]));
-    let dir = tempfile::tempdir().unwrap();
-    let (_sub, log) = start_subscriber(
+    let sub = start_subscriber(
         &stub.url,
         &ep,
         &["--etcd-user", "subscriber"],
         &[("ETCD_PASSWORD", "sub-s3cret")],
-        dir.path(),
     )
     .await;
 
@@ -152,6 +109,6 @@ async fn writes_records_as_a_user_limited_to_services() {
         .await
         .unwrap();
     wait_containers(&own, vec![task], "the task's record, as the subscriber").await;
-    let text = std::fs::read_to_string(log).unwrap();
+    let text = sub.log_text();
     assert!(!text.contains("sub-s3cret"), "the password was logged");
 }

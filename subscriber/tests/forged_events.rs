@@ -108,11 +108,11 @@ async fn callback_mode_with_a_token_takes_only_deliveries_that_carry_it() {
     )
     .await;
 
-    sub.sigterm();
+    sub.process.sigterm();
     let status = testkit::eventually(
         "subscriber exits on SIGTERM",
         std::time::Duration::from_secs(20),
-        || sub.child.child().try_wait().ok().flatten(),
+        || sub.process.exited(),
     );
     assert!(status.success(), "{status}\n{}", sub.log_text());
     assert!(stub.callbacks().is_empty(), "unsubscribed with the token");

@@ -6,15 +6,18 @@
 //! instances of both nodes, each with its node's host; a resync of one
 //! subscriber never touches the other's records.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use guestutils::{AsyncGuestUtils, Environment};
 use registry::{Instance, Registry, Settings};
 use serde_json::{json, Value};
+use support::{counts, running_tasks};
 use testkit::manager::{kill_tasks_under, ManagerCmd, ManagerProcess};
-use testkit::{ChildGuard, EtcdCluster};
+use testkit::subscriber::{SubscriberCmd, SubscriberProcess};
+use testkit::EtcdCluster;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -27,7 +30,7 @@ struct Node {
     manager_url: String,
     subscriber_url: String,
     http: reqwest::Client,
-    subscriber: ChildGuard,
+    subscriber: SubscriberProcess,
     manager: ManagerProcess,
     dir: tempfile::TempDir,
 }
@@ -41,7 +44,6 @@ impl Node {
             .prefix(&format!("mdo-{name}-"))
             .tempdir()
             .expect("tempdir");
-        let subscriber_port = testkit::free_port().expect("port");
         let manager = ManagerCmd::new(testkit::manager::binary())
             .etcd(etcd_endpoints)
             .flag("--node-name", name)
@@ -50,34 +52,26 @@ impl Node {
             .data_dir(dir.path().join("data"))
             .log_file(dir.path().join("manager.log"))
             .start();
+        let subscriber = SubscriberCmd::new(
+            env!("CARGO_BIN_EXE_subscriber"),
+            manager.url(),
+            etcd_endpoints,
+        )
+        .args(["--owner", name, "--mode", "sse", "--resync-interval", "1h"])
+        .log_file(dir.path().join("subscriber.log"))
+        .spawn()
+        .expect("spawn subscriber");
         let mut node = Node {
             name,
             address,
-            subscriber_url: format!("http://127.0.0.1:{subscriber_port}"),
+            subscriber_url: subscriber.url().to_string(),
             manager_url: manager.url().to_string(),
             http: reqwest::Client::new(),
-            subscriber: ChildGuard(None),
+            subscriber,
             manager,
             dir,
         };
-
-        let log = std::fs::File::create(node.dir.path().join("subscriber.log")).expect("log");
-        let subscriber = Command::new(env!("CARGO_BIN_EXE_subscriber"))
-            .args(["--listen", &format!("127.0.0.1:{subscriber_port}")])
-            .args(["--marathon-url", &node.manager_url])
-            .args(["--etcd-endpoints", etcd_endpoints])
-            .args(["--owner", name, "--mode", "sse", "--resync-interval", "1h"])
-            .env_remove("MDO_AUTH_TOKEN")
-            .env_remove("MARATHON_TOKEN")
-            .env("RUST_LOG", "subscriber=debug,info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn subscriber");
-        node.subscriber = ChildGuard::new(subscriber);
-        node.wait_ok(&format!("{}/health", node.subscriber_url), "subscriber")
-            .await;
+        node.wait_healthy().await;
         node
     }
 
@@ -95,34 +89,24 @@ impl Node {
             .join("\n")
     }
 
-    /// Polls `url` until it answers 200; panics with the node's logs when a
-    /// process exits or the deadline passes.
-    async fn wait_ok(&mut self, url: &str, what: &str) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Ok(r) = self.http.get(url).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            let exited = self.manager.exited().or_else(|| {
-                let subscriber = self.subscriber.0.as_mut()?;
-                subscriber.try_wait().ok().flatten()
-            });
-            if let Some(status) = exited {
-                panic!(
-                    "{} {what}: a process exited ({status})\n{}",
-                    self.name,
-                    self.logs()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} {what}: {url} not 200 within {DEADLINE:?}\n{}",
+    /// Waits until the subscriber answers `/health`; panics with the node's
+    /// logs when the manager or the subscriber exits or the deadline passes.
+    async fn wait_healthy(&mut self) {
+        let waited = self.subscriber.wait_answering("/health", DEADLINE).await;
+        let manager = self.manager.exited();
+        if let Err(e) = waited {
+            panic!(
+                "{}: {e}\nmanager exited: {manager:?}\n{}",
                 self.name,
                 self.logs()
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(status) = manager {
+            panic!(
+                "{}: the manager exited ({status})\n{}",
+                self.name,
+                self.logs()
+            );
         }
     }
 
@@ -150,12 +134,8 @@ impl Node {
                 None,
             )
             .await;
-        body["tasks"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .filter(|t| t["state"] == "TASK_RUNNING")
+        running_tasks(&body)
+            .into_iter()
             .map(|t| {
                 (
                     t["id"].as_str().expect("id").to_string(),
@@ -307,17 +287,7 @@ async fn two_managers_share_one_registry_on_a_three_member_etcd_cluster() {
     // compares its own manager's tasks with its own records.
     for node in [&a, &b] {
         let s = node.cleanup().await;
-        assert_eq!(
-            (
-                s["added"].as_u64(),
-                s["updated"].as_u64(),
-                s["removed"].as_u64(),
-                s["unchanged"].as_u64()
-            ),
-            (Some(0), Some(0), Some(0), Some(1)),
-            "{}: {s}",
-            node.name
-        );
+        assert_eq!(counts(&s), [0, 0, 0, 1], "{}: {s}", node.name);
         let mut containers: Vec<String> = web_records(&reg)
             .await
             .into_iter()

@@ -95,16 +95,7 @@ async fn records_follow_task_events_with_named_ports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_repairs_hand_edits_and_leaves_other_owners() {
-    let (etcd, stub) = web_stub().await;
-    let t1 = stub.start_task("/dev/web", &[31001]);
-    let t2 = stub.start_task("/dev/web", &[31002]);
-    let (sub, reg) = healthy_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]).await;
-    wait_containers(
-        &reg,
-        vec![t1.clone(), t2.clone()],
-        "start-up resync wrote both",
-    )
-    .await;
+    let (_etcd, _stub, sub, reg, [t1, t2]) = registered_web_tasks([31001, 31002]).await;
 
     // By hand: delete one, invent one, corrupt one, and add another owner's.
     let name = records(&reg)
@@ -130,22 +121,11 @@ async fn cleanup_repairs_hand_edits_and_leaves_other_owners() {
         .unwrap();
 
     let dry = sub.cleanup(true).await;
-    assert_eq!(
-        (
-            dry["added"].as_u64(),
-            dry["updated"].as_u64(),
-            dry["removed"].as_u64()
-        ),
-        (Some(1), Some(1), Some(1)),
-        "{dry}"
-    );
+    assert_eq!(counts(&dry), [1, 1, 1, 0], "{dry}");
     assert_eq!(containers(&reg).await.len(), 3, "dry run writes nothing");
 
     let s = sub.cleanup(false).await;
-    assert_eq!(s["added"], 1, "{s}");
-    assert_eq!(s["updated"], 1, "{s}");
-    assert_eq!(s["removed"], 1, "{s}");
-    assert_eq!(s["unchanged"], 0, "{s}");
+    assert_eq!(counts(&s), [1, 1, 1, 0], "{s}");
     assert!(s["took_ms"].is_u64());
     let mut want = vec![
         t1.clone(),
@@ -168,16 +148,7 @@ async fn cleanup_repairs_hand_edits_and_leaves_other_owners() {
     );
 
     let s = sub.cleanup(false).await;
-    assert_eq!(
-        (
-            s["added"].as_u64(),
-            s["updated"].as_u64(),
-            s["removed"].as_u64(),
-            s["unchanged"].as_u64()
-        ),
-        (Some(0), Some(0), Some(0), Some(2)),
-        "{s}"
-    );
+    assert_eq!(counts(&s), [0, 0, 0, 2], "{s}");
 
     // Bad dry_run value: 400 with Marathon's error body.
     let r = reqwest::get(format!("{}/cleanup?dry_run=maybe", sub.url))
@@ -190,16 +161,7 @@ async fn cleanup_repairs_hand_edits_and_leaves_other_owners() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resync_never_resurrects_a_task_killed_while_it_ran() {
-    let (etcd, stub) = web_stub().await;
-    let victim = stub.start_task("/dev/web", &[31001]);
-    let keeper = stub.start_task("/dev/web", &[31002]);
-    let (sub, reg) = healthy_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]).await;
-    wait_containers(
-        &reg,
-        vec![victim.clone(), keeper.clone()],
-        "both registered",
-    )
-    .await;
+    let (_etcd, stub, sub, reg, [victim, keeper]) = registered_web_tasks([31001, 31002]).await;
 
     // The next resync fetches a list in which the victim still runs...
     let release = stub.hold_next_apps_list();
@@ -417,15 +379,11 @@ async fn info_health_metrics_and_auth() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    let m = http
-        .get(format!("{}/metrics", sub.url))
-        .bearer_auth("s3cret")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = testkit::http::text(
+        http.get(format!("{}/metrics", sub.url))
+            .bearer_auth("s3cret"),
+    )
+    .await;
     assert!(m.contains("subscriber_resyncs_total"), "{m}");
     assert!(m.contains("subscriber_stream_connected 1"), "{m}");
 }
@@ -458,16 +416,7 @@ async fn apps_with_invalid_names_get_no_record_and_never_fail_a_batch() {
 
     // /cleanup: the same (nothing to change), and the bad app still skipped.
     let s = sub.cleanup(false).await;
-    assert_eq!(
-        (
-            s["added"].as_u64(),
-            s["updated"].as_u64(),
-            s["removed"].as_u64(),
-            s["unchanged"].as_u64()
-        ),
-        (Some(0), Some(0), Some(0), Some(good.len() as u64)),
-        "{s}"
-    );
+    assert_eq!(counts(&s), [0, 0, 0, good.len() as u64], "{s}");
 
     // Events: the bad app's task gets no record; the valid one in the same
     // stretch of events does.

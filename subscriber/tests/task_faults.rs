@@ -20,11 +20,7 @@ fn apps_requests(stub: &Stub) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_out_of_reach_comes_back_with_its_next_running() {
-    let (etcd, stub) = web_stub().await;
-    let t1 = stub.start_task("/dev/web", &[31001]);
-    let t2 = stub.start_task("/dev/web", &[31002]);
-    let (sub, reg) = healthy_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]).await;
-    wait_containers(&reg, vec![t1.clone(), t2.clone()], "both registered").await;
+    let (_etcd, stub, sub, reg, [t1, t2]) = registered_web_tasks([31001, 31002]).await;
     let fetches = apps_requests(&stub);
 
     // An agent partition: t1 is unreachable, then reachable again.
@@ -80,9 +76,9 @@ async fn a_death_during_the_first_fetch_removes_an_earlier_process_record() {
             "written by the first process",
         )
         .await;
-        first.sigterm();
+        first.process.sigterm();
         testkit::eventually("the first process exits", Duration::from_secs(20), || {
-            first.child.child().try_wait().ok().flatten()
+            first.process.exited()
         });
     }
 

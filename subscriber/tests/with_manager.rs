@@ -52,12 +52,8 @@ impl Manager {
         let (_, body) = self
             .call(reqwest::Method::GET, &format!("/v2/apps{app}/tasks"), None)
             .await;
-        let mut v: Vec<(String, Vec<u64>)> = body["tasks"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .filter(|t| t["state"] == "TASK_RUNNING")
+        let mut v: Vec<(String, Vec<u64>)> = running_tasks(&body)
+            .into_iter()
             .map(|t| {
                 (
                     t["id"].as_str().unwrap().to_string(),
@@ -87,6 +83,26 @@ impl Manager {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The callback URLs the manager delivers events to.
+    async fn callback_urls(&self) -> Value {
+        let (_, subs) = self
+            .call(reqwest::Method::GET, "/v2/eventSubscriptions", None)
+            .await;
+        subs["callbackUrls"].clone()
+    }
+
+    /// SIGTERM to the callback-mode subscriber `sub`: it exits 0, and the
+    /// manager no longer lists its callback URL.
+    async fn sigterm_unsubscribes(&self, sub: &mut Sub) {
+        let status = sub.sigterm_and_exit();
+        assert!(status.success(), "{status}\n{}", sub.log_text());
+        assert_eq!(
+            self.callback_urls().await,
+            json!([]),
+            "unsubscribed on SIGTERM"
+        );
     }
 
     async fn scale(&self, app: &str, n: u32) {
@@ -228,10 +244,7 @@ async fn manager_callback_mode_end_to_end_and_unsubscribe_on_sigterm() {
     let etcd = Etcd::start().unwrap();
     let m = Manager::start(&etcd).await;
     let (mut sub, callback) = callback_subscriber(&m.url, &etcd, &[]).await;
-    let (_, subs) = m
-        .call(reqwest::Method::GET, "/v2/eventSubscriptions", None)
-        .await;
-    assert_eq!(subs["callbackUrls"], json!([callback]));
+    assert_eq!(m.callback_urls().await, json!([callback]));
     let reg = registry(&etcd).await;
 
     m.create(&reg, "/cb/web", 2, "records through callbacks")
@@ -240,12 +253,7 @@ async fn manager_callback_mode_end_to_end_and_unsubscribe_on_sigterm() {
     m.wait_running("/cb/web", 1).await;
     converged(&m, &reg, "/cb/web", "scale down through callbacks").await;
 
-    let status = sub.sigterm_and_exit();
-    assert!(status.success(), "{status}\n{}", sub.log_text());
-    let (_, subs) = m
-        .call(reqwest::Method::GET, "/v2/eventSubscriptions", None)
-        .await;
-    assert_eq!(subs["callbackUrls"], json!([]), "unsubscribed on SIGTERM");
+    m.sigterm_unsubscribes(&mut sub).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,11 +273,8 @@ async fn manager_callback_mode_with_a_token_delivers_and_refuses_forged_events()
         ],
     )
     .await;
-    let (_, subs) = m
-        .call(reqwest::Method::GET, "/v2/eventSubscriptions", None)
-        .await;
     assert_eq!(
-        subs["callbackUrls"],
+        m.callback_urls().await,
         json!([format!("{callback}?token={TOKEN}")])
     );
     let reg = registry(&etcd).await;
@@ -301,12 +306,7 @@ async fn manager_callback_mode_with_a_token_delivers_and_refuses_forged_events()
     for (who, log) in [("subscriber", sub.log_text()), ("manager", m.log_text())] {
         assert!(!log.contains(TOKEN), "{who} logged the token:\n{log}");
     }
-    let status = sub.sigterm_and_exit();
-    assert!(status.success(), "{status}\n{}", sub.log_text());
-    let (_, subs) = m
-        .call(reqwest::Method::GET, "/v2/eventSubscriptions", None)
-        .await;
-    assert_eq!(subs["callbackUrls"], json!([]), "unsubscribed on SIGTERM");
+    m.sigterm_unsubscribes(&mut sub).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,16 +334,7 @@ async fn manager_cleanup_repairs_hand_edits_and_keeps_other_owners() {
     reg.put(&foreign).await.unwrap();
 
     let s = sub.cleanup(false).await;
-    assert_eq!(
-        (
-            s["added"].as_u64(),
-            s["updated"].as_u64(),
-            s["removed"].as_u64(),
-            s["unchanged"].as_u64()
-        ),
-        (Some(1), Some(0), Some(1), Some(1)),
-        "{s}"
-    );
+    assert_eq!(counts(&s), [1, 0, 1, 1], "{s}");
     let mut want: Vec<String> = m
         .running("/dev/api")
         .await

@@ -1,11 +1,11 @@
 //! Test harness shared by every crate's integration tests: a real etcd per
 //! test, child-process guards, polling with a deadline, the CI rule that
 //! Docker tests fail (never skip) when `CI=true` and no engine answers, the
-//! workspace's binaries built on demand, the manager binary as a test's
-//! process (`manager`), a Marathon API stub (`marathon_stub`), sample
-//! registry records (`records`) and an etcd refusing anonymous clients with
-//! the credentials a container gets for it (`secured`), and one request
-//! sent and read whole (`http`).
+//! workspace's binaries built on demand, the manager and the subscriber
+//! binaries as a test's processes (`manager`, `subscriber`), a Marathon API
+//! stub (`marathon_stub`), sample registry records (`records`), an etcd
+//! refusing anonymous clients with the credentials a container gets for it
+//! (`secured`), and one request sent and read whole (`http`).
 //!
 //! Dev-only: never a dependency of product code.
 
@@ -20,10 +20,11 @@ pub mod marathon_stub;
 pub mod process;
 pub mod records;
 pub mod secured;
+pub mod subscriber;
 pub mod tls;
 
 pub use etcd::{free_port, Etcd, EtcdCluster};
-pub use process::{eventually, eventually_async, ChildGuard};
+pub use process::{eventually, eventually_async, ChildGuard, ServedProcess};
 pub use secured::SecuredEtcd;
 pub use tls::EtcdTls;
 

@@ -15,10 +15,12 @@
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::process::{EnvChanges, ServedProcess};
 use crate::ChildGuard;
 
 /// How long [`ManagerCmd::start`] waits for `/ping` (it returns as soon as
@@ -41,8 +43,7 @@ pub struct ManagerCmd {
     /// Single-valued flags, in order; [`Self::flag`] replaces a value.
     flags: Vec<(String, OsString)>,
     args: Vec<OsString>,
-    /// `Some` sets, `None` removes; applied in order.
-    env: Vec<(OsString, Option<OsString>)>,
+    env: EnvChanges,
     data_dir: Option<PathBuf>,
     log: Option<PathBuf>,
     cwd: Option<PathBuf>,
@@ -55,7 +56,7 @@ impl ManagerCmd {
             bin: bin.into(),
             flags: Vec::new(),
             args: Vec::new(),
-            env: Vec::new(),
+            env: EnvChanges::default(),
             data_dir: None,
             log: None,
             cwd: None,
@@ -102,7 +103,7 @@ impl ManagerCmd {
     }
 
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> ManagerCmd {
-        self.env.push((key.into(), Some(value.into())));
+        self.env.set(key, value);
         self
     }
 
@@ -111,7 +112,7 @@ impl ManagerCmd {
     }
 
     pub fn env_remove(mut self, key: impl Into<OsString>) -> ManagerCmd {
-        self.env.push((key.into(), None));
+        self.env.remove(key);
         self
     }
 
@@ -146,12 +147,7 @@ impl ManagerCmd {
             cmd.arg(name).arg(value);
         }
         cmd.args(&self.args).arg("--data-dir").arg(data_dir);
-        for (key, value) in &self.env {
-            match value {
-                Some(v) => cmd.env(key, v),
-                None => cmd.env_remove(key),
-            };
-        }
+        self.env.apply(&mut cmd);
         if let Some(cwd) = &self.cwd {
             cmd.current_dir(cwd);
         }
@@ -172,24 +168,13 @@ impl ManagerCmd {
         let in_temp = |name: &str| temp.as_ref().map(|t| t.path().join(name));
         let data_dir = self.data_dir.clone().or_else(|| in_temp("data")).unwrap();
         let log = self.log.clone().or_else(|| in_temp("manager.log")).unwrap();
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
-        let child = self
-            .command(port, &data_dir)
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()?;
+        let served = ServedProcess::spawn("manager", self.command(port, &data_dir), port, log)?;
         Ok(ManagerProcess {
-            child: ChildGuard::new(child),
-            port,
-            url: format!("http://127.0.0.1:{port}"),
+            served,
             data_dir: match &self.cwd {
                 Some(cwd) => cwd.join(data_dir),
                 None => data_dir,
             },
-            log,
             _temp: temp,
         })
     }
@@ -237,68 +222,39 @@ impl ManagerCmd {
 
 /// A running manager binary, SIGKILLed (and reaped) on drop. Its command
 /// tasks are not: they outlive the manager, as in production (see
-/// [`kill_tasks_under`]).
+/// [`kill_tasks_under`]). Its URL, log, exit status and signals are those
+/// of the [`ServedProcess`] it derefs to.
 pub struct ManagerProcess {
-    child: ChildGuard,
-    port: u16,
-    url: String,
+    served: ServedProcess,
     data_dir: PathBuf,
-    log: PathBuf,
     _temp: Option<tempfile::TempDir>,
 }
 
+impl Deref for ManagerProcess {
+    type Target = ServedProcess;
+
+    fn deref(&self) -> &ServedProcess {
+        &self.served
+    }
+}
+
+impl DerefMut for ManagerProcess {
+    fn deref_mut(&mut self) -> &mut ServedProcess {
+        &mut self.served
+    }
+}
+
 impl ManagerProcess {
-    /// `http://127.0.0.1:<port>`.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// The data dir (absolute when it was given relative to a working dir).
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log
-    }
-
-    /// Everything the manager wrote so far (stdout and stderr).
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn child(&mut self) -> &mut Child {
-        self.child.child()
-    }
-
-    /// The exit status once the manager has exited.
-    pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.child().try_wait().ok().flatten()
-    }
-
-    pub fn sigterm(&self) {
-        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("send SIGTERM");
-    }
-
-    /// kill -9, and reap.
-    pub fn kill(&mut self) {
-        self.child.kill();
     }
 
     /// Waits until `/ping` answers 200; panics with the log when the manager
     /// exits first or [`START_DEADLINE`] passes.
     pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + START_DEADLINE;
-        while !answers_ping(self.port) {
+        while !answers_ping(self.port()) {
             if let Some(status) = self.exited() {
                 panic!("the manager exited ({status}); log:\n{}", self.log_text());
             }

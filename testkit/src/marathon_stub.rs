@@ -67,31 +67,35 @@ fn chrono_like_now() -> String {
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
 }
 
-/// A bridge-networked app with named port mappings.
-pub fn bridge_app(id: &str, ports: &[(&str, u32)]) -> Value {
+/// The app both shapes below start from: one instance of `sleep 1000` on
+/// the network `mode`.
+fn sleeping_app(id: &str, mode: &str) -> Value {
     json!({
         "id": id,
         "version": VERSION,
         "instances": 1,
         "cmd": "sleep 1000",
         "labels": {},
-        "networks": [{"mode": "container/bridge"}],
-        "container": {"type": "DOCKER", "docker": {"image": "busybox"},
-            "portMappings": ports.iter().map(|(n, cp)| json!({"containerPort": cp, "hostPort": 0, "servicePort": 0, "protocol": "tcp", "name": n})).collect::<Vec<_>>()},
+        "networks": [{"mode": mode}],
     })
+}
+
+/// A bridge-networked app with named port mappings.
+pub fn bridge_app(id: &str, ports: &[(&str, u32)]) -> Value {
+    let mut app = sleeping_app(id, "container/bridge");
+    app["container"] = json!({"type": "DOCKER", "docker": {"image": "busybox"},
+        "portMappings": ports.iter().map(|(n, cp)| json!({"containerPort": cp, "hostPort": 0, "servicePort": 0, "protocol": "tcp", "name": n})).collect::<Vec<_>>()});
+    app
 }
 
 /// A host-networked command app with named port definitions.
 pub fn host_app(id: &str, port_names: &[&str]) -> Value {
-    json!({
-        "id": id,
-        "version": VERSION,
-        "instances": 1,
-        "cmd": "sleep 1000",
-        "labels": {},
-        "networks": [{"mode": "host"}],
-        "portDefinitions": port_names.iter().map(|n| json!({"port": 0, "protocol": "tcp", "name": n})).collect::<Vec<_>>(),
-    })
+    let mut app = sleeping_app(id, "host");
+    app["portDefinitions"] = port_names
+        .iter()
+        .map(|n| json!({"port": 0, "protocol": "tcp", "name": n}))
+        .collect();
+    app
 }
 
 impl Stub {

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bench::chain::{first, follow_events, follow_records, Chain, ChainOptions, Seen, WatcherSpec};
 use bench::raw_chain::{kill_container, Raw, STEP};
+use bench::setup::ManagerApi;
 use bench::Stats;
 use bollard::container::ListContainersOptions;
 use bollard::system::EventsOptions;

@@ -27,6 +27,7 @@ use anyhow::{bail, Context, Result};
 use bench::chain::{
     first, follow_events, follow_records, rss, Chain, ChainOptions, Seen, WatcherSpec,
 };
+use bench::setup::ManagerApi;
 use bench::{report, report_latency, Stats};
 use clap::Parser;
 use etcd_client::{GetOptions, WatchOptions};

@@ -113,6 +113,27 @@ fn fifo_reader(path: &Path) -> Result<std_mpsc::Receiver<Instant>> {
     Ok(rx)
 }
 
+/// Changes made before the measured ones: they warm up the page cache and
+/// the connections.
+const WARM_UP: usize = 10;
+
+/// Runs `one` (given the round's number) `WARM_UP + samples` times, one
+/// after the other, and keeps the durations it returns after the warm-up.
+async fn sampled<F, Fut>(samples: usize, mut one: F) -> Result<Vec<Duration>>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<Duration>>,
+{
+    let mut out = Vec::with_capacity(samples);
+    for i in 0..WARM_UP + samples {
+        let took = one(i).await?;
+        if i >= WARM_UP {
+            out.push(took);
+        }
+    }
+    Ok(out)
+}
+
 /// Put -> callback start, one change at a time.
 async fn callback_latency(
     reg: &Registry,
@@ -120,31 +141,26 @@ async fn callback_latency(
     arrivals: &std_mpsc::Receiver<Instant>,
     samples: usize,
 ) -> Result<Vec<Duration>> {
-    let mut out = Vec::with_capacity(samples);
-    for i in 0..samples + 10 {
+    sampled(samples, move |i| async move {
         let t0 = Instant::now();
         reg.put(&instance(service, &format!("c-{i}"), 20000 + i as u16))
             .await?;
         let at = arrivals
             .recv_timeout(Duration::from_secs(10))
             .context("a callback within 10 s")?;
-        if i >= 10 {
-            // The first few warm up the page cache and connections.
-            out.push(at.duration_since(t0));
-        }
-    }
-    Ok(out)
+        Ok(at.duration_since(t0))
+    })
+    .await
 }
 
 /// Raw baseline for exec mode's process start: spawn `sh -c CMD` directly
 /// (CMD writes one line to the FIFO, as the exec hook does) -> line seen.
-fn raw_spawn(
+async fn raw_spawn(
     hook: &str,
     arrivals: &std_mpsc::Receiver<Instant>,
     samples: usize,
 ) -> Result<Vec<Duration>> {
-    let mut out = Vec::with_capacity(samples);
-    for i in 0..samples + 10 {
+    sampled(samples, move |_| async move {
         let t0 = Instant::now();
         let mut child = Command::new("sh")
             .args(["-c", hook])
@@ -156,22 +172,22 @@ fn raw_spawn(
             .recv_timeout(Duration::from_secs(10))
             .context("the spawned command's line within 10 s")?;
         child.wait()?;
-        if i >= 10 {
-            out.push(at.duration_since(t0));
-        }
-    }
-    Ok(out)
+        Ok(at.duration_since(t0))
+    })
+    .await
 }
 
 /// Raw baseline: put -> watch event on our own etcd watch.
 async fn raw_latency(reg: &Registry, samples: usize) -> Result<Vec<Duration>> {
     let prefix = registry::keys::service_prefix(reg.prefix(), "rawbench")?;
     let mut client = reg.client();
-    let (_watcher, mut stream) = client
+    let (_watcher, stream) = client
         .watch(prefix, Some(WatchOptions::new().with_prefix()))
         .await?;
-    let mut out = Vec::with_capacity(samples);
-    for i in 0..samples + 10 {
+    // Each round borrows the one stream in turn.
+    let stream = &tokio::sync::Mutex::new(stream);
+    sampled(samples, move |i| async move {
+        let mut stream = stream.lock().await;
         let t0 = Instant::now();
         reg.put(&instance("rawbench", &format!("c-{i}"), 20000 + i as u16))
             .await?;
@@ -182,14 +198,11 @@ async fn raw_latency(reg: &Registry, samples: usize) -> Result<Vec<Duration>> {
                 .iter()
                 .any(|e| e.event_type() == EventType::Put)
             {
-                break;
+                return Ok(t0.elapsed());
             }
         }
-        if i >= 10 {
-            out.push(t0.elapsed());
-        }
-    }
-    Ok(out)
+    })
+    .await
 }
 
 #[tokio::main]
@@ -244,7 +257,7 @@ async fn main() -> Result<()> {
 
     let raw_watch = raw_latency(&reg, args.samples).await?;
     let raw = Stats::of(&raw_watch);
-    let spawn = raw_spawn(&exec_hook, &arrivals, args.samples)?;
+    let spawn = raw_spawn(&exec_hook, &arrivals, args.samples).await?;
     // The least exec mode can do: see the change, then start the command.
     let raw_exec: Vec<Duration> = raw_watch.iter().zip(&spawn).map(|(w, s)| *w + *s).collect();
     let exec = Stats::of(&callback_latency(&reg, "execbench", &arrivals, args.samples).await?);

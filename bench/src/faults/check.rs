@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::stack::Stack;
+use crate::setup::ManagerApi;
 
 /// Task states that are over (the manager may still list them a while).
 const TERMINAL: [&str; 7] = [

@@ -13,6 +13,7 @@ use testkit::fuzz::Rng;
 
 use super::check::{observe, Checker, EtcdReaders};
 use super::stack::{Delivery, Stack};
+use crate::setup::ManagerApi;
 
 /// Command apps: `(id, instances, kill grace)`. `/faults/slow` ignores
 /// SIGTERM, so each of its kills stays in flight for its 2 s grace.

@@ -4,14 +4,17 @@
 //! restartable on the same ports and data.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use testkit::docker::ContainerGuard;
 use testkit::docker_proxy::DockerProxy;
-use testkit::{ChildGuard, EtcdCluster};
+use testkit::manager::{ManagerCmd, ManagerProcess};
+use testkit::subscriber::{SubscriberCmd, SubscriberProcess};
+use testkit::EtcdCluster;
+
+use crate::setup::ManagerApi;
 
 /// How the subscriber receives the manager's events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,9 +51,9 @@ pub struct Stack {
     opts: StackOptions,
     guard: ContainerGuard,
     dir: tempfile::TempDir,
-    manager: Option<ChildGuard>,
+    manager: Option<ManagerProcess>,
     manager_port: u16,
-    subscriber: Option<ChildGuard>,
+    subscriber: Option<SubscriberProcess>,
     subscriber_port: u16,
 }
 
@@ -149,13 +152,6 @@ impl Stack {
         Ok(readers)
     }
 
-    fn log(&self, name: &str) -> Result<std::fs::File> {
-        Ok(std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(name))?)
-    }
-
     /// Copies the manager's and the subscriber's logs into `dir`.
     pub fn copy_logs(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir)?;
@@ -184,39 +180,22 @@ impl Stack {
     /// Starts the manager (`--docker auto` through the proxy) on its port and
     /// data dir and waits for `/ping`.
     pub async fn start_manager(&mut self) -> Result<()> {
-        self.spawn_manager()?;
-        self.wait_ok(&format!("{}/ping", self.manager_url()), "manager")
-            .await
-    }
-
-    /// Starts the manager without waiting for it.
-    pub fn spawn_manager(&mut self) -> Result<()> {
         self.kill_manager();
-        let log = self.log("manager.log")?;
-        let child = Command::new(self.opts.bin_dir.join("manager"))
-            .args(["--listen", &format!("127.0.0.1:{}", self.manager_port)])
-            .args(["--etcd-endpoints", &self.etcd.endpoints().join(",")])
-            .args([
-                "--node-name",
-                "node-1",
-                "--node-cpus",
-                "8",
-                "--node-mem",
-                "8192",
-            ])
-            .args(["--docker", "auto", "--docker-socket", &self.proxy.host()])
-            .arg("--data-dir")
-            .arg(self.data_dir())
+        let process = ManagerCmd::new(self.opts.bin_dir.join("manager"))
+            .port(self.manager_port)
+            .etcd(&self.etcd.endpoints().join(","))
+            .without("--drain-delay")
+            .flag("--docker", "auto")
+            .flag("--docker-socket", self.proxy.host())
+            .data_dir(self.data_dir())
+            .log_file(self.dir.path().join("manager.log"))
             .env("RUST_LOG", &self.opts.log_level)
             .env_remove("DOCKER_HOST")
-            .env_remove("MDO_AUTH_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
             .spawn()
             .context("starting the manager")?;
-        self.manager = Some(ChildGuard::new(child));
-        Ok(())
+        let manager = self.manager.insert(process);
+        let ready = manager.wait_answering("/ping", START_DEADLINE).await;
+        self.started(ready)
     }
 
     /// kill -9 of the manager (its tasks keep running).
@@ -229,28 +208,29 @@ impl Stack {
     /// Starts the subscriber on its port and waits for `/health`.
     pub async fn start_subscriber(&mut self) -> Result<()> {
         self.kill_subscriber();
-        let log = self.log("subscriber.log")?;
-        let mut cmd = Command::new(self.opts.bin_dir.join("subscriber"));
-        cmd.args(["--listen", &format!("127.0.0.1:{}", self.subscriber_port)])
-            .args(["--marathon-url", &self.manager_url()])
-            .args(["--etcd-endpoints", &self.etcd.endpoints().join(",")])
-            .args(["--resync-interval", &self.opts.resync_interval]);
+        let mut args = vec![
+            "--resync-interval".to_string(),
+            self.opts.resync_interval.clone(),
+        ];
         if self.opts.delivery == Delivery::Callback {
-            cmd.args(["--mode", "callback", "--callback-url"])
-                .arg(format!("{}/callback", self.subscriber_url()));
+            args.extend(["--mode", "callback", "--callback-url"].map(String::from));
+            args.push(format!("{}/callback", self.subscriber_url()));
         }
-        let child = cmd
-            .env("RUST_LOG", &self.opts.log_level)
-            .env_remove("MDO_AUTH_TOKEN")
-            .env_remove("MARATHON_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting the subscriber")?;
-        self.subscriber = Some(ChildGuard::new(child));
-        self.wait_ok(&format!("{}/health", self.subscriber_url()), "subscriber")
-            .await
+        let endpoints = self.etcd.endpoints().join(",");
+        let process = SubscriberCmd::new(
+            self.opts.bin_dir.join("subscriber"),
+            &self.manager_url(),
+            &endpoints,
+        )
+        .port(self.subscriber_port)
+        .args(args)
+        .env("RUST_LOG", &self.opts.log_level)
+        .log_file(self.dir.path().join("subscriber.log"))
+        .spawn()
+        .context("starting the subscriber")?;
+        let subscriber = self.subscriber.insert(process);
+        let ready = subscriber.wait_answering("/health", START_DEADLINE).await;
+        self.started(ready)
     }
 
     /// kill -9 of the subscriber.
@@ -260,40 +240,12 @@ impl Stack {
         }
     }
 
-    async fn wait_ok(&mut self, url: &str, what: &str) -> Result<()> {
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            if let Ok(r) = self.http.get(url).send().await {
-                if r.status().is_success() {
-                    return Ok(());
-                }
-            }
-            let child = match what {
-                "manager" => self.manager.as_mut(),
-                _ => self.subscriber.as_mut(),
-            };
-            if let Some(status) = child.and_then(|c| c.child().try_wait().ok().flatten()) {
-                bail!("{what} exited ({status}):\n{}", self.log_tails(40));
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{what} did not answer {url} within {START_DEADLINE:?}:\n{}",
-                    self.log_tails(40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// One call to the manager's API: status and JSON body (`Null` when the
-    /// body is not JSON).
-    pub async fn api(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<(u16, Value)> {
-        crate::setup::api_call(&self.http, &self.manager_url(), method, path, body).await
+    /// A start's outcome; a failure carries the tails of both logs.
+    fn started(&self, ready: Result<(), String>) -> Result<()> {
+        ready.map_err(|e| {
+            let first = e.lines().next().unwrap_or_default();
+            anyhow::anyhow!("{first}\n{}", self.log_tails(40))
+        })
     }
 
     /// Posts one Marathon event to the subscriber's `/callback`, as a real
@@ -306,6 +258,16 @@ impl Stack {
             .send()
             .await?;
         Ok(r.status().as_u16())
+    }
+}
+
+impl ManagerApi for Stack {
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn manager_base(&self) -> String {
+        self.manager_url()
     }
 }
 

@@ -1,20 +1,18 @@
 #![allow(dead_code)]
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use registry::{Instance, Registry, Settings};
 use testkit::marathon_stub::{bridge_app, Stub};
-use testkit::{ChildGuard, Etcd};
+use testkit::subscriber::{SubscriberCmd, SubscriberProcess};
+use testkit::Etcd;
 
-/// The real subscriber binary, on a free port.
+/// The real subscriber binary (testkit's [`SubscriberProcess`]: its log,
+/// exit status and signals), and its URL.
 pub struct Sub {
-    pub child: ChildGuard,
-    pub port: u16,
+    pub process: SubscriberProcess,
     pub url: String,
-    pub log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
 }
 
 pub fn spawn_subscriber(marathon_url: &str, etcd: &Etcd, extra: &[&str]) -> Sub {
@@ -27,59 +25,29 @@ pub fn spawn_subscriber(marathon_url: &str, etcd: &Etcd, extra: &[&str]) -> Sub 
 }
 
 pub fn spawn_on(port: u16, marathon_url: &str, etcd: &Etcd, extra: &[&str]) -> Sub {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("subscriber.log");
-    let file = std::fs::File::create(&log).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_subscriber"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--marathon-url")
-        .arg(marathon_url)
-        .arg("--etcd-endpoints")
-        .arg(etcd.endpoint())
-        .args(extra)
-        .env_remove("MDO_AUTH_TOKEN")
-        .env_remove("MARATHON_TOKEN")
-        .env("RUST_LOG", "subscriber=debug,info")
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().expect("log"))
-        .stderr(file)
-        .spawn()
-        .expect("spawn subscriber");
-    let sub = Sub {
-        child: ChildGuard::new(child),
-        port,
-        url: format!("http://127.0.0.1:{port}"),
-        log,
-        _dir: dir,
-    };
-    sub
+    let process = SubscriberCmd::new(
+        env!("CARGO_BIN_EXE_subscriber"),
+        marathon_url,
+        &etcd.endpoint(),
+    )
+    .port(port)
+    .args(extra)
+    .spawn()
+    .expect("spawn subscriber");
+    Sub {
+        url: process.url().to_string(),
+        process,
+    }
 }
 
 impl Sub {
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log_text()
     }
 
     /// Waits until /health answers 200 (stream connected and synced).
     pub async fn wait_healthy(&mut self) {
-        let url = format!("{}/health", self.url);
-        let http = reqwest::Client::new();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = http.get(&url).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            if let Ok(Some(status)) = self.child.child().try_wait() {
-                panic!("subscriber exited: {status}\n{}", self.log_text());
-            }
-            if std::time::Instant::now() > deadline {
-                panic!("subscriber never became healthy:\n{}", self.log_text());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.process.wait_healthy().await;
     }
 
     pub async fn cleanup(&self, dry_run: bool) -> serde_json::Value {
@@ -93,22 +61,17 @@ impl Sub {
         r.json().await.expect("cleanup json")
     }
 
-    pub fn sigterm(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-    }
-
     pub fn kill9(&mut self) {
-        self.child.kill();
+        self.process.kill();
     }
 
     /// SIGTERM, then its exit status (within 20 s).
     pub fn sigterm_and_exit(&mut self) -> std::process::ExitStatus {
-        self.sigterm();
+        self.process.sigterm();
         testkit::eventually(
             "subscriber exits on SIGTERM",
             Duration::from_secs(20),
-            || self.child.child().try_wait().ok().flatten(),
+            || self.process.exited(),
         )
     }
 
@@ -130,6 +93,22 @@ pub async fn web_stub() -> (Etcd, Arc<Stub>) {
     let stub = Stub::start().await;
     stub.add_app(bridge_app("/dev/web", &[("api", 5000)]));
     (etcd, stub)
+}
+
+/// [`web_stub`] with one task of `/dev/web` per host port of `ports`, then
+/// the subscriber without periodic resync (`--resync-interval 1h`), once
+/// its start-up resync has written a record for each task: etcd and the
+/// stub (keep both: they stop when dropped), the subscriber, a registry
+/// client and the tasks' ids in the order of `ports`.
+pub async fn registered_web_tasks<const N: usize>(
+    ports: [u32; N],
+) -> (Etcd, Arc<Stub>, Sub, Registry, [String; N]) {
+    let (etcd, stub) = web_stub().await;
+    let tasks = ports.map(|p| stub.start_task("/dev/web", &[p]));
+    let (sub, reg) = healthy_subscriber(&stub.url, &etcd, &["--resync-interval", "1h"]).await;
+    let all = tasks.to_vec();
+    wait_containers(&reg, all, "the start-up resync wrote every task").await;
+    (etcd, stub, sub, reg, tasks)
 }
 
 /// [`spawn_subscriber`], once healthy, and a registry client.
@@ -165,6 +144,25 @@ pub async fn callback_subscriber(marathon_url: &str, etcd: &Etcd, extra: &[&str]
     let mut sub = spawn_on(port, marathon_url, etcd, &args);
     sub.wait_healthy().await;
     (sub, callback)
+}
+
+/// The running tasks of a `/v2/apps/<id>/tasks` answer.
+pub fn running_tasks(body: &serde_json::Value) -> Vec<&serde_json::Value> {
+    body["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["state"] == "TASK_RUNNING")
+        .collect()
+}
+
+/// A `/cleanup` summary's counts: added, updated, removed, unchanged.
+pub fn counts(summary: &serde_json::Value) -> [u64; 4] {
+    ["added", "updated", "removed", "unchanged"].map(|k| {
+        summary[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no count {k:?} in {summary}"))
+    })
 }
 
 pub async fn registry(etcd: &Etcd) -> Registry {
