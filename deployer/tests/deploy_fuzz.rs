@@ -109,14 +109,7 @@ async fn mutated_documents_never_5xx_and_never_half_apply() {
             before = settle(&http, &manager.url).await;
         } else {
             let after = fuzz::app_versions(&http, &manager.url).await;
-            assert_eq!(
-                after,
-                before,
-                "refused with {} ({}) yet apps changed: {}",
-                sent.status,
-                sent.answer_text(),
-                sent.what
-            );
+            sent.assert_apps_unchanged(&before, &after);
         }
         assert_eq!(
             PANICS.load(Ordering::SeqCst),
