@@ -501,13 +501,17 @@ impl Core {
             (t, message)
         };
         let (t, message) = rec;
+        // Announced before the stored task is deleted: peers wait for this
+        // event, and the order is safe. A restart between the two finds the
+        // stored task, asks the runtime, which says it is gone, and ends it
+        // again (a task is never declared ended from the store alone).
+        tracing::info!(task_id = %t.id, state = %t.state, %message, "task ended");
+        self.announce(&t, &message);
+        self.wake();
         if let Err(e) = self.store.delete_task(&t.id).await {
             tracing::warn!(task_id = %t.id, error = %e, "deleting task state failed; retried until etcd takes it");
             self.mark_unsaved([t.id.clone()]);
         }
-        tracing::info!(task_id = %t.id, state = %t.state, %message, "task ended");
-        self.announce(&t, &message);
-        self.wake();
         // Wake again once a backoff delay has passed.
         let delay = self.state().backoff.get(&t.app_id).map(|b| b.next_launch);
         if let (Some(when), Some(core)) = (delay, self.self_arc()) {

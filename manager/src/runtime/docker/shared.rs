@@ -160,16 +160,20 @@ impl Shared {
         }
     }
 
-    /// Reports the end, removes the container, marks the task done (logs
-    /// are kept first, so they are readable as soon as the report is).
+    /// Reports the end, then keeps the log tail, removes the container and
+    /// marks the task done. The report goes first: it is what peers wait
+    /// for, and reading the tail is a call to an engine that is still
+    /// cleaning the container up. Logs stay readable throughout: from the
+    /// container until it is removed, which happens only after the tail
+    /// is kept (see `logs`).
     pub(super) async fn finish(&self, task_id: &str, container_id: &str, report: Option<Exit>) {
-        self.keep_logs(task_id, container_id).await;
         if let Some(exit) = report {
             let _ = self.events.send(RuntimeEvent::Exited {
                 task_id: task_id.to_string(),
                 exit,
             });
         }
+        self.keep_logs(task_id, container_id).await;
         self.remove(container_id).await;
         let mut table = self.table();
         let retained = self.config.finished_retained;
