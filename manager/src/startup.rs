@@ -272,6 +272,10 @@ impl Application {
                 .default_service(web::to(api::not_found))
         })
         .disable_signals()
+        // Every response and SSE frame goes out when written: with Nagle's
+        // algorithm a small write waits for the ACK of the previous one,
+        // which a client may delay by up to 40 ms.
+        .tcp_nodelay(true)
         .workers(2)
         // Workers close what is still open once the shutdown bound is over.
         .shutdown_timeout(cfg.shutdown_timeout.as_secs())
