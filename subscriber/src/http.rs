@@ -174,14 +174,14 @@ const CLEANUP_PROBE: Duration = Duration::from_secs(3);
 /// itself goes on.
 const CLEANUP_BOUND: Duration = Duration::from_secs(30);
 
-/// A count-only read of the registry prefix, bounded by [`CLEANUP_PROBE`].
-/// Any answer from etcd (an expired auth token included: the resync
-/// re-authenticates) counts; no connection or no answer does not.
+/// A one-key read (the prefix itself, keys only), bounded by
+/// [`CLEANUP_PROBE`]: not a range, which etcd would walk to count every
+/// record. Any answer from etcd (an expired auth token or a refused key
+/// included: the resync re-authenticates) counts; no connection or no
+/// answer does not.
 async fn etcd_answers(registry: &registry::Registry) -> Result<(), String> {
     let mut client = registry.client();
-    let options = registry::etcd_client::GetOptions::new()
-        .with_prefix()
-        .with_count_only();
+    let options = registry::etcd_client::GetOptions::new().with_keys_only();
     match tokio::time::timeout(CLEANUP_PROBE, client.get(registry.prefix(), Some(options))).await {
         Ok(Ok(_)) => Ok(()),
         // gRPC codes 2 (unknown), 4 (deadline exceeded) and 14

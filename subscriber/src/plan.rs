@@ -9,10 +9,14 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::model::{AppSpec, TaskInfo};
-use crate::record::{app_names, record_with_names, wanted, RecordError};
+use crate::model::AppSpec;
+use crate::record::{app_names, started_at_same};
 use crate::record_store::{Action, Existing, Expect, IdOf, Instance, RecordId};
 use registry::naming::names_from_app;
+
+mod wanted;
+
+pub use wanted::{desired_apps, DesiredApp, Wanted};
 
 /// Counts of a resync, as `/cleanup` reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -31,50 +35,38 @@ pub struct Plan {
     pub foreign: usize,
 }
 
-/// Records for every wanted task of every app. Tasks whose names are
-/// invalid are returned separately (logged and counted by the caller);
-/// tasks in `skip` (recently killed) are never desired.
-pub fn desired_records(
-    apps: &[(AppSpec, Vec<TaskInfo>)],
-    owner: &str,
-    require_healthy: bool,
-    skip: &dyn Fn(&str) -> bool,
-) -> (Vec<Instance>, Vec<RecordError>) {
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    for (app, tasks) in apps {
-        let mut wanted_tasks = tasks
-            .iter()
-            .filter(|t| wanted(app, t, require_healthy) && !skip(&t.id))
-            .peekable();
-        if wanted_tasks.peek().is_none() {
-            continue;
-        }
-        // Names are checked once per app, before any of its records is
-        // built: an app with invalid names gets no record (one error).
-        let names = match app_names(app) {
-            Ok(n) => n,
-            Err(e) => {
-                errors.push(e);
-                continue;
-            }
-        };
-        for task in wanted_tasks {
-            let node = task.node.as_deref().unwrap_or(&task.host);
-            match record_with_names(app, &names, task, owner, node) {
-                Ok(r) => out.push(r),
-                Err(e) => errors.push(e),
-            }
-        }
+/// One desired record of the resync diff: its key, whether a stored record
+/// already says the same, and the record itself (built only when it must
+/// be written). [`Wanted`] is what a resync diffs; an [`Instance`] is its
+/// own desired record (tests).
+pub trait Desired {
+    /// (service, group, container): the record's key.
+    fn key(&self) -> (&str, &str, &str);
+    /// Whether `actual` (at this key) needs no rewrite.
+    fn held_by(&self, actual: &Instance) -> bool;
+    fn record(&self) -> Instance;
+}
+
+impl Desired for Instance {
+    fn key(&self) -> (&str, &str, &str) {
+        (&self.service, &self.group, &self.container)
     }
-    (out, errors)
+
+    fn held_by(&self, actual: &Instance) -> bool {
+        same(actual, self)
+    }
+
+    fn record(&self) -> Instance {
+        self.clone()
+    }
 }
 
 /// Diffs desired against actual. Only records of `owner` are ever changed;
 /// containers in `protect` (touched by an event since the desired state was
-/// fetched) are left exactly as they are.
-pub fn resync_plan(
-    desired: &[Instance],
+/// fetched) are left exactly as they are. A desired record is built only
+/// when it is added or updated.
+pub fn resync_plan<D: Desired>(
+    desired: &[D],
     actual: &[Existing],
     owner: &str,
     protect: &HashSet<String>,
@@ -91,23 +83,24 @@ pub fn resync_plan(
     let mut desired_ids: HashSet<Key<'_>> = HashSet::with_capacity(desired.len());
     let mut plan = Plan::default();
     for d in desired {
-        if !desired_ids.insert(key(d)) || protect.contains(&d.container) {
+        let id = d.key();
+        if !desired_ids.insert(id) || protect.contains(id.2) {
             continue;
         }
-        match actual_by_id.get(&key(d)) {
+        match actual_by_id.get(&id) {
             Some(a) if a.record.owner != owner => plan.foreign += 1,
-            Some(a) if same(&a.record, d) => plan.summary.unchanged += 1,
+            Some(a) if d.held_by(&a.record) => plan.summary.unchanged += 1,
             Some(a) => {
                 plan.summary.updated += 1;
                 plan.actions.push(Action::Put {
-                    record: d.clone(),
+                    record: d.record(),
                     expect: Expect::Revision(a.revision),
                 });
             }
             None => {
                 plan.summary.added += 1;
                 plan.actions.push(Action::Put {
-                    record: d.clone(),
+                    record: d.record(),
                     expect: Expect::Absent,
                 });
             }
@@ -235,9 +228,8 @@ pub fn event_actions(
     plan
 }
 
-/// Records are the same when equal, except that `started_at` written from a
-/// status event (the event's time) may differ by milliseconds from the
-/// task's `startedAt` in Marathon: not worth a rewrite when both are set.
+/// Records are the same when equal, except for `started_at`
+/// ([`started_at_same`]: not worth a rewrite for milliseconds).
 fn same(actual: &Instance, desired: &Instance) -> bool {
     // Field by field (no clone: this runs for every record of a resync).
     // The exhaustive pattern makes a new record field a compile error here.
@@ -258,12 +250,7 @@ fn same(actual: &Instance, desired: &Instance) -> bool {
         started_at,
         owner,
     } = actual;
-    let started_ok = if started_at.is_empty() || desired.started_at.is_empty() {
-        *started_at == desired.started_at
-    } else {
-        true
-    };
-    started_ok
+    started_at_same(started_at, &desired.started_at)
         && *schema == desired.schema
         && *service == desired.service
         && *group == desired.group
@@ -316,7 +303,8 @@ mod tests {
         #[derive(Default)]
         struct Case {
             what: &'static str,
-            desired: Vec<Instance>,
+            /// (container, port) of tasks of the app of `rec`, owner "me".
+            desired: Vec<(&'static str, u32)>,
             actual: Vec<Existing>,
             protect: Vec<&'static str>,
             want: Vec<&'static str>,
@@ -330,21 +318,21 @@ mod tests {
             },
             Case {
                 what: "missing record is added with an absent compare",
-                desired: vec![rec("t1", "me", 1)],
+                desired: vec![("t1", 1)],
                 want: vec!["put t1 Absent"],
                 summary: (1, 0, 0, 0),
                 ..Case::default()
             },
             Case {
                 what: "same record unchanged",
-                desired: vec![rec("t1", "me", 1)],
+                desired: vec![("t1", 1)],
                 actual: vec![ex(rec("t1", "me", 1), 7)],
                 summary: (0, 0, 0, 1),
                 ..Case::default()
             },
             Case {
                 what: "different record updated at its revision",
-                desired: vec![rec("t1", "me", 2)],
+                desired: vec![("t1", 2)],
                 actual: vec![ex(rec("t1", "me", 1), 7)],
                 want: vec!["put t1 Revision(7)"],
                 summary: (0, 1, 0, 0),
@@ -352,7 +340,7 @@ mod tests {
             },
             Case {
                 what: "started_at from the event vs Marathon's startedAt: unchanged",
-                desired: vec![rec("t1", "me", 1)],
+                desired: vec![("t1", 1)],
                 actual: vec![ex(
                     Instance {
                         started_at: "2026-11-22T10:00:01.007Z".into(),
@@ -372,28 +360,28 @@ mod tests {
             },
             Case {
                 what: "another owner's records are never touched",
-                desired: vec![rec("t1", "me", 2)],
+                desired: vec![("t1", 2)],
                 actual: vec![ex(rec("t1", "other", 1), 3), ex(rec("t2", "other", 1), 4)],
                 foreign: 1,
                 ..Case::default()
             },
             Case {
                 what: "protected containers are neither added nor removed",
-                desired: vec![rec("t1", "me", 1)],
+                desired: vec![("t1", 1)],
                 actual: vec![ex(rec("t2", "me", 1), 5)],
                 protect: vec!["t1", "t2"],
                 ..Case::default()
             },
             Case {
                 what: "duplicates in desired count once",
-                desired: vec![rec("t1", "me", 1), rec("t1", "me", 1)],
+                desired: vec![("t1", 1), ("t1", 1)],
                 want: vec!["put t1 Absent"],
                 summary: (1, 0, 0, 0),
                 ..Case::default()
             },
             Case {
                 what: "mixed",
-                desired: vec![rec("a", "me", 1), rec("b", "me", 2), rec("c", "me", 3)],
+                desired: vec![("a", 1), ("b", 2), ("c", 3)],
                 actual: vec![
                     ex(rec("a", "me", 1), 1),
                     ex(rec("b", "me", 1), 2),
@@ -407,15 +395,20 @@ mod tests {
         ];
         for c in cases {
             let protect: HashSet<String> = c.protect.iter().map(|s| s.to_string()).collect();
-            let p = resync_plan(
-                &c.desired,
-                &c.actual,
-                "me",
-                if c.protect.is_empty() {
-                    &none
-                } else {
-                    &protect
-                },
+            let protect = if c.protect.is_empty() {
+                &none
+            } else {
+                &protect
+            };
+            let records: Vec<Instance> = c.desired.iter().map(|(t, p)| rec(t, "me", *p)).collect();
+            let p = resync_plan(&records, &c.actual, "me", protect);
+            // The same diff from the tasks, comparing without building.
+            let tasks = wanted::tests::tasks_of(&c.desired);
+            assert_eq!(
+                wanted::tests::plan_from_tasks(&tasks, &c.actual, "me", protect),
+                p,
+                "{}: from the tasks",
+                c.what
             );
             assert_eq!(kinds(&p), c.want, "{}", c.what);
             let s = p.summary;
@@ -441,6 +434,7 @@ mod tests {
                     task("t-run", "/dev/web", &[1]),
                     staging,
                     task("t-killed", "/dev/web", &[2]),
+                    task("bad/id", "/dev/web", &[4]),
                 ],
             ),
             (
@@ -448,14 +442,16 @@ mod tests {
                 vec![task("t-bad", "/dev/Bad", &[3])],
             ),
         ];
-        let (recs, errs) = desired_records(&apps, "me", false, &|id| id == "t-killed");
+        let (desired, errs) = desired_apps(&apps, false, &|id| id == "t-killed");
         assert_eq!(
-            recs.iter()
-                .map(|r| r.container.as_str())
+            desired
+                .iter()
+                .flat_map(|a| a.wanted("me"))
+                .map(|w| w.record().container)
                 .collect::<Vec<_>>(),
             vec!["t-run"]
         );
-        assert_eq!(errs.len(), 1);
+        assert_eq!(errs.len(), 2, "{errs:?}");
     }
 
     fn id(service: &str, group: &str, container: &str) -> RecordId {

@@ -1,6 +1,7 @@
 //! From an app definition and one of its tasks to the instance record of
 //! DESIGN.md (schema 1). Pure: no I/O, table-tested below.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::model::{AppSpec, NetworkMode, TaskInfo};
@@ -67,75 +68,185 @@ pub fn record_with_names(
         return Err(RecordError::InvalidContainer(task.id.clone()));
     }
     let mut ports = BTreeMap::new();
-    let count = app.ports.len().max(task.ports.len());
-    for i in 0..count {
-        let spec = app.ports.get(i);
-        let Some(external) = task.ports.get(i).and_then(|p| u16::try_from(*p).ok()) else {
-            // No host port (container networking without hostPort): nothing
-            // reachable from other hosts under this name.
-            continue;
-        };
-        let name = spec
-            .and_then(|p| p.name.clone())
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| format!("port{i}"));
-        let exposed = match (app.network, spec.and_then(|p| p.container_port)) {
-            (NetworkMode::Host, _) => external,
-            (_, Some(cp)) if cp != 0 => match u16::try_from(cp) {
-                Ok(cp) => cp,
-                Err(_) => continue,
-            },
-            _ => external,
-        };
-        let protocol = spec
-            .and_then(|p| p.protocol.clone())
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| "tcp".to_string());
+    for p in port_entries(app, task) {
         ports.insert(
-            name,
+            p.name.into_owned(),
             PortRecord {
-                external,
-                exposed,
-                protocol,
+                external: p.external,
+                exposed: p.exposed,
+                protocol: p.protocol.to_string(),
             },
         );
     }
-    let internal_address = match app.network {
-        NetworkMode::Host => None,
-        NetworkMode::Bridge | NetworkMode::Container => task.ip_addresses.first().cloned(),
-    };
-    let healthy = if app.has_health_checks {
-        Some(task.healthy.unwrap_or(false))
-    } else {
-        None
-    };
-    let labels = labels_from_group(&names.group);
     Ok(Instance {
         schema: 1,
         service: names.service.clone(),
         group: names.group.clone(),
-        labels,
+        labels: labels_from_group(&names.group),
         container: task.id.clone(),
         app_id: app.id.clone(),
-        app_version: task
-            .app_version
-            .clone()
-            .unwrap_or_else(|| app.version.clone()),
+        app_version: app_version(app, task).to_string(),
         node: node.to_string(),
         host: task.host.clone(),
-        internal_address,
+        internal_address: internal_address(app, task).map(str::to_string),
         ports,
-        state: "TASK_RUNNING".to_string(),
-        healthy,
+        state: RUNNING.to_string(),
+        healthy: healthy(app, task),
         started_at: task.started_at.clone().unwrap_or_default(),
         owner: owner.to_string(),
     })
 }
 
+/// The state every record is written with.
+const RUNNING: &str = "TASK_RUNNING";
+
+/// One named port of a record, borrowed from the app and the task.
+struct PortEntry<'a> {
+    name: Cow<'a, str>,
+    external: u16,
+    exposed: u16,
+    protocol: &'a str,
+}
+
+/// A record's ports in index order (a later one wins a repeated name).
+/// Port names come from the app definition (`portMappings[].name` /
+/// `portDefinitions[].name`, unnamed -> `port<i>`); external ports from the
+/// task; the exposed port is the container port (the host port for host
+/// networking or `containerPort: 0`).
+fn port_entries<'a>(app: &'a AppSpec, task: &'a TaskInfo) -> impl Iterator<Item = PortEntry<'a>> {
+    let count = app.ports.len().max(task.ports.len());
+    (0..count).filter_map(move |i| {
+        let spec = app.ports.get(i);
+        // No host port (container networking without hostPort): nothing
+        // reachable from other hosts under this name.
+        let external = task.ports.get(i).and_then(|p| u16::try_from(*p).ok())?;
+        let name = match spec.and_then(|p| p.name.as_deref()) {
+            Some(n) if !n.is_empty() => Cow::Borrowed(n),
+            _ => Cow::Owned(format!("port{i}")),
+        };
+        let exposed = match (app.network, spec.and_then(|p| p.container_port)) {
+            (NetworkMode::Host, _) => external,
+            (_, Some(cp)) if cp != 0 => u16::try_from(cp).ok()?,
+            _ => external,
+        };
+        let protocol = match spec.and_then(|p| p.protocol.as_deref()) {
+            Some(p) if !p.is_empty() => p,
+            _ => "tcp",
+        };
+        Some(PortEntry {
+            name,
+            external,
+            exposed,
+            protocol,
+        })
+    })
+}
+
+fn app_version<'a>(app: &'a AppSpec, task: &'a TaskInfo) -> &'a str {
+    task.app_version.as_deref().unwrap_or(&app.version)
+}
+
+fn internal_address<'a>(app: &AppSpec, task: &'a TaskInfo) -> Option<&'a str> {
+    match app.network {
+        NetworkMode::Host => None,
+        NetworkMode::Bridge | NetworkMode::Container => {
+            task.ip_addresses.first().map(String::as_str)
+        }
+    }
+}
+
+fn healthy(app: &AppSpec, task: &TaskInfo) -> Option<bool> {
+    app.has_health_checks.then(|| task.healthy.unwrap_or(false))
+}
+
+/// Whether `stored` already says what [`record_with_names`] would write
+/// for this task (`labels`: the group's, [`labels_from_group`]), under the
+/// resync's rule (equal, `started_at` as [`started_at_same`] says), without
+/// building the record: a resync with
+/// nothing to change compares every task this way. The container name is
+/// not checked here (the caller checks it once per task).
+pub fn record_matches(
+    app: &AppSpec,
+    names: &Names,
+    labels: &[String],
+    task: &TaskInfo,
+    owner: &str,
+    node: &str,
+    stored: &Instance,
+) -> bool {
+    // The exhaustive pattern makes a new record field a compile error here.
+    let Instance {
+        schema,
+        service,
+        group,
+        labels: stored_labels,
+        container,
+        app_id,
+        app_version: stored_version,
+        node: stored_node,
+        host,
+        internal_address: stored_internal,
+        ports,
+        state,
+        healthy: stored_healthy,
+        started_at,
+        owner: stored_owner,
+    } = stored;
+    let started = task.started_at.as_deref().unwrap_or_default();
+    started_at_same(started_at, started)
+        && *schema == 1
+        && *service == names.service
+        && *group == names.group
+        && stored_labels.as_slice() == labels
+        && *container == task.id
+        && *app_id == app.id
+        && stored_version == app_version(app, task)
+        && stored_node == node
+        && *host == task.host
+        && stored_internal.as_deref() == internal_address(app, task)
+        && *state == RUNNING
+        && *stored_healthy == healthy(app, task)
+        && stored_owner == owner
+        && ports_match(app, task, ports)
+}
+
+/// The record's ports as [`port_entries`] makes them, a repeated name
+/// taken from its last entry.
+fn ports_match(app: &AppSpec, task: &TaskInfo, stored: &BTreeMap<String, PortRecord>) -> bool {
+    let mut distinct = 0;
+    for (i, p) in port_entries(app, task).enumerate() {
+        if port_entries(app, task)
+            .skip(i + 1)
+            .any(|l| l.name == p.name)
+        {
+            continue;
+        }
+        distinct += 1;
+        let same = stored.get(p.name.as_ref()).is_some_and(|s| {
+            s.external == p.external && s.exposed == p.exposed && s.protocol == p.protocol
+        });
+        if !same {
+            return false;
+        }
+    }
+    distinct == stored.len()
+}
+
+/// `started_at` written from a status event (the event's time) may differ
+/// by milliseconds from the task's `startedAt` in Marathon: the same when
+/// both are set, else only when equal.
+pub fn started_at_same(stored: &str, desired: &str) -> bool {
+    if stored.is_empty() || desired.is_empty() {
+        stored == desired
+    } else {
+        true
+    }
+}
+
 /// Whether a running task belongs in the registry: with `--require-healthy`,
 /// tasks of apps with health checks only once they pass.
 pub fn wanted(app: &AppSpec, task: &TaskInfo, require_healthy: bool) -> bool {
-    task.state == "TASK_RUNNING"
+    task.state == RUNNING
         && (!require_healthy || !app.has_health_checks || task.healthy == Some(true))
 }
 

@@ -5,7 +5,8 @@
 //! - sustained TASK_RUNNING / TASK_KILLING / TASK_KILLED throughput vs raw
 //!   puts+deletes with 64 in flight;
 //! - `/cleanup` over 10,000 tasks with everything to write (vs raw puts in
-//!   128-op transactions) and with nothing to change (vs one raw prefix read);
+//!   128-op transactions) and with nothing to change (vs one raw prefix read;
+//!   `--noop-rounds` calls, each followed by its raw read, medians reported);
 //! - RSS of the subscriber holding 10,000 records (beside etcd's own RSS).
 //!
 //! The load generator is the Marathon API stub of the subscriber's tests
@@ -21,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bench::{report, report_latency, report_ms, rss_mib, Stats};
+use bench::{median, report, report_latency, report_ms, rss_mib, Stats};
 use clap::Parser;
 use etcd_client::{EventType, TxnOp, WatchOptions};
 use futures::StreamExt;
@@ -43,6 +44,10 @@ struct Args {
     /// Tasks for the /cleanup and RSS runs.
     #[arg(long, default_value_t = 10_000)]
     cleanup_tasks: usize,
+    /// No-op /cleanup calls, each followed by a raw read; the medians are
+    /// reported (one call alone is noise on a shared machine).
+    #[arg(long, default_value_t = 5)]
+    noop_rounds: usize,
 }
 
 struct Proc(Child);
@@ -595,21 +600,37 @@ async fn main() -> Result<()> {
             full_wall,
             raw_full,
         );
-        let (noop, noop_wall) = cleanup(&url).await?;
-        let counts = ["added", "updated", "removed", "unchanged"].map(|k| noop[k].as_u64());
-        if counts != [Some(0), Some(0), Some(0), Some(n as u64)] {
-            bail!("no-op cleanup changed something: {noop}");
+        let (mut noop_walls, mut raw_reads, mut keys) = (Vec::new(), Vec::new(), 0);
+        let mut noop = serde_json::Value::Null;
+        for _ in 0..args.noop_rounds.max(1) {
+            let (r, wall) = cleanup(&url).await?;
+            let counts = ["added", "updated", "removed", "unchanged"].map(|k| r[k].as_u64());
+            if counts != [Some(0), Some(0), Some(0), Some(n as u64)] {
+                bail!("no-op cleanup changed something: {r}");
+            }
+            let t0 = Instant::now();
+            let snap = reg.list_all().await?;
+            raw_reads.push(t0.elapsed());
+            keys = snap.entries.len();
+            noop_walls.push(wall);
+            noop = r;
         }
-        let t0 = Instant::now();
-        let snap = reg.list_all().await?;
-        let raw_read = t0.elapsed();
+        println!(
+            "  no-op rounds (ours / raw ms): {}",
+            noop_walls
+                .iter()
+                .zip(&raw_reads)
+                .map(|(o, r)| format!("{:.1}/{:.1}", o.as_secs_f64() * 1e3, r.as_secs_f64() * 1e3))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
         report_ms(
             &format!(
-                "/cleanup, {n} tasks, nothing to change (raw: read {} keys)",
-                snap.entries.len()
+                "/cleanup, {n} tasks, nothing to change (raw: read {keys} keys; medians of {})",
+                noop_walls.len()
             ),
-            noop_wall,
-            raw_read,
+            median(noop_walls),
+            median(raw_reads),
         );
         println!(
             "  took_ms reported: full {} no-op {}",

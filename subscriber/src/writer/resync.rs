@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 use super::{ResyncRequest, Tracked, Writer, Written};
 use crate::metrics::kind;
 use crate::model::{AppSpec, TaskInfo};
-use crate::plan::{desired_records, resync_plan, Summary};
+use crate::plan::{desired_apps, resync_plan, Summary, Wanted};
 use crate::record_store::{Action, Existing, Store, StoreError};
 use crate::source::AppSource;
 
@@ -105,16 +105,22 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             .map(|(c, _)| c.clone())
             .collect();
         let tombstones = &self.tombstones;
-        let (desired, errors) =
-            desired_records(&apps, &self.cfg.owner, self.cfg.require_healthy, &|id| {
-                tombstones.contains(id)
-            });
+        let (desired, errors) = desired_apps(&apps, self.cfg.require_healthy, &|id| {
+            tombstones.contains(id)
+        });
         for e in &errors {
             self.metrics.error(kind::INVALID_NAME);
             warn!(error = %e, "resync: no record for this app's tasks (invalid name)");
         }
-        let mut plan = resync_plan(&desired, &snapshot, &self.cfg.owner, &protect);
-        discard(desired);
+        // Each task is compared with its stored record as it is: a record
+        // is built only for those to write.
+        let wanted: Vec<Wanted> = desired
+            .iter()
+            .flat_map(|a| a.wanted(&self.cfg.owner))
+            .collect();
+        let mut plan = resync_plan(&wanted, &snapshot, &self.cfg.owner, &protect);
+        drop(wanted);
+        drop(desired);
         plan.actions = self.valid_only(std::mem::take(&mut plan.actions), Action::id);
         if plan.foreign > 0 {
             warn!(
