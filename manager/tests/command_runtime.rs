@@ -629,3 +629,70 @@ async fn a_task_whose_directory_is_removed_is_stopped() {
     ));
     wait_dead(pid, "task of a wiped directory stopped").await;
 }
+
+/// The parent of `pid` (field 4 of /proc/<pid>/stat).
+fn parent_of(pid: i32) -> Option<i32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+fn shim_of(rt: &CommandRuntime, task_id: &str) -> i32 {
+    let text = std::fs::read_to_string(rt.task_dir(task_id).join("marker.json")).unwrap();
+    let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    m["shim_pid"].as_i64().unwrap() as i32
+}
+
+#[tokio::test]
+async fn shims_outlive_their_spawner_and_ended_shims_are_reaped() {
+    let dir = Scratch::new();
+    let (rt, mut rx) = runtime(config(dir.path()));
+    let first = rt
+        .launch(&spec("first", sh("while true; do sleep 0.05; done"), &[]))
+        .await
+        .unwrap();
+    let task: i32 = first.handle.parse().unwrap();
+    let shim = shim_of(&rt, "first");
+    // One spawner forks the shims: `mdo-task-shim -`, the shim's parent.
+    let spawner = parent_of(shim).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{spawner}/cmdline")).unwrap();
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    assert!(
+        args[0].ends_with(b"mdo-task-shim") && args[1] == b"-",
+        "{:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    let second = rt
+        .launch(&spec("second", sh("echo two; exit 0"), &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_exit(&mut rx, "second").await,
+        Exit::Finished,
+        "{second:?}"
+    );
+    // Its shim ended: the spawner reaps it, no zombie is left.
+    let second_shim = shim_of(&rt, "second");
+    testkit::eventually_async("the ended shim reaped", WAIT, || async {
+        (!Path::new(&format!("/proc/{second_shim}")).exists()).then_some(())
+    })
+    .await;
+
+    // The spawner dies: the task and its shim live on, still watched.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(spawner),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_dead(spawner, "the spawner killed").await;
+    assert!(alive(task) && alive(shim));
+    // The next launch starts another spawner.
+    let third = rt
+        .launch(&spec("third", sh("while true; do sleep 0.05; done"), &[]))
+        .await
+        .unwrap();
+    assert_ne!(parent_of(shim_of(&rt, "third")), Some(spawner), "{third:?}");
+    rt.kill("first", Duration::from_secs(5)).await.unwrap();
+    assert_eq!(next_exit(&mut rx, "first").await, Exit::Killed);
+    assert!(!alive(task));
+    rt.kill("third", Duration::from_secs(5)).await.unwrap();
+    assert_eq!(next_exit(&mut rx, "third").await, Exit::Killed);
+}

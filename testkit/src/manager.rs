@@ -287,13 +287,16 @@ fn answers_ping(port: u16) -> bool {
 }
 
 /// SIGKILLs every session started by a task shim of `data_dir` (the command
-/// tasks of a manager that used it), for a test's clean-up.
+/// tasks of a manager that used it), for a test's clean-up. The shims are
+/// found by the markers of `data_dir/tasks/*/marker.json` (pid and start
+/// time: forked by the manager's spawner, a shim's command line does not name
+/// its task) and by a command line naming `data_dir` (a shim started alone).
 pub fn kill_tasks_under(data_dir: &Path) {
     let needle = data_dir.to_string_lossy().to_string();
     if needle.is_empty() {
         return;
     }
-    let mut sessions = Vec::new();
+    let mut sessions = marked_shims(data_dir);
     let procs: Vec<(i32, i32)> = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
@@ -322,6 +325,31 @@ pub fn kill_tasks_under(data_dir: &Path) {
             );
         }
     }
+}
+
+/// The shims the task markers under `data_dir` name that still run (same pid
+/// and start time); each leads its own session.
+fn marked_shims(data_dir: &Path) -> Vec<i32> {
+    let start_of = |pid: i64| -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit(')')
+            .next()?
+            .split_whitespace()
+            .nth(19)?
+            .parse()
+            .ok()
+    };
+    std::fs::read_dir(data_dir.join("tasks"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let text = std::fs::read_to_string(e.path().join("marker.json")).ok()?;
+            let m: serde_json::Value = serde_json::from_str(&text).ok()?;
+            let pid = m["shim_pid"].as_i64().filter(|p| *p > 0)?;
+            (start_of(pid)? == m["shim_start"].as_u64()?).then_some(pid as i32)
+        })
+        .collect()
 }
 
 /// SIGKILLs the command tasks of a data dir when dropped: declare it before

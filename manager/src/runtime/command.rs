@@ -1,8 +1,12 @@
 //! Command runtime: `cmd`/`args` apps as local process groups.
 //!
-//! Each task runs under its own supervisor, the `mdo-task-shim` binary (built
-//! from `src/bin/mdo-task-shim.rs`, found next to the manager executable or
-//! set in [`CommandConfig::shim`]). The shim leaves the manager's session, so
+//! Each task runs under its own supervisor, a shim of the `mdo-task-shim`
+//! binary (built from `src/bin/mdo-task-shim.rs`, found next to the manager
+//! executable or set in [`CommandConfig::shim`]). The runtime execs that
+//! binary once, as the spawner (`mdo-task-shim -`, `command/spawner.rs`),
+//! which forks one shim per launch; the runtime watches each shim through a
+//! pidfd (`command/watch.rs`), whoever its parent. The shim leaves the
+//! manager's session, so
 //! tasks survive a manager restart (even kill -9), and it records everything
 //! a later manager needs in the task's directory under the data dir (layout in
 //! `command/files.rs`): the spec, a marker proving the process group is ours
@@ -30,7 +34,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -40,10 +43,13 @@ use super::{
 };
 
 mod files;
+mod launcher;
 mod observe;
 mod procfs;
 mod recovery;
 pub mod shim;
+mod spawner;
+mod watch;
 
 pub use observe::{live_tasks, LiveTask};
 
@@ -116,7 +122,7 @@ pub struct CommandRuntime {
 
 struct Inner {
     cfg: CommandConfig,
-    shim: PathBuf,
+    launcher: launcher::Launcher,
     tasks_dir: PathBuf,
     events: EventSender,
     state: Mutex<State>,
@@ -170,15 +176,17 @@ impl CommandRuntime {
             context: format!("creating {}", tasks_dir.display()),
             source,
         })?;
+        let cancel = CancellationToken::new();
+        let watchers = TaskTracker::new();
         Ok(CommandRuntime {
             inner: Arc::new(Inner {
                 cfg,
-                shim,
+                launcher: launcher::Launcher::new(shim, cancel.clone(), watchers.clone()),
                 tasks_dir,
                 events,
                 state: Mutex::new(State::default()),
-                cancel: CancellationToken::new(),
-                watchers: TaskTracker::new(),
+                cancel,
+                watchers,
             }),
         })
     }
@@ -255,32 +263,15 @@ impl Inner {
         self.collect_garbage();
     }
 
-    /// Watches a task whose shim is our child.
-    fn watch_child(self: &Arc<Self>, entry: Arc<Entry>, mut child: tokio::process::Child) {
+    /// Watches a task until its shim ends (started here or adopted).
+    fn watch(self: &Arc<Self>, entry: Arc<Entry>) {
         let inner = self.clone();
         self.watchers.spawn(async move {
+            let exit_record = entry.dir.join(files::EXIT);
+            let m = entry.marker;
             tokio::select! {
                 _ = inner.cancel.cancelled() => {}
-                _ = child.wait() => inner.finish(&entry),
-            }
-        });
-    }
-
-    /// Watches an adopted task (its shim is not our child): polls its records.
-    fn watch_adopted(self: &Arc<Self>, entry: Arc<Entry>) {
-        let inner = self.clone();
-        self.watchers.spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = inner.cancel.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                }
-                let ended = entry.dir.join(files::EXIT).exists()
-                    || !procfs::same_process_alive(entry.marker.shim_pid, entry.marker.shim_start);
-                if ended {
-                    inner.finish(&entry);
-                    return;
-                }
+                _ = watch::shim_ended(m.shim_pid, m.shim_start, &exit_record) => inner.finish(&entry),
             }
         });
     }
@@ -668,59 +659,49 @@ impl CommandRuntime {
         };
         files::write_json(&dir.join(files::SPEC), &task)
             .map_err(io_err("writing the task spec"))?;
-        let shim_log = std::fs::File::create(dir.join(files::SHIM_LOG))
-            .map_err(io_err("creating shim.log"))?;
-        let mut child = tokio::process::Command::new(&inner.shim)
-            .arg(&dir)
-            .current_dir(&dir)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(shim_log)
-            .spawn()
-            .map_err(|e| {
-                RuntimeError::Launch(format!("cannot start {}: {e}", inner.shim.display()))
-            })?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        let read = tokio::time::timeout(
-            inner.cfg.start_timeout,
-            tokio::io::BufReader::new(stdout).read_line(&mut line),
-        )
-        .await;
-        let line = line.trim();
-        if let Some(pid) = line.strip_prefix("started ") {
-            let marker: Marker = files::read_json(&dir.join(files::MARKER))
-                .map_err(io_err("reading the task marker"))?
-                .ok_or_else(|| RuntimeError::Launch("task supervisor wrote no marker".into()))?;
-            let entry = Arc::new(Entry {
-                id: spec.task_id.clone(),
-                dir,
-                marker,
-                env,
-                killing: AtomicBool::new(false),
-                done: tokio::sync::watch::channel(false).0,
-            });
-            inner.insert(entry.clone());
-            inner.watch_child(entry, child);
-            tracing::info!(pid, "command task running");
-            return Ok(Started {
-                handle: pid.to_string(),
-                ip_addresses: Vec::new(),
-            });
-        }
-        let message = match (read, line.strip_prefix("failed ")) {
-            (_, Some(msg)) => msg.to_string(),
-            (Err(_), _) => format!(
+        let answer =
+            tokio::time::timeout(inner.cfg.start_timeout, inner.launcher.launch(&dir)).await;
+        let message = match answer {
+            Ok(Ok(launcher::Answer::Started(pid))) => {
+                let marker: Marker = files::read_json(&dir.join(files::MARKER))
+                    .map_err(io_err("reading the task marker"))?
+                    .ok_or_else(|| {
+                        RuntimeError::Launch("task supervisor wrote no marker".into())
+                    })?;
+                let entry = Arc::new(Entry {
+                    id: spec.task_id.clone(),
+                    dir,
+                    marker,
+                    env,
+                    killing: AtomicBool::new(false),
+                    done: tokio::sync::watch::channel(false).0,
+                });
+                inner.insert(entry.clone());
+                inner.watch(entry);
+                tracing::info!(pid = %pid, "command task running");
+                return Ok(Started {
+                    handle: pid,
+                    ip_addresses: Vec::new(),
+                });
+            }
+            Ok(Ok(launcher::Answer::Failed(message))) => message,
+            Ok(Ok(launcher::Answer::Ended(how))) => {
+                let log = std::fs::read_to_string(dir.join(files::SHIM_LOG)).unwrap_or_default();
+                format!("task supervisor failed ({how}): {}", log.trim())
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => format!(
                 "the task did not start within {:?}",
                 inner.cfg.start_timeout
             ),
-            (Ok(_), None) => {
-                let log = std::fs::read_to_string(dir.join(files::SHIM_LOG)).unwrap_or_default();
-                format!("task supervisor failed: {}", log.trim())
-            }
         };
-        let _ = child.start_kill();
-        let _ = child.wait().await;
+        // Whatever did start of it must not run on unwatched.
+        if let Ok(Some(marker)) = files::read_json::<Marker>(&dir.join(files::MARKER)) {
+            if procfs::same_process_alive(marker.shim_pid, marker.shim_start) {
+                let _ = kill(Pid::from_raw(marker.shim_pid), Signal::SIGKILL);
+            }
+            kill_leftovers(&marker);
+        }
         Err(RuntimeError::Launch(message))
     }
 
@@ -739,7 +720,7 @@ impl CommandRuntime {
             done: tokio::sync::watch::channel(false).0,
         });
         inner.insert(entry.clone());
-        inner.watch_adopted(entry);
+        inner.watch(entry);
         tracing::info!(task_id = %id, pid = marker.pid, "adopted a running command task");
         Ok(())
     }

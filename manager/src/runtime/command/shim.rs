@@ -1,19 +1,23 @@
 //! `mdo-task-shim <task-dir>`: the supervisor of one command task.
 //!
-//! The runtime starts one shim per task. The shim leaves the manager's session
+//! The runtime has one shim per task. The shim leaves the manager's session
 //! (`setsid`), so it survives the manager (SIGTERM, kill -9, Ctrl-C) and keeps
 //! the task's output and exit status while nobody watches:
 //! - starts `spec.json`'s program in its own process group (pgid = task pid),
 //!   stdin from /dev/null, stdout and stderr into one pipe it copies to the
 //!   size-capped `output.log`;
-//! - writes `marker.json` (pids + start times) and prints `started <pid>` on
-//!   its stdout for the runtime (or `failed <reason>` and an exit record);
+//! - writes `marker.json` (pids + start times) and answers `started <pid>`
+//!   (or `failed <reason>` and an exit record);
 //! - on SIGTERM (a kill request; grace in the `kill` file): SIGTERM to the
 //!   group, SIGKILL to the group after the grace period;
 //! - when the task's leader ends, SIGKILLs what is left of its group (task
 //!   processes never outlive their task), then writes `exit.json` and exits.
+//!
+//! The runtime does not exec one shim per task: it runs `mdo-task-shim -`
+//! once, the spawner ([`super::spawner`]), which forks each task's shim
+//! (same code, [`run`]) and relays the answers. `mdo-task-shim <TASK_DIR>`
+//! still supervises one task by itself and answers on its stdout.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,6 +28,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::files::{self, ExitRecord, Marker, TaskSpec};
 use super::procfs;
+use super::spawner;
 
 /// The shim's command line: one task directory.
 #[derive(Debug, clap::Parser)]
@@ -32,21 +37,25 @@ use super::procfs;
     version,
     about = "Internal helper of the mdo manager: supervises one command task. Not for direct use.",
     long_about = "Internal helper of the mdo manager: supervises one command task. Not for direct \
-use: the manager's command runtime starts one mdo-task-shim per command task, and finds it \
-beside the manager binary (install both in the same folder).\n\n\
+use: the manager's command runtime runs one supervisor per command task, and finds \
+mdo-task-shim beside the manager binary (install both in the same folder).\n\n\
 The shim leaves the manager's session (so tasks survive a manager restart, even kill -9), runs \
 the program of TASK_DIR/spec.json in its own process group with exactly the environment written \
 there, copies its output to TASK_DIR/output.log (size-capped, rotated to output.log.1), writes \
 TASK_DIR/marker.json and prints `started <pid>` (or `failed <reason>`) on stdout. On SIGTERM it \
 stops the task's process group (SIGTERM, then SIGKILL after the grace period in TASK_DIR/kill); \
 when the task ends it writes TASK_DIR/exit.json and exits.\n\n\
+`mdo-task-shim -` is how the manager uses it: one spawner process reads lines `<seq> <TASK_DIR>` \
+on stdin and forks one shim per line, as above (its diagnostics go to TASK_DIR/shim.log), which \
+answers `<seq> started <pid>` or `<seq> failed <reason>` on the spawner's stdout. The spawner \
+exits at the end of its stdin; the shims it started keep running.\n\n\
 Environment: the shim reads no variable itself; the task gets only the environment of spec.json.",
-    after_help = "Exit codes: 0 after the task ended (its status is in exit.json), 64 bad \
-arguments, 70 the task could not be supervised."
+    after_help = "Exit codes: 0 after the task ended (its status is in exit.json) or, for `-`, \
+at the end of stdin; 64 bad arguments; 70 the task could not be supervised."
 )]
 struct ShimCli {
     /// The task's directory, `<data-dir>/tasks/<task-id>/`, holding spec.json (written by the
-    /// manager before it starts the shim).
+    /// manager before it starts the shim); `-` to serve launch requests from stdin.
     #[arg(value_name = "TASK_DIR")]
     task_dir: PathBuf,
 }
@@ -77,12 +86,79 @@ pub fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
+    if cli.task_dir.as_os_str() == "-" {
+        return spawner::serve();
+    }
     let dir = cli.task_dir;
     // Leave the manager's session and process group: its death or its
     // terminal's signals must not reach the task.
     if let Err(e) = nix::unistd::setsid() {
         eprintln!("mdo-task-shim: setsid: {e}");
     }
+    ExitCode::from(run(&dir, &Answer::plain()))
+}
+
+/// Where a shim answers `started <pid>` or `failed <reason>` (once): its
+/// stdout, with the spawner's request number in front when forked by it.
+pub(super) struct Answer {
+    prefix: String,
+    /// Forked by the spawner: stdout is the spawner's answer pipe, shared
+    /// with the other shims; let go of it once answered, so the runtime sees
+    /// the pipe's end when the spawner is gone.
+    release: bool,
+    sent: std::cell::Cell<bool>,
+}
+
+/// Room for one answer: a pipe write up to `PIPE_BUF` (4096) bytes is never
+/// interleaved with another shim's.
+const MAX_ANSWER: usize = 4000;
+
+impl Answer {
+    fn plain() -> Answer {
+        Answer {
+            prefix: String::new(),
+            release: false,
+            sent: Default::default(),
+        }
+    }
+
+    /// The answer to the spawner's request `seq`, from the forked shim
+    /// (`release`: it lets go of the pipe afterwards) or the spawner itself.
+    pub(super) fn numbered(seq: u64, release: bool) -> Answer {
+        Answer {
+            prefix: format!("{seq} "),
+            release,
+            sent: Default::default(),
+        }
+    }
+
+    /// Sends `line`; later ones are dropped (the runtime reads one answer).
+    pub(super) fn send(&self, line: &str) {
+        if self.sent.replace(true) {
+            return;
+        }
+        let mut text = format!("{}{}", self.prefix, line.replace('\n', " "));
+        if text.len() > MAX_ANSWER {
+            let mut cut = MAX_ANSWER;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+        }
+        text.push('\n');
+        // One write: the whole line or nothing.
+        if let Err(e) = nix::unistd::write(std::io::stdout(), text.as_bytes()) {
+            eprintln!("mdo-task-shim: answering: {e}");
+        }
+        if self.release {
+            spawner::detach_stdout();
+        }
+    }
+}
+
+/// Supervises the task of `dir` in this process (already in a session of its
+/// own) until it ends; the exit code of the shim.
+pub(super) fn run(dir: &Path, answer: &Answer) -> u8 {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -90,26 +166,21 @@ pub fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mdo-task-shim: tokio: {e}");
-            return ExitCode::from(70);
+            answer.send(&format!("failed tokio: {e}"));
+            return 70;
         }
     };
-    match rt.block_on(supervise(&dir)) {
-        Ok(()) => ExitCode::SUCCESS,
+    match rt.block_on(supervise(dir, answer)) {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("mdo-task-shim: {e}");
-            announce(&format!("failed {e}"));
-            ExitCode::from(70)
+            answer.send(&format!("failed {e}"));
+            70
         }
     }
 }
 
-fn announce(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", line.replace('\n', " "));
-    let _ = out.flush();
-}
-
-async fn supervise(dir: &Path) -> std::io::Result<()> {
+async fn supervise(dir: &Path, answer: &Answer) -> std::io::Result<()> {
     let spec: TaskSpec = files::read_json(&dir.join(files::SPEC))?
         .ok_or_else(|| std::io::Error::other("spec.json missing"))?;
     // Installed before the task starts, so a kill right after `started` is seen.
@@ -146,7 +217,7 @@ async fn supervise(dir: &Path) -> std::io::Result<()> {
                     ..Default::default()
                 },
             )?;
-            announce(&format!("failed {message}"));
+            answer.send(&format!("failed {message}"));
             return Ok(());
         }
     };
@@ -172,7 +243,7 @@ async fn supervise(dir: &Path) -> std::io::Result<()> {
         }
         let _ = pump_done_tx.send(());
     });
-    announce(&format!("started {pid}"));
+    answer.send(&format!("started {pid}"));
 
     let pgid = Pid::from_raw(pid);
     let mut killed = false;
