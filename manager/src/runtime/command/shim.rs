@@ -47,8 +47,9 @@ stops the task's process group (SIGTERM, then SIGKILL after the grace period in 
 when the task ends it writes TASK_DIR/exit.json and exits.\n\n\
 `mdo-task-shim -` is how the manager uses it: one spawner process reads lines `<seq> <TASK_DIR>` \
 on stdin and forks one shim per line, as above (its diagnostics go to TASK_DIR/shim.log), which \
-answers `<seq> started <pid>` or `<seq> failed <reason>` on the spawner's stdout. The spawner \
-exits at the end of its stdin; the shims it started keep running.\n\n\
+answers `<seq> started <pid>` or `<seq> failed <reason>` on the spawner's stdout; the spawner \
+reaps the shims and adds `<seq> ended <status>` when one ends. The spawner exits at the end of \
+its stdin; the shims it started keep running.\n\n\
 Environment: the shim reads no variable itself; the task gets only the environment of spec.json.",
     after_help = "Exit codes: 0 after the task ended (its status is in exit.json) or, for `-`, \
 at the end of stdin; 64 bad arguments; 70 the task could not be supervised."
