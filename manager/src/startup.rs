@@ -176,6 +176,7 @@ impl Application {
             let mut dc = DockerConfig::new(manager_id.clone());
             dc.allow_privileged = cfg.allow_host_access;
             dc.socket = cfg.docker_socket.clone();
+            dc.containerd_socket = cfg.containerd_socket.clone();
             match DockerRuntime::new(dc.clone(), tx.clone()).await {
                 Ok(d) => {
                     gateway = d.bridge_gateway().await;

@@ -224,27 +224,65 @@ async fn without_events_the_wait_reports_the_same_exit() {
     killed_from_outside(ExitSources::WaitOnly, "waitonly").await;
 }
 
+/// This engine's containerd socket; None (the test skips) only outside CI.
+fn require_containerd() -> Option<std::path::PathBuf> {
+    if !require_docker() {
+        return None;
+    }
+    let socket = manager::runtime::docker::containerd::detect_socket(None);
+    if socket.is_none() {
+        assert!(
+            !testkit::in_ci(),
+            "CI=true but no containerd socket at {:?}: the containerd exit path must be tested",
+            manager::runtime::docker::containerd::DEFAULT_SOCKETS
+        );
+        eprintln!("note: no containerd socket; skipping the containerd exit-path test");
+    }
+    socket
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_from_outside_is_reported_by_containerds_exit_event() {
+    if require_containerd().is_some() {
+        killed_from_outside(ExitSources::ContainerdOnly, "ctrdexit").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_exits_carry_exit_codes_and_oom() {
+    if require_containerd().is_some() {
+        exit_codes_and_oom(ExitSources::ContainerdOnly, "ctrdcode").await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn die_events_carry_exit_codes_and_oom() {
-    if !require_docker() {
-        return;
+    if require_docker() {
+        exit_codes_and_oom(ExitSources::EventsOnly, "diecode").await;
     }
+}
+
+/// Exit 3 and an OOM kill, seen by one exit path alone.
+async fn exit_codes_and_oom(exits: ExitSources, name: &str) {
     let image = testkit::images::busybox();
-    let guard = ContainerGuard::new("diecode");
-    let (rt, mut rx) = runtime_with(&guard, ExitSources::EventsOnly).await;
+    let guard = ContainerGuard::new(name);
+    let (rt, mut rx) = runtime_with(&guard, exits).await;
     let mut d = docker_spec(image, &guard);
     d.cmd = sh("exit 3");
-    let task = "test_diecode.instance-1._app.1";
-    rt.launch(&launch(task, d)).await.expect("launch");
-    assert_eq!(failed(next_exit(&mut rx, task).await), "exited with code 3");
+    let task = format!("test_{name}.instance-1._app.1");
+    rt.launch(&launch(&task, d)).await.expect("launch");
+    assert_eq!(
+        failed(next_exit(&mut rx, &task).await),
+        "exited with code 3"
+    );
 
     let mut d = docker_spec(image, &guard);
     d.cmd = sh("tail /dev/zero");
-    let task = "test_diecode.instance-2._app.1";
-    let mut spec = launch(task, d);
+    let task = format!("test_{name}.instance-2._app.1");
+    let mut spec = launch(&task, d);
     spec.mem_mib = 16.0;
     rt.launch(&spec).await.expect("launch");
-    let message = failed(next_exit(&mut rx, task).await);
+    let message = failed(next_exit(&mut rx, &task).await);
     assert!(message.starts_with("OOM killed"), "{message}");
 }
 

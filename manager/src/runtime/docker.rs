@@ -33,6 +33,7 @@ use super::{
     Recovery, Runtime, RuntimeError, RuntimeEvent, Started, Workload,
 };
 
+pub mod containerd;
 mod late;
 mod params;
 mod recover;
@@ -83,19 +84,25 @@ pub struct DockerConfig {
     /// Longest a container listing may take during recovery before the
     /// recovery fails (and is retried).
     pub list_timeout: Duration,
-    /// Where exits are learnt from: [`ExitSources::Both`] unless a test
+    /// Where exits are learnt from: [`ExitSources::All`] unless a test
     /// proves one path alone.
     pub exit_sources: ExitSources,
+    /// The engine's containerd socket, followed for exits as they happen
+    /// (see [`containerd`]); None: Docker's events and `wait` only.
+    pub containerd_socket: Option<std::path::PathBuf>,
 }
 
 /// Where the runtime learns that a container stopped on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitSources {
-    /// The engine's `die` event (its exit code, after an `oom` event when
-    /// out of memory), as soon as Docker has it; and `wait` + `inspect`,
-    /// which also covers exits while the event stream reconnects. The
-    /// first to claim the exit reports it.
-    Both,
+    /// containerd's `/tasks/exit` event (when a containerd socket is set),
+    /// the engine's `die` event (its exit code, after an `oom` event when
+    /// out of memory) and `wait` + `inspect`, which also covers exits
+    /// while the event streams reconnect. The first to claim the exit
+    /// reports it.
+    All,
+    /// Only containerd's exits (tests of that path).
+    ContainerdOnly,
     /// Only the `die` events (tests of the event path).
     EventsOnly,
     /// Only `wait` + `inspect` (tests of the fallback).
@@ -104,11 +111,15 @@ pub enum ExitSources {
 
 impl ExitSources {
     fn events(self) -> bool {
-        self != ExitSources::WaitOnly
+        matches!(self, ExitSources::All | ExitSources::EventsOnly)
     }
 
     fn wait(self) -> bool {
-        self != ExitSources::EventsOnly
+        matches!(self, ExitSources::All | ExitSources::WaitOnly)
+    }
+
+    fn containerd(self) -> bool {
+        matches!(self, ExitSources::All | ExitSources::ContainerdOnly)
     }
 }
 
@@ -127,7 +138,8 @@ impl DockerConfig {
             socket: None,
             connect_timeout: Duration::from_secs(10),
             list_timeout: Duration::from_secs(10),
-            exit_sources: ExitSources::Both,
+            exit_sources: ExitSources::All,
+            containerd_socket: None,
         }
     }
 }
@@ -243,6 +255,16 @@ impl DockerRuntime {
         let cancel = CancellationToken::new();
         let mut watchers = JoinSet::new();
         watchers.spawn(watch_tasks::engine_events(shared.clone(), cancel.clone()));
+        if let (true, Some(socket)) = (
+            shared.config.exit_sources.containerd(),
+            shared.config.containerd_socket.clone(),
+        ) {
+            watchers.spawn(containerd::containerd_exits(
+                shared.clone(),
+                socket,
+                cancel.clone(),
+            ));
+        }
         Ok(DockerRuntime {
             shared,
             watchers: Mutex::new(watchers),

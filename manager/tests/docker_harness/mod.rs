@@ -40,7 +40,7 @@ pub fn sh(cmd: &str) -> Option<String> {
 }
 
 pub async fn runtime(guard: &ContainerGuard) -> (DockerRuntime, UnboundedReceiver<RuntimeEvent>) {
-    runtime_with(guard, ExitSources::Both).await
+    runtime_with(guard, ExitSources::All).await
 }
 
 /// A runtime learning exits only from `exits` (to prove one path alone).
@@ -51,6 +51,7 @@ pub async fn runtime_with(
     let (tx, rx) = unbounded_channel();
     let mut config = DockerConfig::new(guard.id());
     config.exit_sources = exits;
+    config.containerd_socket = manager::runtime::docker::containerd::detect_socket(None);
     let rt = DockerRuntime::new(config, tx)
         .await
         .expect("Docker runtime");

@@ -225,6 +225,15 @@ impl Shared {
         }
     }
 
+    /// The task whose container this is (a scan: called once per exit).
+    pub(super) fn task_of_container(&self, container_id: &str) -> Option<String> {
+        self.table()
+            .tasks
+            .iter()
+            .find(|(_, t)| t.container_id == container_id)
+            .map(|(id, _)| id.clone())
+    }
+
     /// Claims the report of a container's end: true for the first caller
     /// only, and never while `kill` owns the ending. Both exit paths (the
     /// `die` event and `wait`) go through here, so an exit is reported once.
