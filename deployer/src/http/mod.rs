@@ -75,6 +75,9 @@ impl Application {
                 .default_service(web::to(not_found))
         })
         .disable_signals()
+        // Every response and dashboard SSE frame goes out when written
+        // (Nagle's algorithm would hold it for the client's delayed ACK).
+        .tcp_nodelay(true)
         .workers(2)
         .shutdown_timeout(10)
         .listen(listener)?
