@@ -252,9 +252,22 @@ fn handle(
             container_id,
             status,
         } => {
-            let oom = oom_seen.remove(&container_id);
             let Some(task_id) = shared.task_of_container(&container_id) else {
+                oom_seen.remove(&container_id);
                 return;
+            };
+            let oom = match oom_seen.remove(&container_id) {
+                true => true,
+                // A SIGKILL without an `oom` event first: the kernel's OOM
+                // killer and `docker kill` look the same here, and the
+                // shim may publish the exit before the oom. The memory
+                // cgroup's counter tells; when it cannot be read (removed
+                // already, another layout), the die event reports instead.
+                false if status == SIGKILL_STATUS => match oom_kills(&container_id) {
+                    Some(n) => n > 0,
+                    None => return,
+                },
+                false => false,
             };
             if shared.claim_exit(&task_id, &container_id) {
                 let exit = classify_code(status, oom, None);
@@ -266,6 +279,41 @@ fn handle(
         }
         Seen::Other => {}
     }
+}
+
+/// 128 + SIGKILL: how containerd reports a process ended by SIGKILL.
+const SIGKILL_STATUS: i64 = 137;
+
+/// Where the container's memory cgroup may keep its OOM-kill counter
+/// (`oom_kill`): cgroup v1 then v2, Docker's cgroupfs and systemd drivers.
+fn memory_cgroup_files(container_id: &str) -> [PathBuf; 4] {
+    let root = Path::new("/sys/fs/cgroup");
+    [
+        root.join(format!("memory/docker/{container_id}/memory.oom_control")),
+        root.join(format!(
+            "memory/system.slice/docker-{container_id}.scope/memory.oom_control"
+        )),
+        root.join(format!("docker/{container_id}/memory.events")),
+        root.join(format!(
+            "system.slice/docker-{container_id}.scope/memory.events"
+        )),
+    ]
+}
+
+/// The container's OOM kills from its memory cgroup; None when no layout
+/// this knows holds it (e.g. the cgroup is gone already).
+fn oom_kills(container_id: &str) -> Option<u64> {
+    memory_cgroup_files(container_id)
+        .iter()
+        .find_map(|path| counter(&std::fs::read_to_string(path).ok()?, "oom_kill"))
+}
+
+/// The value of `key` in a cgroup `key value` file (pure).
+fn counter(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
 }
 
 #[cfg(test)]
@@ -349,6 +397,17 @@ mod tests {
             event: None,
         };
         assert_eq!(seen(&empty), Seen::Other);
+    }
+
+    #[test]
+    fn cgroup_counters_are_read_by_key() {
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n";
+        assert_eq!(counter(v1, "oom_kill"), Some(1));
+        let v2 = "low 0\nhigh 0\nmax 4\noom 1\noom_kill 0\n";
+        assert_eq!(counter(v2, "oom_kill"), Some(0));
+        assert_eq!(counter("oom_kill_disable 0\n", "oom_kill"), None);
+        assert_eq!(counter("oom_kill x\n", "oom_kill"), None);
+        assert_eq!(oom_kills("no-such-container"), None);
     }
 
     #[test]
