@@ -2,7 +2,8 @@
 //! (`sleep`) on this machine, the subscriber and a few watchers running
 //! (`bench::chain`). Each figure beside its raw baseline from the same run:
 //!
-//! - launch of every task (one `PUT /v2/apps` with all apps) until the last
+//! - launch of every task (`PUT /v2/apps` of 50 apps at a time: one change
+//!   is one etcd transaction, at most 128 operations) until the last
 //!   TASK_RUNNING event, and until the last record is in etcd, vs spawning
 //!   the same number of `sleep` processes directly;
 //! - manager and subscriber RSS;
@@ -120,6 +121,27 @@ async fn count(kv: &mut etcd_client::Client, prefix: &str) -> Result<usize> {
         )
         .await?;
     Ok(r.count() as usize)
+}
+
+/// Apps per `PUT /v2/apps`: a change is one etcd transaction, and 50 apps
+/// stay under etcd's default 128 operations.
+const APPS_PER_PUT: usize = 50;
+
+/// `PUT /v2/apps` of `apps`, [`APPS_PER_PUT`] at a time.
+async fn put_apps(chain: &Chain, apps: Vec<Value>) -> Result<()> {
+    for chunk in apps.chunks(APPS_PER_PUT) {
+        let (s, v) = chain
+            .api(
+                reqwest::Method::PUT,
+                "/v2/apps",
+                Some(&Value::Array(chunk.to_vec())),
+            )
+            .await?;
+        if s != 200 && s != 201 {
+            bail!("PUT /v2/apps ({} apps): {s} {v}", chunk.len());
+        }
+    }
+    Ok(())
 }
 
 /// One full read of a prefix (the raw baseline of the listings).
@@ -274,12 +296,7 @@ async fn run(
     // Launch: ours, then the raw spawn of as many processes.
     let apps: Vec<Value> = (0..args.apps).map(|i| app(i, args.per_app)).collect();
     let t0 = Instant::now();
-    let (s, v) = chain
-        .api(reqwest::Method::PUT, "/v2/apps", Some(&Value::Array(apps)))
-        .await?;
-    if s != 200 && s != 201 {
-        bail!("PUT /v2/apps ({} apps): {s} {v}", args.apps);
-    }
+    put_apps(chain, apps).await?;
     let all_running = wait_until("every task TASK_RUNNING", deadline, || async {
         Ok(running_seen(events).len() >= total)
     })
@@ -335,16 +352,7 @@ async fn run(
         .map(|i| json!({"id": app_id(i), "instances": args.per_app + 1}))
         .collect();
     let added = scaled.len();
-    let (s, v) = chain
-        .api(
-            reqwest::Method::PUT,
-            "/v2/apps",
-            Some(&Value::Array(scaled)),
-        )
-        .await?;
-    if s != 200 && s != 201 {
-        bail!("PUT /v2/apps (scale {added} apps): {s} {v}");
-    }
+    put_apps(chain, scaled).await?;
     let total = total + added;
     wait_until("the scaled tasks' records", deadline, || {
         let mut kv = kv.clone();
