@@ -13,7 +13,6 @@
 //! are declared here with prost (five fields in all), so no protobuf
 //! compiler or generated code is needed.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::recover::classify_code;
-use super::shared::Shared;
+use super::shared::{OomSeen, Shared};
 
 /// Docker's namespace in containerd.
 pub const NAMESPACE: &str = "moby";
@@ -40,8 +39,6 @@ const TOPIC_OOM: &str = "/tasks/oom";
 const SUBSCRIBE: &str = "/containerd.services.events.v1.Events/Subscribe";
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
-/// Bound on containers remembered between an `oom` and its exit.
-const OOM_SEEN_MAX: usize = 1024;
 
 /// The first of [`DEFAULT_SOCKETS`] that exists, for an engine on this
 /// machine (`docker_socket` None or a Unix socket); None otherwise.
@@ -190,7 +187,7 @@ pub(super) async fn containerd_exits(
     cancel: CancellationToken,
 ) {
     let mut backoff = Backoff::new(BACKOFF_START, BACKOFF_MAX);
-    let mut oom_seen: HashSet<String> = HashSet::new();
+    let mut oom_seen = OomSeen::default();
     // The reports this stream claimed, cleaning up (the stream reads on).
     let mut finishing: JoinSet<()> = JoinSet::new();
     let mut warned = false;
@@ -235,28 +232,20 @@ pub(super) async fn containerd_exits(
     }
 }
 
-fn handle(
-    shared: &Arc<Shared>,
-    oom_seen: &mut HashSet<String>,
-    finishing: &mut JoinSet<()>,
-    seen: Seen,
-) {
+fn handle(shared: &Arc<Shared>, oom_seen: &mut OomSeen, finishing: &mut JoinSet<()>, seen: Seen) {
     match seen {
         Seen::Oom { container_id } => {
-            if oom_seen.len() >= OOM_SEEN_MAX {
-                oom_seen.clear();
-            }
-            oom_seen.insert(container_id);
+            oom_seen.mark(container_id);
         }
         Seen::Exit {
             container_id,
             status,
         } => {
             let Some(task_id) = shared.task_of_container(&container_id) else {
-                oom_seen.remove(&container_id);
+                oom_seen.take(&container_id);
                 return;
             };
-            let oom = match oom_seen.remove(&container_id) {
+            let oom = match oom_seen.take(&container_id) {
                 true => true,
                 // A SIGKILL without an `oom` event first: the kernel's OOM
                 // killer and `docker kill` look the same here, and the

@@ -44,6 +44,28 @@ pub(super) struct Table {
     pub(super) finished: VecDeque<String>,
 }
 
+/// Containers whose `oom` event came and whose exit has not yet: both exit
+/// streams (Docker's and containerd's) keep one, bounded (cleared when
+/// full: an exit is then reported as a plain kill, never lost).
+#[derive(Default)]
+pub(super) struct OomSeen(std::collections::HashSet<String>);
+
+impl OomSeen {
+    const MAX: usize = 1024;
+
+    pub(super) fn mark(&mut self, container_id: String) {
+        if self.0.len() >= Self::MAX {
+            self.0.clear();
+        }
+        self.0.insert(container_id);
+    }
+
+    /// Whether an `oom` came for the container (and forgets it).
+    pub(super) fn take(&mut self, container_id: &str) -> bool {
+        self.0.remove(container_id)
+    }
+}
+
 /// State shared with the watcher tasks.
 pub(super) struct Shared {
     pub(super) docker: Docker,

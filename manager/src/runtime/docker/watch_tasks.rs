@@ -2,7 +2,7 @@
 //! when it drops): one exit watcher per container (`wait`), one stream of
 //! the engine's events (health, and exits as they happen).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::recover::{classify_code, classify_exit};
-use super::shared::{message_of, status_of, Phase, Shared};
+use super::shared::{message_of, status_of, OomSeen, Phase, Shared};
 use super::spec::{LABEL_MANAGER, LABEL_TASK_ID};
 use crate::runtime::{Exit, RuntimeEvent};
 
@@ -94,10 +94,6 @@ pub(super) async fn wait_exit(
 const HEALTH: &str = "health_status";
 const OOM: &str = "oom";
 const DIE: &str = "die";
-/// Containers seen running out of memory whose `die` has not come yet
-/// (bounded: a stray entry, e.g. an `oom` replayed after its `die` on a
-/// reconnect, must not pile up).
-const OOM_SEEN_MAX: usize = 1024;
 
 /// How a container ended, from its `die` event's attributes (`exitCode`)
 /// and whether an `oom` event came first. `None` without a readable exit
@@ -121,7 +117,7 @@ pub(super) async fn engine_events(shared: Arc<Shared>, cancel: CancellationToken
     if shared.config.exit_sources.events() {
         actions.extend([OOM.to_string(), DIE.to_string()]);
     }
-    let mut oom_seen: HashSet<String> = HashSet::new();
+    let mut oom_seen = OomSeen::default();
     // The reports the stream claimed, cleaning up (the stream reads on).
     let mut finishing: JoinSet<()> = JoinSet::new();
     loop {
@@ -159,13 +155,10 @@ pub(super) async fn engine_events(shared: Arc<Shared>, cancel: CancellationToken
                     };
                     match action.as_str() {
                         OOM => {
-                            if oom_seen.len() >= OOM_SEEN_MAX {
-                                oom_seen.clear();
-                            }
-                            oom_seen.insert(container_id);
+                            oom_seen.mark(container_id);
                         }
                         DIE => {
-                            let oom = oom_seen.remove(&container_id);
+                            let oom = oom_seen.take(&container_id);
                             let Some(exit) = die_exit(&attrs, oom) else {
                                 continue;
                             };
