@@ -9,20 +9,37 @@
 # keep the older configuration until the next change. Wait for the pid file
 # (up to 15 s) and reload then; a reload HAProxy did not need is harmless.
 pidfile="${HAPROXY_PIDFILE:-/tmp/haproxy.pid}"
-i=0
+
+# wait_for WHAT COMMAND...: runs COMMAND every 0.1 s until it succeeds;
+# after 15 s, says WHAT did not happen and exits 1.
+wait_for() {
+  what="$1"
+  shift
+  i=0
+  until "$@"; do
+    i=$((i + 1))
+    if [ "$i" -gt 150 ]; then
+      echo "lb-reload: $what within 15 s" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+}
+
 [ -s "$pidfile" ] || echo "lb-reload: waiting for HAProxy's pid file $pidfile" >&2
-while [ ! -s "$pidfile" ]; do
-  i=$((i + 1))
-  if [ "$i" -gt 150 ]; then
-    echo "lb-reload: no $pidfile after 15 s; HAProxy is not running" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
+wait_for "no $pidfile (HAProxy is not running)" test -s "$pidfile"
 master="$(cat "$pidfile")"
 
 # HAProxy's workers: the master's children.
 workers() { cat /proc/"$master"/task/*/children 2>/dev/null; }
+
+# True once the master has a worker it did not have before.
+new_worker() {
+  for w in $(workers); do
+    case "$before" in *" $w "*) ;; *) return 0 ;; esac
+  done
+  return 1
+}
 
 # The master re-executes itself to reload, and a SIGUSR2 that lands while it
 # does is lost (signals do not queue): a quick second render would then stay
@@ -34,15 +51,4 @@ before=" $(workers | tr '\n' ' ') "
 kill -USR2 "$master"
 # Without /proc's children lists (or no worker yet) there is nothing to wait for.
 [ "$before" != "  " ] || exit 0
-i=0
-while :; do
-  for w in $(workers); do
-    case "$before" in *" $w "*) ;; *) exit 0 ;; esac
-  done
-  i=$((i + 1))
-  if [ "$i" -gt 150 ]; then
-    echo "lb-reload: HAProxy (pid $master) did not start a new worker within 15 s" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
+wait_for "HAProxy (pid $master) did not start a new worker" new_worker
