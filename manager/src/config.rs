@@ -145,7 +145,17 @@ pub struct Cli {
           default_value_t = crate::events::DEFAULT_MAX_SUBSCRIPTIONS as u64,
           value_parser = clap::value_parser!(u64).range(0..=MAX_EVENT_SUBSCRIPTIONS_LIMIT))]
     pub max_event_subscriptions: u64,
+    /// Most event callback POSTs in flight at once on one plain `http`
+    /// callback URL's connection (HTTP/1.1 pipelining; responses are read in
+    /// order). 1 sends one at a time.
+    #[arg(long, env = "MANAGER_CALLBACK_PIPELINE",
+          default_value_t = crate::events::DEFAULT_CALLBACK_PIPELINE as u64,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_CALLBACK_PIPELINE))]
+    pub callback_pipeline: u64,
 }
+
+/// Largest accepted `--callback-pipeline`.
+pub const MAX_CALLBACK_PIPELINE: u64 = 1024;
 
 /// Largest accepted `--max-event-subscriptions`.
 pub const MAX_EVENT_SUBSCRIPTIONS_LIMIT: u64 = 10_000;
@@ -221,6 +231,8 @@ pub struct Config {
     pub callback_allow: Vec<String>,
     /// `--max-event-subscriptions`.
     pub max_event_subscriptions: usize,
+    /// `--callback-pipeline`.
+    pub callback_pipeline: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -259,6 +271,7 @@ impl Config {
             reconcile_interval: Duration::from_millis(500),
             callback_allow: Vec::new(),
             max_event_subscriptions: crate::events::DEFAULT_MAX_SUBSCRIPTIONS,
+            callback_pipeline: crate::events::DEFAULT_CALLBACK_PIPELINE,
         }
     }
 }
@@ -383,6 +396,7 @@ impl TryFrom<Cli> for Config {
             callback_allow: checked_callback_allow(cli.callback_allow)?,
             max_event_subscriptions: usize::try_from(cli.max_event_subscriptions)
                 .unwrap_or(usize::MAX),
+            callback_pipeline: usize::try_from(cli.callback_pipeline).unwrap_or(1),
         })
     }
 }
@@ -618,6 +632,7 @@ mod tests {
         let cfg = Config::try_from(Cli::parse_from(["manager"])).unwrap();
         assert!(cfg.callback_allow.is_empty());
         assert_eq!(cfg.max_event_subscriptions, 100);
+        assert_eq!(cfg.callback_pipeline, 32);
         let cfg = Config::try_from(Cli::parse_from([
             "manager",
             "--callback-allow",
@@ -626,6 +641,8 @@ mod tests {
             "127.0.0.1",
             "--max-event-subscriptions",
             "3",
+            "--callback-pipeline",
+            "1",
         ]))
         .unwrap();
         assert_eq!(
@@ -638,6 +655,7 @@ mod tests {
             ]
         );
         assert_eq!(cfg.max_event_subscriptions, 3);
+        assert_eq!(cfg.callback_pipeline, 1);
         for bad in ["10.0.0.0/33", "not a host", "1.2.3.4/x"] {
             let err = Config::try_from(Cli::parse_from(["manager", "--callback-allow", bad]))
                 .unwrap_err()
@@ -647,6 +665,10 @@ mod tests {
         for bad in ["-1", "10001", "many"] {
             let err =
                 Cli::try_parse_from(["manager", "--max-event-subscriptions", bad]).unwrap_err();
+            assert!(err.use_stderr(), "{bad}: {err}");
+        }
+        for bad in ["0", "1025", "-1"] {
+            let err = Cli::try_parse_from(["manager", "--callback-pipeline", bad]).unwrap_err();
             assert!(err.use_stderr(), "{bad}: {err}");
         }
     }

@@ -298,57 +298,140 @@ async fn a_full_callback_queue_drops_its_oldest_events_and_counts_them() {
     s.stop().await;
 }
 
+/// The next request read from `s` (the manager always sends
+/// Content-Length): its body, `None` when the connection ended.
+async fn next_request(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = find(buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .expect("content-length");
+            if buf.len() >= end + 4 + len {
+                let body = buf[end + 4..end + 4 + len].to_vec();
+                buf.drain(..end + 4 + len);
+                return Some(body);
+            }
+        }
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Position of an event in publication order: the subscribe_event is 0,
+/// task `t{i}` is i + 1.
+fn position(body: &[u8]) -> usize {
+    let v: Value = serde_json::from_slice(body).unwrap();
+    match v["taskId"].as_str() {
+        Some(id) => id.trim_start_matches('t').parse::<usize>().unwrap() + 1,
+        None => {
+            assert_eq!(v["eventType"], "subscribe_event");
+            0
+        }
+    }
+}
+
+/// Checks what a receiver saw, (position, answered 2xx) for every request
+/// read in reading order, against the delivery contract for `n` events:
+/// runs of consecutive events, each run starting at the first event or
+/// again no later than the first event of the previous run not answered
+/// 2xx (go-back-N: repeats, never a gap), every event answered 2xx at least
+/// once, and a receiver that keeps only the next event it expects gets them
+/// all, once, in publication order.
+fn assert_go_back_n(seen: &[(usize, bool)], n: usize) {
+    assert_eq!(seen.first().map(|s| s.0), Some(0), "{seen:?}");
+    let mut run_start = 0;
+    for i in 1..=seen.len() {
+        if i < seen.len() && seen[i].0 == seen[i - 1].0 + 1 {
+            continue;
+        }
+        let run = &seen[run_start..i];
+        let first_unanswered = run
+            .iter()
+            .find(|s| !s.1)
+            .map_or(run[run.len() - 1].0 + 1, |s| s.0);
+        if i < seen.len() {
+            assert!(
+                seen[i].0 <= first_unanswered,
+                "request {i} skipped ahead to {} past {first_unanswered}: {seen:?}",
+                seen[i].0
+            );
+        }
+        run_start = i;
+    }
+    for p in 0..n {
+        assert!(
+            seen.contains(&(p, true)),
+            "event {p} never accepted: {seen:?}"
+        );
+    }
+    let mut kept = Vec::new();
+    for &(p, ok) in seen {
+        if ok && p == kept.len() {
+            kept.push(p);
+        }
+    }
+    assert_eq!(kept, (0..n).collect::<Vec<_>>(), "{seen:?}");
+}
+
 /// A hand-written HTTP receiver that varies what a real one may do: some
 /// POSTs answered 500 (without keeping the event), chunked and unframed
 /// (HTTP/1.0, body until close) answers, connections closed right after an
-/// answer without saying so, and a timeout. Records accepted task ids.
-async fn unruly_receiver(listener: tokio::net::TcpListener, got: Arc<Mutex<Vec<String>>>) {
-    let refused = Arc::new(Mutex::new(std::collections::HashSet::<String>::new()));
+/// answer without saying so, and a timeout. Records every request read as
+/// (connection number, position, answered 2xx), and counts the connections whose first answer
+/// other than 2xx was a 500 or none at all while kept open (a failure the
+/// manager certainly saw: it reads responses in order).
+async fn unruly_receiver(
+    listener: tokio::net::TcpListener,
+    seen: Arc<Mutex<Vec<(usize, usize, bool)>>>,
+    visible_failures: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let refused = Arc::new(Mutex::new(std::collections::HashSet::<usize>::new()));
     let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut conns = 0;
     while let Ok((mut s, _)) = listener.accept().await {
-        let (got, refused, answered) = (got.clone(), refused.clone(), answered.clone());
+        let no = conns;
+        conns += 1;
+        let (seen, refused, answered, visible) = (
+            seen.clone(),
+            refused.clone(),
+            answered.clone(),
+            visible_failures.clone(),
+        );
         tokio::spawn(async move {
             let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                // One request (the manager always sends Content-Length).
-                let (body, used) = loop {
-                    if let Some(end) = find(&buf, b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .map(|v| v.trim().parse().unwrap())
-                            .expect("content-length");
-                        if buf.len() >= end + 4 + len {
-                            break (buf[end + 4..end + 4 + len].to_vec(), end + 4 + len);
-                        }
+            let mut all_ok = true;
+            while let Some(body) = next_request(&mut s, &mut buf).await {
+                let p = position(&body);
+                let n = p.saturating_sub(1);
+                if p > 0 && n % 7 == 3 && refused.lock().unwrap().insert(p) {
+                    seen.lock().unwrap().push((no, p, false));
+                    if std::mem::take(&mut all_ok) {
+                        visible.fetch_add(1, SeqCst);
                     }
-                    match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                };
-                buf.drain(..used);
-                let v: Value = serde_json::from_slice(&body).unwrap();
-                let id = v["taskId"].as_str().unwrap_or("").to_string();
-                let n: usize = id.trim_start_matches('t').parse().unwrap_or(1);
-                if n % 7 == 3 && refused.lock().unwrap().insert(id.clone()) {
                     let no = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\nnope";
                     if s.write_all(no).await.is_err() {
                         return;
                     }
                     continue;
                 }
-                if n == 20 && refused.lock().unwrap().insert("slow".into()) {
-                    // Never answered: the client times out and retries.
+                if n == 20 && refused.lock().unwrap().insert(usize::MAX) {
+                    // Never answered: the client times out and sends again.
+                    seen.lock().unwrap().push((no, p, false));
+                    if all_ok {
+                        visible.fetch_add(1, SeqCst);
+                    }
                     tokio::time::sleep(Duration::from_secs(3)).await;
                     return;
                 }
-                if !id.is_empty() {
-                    got.lock().unwrap().push(id);
-                }
-                let k = answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                seen.lock().unwrap().push((no, p, true));
+                let k = answered.fetch_add(1, SeqCst);
                 let (answer, close): (&[u8], bool) = match k % 4 {
                     0 => (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false),
                     1 => (
@@ -377,8 +460,9 @@ async fn callbacks_stay_in_order_whatever_the_receiver_answers() {
     let s = Served::start(&etcd, cfg).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let got: Arc<Mutex<Vec<String>>> = Default::default();
-    let rcv = tokio::spawn(unruly_receiver(listener, got.clone()));
+    let seen: Arc<Mutex<Vec<(usize, usize, bool)>>> = Default::default();
+    let visible: Arc<std::sync::atomic::AtomicUsize> = Default::default();
+    let rcv = tokio::spawn(unruly_receiver(listener, seen.clone(), visible.clone()));
     s.bus
         .subscribe(
             &format!("http://127.0.0.1:{port}/callback?x=1"),
@@ -391,15 +475,157 @@ async fn callbacks_stay_in_order_whatever_the_receiver_answers() {
         s.bus
             .publish_value(event("status_update_event", json!({"taskId": id})));
     }
+    // The subscribe_event and 60 task events, each acknowledged once.
     testkit::eventually_async("every event delivered", WAIT, || async {
-        (got.lock().unwrap().len() >= want.len()).then_some(())
+        (s.bus.metrics().callback_deliveries == 61).then_some(())
     })
     .await;
-    assert_eq!(*got.lock().unwrap(), want, "each event once, in order");
+    // The manager opens one connection after the other: by connection,
+    // the requests come in the order it sent them.
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_by_key(|s| s.0);
+    let seen: Vec<(usize, bool)> = seen.into_iter().map(|(_, p, ok)| (p, ok)).collect();
+    assert_go_back_n(&seen, 61);
     let m = s.bus.metrics();
-    // 9 refusals (t3, t10, ..., t59) and one timeout.
-    assert!(m.callback_failures >= 10, "{m:?}");
+    let visible = visible.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        visible >= 1 && m.callback_failures >= visible as u64,
+        "{visible}: {m:?}"
+    );
     assert_eq!(m.callback_dropped, 0);
     rcv.abort();
     s.stop().await;
+}
+
+/// What [`holding_receiver`] does on its first connection once it has read
+/// [`HELD`] requests without answering any.
+#[derive(Clone, Copy, PartialEq)]
+enum Script {
+    /// Answers them all 200, then each request as it comes.
+    AllOk,
+    /// Answers them 200 except the fourth (500), then each request 200.
+    RefuseFourth,
+    /// Answers the first four 200 and drops the connection.
+    DropAfterFour,
+}
+
+const HELD: usize = 8;
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+
+/// A receiver that answers nothing on its first connection until it has
+/// read [`HELD`] requests (a sender that waits for each answer never gets
+/// there), then follows `script`; later connections get 200 for each
+/// request. Records (connection number, position) of every request read.
+async fn holding_receiver(
+    listener: tokio::net::TcpListener,
+    script: Script,
+    seen: Arc<Mutex<Vec<(usize, usize)>>>,
+) {
+    let mut conns = 0;
+    while let Ok((mut s, _)) = listener.accept().await {
+        let (no, seen) = (conns, seen.clone());
+        conns += 1;
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut held = if no == 0 { HELD } else { 0 };
+            while let Some(body) = next_request(&mut s, &mut buf).await {
+                seen.lock().unwrap().push((no, position(&body)));
+                if held == 0 {
+                    if s.write_all(OK).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                held -= 1;
+                if held > 0 {
+                    continue;
+                }
+                let mut answers = vec![OK; HELD];
+                match script {
+                    Script::AllOk => {}
+                    Script::RefuseFourth => {
+                        answers[3] = b"HTTP/1.1 500 Oops\r\ncontent-length: 0\r\n\r\n";
+                    }
+                    Script::DropAfterFour => answers.truncate(4),
+                }
+                if s.write_all(&answers.concat()).await.is_err() || script == Script::DropAfterFour
+                {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// A bus delivering to a [`holding_receiver`] following `script`: the
+/// subscribe_event and 60 task events published at once, the run over once
+/// all 61 are acknowledged. (requests read per connection, failures).
+async fn pipelined_run(script: Script) -> (Vec<Vec<usize>>, u64) {
+    let etcd = testkit::Etcd::start().unwrap();
+    let s = Served::start(&etcd, fast_config()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Arc<Mutex<Vec<(usize, usize)>>> = Default::default();
+    let rcv = tokio::spawn(holding_receiver(listener, script, seen.clone()));
+    s.bus
+        .subscribe(&format!("http://127.0.0.1:{port}/callback"), "127.0.0.1")
+        .await
+        .unwrap();
+    for i in 0..60 {
+        s.bus.publish_value(event(
+            "status_update_event",
+            json!({"taskId": format!("t{i}")}),
+        ));
+    }
+    testkit::eventually_async("61 events acknowledged", WAIT, || async {
+        (s.bus.metrics().callback_deliveries >= 61).then_some(())
+    })
+    .await;
+    let m = s.bus.metrics();
+    assert_eq!(m.callback_deliveries, 61, "each event counted once: {m:?}");
+    assert_eq!(m.callback_dropped, 0);
+    let mut per_conn: Vec<Vec<usize>> = Vec::new();
+    for &(no, p) in seen.lock().unwrap().iter() {
+        if per_conn.len() <= no {
+            per_conn.resize(no + 1, Vec::new());
+        }
+        per_conn[no].push(p);
+    }
+    rcv.abort();
+    s.stop().await;
+    (per_conn, m.callback_failures)
+}
+
+#[actix_web::test]
+async fn pipelined_callbacks_arrive_once_in_publication_order() {
+    let (conns, failures) = pipelined_run(Script::AllOk).await;
+    // One connection; HELD requests were in flight before the first answer.
+    assert_eq!(conns, vec![(0..61).collect::<Vec<_>>()]);
+    assert_eq!(failures, 0);
+}
+
+#[actix_web::test]
+async fn a_refused_event_in_the_window_is_sent_again_with_all_after_it() {
+    let (conns, failures) = pipelined_run(Script::RefuseFourth).await;
+    assert_eq!(conns.len(), 2, "{conns:?}");
+    // The first connection: in order, at least the held ones (the receiver
+    // may read more before the manager closes it).
+    assert!(conns[0].len() >= HELD, "{conns:?}");
+    assert_eq!(conns[0], (0..conns[0].len()).collect::<Vec<_>>());
+    // Then again from the refused fourth event (position 3), all of them.
+    assert_eq!(conns[1], (3..61).collect::<Vec<_>>());
+    assert_eq!(failures, 1);
+}
+
+#[actix_web::test]
+async fn a_connection_dropped_mid_window_resumes_at_the_first_unanswered_event() {
+    let (conns, _) = pipelined_run(Script::DropAfterFour).await;
+    assert_eq!(conns.len(), 2, "{conns:?}");
+    assert!(conns[0].len() >= HELD, "{conns:?}");
+    assert_eq!(conns[0], (0..conns[0].len()).collect::<Vec<_>>());
+    // Four answered: the new connection starts no later than the fifth
+    // event and carries every event from there, in order.
+    let from = conns[1][0];
+    assert!(from <= 4, "{conns:?}");
+    assert_eq!(conns[1], (from..61).collect::<Vec<_>>());
 }

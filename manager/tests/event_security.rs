@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::TestManager;
-use manager::events::{CallbackPolicy, EventBus, EventsConfig};
+use manager::events::{CallbackPolicy, EventBus, EventMetrics, EventsConfig};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -260,17 +260,20 @@ async fn redirects_are_not_followed() {
     bus.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn long_response_bodies_are_not_read_whole() {
+/// Two receivers answering 200 with a body of 1 GB announced, 200 KiB of
+/// it sent, then silence on an open connection (reading it whole would wait
+/// for the timeout): one plain `http` (the manager's own client, up to
+/// `pipeline` POSTs in flight), one with credentials (reqwest). Three events
+/// published; returns once the bus has counted `deliveries`.
+async fn long_bodies(pipeline: usize, deliveries: u64) -> (RawServer, RawServer, EventMetrics) {
     let etcd = testkit::Etcd::start().unwrap();
-    // 200 with a body of 1 GB announced, 200 KiB of it sent, then silence on
-    // an open connection: reading it whole would wait for the timeout.
     let mut answer = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n".to_vec();
     answer.extend(std::iter::repeat_n(b'x', 200 * 1024));
     let plain = RawServer::start(answer.clone()).await;
     let with_credentials = RawServer::start(answer).await;
     let cfg = EventsConfig {
         callback_timeout: Duration::from_secs(120),
+        callback_pipeline: pipeline,
         ..fast(EventsConfig::default())
     };
     let bus = bus(&etcd, cfg).await;
@@ -283,14 +286,43 @@ async fn long_response_bodies_are_not_read_whole() {
     for i in 0..3 {
         bus.publish_value(event(i));
     }
-    testkit::eventually_async("every event delivered once", WAIT, || async {
-        (plain.task_ids().len() == 3 && with_credentials.task_ids().len() == 3).then_some(())
+    testkit::eventually_async("every event delivered", WAIT, || async {
+        (bus.metrics().callback_deliveries >= deliveries).then_some(())
     })
     .await;
+    let m = bus.metrics();
+    bus.shutdown().await;
+    (plain, with_credentials, m)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_response_bodies_are_not_read_whole() {
+    // One POST at a time: each event exactly once.
+    // 2 subscribe_events + 3 to the first URL, 1 + 3 to the second.
+    let (plain, with_credentials, m) = long_bodies(1, 9).await;
     assert_eq!(plain.task_ids(), ["t0", "t1", "t2"]);
     assert_eq!(with_credentials.task_ids(), ["t0", "t1", "t2"]);
-    assert_eq!(bus.metrics().callback_failures, 0);
-    bus.shutdown().await;
+    assert_eq!(m.callback_failures, 0);
+    assert_eq!(m.callback_deliveries, 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_response_bodies_end_a_pipelined_connection_and_the_rest_goes_again() {
+    let (plain, with_credentials, m) = long_bodies(32, 9).await;
+    assert_eq!(with_credentials.task_ids(), ["t0", "t1", "t2"]);
+    // The connection is dropped after each long answer; the receiver may
+    // have read (and kept) the requests behind it, which then come again:
+    // repeats, in order, never a gap, and each event acknowledged once.
+    let ids: Vec<usize> = plain
+        .task_ids()
+        .iter()
+        .map(|id| id[1..].parse().unwrap())
+        .collect();
+    assert_eq!(ids.first(), Some(&0), "{ids:?}");
+    assert_eq!(ids.last(), Some(&2), "{ids:?}");
+    assert!(ids.windows(2).all(|w| w[1] <= w[0] + 1), "{ids:?}");
+    assert_eq!(m.callback_failures, 0);
+    assert_eq!(m.callback_deliveries, 9, "{m:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,9 +10,27 @@
 //! Each event is POSTed as JSON (`Content-Type` and `Accept:
 //! application/json`), the body serialised once for every URL. Plain `http`
 //! URLs use one kept-alive connection of their own (`http1.rs`), others the
-//! shared `reqwest` client. A failed POST (error, timeout, non-2xx) is retried,
-//! same event, after an exponential backoff; later events wait behind it, so
-//! every receiver sees events in publication order.
+//! shared `reqwest` client.
+//!
+//! Delivery is at least once, in publication order. On a plain `http`
+//! connection up to `callback_pipeline` POSTs are in flight at once
+//! (HTTP/1.1 pipelining, go-back-N): the requests go out in publication
+//! order and the responses are read in that order, an event leaving the
+//! queue when its own response is 2xx. When a response is not 2xx, does not
+//! come within `callback_timeout`, or the connection breaks, the connection
+//! is closed and, after an exponential backoff, the events are sent again
+//! from the first one not acknowledged, in order. A receiver therefore sees
+//! the events in publication order, except that after such a failure it
+//! sees again the failed event and those after it that were already in
+//! flight (repeats, never gaps, never an older event after a newer one
+//! within one run of requests). A connection that ends between two
+//! responses (closed by the receiver: an idle keep-alive timeout,
+//! `Connection: close`; or by the manager after a response body it does not
+//! read whole) is reopened at once, no backoff, and the events not answered
+//! on it are sent again, so the receiver may see those it had already read
+//! a second time too.
+//! `https` and credential URLs go through `reqwest`, one POST at a time, the
+//! failed event retried after the backoff.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -71,6 +89,66 @@ impl CallbackQueue {
             q.pop_front();
         }
         q.front().cloned()
+    }
+
+    /// The events `window` sends next (recorded there as in flight).
+    fn take_next(&self, window: &mut Window<Frame>) -> Vec<Arc<Frame>> {
+        window.take_next(&self.events.lock().expect("callback queue lock"))
+    }
+}
+
+/// The events of one URL written on its connection and not answered yet,
+/// oldest first: always the first ones of its queue still there (events
+/// leave the queue from its front only, when acknowledged or dropped).
+pub(super) struct Window<T> {
+    in_flight: VecDeque<Arc<T>>,
+    cap: usize,
+}
+
+impl<T> Window<T> {
+    pub fn new(cap: usize) -> Window<T> {
+        Window {
+            in_flight: VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.in_flight.is_empty()
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.in_flight.len() < self.cap
+    }
+
+    /// The queued events that follow the last one in flight, as many as the
+    /// window has room for; they count as in flight from now on. When the
+    /// last one in flight is no longer queued (the full queue dropped it),
+    /// the next is the queue's first.
+    pub fn take_next(&mut self, queue: &VecDeque<Arc<T>>) -> Vec<Arc<T>> {
+        let start = match self.in_flight.back() {
+            None => 0,
+            Some(last) => queue
+                .iter()
+                .take(self.in_flight.len())
+                .position(|f| Arc::ptr_eq(f, last))
+                .map_or(0, |i| i + 1),
+        };
+        let room = self.cap.saturating_sub(self.in_flight.len());
+        let fresh: Vec<Arc<T>> = queue.iter().skip(start).take(room).cloned().collect();
+        self.in_flight.extend(fresh.iter().cloned());
+        fresh
+    }
+
+    /// The oldest event in flight, answered now (responses come in order).
+    pub fn answered(&mut self) -> Option<Arc<T>> {
+        self.in_flight.pop_front()
+    }
+
+    /// Go back: nothing is in flight; the next [`Window::take_next`] starts
+    /// at the queue's first event, the first one not acknowledged.
+    pub fn reset(&mut self) {
+        self.in_flight.clear();
     }
 }
 
@@ -392,44 +470,160 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
-/// Delivers one URL's queue in order until unsubscribed or shut down: one
-/// POST at a time, the next event only after the previous one succeeded.
+/// One URL's delivery state shared by both ways of sending.
+struct Delivery {
+    bus: EventBus,
+    queue: Arc<CallbackQueue>,
+    backoff: daemon::Backoff,
+    url_for_logs: String,
+}
+
+impl Delivery {
+    /// `frame` got a 2xx: it leaves the queue (unless dropped meanwhile).
+    fn acknowledged(&mut self, frame: &Arc<Frame>) -> Option<Arc<Frame>> {
+        self.bus
+            .inner
+            .counters
+            .deliveries
+            .fetch_add(1, Ordering::Relaxed);
+        self.backoff.reset();
+        self.queue.pop_delivered(frame)
+    }
+
+    /// Counts and logs a failure, then waits out the backoff; false when
+    /// the delivery ends meanwhile.
+    async fn failed(&mut self, reason: &str, event_type: &str) -> bool {
+        self.bus
+            .inner
+            .counters
+            .failures
+            .fetch_add(1, Ordering::Relaxed);
+        let delay = self.backoff.next();
+        tracing::warn!(url = %self.url_for_logs, %reason, retry_in = ?delay, %event_type, "callback delivery failed");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = self.queue.cancel.cancelled() => false,
+        }
+    }
+
+    /// Waits for an event to be queued; false when the delivery ends.
+    async fn idle(&self) -> bool {
+        tokio::select! {
+            _ = self.queue.notify.notified() => true,
+            _ = self.queue.cancel.cancelled() => false,
+        }
+    }
+}
+
+/// Delivers one URL's queue in order until unsubscribed or shut down.
 async fn deliver(bus: EventBus, queue: Arc<CallbackQueue>) {
     let cfg = bus.inner.config.clone();
-    let counters = &bus.inner.counters;
-    let mut backoff = daemon::Backoff::new(cfg.callback_backoff, cfg.callback_backoff_max);
-    let url_for_logs = redacted(&queue.url);
-    let mut sender = CallbackSender::new(&queue.url, &cfg);
-    let mut next = queue.front();
+    let mut d = Delivery {
+        backoff: daemon::Backoff::new(cfg.callback_backoff, cfg.callback_backoff_max),
+        url_for_logs: redacted(&queue.url),
+        bus,
+        queue,
+    };
+    let mut sender = CallbackSender::new(&d.queue.url, &cfg);
+    if let Sender::Direct(conn) = &mut sender.how {
+        pipelined(&mut d, conn, &cfg).await;
+    } else {
+        one_at_a_time(&mut d, &mut sender).await;
+    }
+}
+
+/// Up to `callback_pipeline` POSTs in flight on one connection, go-back-N
+/// on failure (see the module comment).
+async fn pipelined(d: &mut Delivery, conn: &mut http1::Conn, cfg: &EventsConfig) {
+    let mut window = Window::new(cfg.callback_pipeline);
+    // While events are in flight: by when the oldest must be answered
+    // (`callback_timeout` after it was sent or its predecessor answered).
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let fresh = d.queue.take_next(&mut window);
+        for frame in &fresh {
+            conn.queue_request(&frame.body);
+        }
+        if window.is_empty() {
+            if !d.idle().await {
+                return;
+            }
+            continue;
+        }
+        let due =
+            *deadline.get_or_insert_with(|| tokio::time::Instant::now() + cfg.callback_timeout);
+        // More events join once connected (a connection attempt is not
+        // interrupted: it would start over).
+        let room = window.has_room() && conn.is_open();
+        let outcome = tokio::select! {
+            r = conn.next_response() => r.map_err(|e| match e {
+                http1::PostError::Stale(e) => (true, e),
+                http1::PostError::Failed(e) => (false, e),
+            }),
+            _ = d.queue.notify.notified(), if room => continue,
+            _ = tokio::time::sleep_until(due) => Err((false, "timed out".to_string())),
+            _ = d.queue.cancel.cancelled() => return,
+        };
+        let answer = match outcome {
+            Ok(answer) if (200..300).contains(&answer.status) => {
+                let frame = window
+                    .answered()
+                    .expect("a response answers an event in flight");
+                d.acknowledged(&frame);
+                deadline = None;
+                if !answer.reusable {
+                    // Closed by the receiver: the rest again on a new one.
+                    window.reset();
+                }
+                continue;
+            }
+            Ok(answer) => format!("status {}", answer.status),
+            Err((true, _)) => {
+                // Closed between two responses: reopen at once.
+                conn.close();
+                window.reset();
+                deadline = None;
+                continue;
+            }
+            Err((false, reason)) => reason,
+        };
+        conn.close();
+        let event_type = window
+            .answered()
+            .map(|f| f.event_type.clone())
+            .unwrap_or_default();
+        window.reset();
+        deadline = None;
+        if !d.failed(&answer, &event_type).await {
+            return;
+        }
+    }
+}
+
+/// One POST at a time, the next event only after the previous one
+/// succeeded; a failed one again after the backoff.
+async fn one_at_a_time(d: &mut Delivery, sender: &mut CallbackSender) {
+    let mut next = d.queue.front();
     loop {
         let Some(frame) = next.take() else {
-            tokio::select! {
-                _ = queue.notify.notified() => {}
-                _ = queue.cancel.cancelled() => return,
+            if !d.idle().await {
+                return;
             }
-            next = queue.front();
+            next = d.queue.front();
             continue;
         };
         let failure = tokio::select! {
             r = sender.post(&frame.body) => r.err(),
-            _ = queue.cancel.cancelled() => return,
+            _ = d.queue.cancel.cancelled() => return,
         };
         match failure {
-            None => {
-                next = queue.pop_delivered(&frame);
-                counters.deliveries.fetch_add(1, Ordering::Relaxed);
-                backoff.reset();
-            }
+            None => next = d.acknowledged(&frame),
             Some(reason) => {
-                counters.failures.fetch_add(1, Ordering::Relaxed);
-                let delay = backoff.next();
-                tracing::warn!(url = %url_for_logs, %reason, retry_in = ?delay, event_type = %frame.event_type, "callback delivery failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = queue.cancel.cancelled() => return,
+                if !d.failed(&reason, &frame.event_type).await {
+                    return;
                 }
                 // The same event again, unless the full queue dropped it.
-                next = queue.front();
+                next = d.queue.front();
             }
         }
     }
@@ -519,5 +713,134 @@ mod tests {
         }
         let err = parse_callback_url("http://h:99999/?token=s3cret").unwrap_err();
         assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    /// What happens to a queue and its window, step by step.
+    enum Step {
+        /// Events published (the queue drops its oldest beyond `CAP`).
+        Publish(&'static [u32]),
+        /// The window takes these events to send.
+        Take(&'static [u32]),
+        /// The oldest in flight is answered 2xx: this one, leaving the queue
+        /// if still first.
+        Ack(u32),
+        /// A failure: go back to the queue's first event.
+        Reset,
+    }
+
+    const CAP: usize = 6;
+
+    fn run(window_cap: usize, steps: &[Step]) {
+        let mut queue: VecDeque<Arc<u32>> = VecDeque::new();
+        let mut window = Window::new(window_cap);
+        for (i, step) in steps.iter().enumerate() {
+            match step {
+                Step::Publish(ids) => {
+                    for id in *ids {
+                        if queue.len() >= CAP {
+                            queue.pop_front();
+                        }
+                        queue.push_back(Arc::new(*id));
+                    }
+                }
+                Step::Take(want) => {
+                    let got: Vec<u32> = window.take_next(&queue).iter().map(|f| **f).collect();
+                    assert_eq!(got, *want, "step {i}");
+                    assert_eq!(
+                        window.has_room(),
+                        window.in_flight.len() < window_cap.max(1)
+                    );
+                }
+                Step::Ack(want) => {
+                    let f = window.answered().expect("in flight");
+                    assert_eq!(*f, *want, "step {i}");
+                    if queue.front().is_some_and(|q| Arc::ptr_eq(q, &f)) {
+                        queue.pop_front();
+                    }
+                }
+                Step::Reset => window.reset(),
+            }
+        }
+    }
+
+    #[test]
+    fn window_sends_in_order_up_to_its_cap_and_goes_back_n() {
+        use Step::*;
+        // Up to the cap, then more as answers come; nothing twice.
+        run(
+            3,
+            &[
+                Publish(&[1, 2, 3, 4, 5]),
+                Take(&[1, 2, 3]),
+                Take(&[]),
+                Ack(1),
+                Take(&[4]),
+                Ack(2),
+                Ack(3),
+                Publish(&[6]),
+                Take(&[5, 6]),
+                Ack(4),
+                Ack(5),
+                Ack(6),
+                Take(&[]),
+                Publish(&[7]),
+                Take(&[7]),
+            ],
+        );
+        // A failure: again from the first one not acknowledged, in order.
+        run(
+            4,
+            &[
+                Publish(&[1, 2, 3, 4, 5]),
+                Take(&[1, 2, 3, 4]),
+                Ack(1),
+                Reset,
+                Take(&[2, 3, 4, 5]),
+                Ack(2),
+                Ack(3),
+                Reset,
+                Take(&[4, 5]),
+            ],
+        );
+        // Window 1: one at a time.
+        run(
+            1,
+            &[Publish(&[1, 2]), Take(&[1]), Take(&[]), Ack(1), Take(&[2])],
+        );
+        // 0 means 1.
+        run(0, &[Publish(&[1, 2]), Take(&[1])]);
+    }
+
+    #[test]
+    fn window_follows_a_full_queue_dropping_events_in_flight() {
+        use Step::*;
+        run(
+            3,
+            &[
+                Publish(&[1, 2, 3, 4, 5, 6]),
+                Take(&[1, 2, 3]),
+                // 1 and 2 dropped while in flight: 3 is still queued.
+                Publish(&[7, 8]),
+                Take(&[]),
+                Ack(1),
+                Take(&[4]),
+                // Answered after being dropped: the queue keeps its first.
+                Ack(2),
+                Ack(3),
+                Take(&[5, 6]),
+                // The rest of the window dropped: on from the queue's first
+                // (5 and 6 still count as in flight until answered).
+                Publish(&[9, 10, 11, 12, 13]),
+                Ack(4),
+                Take(&[8]),
+                Ack(5),
+                Ack(6),
+                Take(&[9, 10]),
+                // A failure after drops: from the first still queued.
+                Publish(&[14, 15, 16]),
+                Reset,
+                Take(&[11, 12, 13]),
+            ],
+        );
     }
 }

@@ -1,8 +1,12 @@
 //! A lean HTTP/1.1 client for plain `http://` callback URLs: one kept-alive
 //! connection per URL, owned by that URL's delivery task (no pool, no
-//! connection task, no URL parsing per request), each request written with
-//! one `write`. One request at a time: the response is read completely
-//! before the next request goes out, so nothing is pipelined or reordered.
+//! connection task, no URL parsing per request).
+//!
+//! Requests are pipelined: the delivery task queues up to its window of
+//! requests ([`Conn::queue_request`], written together, usually with one
+//! `write`) and reads the responses in order ([`Conn::next_response`]); the
+//! n-th response answers the n-th request. [`Conn::post`] is one request at a
+//! time (the callback benchmark's sender).
 //!
 //! `https://` URLs and URLs with credentials go through `reqwest` instead.
 //!
@@ -17,7 +21,7 @@
 //! spawned connection task adds a hand-over between tasks to every request;
 //! here the delivery task itself writes and reads. A real difference (about
 //! half the time per POST with one URL), so this client stays; BENCHMARKS.md
-//! has the runs.
+//! has the runs. (hyper's client does not pipeline either.)
 //!
 //! Every new connection goes to an address the callback policy permits,
 //! resolved right then (a host name that now resolves somewhere refused gets
@@ -27,7 +31,7 @@
 
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -43,11 +47,15 @@ pub(super) struct Conn {
     /// Request line and fixed headers, up to (excluding) `Content-Length`.
     head: Bytes,
     stream: Option<TcpStream>,
-    /// Set while a request is in flight: a cancelled exchange (timeout)
-    /// leaves the connection in an unknown state, so it is not reused.
+    /// Set while [`Conn::post`] runs: a cancelled exchange (timeout) leaves
+    /// the connection in an unknown state, so it is not reused.
     busy: bool,
+    /// Queued request bytes not written yet.
     out: BytesMut,
+    /// Response bytes read and not parsed yet.
     buf: Vec<u8>,
+    /// Responses completed on the current connection.
+    answered: u64,
     policy: Arc<CallbackPolicy>,
 }
 
@@ -59,8 +67,9 @@ enum HostPort {
 /// Why an exchange failed.
 #[derive(Debug)]
 pub(super) enum PostError {
-    /// A reused connection ended before any response byte (the receiver
-    /// closed it while idle): retried once on a new connection.
+    /// A connection that had answered before ended exactly between two
+    /// responses (the receiver closed it, idle or after an answer): the
+    /// unanswered requests go again on a new connection, no backoff.
     Stale(String),
     Failed(String),
 }
@@ -71,6 +80,16 @@ impl std::fmt::Display for PostError {
             PostError::Stale(e) | PostError::Failed(e) => f.write_str(e),
         }
     }
+}
+
+/// One response read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Answer {
+    pub status: u16,
+    /// False when the connection ends with this response (`Connection:
+    /// close`, HTTP/1.0, a body up to the end, a body too long): it is then
+    /// closed already, and requests queued after it were not answered.
+    pub reusable: bool,
 }
 
 impl Conn {
@@ -101,107 +120,165 @@ impl Conn {
             busy: false,
             out: BytesMut::new(),
             buf: Vec::new(),
+            answered: 0,
             policy,
         })
     }
 
-    /// POSTs `body`; the response status. Cancel-safe in the sense that a
-    /// dropped call only costs the connection.
-    pub async fn post(&mut self, body: &[u8]) -> Result<u16, PostError> {
-        if self.busy {
-            self.stream = None;
-        }
-        self.busy = true;
-        self.out.clear();
+    /// Queues a POST of `body`, written by the next [`Conn::next_response`]
+    /// together with the other queued ones.
+    pub fn queue_request(&mut self, body: &[u8]) {
         self.out.put_slice(&self.head);
         self.out
             .put_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
         self.out.put_slice(body);
-        let mut result = self.exchange().await;
+    }
+
+    /// Whether a connection is open (the next exchange does not connect).
+    pub fn is_open(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// Drops the connection with everything queued or read on it.
+    pub fn close(&mut self) {
+        self.stream = None;
+        self.out.clear();
+        self.buf.clear();
+        self.answered = 0;
+    }
+
+    /// POSTs `body` alone (nothing else in flight); the response status.
+    /// Cancel-safe in the sense that a dropped call only costs the connection.
+    pub async fn post(&mut self, body: &[u8]) -> Result<u16, PostError> {
+        if self.busy || !self.out.is_empty() {
+            self.close();
+        }
+        self.busy = true;
+        self.queue_request(body);
+        let mut result = self.next_response().await;
         if matches!(result, Err(PostError::Stale(_))) {
-            self.stream = None;
-            result = self.exchange().await;
+            self.close();
+            self.queue_request(body);
+            result = self.next_response().await;
         }
         self.busy = false;
         match result {
-            Ok((status, reusable)) => {
-                if !reusable {
-                    self.stream = None;
+            Ok(answer) => {
+                // Bytes nobody asked for: the connection is not trusted.
+                if !self.buf.is_empty() {
+                    self.close();
                 }
-                Ok(status)
+                Ok(answer.status)
             }
             Err(e) => {
-                self.stream = None;
+                self.close();
                 Err(PostError::Failed(e.to_string()))
             }
         }
     }
 
-    /// One request on the current (or a new) connection: (status, reusable).
-    async fn exchange(&mut self) -> Result<(u16, bool), PostError> {
-        let reused = self.stream.is_some();
-        let failed = |e: std::io::Error| {
-            if reused && is_disconnect(&e) {
-                PostError::Stale(e.to_string())
-            } else {
-                PostError::Failed(e.to_string())
+    /// Connects when needed, writes what is queued and reads until the next
+    /// response is complete. Cancel-safe: a dropped call loses no byte
+    /// (what was not written stays queued, what was read stays buffered).
+    /// After an error the caller closes the connection.
+    pub async fn next_response(&mut self) -> Result<Answer, PostError> {
+        loop {
+            if let Some(answer) = self.parsed()? {
+                return Ok(answer);
             }
-        };
-        let stream = match &mut self.stream {
-            Some(s) => s,
-            None => {
-                let addrs = match &self.host {
-                    HostPort::Name(h, p) => self.policy.resolve(h, *p).await,
-                    HostPort::Addr(a) => self.policy.check_addr(*a).await.map(|()| vec![*a]),
+            if self.stream.is_none() {
+                self.connect().await?;
+            }
+            let Conn {
+                stream, out, buf, ..
+            } = self;
+            let stream = stream.as_mut().expect("connected");
+            let (mut rd, mut wr) = stream.split();
+            buf.reserve(4096);
+            let read = tokio::select! {
+                r = rd.read_buf(buf) => r,
+                w = wr.write_buf(out), if out.has_remaining() => match w {
+                    Ok(_) => continue,
+                    Err(e) => Err(e),
+                },
+            };
+            let stale = self.answered > 0 && self.buf.is_empty();
+            match read {
+                Ok(0) => {
+                    let msg = "connection closed before the response".to_string();
+                    return Err(if stale {
+                        PostError::Stale(msg)
+                    } else {
+                        PostError::Failed(msg)
+                    });
                 }
-                .map_err(PostError::Failed)?;
-                let s = TcpStream::connect(&addrs[..])
-                    .await
-                    .map_err(|e| PostError::Failed(format!("connect: {e}")))?;
-                let _ = s.set_nodelay(true);
-                self.stream.insert(s)
+                Ok(_) => {}
+                Err(e) if stale && is_disconnect(&e) => {
+                    return Err(PostError::Stale(e.to_string()))
+                }
+                Err(e) => return Err(PostError::Failed(e.to_string())),
             }
-        };
-        stream.write_all(&self.out).await.map_err(failed)?;
-        self.buf.clear();
+        }
+    }
+
+    /// The next response if `buf` holds it whole (or enough of it).
+    fn parsed(&mut self) -> Result<Option<Answer>, PostError> {
         loop {
             match parse_response(&self.buf).map_err(PostError::Failed)? {
-                Parsed::Incomplete => {}
+                Parsed::Incomplete => break,
                 Parsed::Informational(used) => {
                     self.buf.drain(..used);
-                    continue;
                 }
                 Parsed::Done {
                     status,
                     keep_alive,
                     used,
-                } => return Ok((status, keep_alive && used == self.buf.len())),
-            }
-            if self.buf.len() > MAX_HEAD {
-                match find(&self.buf, b"\r\n\r\n") {
-                    None => return Err(PostError::Failed("response head too large".into())),
-                    // The status is known; the rest of a long body is not read.
-                    Some(end) if self.buf.len() > end + 4 + MAX_RESPONSE_BODY => {
-                        return status_of(&self.buf).map(|s| (s, false));
+                } => {
+                    self.buf.drain(..used);
+                    self.answered += 1;
+                    if !keep_alive {
+                        self.close();
                     }
-                    Some(_) => {}
+                    return Ok(Some(Answer {
+                        status,
+                        reusable: keep_alive,
+                    }));
                 }
             }
-            self.buf.reserve(4096);
-            let n = match stream.read_buf(&mut self.buf).await {
-                Ok(n) => n,
-                Err(e) if self.buf.is_empty() => return Err(failed(e)),
-                Err(e) => return Err(PostError::Failed(e.to_string())),
-            };
-            if n == 0 {
-                let msg = "connection closed before the response".to_string();
-                return Err(if reused && self.buf.is_empty() {
-                    PostError::Stale(msg)
-                } else {
-                    PostError::Failed(msg)
-                });
+        }
+        if self.buf.len() > MAX_HEAD {
+            match find(&self.buf, b"\r\n\r\n") {
+                None => return Err(PostError::Failed("response head too large".into())),
+                // The status is known; the rest of a long body is not read.
+                Some(end) if self.buf.len() > end + 4 + MAX_RESPONSE_BODY => {
+                    let status = status_of(&self.buf)?;
+                    self.close();
+                    return Ok(Some(Answer {
+                        status,
+                        reusable: false,
+                    }));
+                }
+                Some(_) => {}
             }
         }
+        Ok(None)
+    }
+
+    /// A new connection to an address the policy permits.
+    async fn connect(&mut self) -> Result<(), PostError> {
+        let addrs = match &self.host {
+            HostPort::Name(h, p) => self.policy.resolve(h, *p).await,
+            HostPort::Addr(a) => self.policy.check_addr(*a).await.map(|()| vec![*a]),
+        }
+        .map_err(PostError::Failed)?;
+        let s = TcpStream::connect(&addrs[..])
+            .await
+            .map_err(|e| PostError::Failed(format!("connect: {e}")))?;
+        let _ = s.set_nodelay(true);
+        self.buf.clear();
+        self.answered = 0;
+        self.stream = Some(s);
+        Ok(())
     }
 }
 
@@ -405,6 +482,118 @@ mod tests {
         assert_eq!(parse_response(r).unwrap(), done(204, true, r.len()));
         assert!(parse_response(b"SSH-2.0-x\r\n\r\n").is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn pipelined_responses_parse_one_after_another() {
+        let answers: &[&[u8]] = &[
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            b"HTTP/1.1 500 Oops\r\ntransfer-encoding: chunked\r\n\r\n4\r\nnope\r\n0\r\n\r\n",
+            b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ];
+        let all = answers.concat();
+        let mut at = 0;
+        let mut got = Vec::new();
+        while at < all.len() {
+            match parse_response(&all[at..]).unwrap() {
+                Parsed::Informational(used) => at += used,
+                Parsed::Done {
+                    status,
+                    keep_alive,
+                    used,
+                } => {
+                    got.push((status, keep_alive));
+                    at += used;
+                }
+                Parsed::Incomplete => panic!("incomplete at {at}"),
+            }
+        }
+        assert_eq!(got, [(200, true), (204, true), (500, true), (201, false)]);
+    }
+
+    /// A listener that reads `n` requests before answering any, then writes
+    /// `answers` in one go and closes: what it read, as text.
+    async fn holding_server(
+        n: usize,
+        answers: &'static [u8],
+    ) -> (url::Url, tokio::task::JoinHandle<String>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/cb", l.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut got = Vec::new();
+            while String::from_utf8_lossy(&got).matches("POST /cb").count() < n
+                || !got.ends_with(b"}")
+            {
+                let mut chunk = [0u8; 4096];
+                let k = s.read(&mut chunk).await.unwrap();
+                assert!(k > 0, "closed early");
+                got.extend_from_slice(&chunk[..k]);
+            }
+            s.write_all(answers).await.unwrap();
+            String::from_utf8(got).unwrap()
+        });
+        (url, task)
+    }
+
+    fn conn(url: &url::Url) -> Conn {
+        Conn::for_url(url, Arc::new(CallbackPolicy::default())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn requests_go_out_together_and_answers_come_in_order() {
+        let (url, server) = holding_server(
+            3,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\nHTTP/1.1 503 No\r\ncontent-length: 0\r\n\r\nHTTP/1.1 202 OK\r\ncontent-length: 0\r\n\r\n",
+        )
+        .await;
+        let mut c = conn(&url);
+        for body in [r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#] {
+            c.queue_request(body.as_bytes());
+        }
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            let a = c.next_response().await.unwrap();
+            assert!(a.reusable);
+            statuses.push(a.status);
+        }
+        assert_eq!(statuses, [200, 503, 202]);
+        let sent = server.await.unwrap();
+        let bodies: Vec<&str> = sent.split("\r\n\r\n").skip(1).map(|b| &b[..7]).collect();
+        assert_eq!(bodies, [r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#]);
+        // The server closed between two responses: stale, not failed.
+        c.queue_request(b"{}");
+        assert!(matches!(c.next_response().await, Err(PostError::Stale(_))));
+    }
+
+    #[tokio::test]
+    async fn a_closing_answer_ends_the_connection_and_a_fresh_one_that_breaks_fails() {
+        let (url, server) = holding_server(
+            2,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        let mut c = conn(&url);
+        c.queue_request(b"{}");
+        c.queue_request(b"{}");
+        let a = c.next_response().await.unwrap();
+        assert_eq!((a.status, a.reusable), (200, false));
+        assert!(c.stream.is_none() && c.out.is_empty());
+        server.await.unwrap();
+        // A new connection that ends before any answer is a failure.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url: url::Url = format!("http://{}/cb", l.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let server = tokio::spawn(async move { drop(l.accept().await.unwrap()) });
+        let mut c = conn(&url);
+        c.queue_request(b"{}");
+        assert!(matches!(c.next_response().await, Err(PostError::Failed(_))));
+        server.await.unwrap();
     }
 
     #[test]

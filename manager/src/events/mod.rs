@@ -15,9 +15,11 @@
 //! - Callbacks (`/v2/eventSubscriptions`, Marathon 1.4's API, see
 //!   `callbacks.rs`): subscriptions persisted in etcd under
 //!   `<internal_prefix>/subscriptions/`; one bounded queue, one delivery
-//!   task and one kept-alive connection per URL, one POST at a time, retried
-//!   with exponential backoff, oldest dropped (and counted) when the queue is
-//!   full; a dead receiver delays nobody else. Callback URLs pass the
+//!   task and one kept-alive connection per URL with up to
+//!   `callback_pipeline` POSTs in flight (pipelined, responses in order; at
+//!   least once: after a failure, an exponential backoff, then again from
+//!   the first event not acknowledged), oldest dropped (and counted) when
+//!   the queue is full; a dead receiver delays nobody else. Callback URLs pass the
 //!   callback policy (`policy.rs`: no link-local/metadata addresses, not the
 //!   manager's etcd, unless `--callback-allow`) at subscription and again,
 //!   per resolved address, at delivery; redirects are not followed and at
@@ -63,8 +65,12 @@ pub struct EventsConfig {
     pub max_outstanding: usize,
     /// Events queued per callback URL; beyond it the oldest are dropped.
     pub callback_queue: usize,
-    /// Timeout of one callback POST.
+    /// Timeout of one callback POST (pipelined: of the oldest one in
+    /// flight, from when it was sent or its predecessor answered).
     pub callback_timeout: Duration,
+    /// Most POSTs in flight at once on one plain `http` callback connection
+    /// (HTTP/1.1 pipelining, `--callback-pipeline`); 1 = one at a time.
+    pub callback_pipeline: usize,
     /// First retry delay after a failed delivery; doubles up to `callback_backoff_max`.
     pub callback_backoff: Duration,
     pub callback_backoff_max: Duration,
@@ -73,6 +79,9 @@ pub struct EventsConfig {
     /// Most callback URLs subscribed at once (`--max-event-subscriptions`).
     pub max_subscriptions: usize,
 }
+
+/// Default of `--callback-pipeline`.
+pub const DEFAULT_CALLBACK_PIPELINE: usize = 32;
 
 /// Default of `--max-event-subscriptions`.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 100;
@@ -84,6 +93,7 @@ impl Default for EventsConfig {
             max_outstanding: 1024,
             callback_queue: 10_000,
             callback_timeout: Duration::from_secs(10),
+            callback_pipeline: DEFAULT_CALLBACK_PIPELINE,
             callback_backoff: Duration::from_secs(1),
             callback_backoff_max: Duration::from_secs(60),
             callback_policy: CallbackPolicy::default(),
@@ -104,6 +114,7 @@ impl EventsConfig {
         Ok(EventsConfig {
             callback_policy,
             max_subscriptions: cfg.max_event_subscriptions,
+            callback_pipeline: cfg.callback_pipeline,
             ..EventsConfig::default()
         })
     }
