@@ -63,6 +63,16 @@ impl Snapshot {
     }
 }
 
+/// A key in scope with its mod revision, its value not read
+/// ([`Registry::list_keys`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRevision {
+    pub key: String,
+    /// The record's names, when the key is a valid instance key.
+    pub name: Option<InstanceName>,
+    pub mod_revision: i64,
+}
+
 /// The condition one write depends on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -194,6 +204,94 @@ impl Registry {
                         mod_revision,
                         reason,
                     })
+                }
+            }
+        }
+        Ok(snapshot)
+    }
+
+    /// Every key in `scope` with its mod revision, without the values (a
+    /// keys-only read: etcd sends no values, nothing is parsed), and the
+    /// read's revision. A caller holding the values of some keys at their
+    /// revisions reads only the others ([`Registry::get_many`]).
+    pub async fn list_keys(&self, scope: &Scope) -> Result<(i64, Vec<KeyRevision>)> {
+        let key_prefix = scope.key_prefix(self.prefix())?;
+        let mut resp = self
+            .call(|mut kv| {
+                let k = key_prefix.clone();
+                async move {
+                    kv.get(k, Some(GetOptions::new().with_prefix().with_keys_only()))
+                        .await
+                }
+            })
+            .await?;
+        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+        let keys = resp
+            .take_kvs()
+            .into_iter()
+            .map(|kv| {
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                KeyRevision {
+                    name: parse_instance_key(self.prefix(), &key),
+                    key,
+                    mod_revision: kv.mod_revision(),
+                }
+            })
+            .collect();
+        Ok((revision, keys))
+    }
+
+    /// The records at these names, read in transactions of gets (one round
+    /// trip per [`Registry::max_txn_ops`] names): valid records in
+    /// `entries` (in the order of `names`), keys holding no valid record in
+    /// `invalid`, absent keys left out. `revision` is the last
+    /// transaction's.
+    pub async fn get_many(&self, names: &[InstanceName]) -> Result<Snapshot> {
+        let keys = names
+            .iter()
+            .map(|n| n.key(self.prefix()))
+            .collect::<Result<Vec<String>>>()?;
+        let mut snapshot = Snapshot::default();
+        for (names, keys) in names
+            .chunks(self.max_txn_ops_limit().max(1))
+            .zip(keys.chunks(self.max_txn_ops_limit().max(1)))
+        {
+            let txn = Txn::new().and_then(
+                keys.iter()
+                    .map(|k| TxnOp::get(k.as_str(), None))
+                    .collect::<Vec<_>>(),
+            );
+            let resp = self
+                .call(|mut kv| {
+                    let t = txn.clone();
+                    async move { kv.txn(t).await }
+                })
+                .await?;
+            snapshot.revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+            for ((name, key), r) in names.iter().zip(keys).zip(resp.op_responses()) {
+                let TxnOpResponse::Get(got) = r else {
+                    continue;
+                };
+                let Some(kv) = got.kvs().first() else {
+                    continue;
+                };
+                let mod_revision = kv.mod_revision();
+                match Instance::from_stored(key, name, kv.value()) {
+                    Ok(instance) => snapshot.entries.push(Entry {
+                        key: key.clone(),
+                        name: name.clone(),
+                        mod_revision,
+                        instance,
+                    }),
+                    Err(e) => {
+                        warn!(key = %key, reason = %e, "invalid registry record");
+                        snapshot.invalid.push(InvalidEntry {
+                            key: key.clone(),
+                            name: Some(name.clone()),
+                            mod_revision,
+                            reason: e.to_string(),
+                        })
+                    }
                 }
             }
         }

@@ -32,7 +32,7 @@ mod watch;
 
 pub use connection::{Registry, MAX_TXN_OPS};
 pub use error::{Error, NameKind, Result};
-pub use instances::{ApplyReport, Entry, Expect, InvalidEntry, Op, Outcome, Snapshot};
+pub use instances::{ApplyReport, Entry, Expect, InvalidEntry, KeyRevision, Op, Outcome, Snapshot};
 pub use keys::manager::ManagerKeys;
 pub use keys::{InstanceName, Scope};
 pub use kv::{prefix_range_end, KeyValue, KvOp, CHUNK_BYTES, DEFAULT_PAGE};

@@ -133,6 +133,72 @@ async fn invalid_records_are_reported_not_fatal() {
     );
 }
 
+/// A keys-only listing gives every key in scope with the mod revision a
+/// full read gives (names for valid instance keys, none for others); many
+/// records read by name come back as a full read has them (more than one
+/// transaction of gets), absent ones left out, bad values reported.
+#[tokio::test]
+async fn keys_listed_without_values_and_many_records_read_by_name() {
+    let etcd = Etcd::start().unwrap();
+    let reg = connect(&etcd).await;
+    let ops: Vec<Op> = (0..300)
+        .map(|i| Op::put(instance("bulk", "default", &format!("task-{i:03}"))))
+        .collect();
+    reg.apply(ops).await.unwrap();
+    let mut c = reg.client();
+    c.put("/services/bulk/default/containers/bad", "not json", None)
+        .await
+        .unwrap();
+    c.put("/services/bulk/default/other", "{}", None)
+        .await
+        .unwrap();
+    // Rewritten: a later mod revision than the others.
+    let mut moved = instance("bulk", "default", "task-007");
+    moved.host = "elsewhere".into();
+    reg.put(&moved).await.unwrap();
+
+    let full = reg.list(&Scope::All).await.unwrap();
+    let (revision, keys) = reg.list_keys(&Scope::All).await.unwrap();
+    assert!(revision >= full.revision);
+    assert_eq!(keys.len(), 302);
+    let valid: Vec<(String, Option<InstanceName>, i64)> = full
+        .entries
+        .iter()
+        .map(|e| (e.key.clone(), Some(e.name.clone()), e.mod_revision))
+        .collect();
+    let listed: Vec<(String, Option<InstanceName>, i64)> = keys
+        .iter()
+        .filter(|k| k.name.is_some() && !k.key.ends_with("/bad"))
+        .map(|k| (k.key.clone(), k.name.clone(), k.mod_revision))
+        .collect();
+    assert_eq!(listed, valid);
+    let other = keys.iter().find(|k| k.key.ends_with("/other")).unwrap();
+    assert_eq!(other.name, None);
+    let moved_rev = keys
+        .iter()
+        .find(|k| k.key.ends_with("/task-007"))
+        .unwrap()
+        .mod_revision;
+    assert!(moved_rev > keys[0].mod_revision);
+
+    let mut names: Vec<InstanceName> = full.entries.iter().map(|e| e.name.clone()).collect();
+    names.push(InstanceName::new("bulk", "default", "absent").unwrap());
+    names.push(InstanceName::new("bulk", "default", "bad").unwrap());
+    let many = reg.get_many(&names).await.unwrap();
+    assert_eq!(many.entries, full.entries);
+    assert_eq!(many.invalid.len(), 1);
+    assert!(many.invalid[0].key.ends_with("/bad"));
+    assert_eq!(
+        many.entries
+            .iter()
+            .find(|e| e.name.container == "task-007")
+            .unwrap()
+            .instance
+            .host,
+        "elsewhere"
+    );
+}
+
 #[tokio::test]
 async fn writes_are_chunked_into_transactions_of_128() {
     let etcd = Etcd::start().unwrap();

@@ -217,6 +217,10 @@ async fn cleanup(
     etcd_answers(&state.registry)
         .await
         .map_err(|e| ApiError::Unavailable(format!("cleanup not started: {e}")))?;
+    tracing::debug!(
+        probe_ms = started.elapsed().as_millis() as u64,
+        "cleanup: etcd answers"
+    );
     let (reply, rx) = oneshot::channel();
     let resync = async {
         state

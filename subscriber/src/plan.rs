@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::model::AppSpec;
 use crate::record::{app_names, started_at_same};
-use crate::record_store::{Action, Existing, Expect, IdOf, Instance, RecordId};
+use crate::record_store::{Action, Existing, Expect, IdOf, Instance, RecordId, StoredKey};
 use registry::naming::names_from_app;
 
 mod wanted;
@@ -44,7 +44,65 @@ pub trait Desired {
     fn key(&self) -> (&str, &str, &str);
     /// Whether `actual` (at this key) needs no rewrite.
     fn held_by(&self, actual: &Instance) -> bool;
+    /// Whether the record whose JSON is `json` (as this process wrote or
+    /// read it) needs no rewrite: as [`Desired::held_by`] says of it.
+    fn held_by_json(&self, json: &[u8]) -> bool {
+        serde_json::from_slice::<Instance>(json).is_ok_and(|r| self.held_by(&r))
+    }
     fn record(&self) -> Instance;
+}
+
+/// A stored record as the resync diff sees it: read from the registry, or
+/// one of `owner`'s that the writer knows at its mod revision (it wrote or
+/// read it there, and the key is still at that revision: its value was
+/// not read again).
+#[derive(Debug, Clone, Copy)]
+pub enum Stored<'a> {
+    Read(&'a Existing),
+    Known {
+        service: &'a str,
+        group: &'a str,
+        container: &'a str,
+        /// The record's JSON as written or read at `revision`.
+        json: &'a [u8],
+        revision: i64,
+    },
+}
+
+impl Stored<'_> {
+    fn key(&self) -> (&str, &str, &str) {
+        match self {
+            Stored::Read(e) => (&e.record.service, &e.record.group, &e.record.container),
+            Stored::Known {
+                service,
+                group,
+                container,
+                ..
+            } => (service, group, container),
+        }
+    }
+
+    /// `None` for a known record: it is `owner`'s.
+    fn owner(&self) -> Option<&str> {
+        match self {
+            Stored::Read(e) => Some(&e.record.owner),
+            Stored::Known { .. } => None,
+        }
+    }
+
+    fn revision(&self) -> i64 {
+        match self {
+            Stored::Read(e) => e.revision,
+            Stored::Known { revision, .. } => *revision,
+        }
+    }
+
+    fn held_by<D: Desired>(&self, d: &D) -> bool {
+        match self {
+            Stored::Read(e) => d.held_by(&e.record),
+            Stored::Known { json, .. } => d.held_by_json(json),
+        }
+    }
 }
 
 impl Desired for Instance {
@@ -71,14 +129,24 @@ pub fn resync_plan<D: Desired>(
     owner: &str,
     protect: &HashSet<String>,
 ) -> Plan {
+    let stored: Vec<Stored<'_>> = actual.iter().map(Stored::Read).collect();
+    resync_plan_stored(desired, &stored, owner, protect)
+}
+
+/// [`resync_plan`] over records read or known ([`Stored`]): a known record
+/// is compared through its JSON ([`Desired::held_by_json`]).
+pub fn resync_plan_stored<D: Desired>(
+    desired: &[D],
+    actual: &[Stored<'_>],
+    owner: &str,
+    protect: &HashSet<String>,
+) -> Plan {
     // Borrowed keys: no per-record allocation (this runs over every record).
     type Key<'a> = (&'a str, &'a str, &'a str);
-    fn key(r: &Instance) -> Key<'_> {
-        (&r.service, &r.group, &r.container)
-    }
-    let mut actual_by_id: HashMap<Key<'_>, &Existing> = HashMap::with_capacity(actual.len());
-    for e in actual {
-        actual_by_id.insert(key(&e.record), e);
+    let ours = |a: &Stored<'_>| a.owner().is_none_or(|o| o == owner);
+    let mut actual_by_id: HashMap<Key<'_>, &Stored<'_>> = HashMap::with_capacity(actual.len());
+    for a in actual {
+        actual_by_id.insert(a.key(), a);
     }
     let mut desired_ids: HashSet<Key<'_>> = HashSet::with_capacity(desired.len());
     let mut plan = Plan::default();
@@ -88,13 +156,13 @@ pub fn resync_plan<D: Desired>(
             continue;
         }
         match actual_by_id.get(&id) {
-            Some(a) if a.record.owner != owner => plan.foreign += 1,
-            Some(a) if d.held_by(&a.record) => plan.summary.unchanged += 1,
+            Some(a) if !ours(a) => plan.foreign += 1,
+            Some(a) if a.held_by(d) => plan.summary.unchanged += 1,
             Some(a) => {
                 plan.summary.updated += 1;
                 plan.actions.push(Action::Put {
                     record: d.record(),
-                    expect: Expect::Revision(a.revision),
+                    expect: Expect::Revision(a.revision()),
                 });
             }
             None => {
@@ -107,24 +175,62 @@ pub fn resync_plan<D: Desired>(
         }
     }
     // Stale records, in a stable (key) order.
-    let mut stale: Vec<&Existing> = actual
+    let mut stale: Vec<&Stored<'_>> = actual
         .iter()
-        .filter(|a| {
-            a.record.owner == owner
-                && !desired_ids.contains(&key(&a.record))
-                && !protect.contains(&a.record.container)
-        })
+        .filter(|a| ours(a) && !desired_ids.contains(&a.key()) && !protect.contains(a.key().2))
         .collect();
-    stale.sort_by(|a, b| key(&a.record).cmp(&key(&b.record)));
-    stale.dedup_by(|a, b| key(&a.record) == key(&b.record));
+    stale.sort_by(|a, b| a.key().cmp(&b.key()));
+    stale.dedup_by(|a, b| a.key() == b.key());
     for a in stale {
+        let (service, group, container) = a.key();
         plan.summary.removed += 1;
         plan.actions.push(Action::Delete {
-            id: RecordId::of(&a.record),
-            expect: Expect::Revision(a.revision),
+            id: RecordId {
+                service: service.to_string(),
+                group: group.to_string(),
+                container: container.to_string(),
+            },
+            expect: Expect::Revision(a.revision()),
         });
     }
     plan
+}
+
+/// Which listed keys a resync reads the values of ([`split_known`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownSplit {
+    /// Indices of keys whose value the writer holds: the key is at the mod
+    /// revision the writer wrote or read it at, under the same names.
+    pub known: Vec<usize>,
+    /// Indices of keys whose value must be read: unknown to the writer,
+    /// or changed since (another writer, another owner, a rewrite).
+    pub read: Vec<usize>,
+}
+
+/// Splits a keys-only listing into the keys whose values the writer knows
+/// (`known_at`: the names and mod revision it last wrote or read a
+/// container's record at) and those to read. A key of a `protect`ed
+/// container is in neither: the plan leaves it alone.
+pub fn split_known<'a>(
+    keys: &[StoredKey],
+    known_at: impl Fn(&str) -> Option<(&'a str, &'a str, i64)>,
+    protect: &HashSet<String>,
+) -> KnownSplit {
+    let mut split = KnownSplit::default();
+    for (i, k) in keys.iter().enumerate() {
+        if protect.contains(&k.id.container) {
+            continue;
+        }
+        match known_at(&k.id.container) {
+            Some((service, group, revision))
+                if revision == k.revision && service == k.id.service && group == k.id.group =>
+            {
+                split.known.push(i)
+            }
+            _ => split.read.push(i),
+        }
+    }
+    split
 }
 
 /// A change asked for by task events, before it is checked against the
@@ -410,6 +516,36 @@ mod tests {
                 "{}: from the tasks",
                 c.what
             );
+            // The same with our records known to the writer: compared
+            // through their JSON as written, not read.
+            let jsons: Vec<Vec<u8>> = c.actual.iter().map(|e| e.record.to_json()).collect();
+            let stored: Vec<Stored> = c
+                .actual
+                .iter()
+                .zip(&jsons)
+                .map(|(e, json)| match e.record.owner.as_str() {
+                    "me" => Stored::Known {
+                        service: &e.record.service,
+                        group: &e.record.group,
+                        container: &e.record.container,
+                        json,
+                        revision: e.revision,
+                    },
+                    _ => Stored::Read(e),
+                })
+                .collect();
+            assert_eq!(
+                resync_plan_stored(&records, &stored, "me", protect),
+                p,
+                "{}: known records",
+                c.what
+            );
+            assert_eq!(
+                wanted::tests::plan_from_tasks_stored(&tasks, &stored, "me", protect),
+                p,
+                "{}: known records, from the tasks",
+                c.what
+            );
             assert_eq!(kinds(&p), c.want, "{}", c.what);
             let s = p.summary;
             assert_eq!(
@@ -420,6 +556,53 @@ mod tests {
             );
             assert_eq!(p.foreign, c.foreign, "{}", c.what);
         }
+    }
+
+    #[test]
+    fn split_known_table() {
+        let key = |container: &str, service: &str, revision| StoredKey {
+            id: id(service, "dev", container),
+            revision,
+        };
+        let keys = vec![
+            key("same", "web", 5),
+            key("rewritten", "web", 9),
+            key("unknown", "web", 3),
+            key("renamed", "api", 4),
+            key("protected", "web", 6),
+            key("not-at-a-known-revision", "web", 7),
+        ];
+        // The writer's view: (service, group, revision) by container.
+        let view: HashMap<&str, (&str, &str, Option<i64>)> = HashMap::from([
+            ("same", ("web", "dev", Some(5))),
+            ("rewritten", ("web", "dev", Some(8))),
+            ("renamed", ("web", "dev", Some(4))),
+            ("protected", ("web", "dev", Some(6))),
+            ("not-at-a-known-revision", ("web", "dev", None)),
+        ]);
+        let protect: HashSet<String> = HashSet::from(["protected".to_string()]);
+        let split = split_known(
+            &keys,
+            |c| {
+                let (s, g, r) = view.get(c)?;
+                Some((*s, *g, (*r)?))
+            },
+            &protect,
+        );
+        let names = |ix: &[usize]| {
+            ix.iter()
+                .map(|i| keys[*i].id.container.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&split.known), ["same"]);
+        assert_eq!(
+            names(&split.read),
+            ["rewritten", "unknown", "renamed", "not-at-a-known-revision"]
+        );
+        // Nothing known: every key but the protected one is read.
+        let split = split_known(&keys, |_| None, &protect);
+        assert!(split.known.is_empty());
+        assert_eq!(split.read, [0, 1, 2, 3, 5]);
     }
 
     #[test]

@@ -67,34 +67,159 @@ pub fn record_with_names(
     if validate_container(&task.id).is_err() {
         return Err(RecordError::InvalidContainer(task.id.clone()));
     }
-    let mut ports = BTreeMap::new();
-    for p in port_entries(app, task) {
-        ports.insert(
-            p.name.into_owned(),
-            PortRecord {
+    let labels = labels_from_group(&names.group);
+    Ok(record_ref(app, names, &labels, task, owner, node).to_instance())
+}
+
+/// The record [`record_with_names`] builds, borrowed from the app and the
+/// task (`labels`: the group's, [`labels_from_group`]). Serialised, it is
+/// that record's JSON byte for byte (the fields in [`Instance`]'s order,
+/// the ports by name; tested), so a stored record's JSON can be checked
+/// against it without building or parsing either ([`record_json_is`]).
+#[derive(serde::Serialize)]
+pub struct RecordRef<'a> {
+    schema: u32,
+    service: &'a str,
+    group: &'a str,
+    labels: &'a [String],
+    container: &'a str,
+    app_id: &'a str,
+    app_version: &'a str,
+    node: &'a str,
+    host: &'a str,
+    internal_address: Option<&'a str>,
+    #[serde(serialize_with = "ports_by_name")]
+    ports: Vec<PortEntry<'a>>,
+    state: &'a str,
+    healthy: Option<bool>,
+    started_at: &'a str,
+    owner: &'a str,
+}
+
+/// `ports` as [`Instance`] serialises its map: by name, one per name (the
+/// entries come sorted and deduplicated from [`record_ref`]).
+fn ports_by_name<S: serde::Serializer>(ports: &[PortEntry<'_>], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(ports.len()))?;
+    for p in ports {
+        map.serialize_entry(
+            p.name.as_ref(),
+            &PortRef {
                 external: p.external,
                 exposed: p.exposed,
-                protocol: p.protocol.to_string(),
+                protocol: p.protocol,
             },
-        );
+        )?;
     }
-    Ok(Instance {
+    map.end()
+}
+
+/// [`PortRecord`] borrowed.
+#[derive(serde::Serialize)]
+struct PortRef<'a> {
+    external: u16,
+    exposed: u16,
+    protocol: &'a str,
+}
+
+/// The record of `task` borrowed ([`RecordRef`]); the container name is not
+/// checked here.
+pub fn record_ref<'a>(
+    app: &'a AppSpec,
+    names: &'a Names,
+    labels: &'a [String],
+    task: &'a TaskInfo,
+    owner: &'a str,
+    node: &'a str,
+) -> RecordRef<'a> {
+    let mut ports: Vec<PortEntry<'a>> = Vec::new();
+    for p in port_entries(app, task) {
+        // A later entry wins a repeated name (as inserting into a map).
+        match ports.iter_mut().find(|q| q.name == p.name) {
+            Some(q) => *q = p,
+            None => ports.push(p),
+        }
+    }
+    ports.sort_by(|a, b| a.name.cmp(&b.name));
+    RecordRef {
         schema: 1,
-        service: names.service.clone(),
-        group: names.group.clone(),
-        labels: labels_from_group(&names.group),
-        container: task.id.clone(),
-        app_id: app.id.clone(),
-        app_version: app_version(app, task).to_string(),
-        node: node.to_string(),
-        host: task.host.clone(),
-        internal_address: internal_address(app, task).map(str::to_string),
+        service: &names.service,
+        group: &names.group,
+        labels,
+        container: &task.id,
+        app_id: &app.id,
+        app_version: app_version(app, task),
+        node,
+        host: &task.host,
+        internal_address: internal_address(app, task),
         ports,
-        state: RUNNING.to_string(),
+        state: RUNNING,
         healthy: healthy(app, task),
-        started_at: task.started_at.clone().unwrap_or_default(),
-        owner: owner.to_string(),
-    })
+        started_at: task.started_at.as_deref().unwrap_or_default(),
+        owner,
+    }
+}
+
+impl RecordRef<'_> {
+    /// The record, owned.
+    pub fn to_instance(&self) -> Instance {
+        Instance {
+            schema: self.schema,
+            service: self.service.to_string(),
+            group: self.group.to_string(),
+            labels: self.labels.to_vec(),
+            container: self.container.to_string(),
+            app_id: self.app_id.to_string(),
+            app_version: self.app_version.to_string(),
+            node: self.node.to_string(),
+            host: self.host.to_string(),
+            internal_address: self.internal_address.map(str::to_string),
+            ports: self
+                .ports
+                .iter()
+                .map(|p| {
+                    (
+                        p.name.to_string(),
+                        PortRecord {
+                            external: p.external,
+                            exposed: p.exposed,
+                            protocol: p.protocol.to_string(),
+                        },
+                    )
+                })
+                .collect(),
+            state: self.state.to_string(),
+            healthy: self.healthy,
+            started_at: self.started_at.to_string(),
+            owner: self.owner.to_string(),
+        }
+    }
+}
+
+/// Whether `json` is exactly the JSON of this record ([`Instance::to_json`]
+/// of [`RecordRef::to_instance`]), compared as it is serialised: nothing is
+/// built or parsed, and the first differing byte ends it.
+pub fn record_json_is(record: &RecordRef<'_>, json: &[u8]) -> bool {
+    /// Takes the serialised bytes while they match `rest`.
+    struct Expect<'a> {
+        rest: &'a [u8],
+    }
+    impl std::io::Write for Expect<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            match self.rest.strip_prefix(buf) {
+                Some(rest) => {
+                    self.rest = rest;
+                    Ok(buf.len())
+                }
+                None => Err(std::io::ErrorKind::InvalidData.into()),
+            }
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = Expect { rest: json };
+    serde_json::to_writer(&mut w, record).is_ok() && w.rest.is_empty()
 }
 
 /// The state every record is written with.

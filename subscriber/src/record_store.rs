@@ -31,6 +31,14 @@ pub struct Existing {
     pub revision: i64,
 }
 
+/// A record key in the registry with its etcd mod revision, its value not
+/// read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub id: RecordId,
+    pub revision: i64,
+}
+
 /// Condition a write is made under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -92,12 +100,23 @@ pub enum StoreError {
 pub trait Store: Clone + Send + Sync + 'static {
     /// Every record under the prefix (all owners), with revisions.
     fn snapshot(&self) -> impl Future<Output = Result<Vec<Existing>, StoreError>> + Send;
+    /// Every record key under the prefix (all owners) with its mod
+    /// revision, values not read; keys that name no record are left out.
+    fn keys(&self) -> impl Future<Output = Result<Vec<StoredKey>, StoreError>> + Send;
     /// The records at these keys (all owners), with revisions; keys with
     /// nothing valid at them are left out.
     fn read(
         &self,
         ids: &[RecordId],
     ) -> impl Future<Output = Result<Vec<Existing>, StoreError>> + Send;
+    /// As [`Store::read`], for many keys at once (a resync's unknown keys):
+    /// in as few round trips as the store can.
+    fn read_many(
+        &self,
+        ids: &[RecordId],
+    ) -> impl Future<Output = Result<Vec<Existing>, StoreError>> + Send {
+        self.read(ids)
+    }
     /// Applies actions in order, in transactions of at most 128 operations.
     fn apply(
         &self,
@@ -117,9 +136,13 @@ pub struct MemInner {
     pub revision: i64,
     pub fail: bool,
     pub applies: usize,
-    /// Served (once) by the next snapshot instead of the records: a read
-    /// that happened earlier than the writes made since.
+    /// Served (once) by the next snapshot or key listing instead of the
+    /// records: a read that happened earlier than the writes made since.
     pub frozen: Option<Vec<Existing>>,
+    /// Values read by [`Store::snapshot`], [`Store::read`] and
+    /// [`Store::read_many`] (a resync reads only the values it does not
+    /// know).
+    pub values_read: usize,
 }
 
 impl MemStore {
@@ -163,21 +186,40 @@ impl Store for MemStore {
         if g.fail {
             return Err(StoreError::Unavailable("mem store failing".into()));
         }
-        if let Some(frozen) = g.frozen.take() {
-            return Ok(frozen);
-        }
-        Ok(g.records.values().cloned().collect())
+        let read: Vec<Existing> = match g.frozen.take() {
+            Some(frozen) => frozen,
+            None => g.records.values().cloned().collect(),
+        };
+        g.values_read += read.len();
+        Ok(read)
     }
 
-    async fn read(&self, ids: &[RecordId]) -> Result<Vec<Existing>, StoreError> {
-        let g = self.inner.lock().expect("lock");
+    async fn keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let mut g = self.inner.lock().expect("lock");
         if g.fail {
             return Err(StoreError::Unavailable("mem store failing".into()));
         }
-        Ok(ids
+        let key = |e: &Existing| StoredKey {
+            id: RecordId::of(&e.record),
+            revision: e.revision,
+        };
+        if let Some(frozen) = g.frozen.take() {
+            return Ok(frozen.iter().map(key).collect());
+        }
+        Ok(g.records.values().map(key).collect())
+    }
+
+    async fn read(&self, ids: &[RecordId]) -> Result<Vec<Existing>, StoreError> {
+        let mut g = self.inner.lock().expect("lock");
+        if g.fail {
+            return Err(StoreError::Unavailable("mem store failing".into()));
+        }
+        let found: Vec<Existing> = ids
             .iter()
             .filter_map(|id| g.records.get(id).cloned())
-            .collect())
+            .collect();
+        g.values_read += found.len();
+        Ok(found)
     }
 
     async fn apply(&self, actions: Vec<Action>) -> Result<Applied, StoreError> {
@@ -252,6 +294,43 @@ impl Store for EtcdStore {
                 "registry holds keys that are not valid records; left alone"
             );
         }
+        Ok(snap
+            .entries
+            .into_iter()
+            .map(|e| Existing {
+                record: e.instance,
+                revision: e.mod_revision,
+            })
+            .collect())
+    }
+
+    async fn keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let (_, keys) = self
+            .registry
+            .list_keys(&registry::Scope::All)
+            .await
+            .map_err(unavailable)?;
+        let listed = keys.len();
+        let keys: Vec<StoredKey> = keys
+            .into_iter()
+            .filter_map(|k| {
+                Some(StoredKey {
+                    id: k.name?,
+                    revision: k.mod_revision,
+                })
+            })
+            .collect();
+        if keys.len() < listed {
+            tracing::warn!(
+                count = listed - keys.len(),
+                "registry holds keys that are not valid records; left alone"
+            );
+        }
+        Ok(keys)
+    }
+
+    async fn read_many(&self, ids: &[RecordId]) -> Result<Vec<Existing>, StoreError> {
+        let snap = self.registry.get_many(ids).await.map_err(unavailable)?;
         Ok(snap
             .entries
             .into_iter()

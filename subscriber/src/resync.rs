@@ -9,7 +9,7 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::metrics::{kind, Metrics};
 use crate::plan::Summary;
@@ -84,8 +84,16 @@ impl<A: AppSource> ResyncDriver<A> {
         // queue skips this: the writer then reads when the resync arrives.
         let _ = self.writer.try_send(Msg::Prefetch(fetch_epoch));
         let result = async {
+            let t0 = std::time::Instant::now();
             let apps = match self.source.apps_with_tasks().await {
-                Ok(a) => a,
+                Ok(a) => {
+                    debug!(
+                        fetch_ms = t0.elapsed().as_millis() as u64,
+                        apps = a.len(),
+                        "resync: Marathon's apps and tasks read"
+                    );
+                    a
+                }
                 Err(e) => {
                     self.metrics.error(kind::MARATHON);
                     self.metrics.resync_failures.inc();

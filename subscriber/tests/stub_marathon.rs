@@ -93,6 +93,50 @@ async fn records_follow_task_events_with_named_ports() {
     assert!(m.contains("subscriber_reconnects_total 1"), "{m}");
 }
 
+/// `/cleanup` does not read again the records the subscriber wrote or read
+/// while their keys stay at those revisions; a record changed behind its
+/// back (a new value at the same key: a new revision) is read and
+/// corrected, whether the subscriber's last write of it was a resync's
+/// (t1, t2) or an event's (t3); one written again as it was is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_corrects_records_changed_behind_its_back() {
+    let (_etcd, stub, sub, reg, [t1, t2]) = registered_web_tasks([31001, 31002]).await;
+    let t3 = stub.start_task("/dev/web", &[31003]);
+    wait_containers(&reg, vec![t1.clone(), t2.clone(), t3.clone()], "t3 written").await;
+    let s = sub.cleanup(false).await;
+    assert_eq!(counts(&s), [0, 0, 0, 3], "{s}");
+    let good = records(&reg).await;
+    let find = |c: &str| good.iter().find(|r| r.container == c).unwrap().clone();
+
+    let mut moved = find(&t1);
+    moved.host = "10.6.6.6".into();
+    reg.put(&moved).await.unwrap();
+    let mut renumbered = find(&t3);
+    renumbered.ports.insert("api".into(), Port::tcp(1, 5000));
+    reg.put(&renumbered).await.unwrap();
+    reg.put(&find(&t2)).await.unwrap();
+
+    let s = sub.cleanup(false).await;
+    assert_eq!(counts(&s), [0, 2, 0, 1], "{s}");
+    // As the subscriber wrote them (a start time may come from the event
+    // or from Marathon's task: milliseconds apart, both kept as they are).
+    let comparable = |mut v: Vec<Instance>| {
+        v.sort_by(|a, b| a.container.cmp(&b.container));
+        for r in &mut v {
+            assert!(!r.started_at.is_empty(), "{r:?}");
+            r.started_at.clear();
+        }
+        v
+    };
+    assert_eq!(
+        comparable(records(&reg).await),
+        comparable(good.clone()),
+        "every record as the subscriber wrote it"
+    );
+    let s = sub.cleanup(false).await;
+    assert_eq!(counts(&s), [0, 0, 0, 3], "{s}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_repairs_hand_edits_and_leaves_other_owners() {
     let (_etcd, _stub, sub, reg, [t1, t2]) = registered_web_tasks([31001, 31002]).await;

@@ -8,7 +8,9 @@ use registry::naming::{labels_from_group, validate_container, Names};
 
 use super::Desired;
 use crate::model::{AppSpec, TaskInfo};
-use crate::record::{app_names, record_matches, record_with_names, wanted, RecordError};
+use crate::record::{
+    app_names, record_json_is, record_matches, record_ref, record_with_names, wanted, RecordError,
+};
 use crate::record_store::Instance;
 
 /// One app's wanted tasks.
@@ -112,6 +114,23 @@ impl Desired for Wanted<'_> {
         )
     }
 
+    /// Compared as serialised first (nothing built or parsed); a record
+    /// that differs in its bytes (`started_at` within the rule's slack, or
+    /// anything else) is parsed and compared as [`Desired::held_by`] does.
+    fn held_by_json(&self, json: &[u8]) -> bool {
+        let a = self.app;
+        let exact = record_ref(
+            a.app,
+            &a.names,
+            &a.labels,
+            self.task,
+            self.owner,
+            self.node(),
+        );
+        record_json_is(&exact, json)
+            || serde_json::from_slice::<Instance>(json).is_ok_and(|r| self.held_by(&r))
+    }
+
     fn record(&self) -> Instance {
         record_with_names(
             self.app.app,
@@ -130,7 +149,7 @@ pub(super) mod tests {
 
     use super::*;
     use crate::model::{NetworkMode, PortSpec};
-    use crate::plan::{resync_plan, same, Plan};
+    use crate::plan::{resync_plan, resync_plan_stored, same, Plan, Stored};
     use crate::record::tests::{app, task};
     use crate::record_store::{Existing, PortRecord};
 
@@ -160,13 +179,42 @@ pub(super) mod tests {
         resync_plan(&wanted, actual, owner, protect)
     }
 
+    /// [`plan_from_tasks`] over records read or known.
+    pub fn plan_from_tasks_stored(
+        apps: &[(AppSpec, Vec<TaskInfo>)],
+        actual: &[Stored<'_>],
+        owner: &str,
+        protect: &HashSet<String>,
+    ) -> Plan {
+        let (desired, errors) = desired_apps(apps, false, &|_| false);
+        assert!(errors.is_empty(), "{errors:?}");
+        let wanted: Vec<Wanted> = desired.iter().flat_map(|a| a.wanted(owner)).collect();
+        resync_plan_stored(&wanted, actual, owner, protect)
+    }
+
     fn one_task_plan(stored: Instance) -> Plan {
         let apps = tasks_of(&[("t1", 1)]);
         let actual = [Existing {
             record: stored,
             revision: 7,
         }];
-        plan_from_tasks(&apps, &actual, "me", &HashSet::new())
+        let read = plan_from_tasks(&apps, &actual, "me", &HashSet::new());
+        if actual[0].record.owner == "me" {
+            // Known to the writer (its JSON, not read): the same plan.
+            let json = actual[0].record.to_json();
+            let known = [Stored::Known {
+                service: &actual[0].record.service,
+                group: &actual[0].record.group,
+                container: &actual[0].record.container,
+                json: &json,
+                revision: 7,
+            }];
+            assert_eq!(
+                plan_from_tasks_stored(&apps, &known, "me", &HashSet::new()),
+                read
+            );
+        }
+        read
     }
 
     /// A stored record that differs from the task's in any one field is
@@ -335,13 +383,43 @@ pub(super) mod tests {
         let wanted: Vec<Wanted> = desired.iter().flat_map(|a| a.wanted("me")).collect();
         let records: Vec<Instance> = wanted.iter().map(Desired::record).collect();
         let mut compared = 0;
+        let jsons: Vec<Vec<u8>> = records.iter().map(Instance::to_json).collect();
         for w in &wanted {
             let built = w.record();
-            for stored in &records {
+            // The borrowed record serialises as the built one, byte for byte.
+            let borrowed = record_ref(
+                w.app.app,
+                &w.app.names,
+                &w.app.labels,
+                w.task,
+                w.owner,
+                w.node(),
+            );
+            assert_eq!(borrowed.to_instance(), built);
+            assert!(record_json_is(&borrowed, &built.to_json()), "{built:?}");
+            for (j, (stored, json)) in records.iter().zip(&jsons).enumerate() {
                 assert_eq!(
                     w.held_by(stored),
                     same(stored, &built),
                     "task {:?} of {:?} against {stored:?}",
+                    w.task,
+                    w.app.app
+                );
+                // Through the JSON (parsed when the bytes differ: every
+                // 16th record, and the task's own).
+                if j % 16 == 0 || *stored == built {
+                    assert_eq!(
+                        w.held_by_json(json),
+                        same(stored, &built),
+                        "task {:?} of {:?} against the JSON of {stored:?}",
+                        w.task,
+                        w.app.app
+                    );
+                }
+                assert_eq!(
+                    record_json_is(&borrowed, json),
+                    *stored == built,
+                    "task {:?} of {:?} against the bytes of {stored:?}",
                     w.task,
                     w.app.app
                 );

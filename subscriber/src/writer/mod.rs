@@ -15,7 +15,11 @@
 //!   [`Msg::Prefetch`] once the fetch has begun, so the read overlaps the
 //!   fetch; events applied while it runs are all protected, and for those
 //!   containers the writer keeps its own view, not the snapshot's), and the
-//!   diff is applied with revision compares.
+//!   diff is applied with revision compares. The read lists the keys with
+//!   their mod revisions only; a value is read when the key is not at the
+//!   revision this process wrote or read it at (anyone else's write moves
+//!   the revision), so a record changed behind the writer's back is always
+//!   read and compared.
 //!
 //! Why an event's delete never depends on this process having written the
 //! record, and never removes what it should not: the record is looked for
@@ -43,7 +47,9 @@ use tracing::{info, warn};
 use crate::metrics::{kind, Metrics};
 use crate::model::{AppSpec, TaskEvent, TaskInfo};
 use crate::plan::{event_actions, Change, Summary};
-use crate::record_store::{Action, Applied, Done, Existing, IdOf, RecordId, Store, StoreError};
+use crate::record_store::{
+    Action, Applied, Done, Existing, IdOf, RecordId, Store, StoreError, StoredKey,
+};
 use crate::source::AppSource;
 
 mod events;
@@ -59,8 +65,8 @@ const BATCH: usize = 128;
 
 pub enum Msg {
     Event(TaskEvent),
-    /// A fetch that began at this epoch is under way: start reading the
-    /// snapshot its resync will diff against, now, beside the fetch.
+    /// A fetch that began at this epoch is under way: start listing the
+    /// keys its resync will diff against, now, beside the fetch.
     Prefetch(u64),
     Resync(ResyncRequest),
 }
@@ -108,7 +114,9 @@ pub struct Writer<S, A> {
     prefetched: Option<(u64, Prefetched)>,
 }
 
-type Prefetched = tokio::task::JoinHandle<Result<Vec<Existing>, StoreError>>;
+/// A keys-only listing: the resync reads the values of the keys the
+/// writer does not know at their revision ([`crate::plan::split_known`]).
+type Prefetched = tokio::task::JoinHandle<Result<Vec<StoredKey>, StoreError>>;
 
 /// Everything the resync driver and the producers need to talk to the writer.
 pub struct Channels {
@@ -185,7 +193,15 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                 Msg::Prefetch(fetch_epoch) => {
                     // Every earlier event's write is applied: read from here.
                     let store = self.store.clone();
-                    let read = tokio::spawn(async move { store.snapshot().await });
+                    let read = tokio::spawn(async move {
+                        let t0 = std::time::Instant::now();
+                        let read = store.keys().await;
+                        tracing::debug!(
+                            read_ms = t0.elapsed().as_millis() as u64,
+                            "resync: registry keys listed"
+                        );
+                        read
+                    });
                     if let Some((_, old)) = self.prefetched.replace((fetch_epoch, read)) {
                         old.abort();
                     }

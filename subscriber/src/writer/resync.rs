@@ -1,5 +1,7 @@
-//! A resync in the writer: the snapshot (prefetched beside the Marathon
-//! fetch), the pure diff, the apply, the answer, and then the in-memory view
+//! A resync in the writer: the keys and their revisions (listed beside the
+//! Marathon fetch, values not read), the values of the keys the writer
+//! does not know at their revision (its own writes and reads it knows),
+//! the pure diff, the apply, the answer, and then the in-memory view
 //! rebuilt from what Marathon and etcd hold now, keeping what events touched
 //! since the fetch began. The answer does not wait for the rebuild (nothing
 //! in it depends on the view; the next queued message does wait for it),
@@ -15,9 +17,15 @@ use tracing::{debug, info, warn};
 use super::{ResyncRequest, Tracked, Writer, Written};
 use crate::metrics::kind;
 use crate::model::{AppSpec, TaskInfo};
-use crate::plan::{desired_apps, resync_plan, Summary, Wanted};
-use crate::record_store::{Action, Existing, Store, StoreError};
+use crate::plan::{desired_apps, resync_plan_stored, split_known, Stored, Summary, Wanted};
+use crate::record_store::{Action, Done, Existing, RecordId, Store, StoreError};
 use crate::source::AppSource;
+
+/// A resync reads every record in one range read instead of the values it
+/// does not know when more than this many are unknown (the first resync,
+/// other owners' records): the values it reads by key go 128 to a
+/// transaction, one round trip each.
+const FULL_READ_ABOVE: usize = 512;
 
 impl<S: Store, A: AppSource> Writer<S, A> {
     pub(super) async fn resync(&mut self, req: ResyncRequest, cancel: &CancellationToken) {
@@ -76,21 +84,53 @@ impl<S: Store, A: AppSource> Writer<S, A> {
         cancel: &CancellationToken,
     ) -> Result<(Summary, Option<View>), String> {
         let t0 = Instant::now();
-        let read = match self.prefetched.take() {
+        let listed = match self.prefetched.take() {
             Some((epoch, read)) if epoch == fetch_epoch => match read.await {
                 Ok(r) => r,
-                Err(e) => Err(StoreError::Unavailable(format!(
-                    "snapshot read failed: {e}"
-                ))),
+                Err(e) => Err(StoreError::Unavailable(format!("key listing failed: {e}"))),
             },
             other => {
                 if let Some((_, read)) = other {
                     read.abort();
                 }
-                self.store.snapshot().await
+                self.store.keys().await
             }
         };
-        let snapshot = match read {
+        let keys = match listed {
+            Ok(k) => k,
+            Err(e) => {
+                self.metrics.error(kind::ETCD);
+                return Err(e.to_string());
+            }
+        };
+        let protect: HashSet<String> = self
+            .touched
+            .iter()
+            .filter(|(_, e)| **e > fetch_epoch)
+            .map(|(c, _)| c.clone())
+            .collect();
+        // Values are read only for keys the writer does not hold at their
+        // revision; when there are many (the first resync), one range read
+        // of everything instead.
+        let written = &self.written;
+        let mut split = split_known(
+            &keys,
+            |c| {
+                let w = written.get(c)?;
+                Some((&*w.service, &*w.group, w.revision?))
+            },
+            &protect,
+        );
+        let read = if split.read.is_empty() {
+            Ok(Vec::new())
+        } else if split.read.len() > FULL_READ_ABOVE {
+            split.known.clear();
+            self.store.snapshot().await
+        } else {
+            let ids: Vec<RecordId> = split.read.iter().map(|i| keys[*i].id.clone()).collect();
+            self.store.read_many(&ids).await
+        };
+        let fetched = match read {
             Ok(s) => s,
             Err(e) => {
                 self.metrics.error(kind::ETCD);
@@ -98,12 +138,6 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             }
         };
         let snapshot_ms = t0.elapsed().as_millis() as u64;
-        let protect: HashSet<String> = self
-            .touched
-            .iter()
-            .filter(|(_, e)| **e > fetch_epoch)
-            .map(|(c, _)| c.clone())
-            .collect();
         let tombstones = &self.tombstones;
         let (desired, errors) = desired_apps(&apps, self.cfg.require_healthy, &|id| {
             tombstones.contains(id)
@@ -118,7 +152,24 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             .iter()
             .flat_map(|a| a.wanted(&self.cfg.owner))
             .collect();
-        let mut plan = resync_plan(&wanted, &snapshot, &self.cfg.owner, &protect);
+        let actual: Vec<Stored> = split
+            .known
+            .iter()
+            .filter_map(|i| {
+                let k = &keys[*i];
+                let w = self.written.get(&k.id.container)?;
+                Some(Stored::Known {
+                    service: &w.service,
+                    group: &w.group,
+                    container: &k.id.container,
+                    json: &w.json,
+                    revision: k.revision,
+                })
+            })
+            .chain(fetched.iter().map(Stored::Read))
+            .collect();
+        let mut plan = resync_plan_stored(&wanted, &actual, &self.cfg.owner, &protect);
+        drop(actual);
         drop(wanted);
         drop(desired);
         plan.actions = self.valid_only(std::mem::take(&mut plan.actions), Action::id);
@@ -129,12 +180,12 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             );
         }
         if dry_run {
-            discard((apps, snapshot));
+            discard((apps, keys, fetched));
             return Ok((plan.summary, None));
         }
         // What the plan's changes make of the in-memory view (kept only if
         // they are applied).
-        let changed: Vec<(String, Option<Written>)> = plan
+        let mut changed: Vec<(String, Option<Written>)> = plan
             .actions
             .iter()
             .map(|a| match a {
@@ -145,7 +196,16 @@ impl<S: Store, A: AppSource> Writer<S, A> {
         let diff_ms = t0.elapsed().as_millis() as u64 - snapshot_ms;
         if !plan.actions.is_empty() {
             match self.store.apply(std::mem::take(&mut plan.actions)).await {
-                Ok(applied) => self.count(applied),
+                Ok(applied) => {
+                    // A put applied is at a known revision: the next resync
+                    // need not read it.
+                    for ((_, w), done) in changed.iter_mut().zip(&applied.results) {
+                        if let (Some(w), Done::Applied(revision)) = (w, done) {
+                            w.revision = Some(*revision);
+                        }
+                    }
+                    self.count(applied)
+                }
                 Err(e) => {
                     self.metrics.error(kind::ETCD);
                     return Err(e.to_string());
@@ -158,12 +218,22 @@ impl<S: Store, A: AppSource> Writer<S, A> {
         debug!(
             snapshot_ms,
             diff_ms,
+            keys = keys.len(),
+            known = split.known.len(),
+            values_read = fetched.len(),
             total_ms = t0.elapsed().as_millis() as u64,
             "resync applied"
         );
+        let known = split
+            .known
+            .iter()
+            .map(|i| keys[*i].id.container.clone())
+            .collect();
+        discard(keys);
         let view = View {
             apps,
-            snapshot,
+            fetched,
+            known,
             changed,
             protect,
         };
@@ -177,15 +247,23 @@ impl<S: Store, A: AppSource> Writer<S, A> {
     fn rebuild_view(&mut self, view: View) {
         let View {
             apps,
-            snapshot,
+            fetched,
+            known,
             changed,
             protect,
         } = view;
-        // The in-memory view: our records as read, with the plan's changes.
-        // A record still at the revision this process last read it at holds
-        // the same value: its entry is reused, not serialised again.
-        let mut written: HashMap<String, Written> = HashMap::with_capacity(snapshot.len());
-        for e in &snapshot {
+        // The in-memory view: our records as known or read, with the plan's
+        // changes. A record still at the revision this process last wrote
+        // or read it at holds the same value: its entry is reused, not
+        // serialised again.
+        let mut written: HashMap<String, Written> =
+            HashMap::with_capacity(known.len() + fetched.len());
+        for c in known {
+            if let Some(w) = self.written.remove(&c) {
+                written.insert(c, w);
+            }
+        }
+        for e in &fetched {
             if e.record.owner != self.cfg.owner {
                 continue;
             }
@@ -267,14 +345,17 @@ impl<S: Store, A: AppSource> Writer<S, A> {
         self.metrics
             .apps_cached
             .set(i64::try_from(self.apps.len()).unwrap_or(i64::MAX));
-        discard((snapshot, old_written, old_tasks, old_apps));
+        discard((fetched, old_written, old_tasks, old_apps));
     }
 }
 
 /// What [`Writer::rebuild_view`] needs from an applied resync.
 struct View {
     apps: Vec<(AppSpec, Vec<TaskInfo>)>,
-    snapshot: Vec<Existing>,
+    /// Records whose values were read.
+    fetched: Vec<Existing>,
+    /// Containers whose records the writer knew at their revision.
+    known: Vec<String>,
     /// The plan's changes: a record written (its view) or removed (`None`).
     changed: Vec<(String, Option<Written>)>,
     protect: HashSet<String>,

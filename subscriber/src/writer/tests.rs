@@ -451,6 +451,49 @@ fn coalesce_keeps_last_per_key() {
     assert_eq!(out, vec![put(&r2), del(&r1)]);
 }
 
+/// A resync with nothing to change reads no record's value: it lists the
+/// keys with their revisions and compares the tasks with the records the
+/// writer wrote or read at those revisions. A record rewritten behind its
+/// back (a new revision) is read and corrected; one rewritten as it was is
+/// read and left alone.
+#[tokio::test]
+async fn resync_reads_only_the_values_it_does_not_know() {
+    let h = start(false, 1000);
+    let tasks: Vec<TaskInfo> = (1..=3)
+        .map(|i| {
+            let mut t = task(&format!("t{i}"), "/dev/web", &[31000 + i]);
+            t.app_version = Some("v1".into());
+            t
+        })
+        .collect();
+    let apps = || vec![(web(), tasks.clone())];
+    let values_read = || h.store.inner.lock().unwrap().values_read;
+    let epoch = h.ch.clock.begin_fetch();
+    assert_eq!(h.resync(apps(), epoch, false).await.added, 3);
+    let before = values_read();
+    let epoch = h.ch.clock.begin_fetch();
+    let s = h.resync(apps(), epoch, false).await;
+    assert_eq!((s.updated, s.unchanged), (0, 3), "{s:?}");
+    assert_eq!(values_read(), before, "nothing to change: no value read");
+    // Behind the writer's back: t2 moved to another host, t3 written again
+    // as it was.
+    let mut moved = h.store.get("t2").unwrap();
+    moved.host = "10.6.6.6".into();
+    h.store.insert(moved);
+    h.store.insert(h.store.get("t3").unwrap());
+    let epoch = h.ch.clock.begin_fetch();
+    let s = h.resync(apps(), epoch, false).await;
+    assert_eq!((s.updated, s.unchanged), (1, 2), "{s:?}");
+    assert_eq!(values_read(), before + 2, "the two rewritten keys only");
+    assert_eq!(h.store.get("t2").unwrap().host, tasks[1].host);
+    // Known again (t2 as put, t3 as read): nothing read.
+    let epoch = h.ch.clock.begin_fetch();
+    let s = h.resync(apps(), epoch, false).await;
+    assert_eq!((s.updated, s.unchanged), (0, 3), "{s:?}");
+    assert_eq!(values_read(), before + 2);
+    h.stop().await;
+}
+
 /// A resync reuses its view of a record only while etcd holds it at the
 /// revision it was read at: a record changed behind the writer's back in a
 /// way the resync leaves alone (another start time) is read again, so the
@@ -491,6 +534,14 @@ struct CountingEtcd {
 impl Store for CountingEtcd {
     async fn snapshot(&self) -> Result<Vec<Existing>, StoreError> {
         self.inner.snapshot().await
+    }
+
+    async fn keys(&self) -> Result<Vec<crate::record_store::StoredKey>, StoreError> {
+        self.inner.keys().await
+    }
+
+    async fn read_many(&self, ids: &[RecordId]) -> Result<Vec<Existing>, StoreError> {
+        self.inner.read_many(ids).await
     }
 
     async fn read(&self, ids: &[RecordId]) -> Result<Vec<Existing>, StoreError> {
