@@ -167,8 +167,22 @@ pub struct State {
 }
 
 impl State {
+    /// One app's tasks. This walks every task: a view over many apps takes
+    /// [`Self::tasks_by_app`] once instead.
     pub fn tasks_of<'a>(&'a self, app_id: &'a str) -> impl Iterator<Item = &'a TaskRecord> + 'a {
         self.tasks.values().filter(move |t| t.app_id == app_id)
+    }
+
+    /// Every task by its app id, in task id order, gathered in one walk:
+    /// looking each app's tasks up in all the tasks would make a view of
+    /// all apps (a reconcile pass, `GET /v2/apps?embed=apps.tasks`) cost
+    /// apps x tasks.
+    pub fn tasks_by_app(&self) -> HashMap<&str, Vec<&TaskRecord>> {
+        let mut by_app: HashMap<&str, Vec<&TaskRecord>> = HashMap::new();
+        for t in self.tasks.values() {
+            by_app.entry(t.app_id.as_str()).or_default().push(t);
+        }
+        by_app
     }
 
     /// Deployments touching this app.

@@ -320,6 +320,14 @@ async fn failing_tasks_back_off_and_full_node_queues() {
     assert_eq!(s, 204);
     let (s, _) = m.delete("/v2/apps/crash").await;
     assert_eq!(s, 200);
+    // Resetting the delay may have relaunched /crash just before the
+    // delete: its task holds 0.1 cpu until its kill completes.
+    testkit::eventually_async("/crash's tasks gone", DEADLINE, || async {
+        let (_, tasks) = m.get("/v2/tasks").await;
+        let tasks = tasks["tasks"].as_array()?;
+        (!tasks.iter().any(|t| t["appId"] == "/crash")).then_some(())
+    })
+    .await;
 
     // 1 cpu: the third 0.4-cpu task does not fit and waits in the queue.
     let (s, _) = m

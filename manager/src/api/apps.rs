@@ -9,7 +9,7 @@ use super::{client_ip, deployment_response, force_and_body, read_body, CoreData,
 use crate::error::ApiError;
 use crate::events;
 use crate::ids;
-use crate::state::State;
+use crate::state::{State, TaskRecord};
 use crate::validation;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -66,8 +66,24 @@ impl Embed {
 
 /// The status view of one app.
 pub fn app_info(s: &State, app: &App, embed: Embed) -> AppInfo {
+    let tasks: Vec<&TaskRecord> = s.tasks_of(&app.id).collect();
+    app_info_with(s, app, &tasks, embed)
+}
+
+/// The status views of many apps, with their tasks gathered in one walk.
+fn app_infos<'a>(s: &State, apps: impl Iterator<Item = &'a App>, embed: Embed) -> Vec<AppInfo> {
+    let by_app = s.tasks_by_app();
+    apps.map(|a| {
+        let tasks = by_app.get(a.id.as_str()).map_or(&[][..], Vec::as_slice);
+        app_info_with(s, a, tasks, embed)
+    })
+    .collect()
+}
+
+/// The status view of one app whose tasks are `tasks`.
+fn app_info_with(s: &State, app: &App, tasks: &[&TaskRecord], embed: Embed) -> AppInfo {
     let mut info = AppInfo::new(app.clone());
-    for t in s.tasks_of(&app.id) {
+    for t in tasks {
         match t.state {
             TaskState::Staging | TaskState::Starting => info.tasks_staged += 1,
             TaskState::Running => info.tasks_running += 1,
@@ -85,7 +101,7 @@ pub fn app_info(s: &State, app: &App, embed: Embed) -> AppInfo {
         .map(|id| DeploymentRef { id })
         .collect();
     if embed.tasks {
-        info.tasks = Some(s.tasks_of(&app.id).map(|t| s.task_json(t)).collect());
+        info.tasks = Some(tasks.iter().map(|t| s.task_json(t)).collect());
     }
     if embed.last_task_failure {
         info.last_task_failure = s.last_failure.get(&app.id).cloned();
@@ -106,7 +122,7 @@ async fn list(core: CoreData, req: HttpRequest) -> Result<HttpResponse, ApiError
     let cmd_filter = q.get("cmd").map(str::to_lowercase);
     let label = q.get("label").map(str::to_string);
     let s = core.state();
-    let apps: Vec<AppInfo> = s
+    let apps = s
         .apps
         .values()
         .filter(|a| {
@@ -125,9 +141,8 @@ async fn list(core: CoreData, req: HttpRequest) -> Result<HttpResponse, ApiError
             label
                 .as_ref()
                 .is_none_or(|l| validation::label_selector_matches(l, &a.labels))
-        })
-        .map(|a| app_info(&s, a, embed))
-        .collect();
+        });
+    let apps = app_infos(&s, apps, embed);
     drop(s);
     Ok(HttpResponse::Ok().json(super::wrap("apps", &apps)))
 }
@@ -224,12 +239,11 @@ async fn get_sub(
                 format!("{group}/")
             };
             let embed = Embed::parse(&q.all("embed"));
-            let apps: Vec<AppInfo> = s
-                .apps
-                .values()
-                .filter(|a| a.id.starts_with(&prefix))
-                .map(|a| app_info(&s, a, embed))
-                .collect();
+            let apps = app_infos(
+                &s,
+                s.apps.values().filter(|a| a.id.starts_with(&prefix)),
+                embed,
+            );
             if apps.is_empty() {
                 return Err(ApiError::not_found(format!(
                     "Group '{group}' does not exist"

@@ -4,7 +4,7 @@
 //! wait (`/v2/queue`) and the deployments that are done. The reconcile loop
 //! ([`crate::reconcile`]) applies the result.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use marathon::{App, TaskState};
@@ -117,20 +117,10 @@ pub fn actuals(s: &State, app_id: &str, tasks: &[&TaskRecord]) -> Vec<Actual> {
         .collect()
 }
 
-/// Every task by its app id, gathered once per pass: looking each app's
-/// tasks up in all the tasks would make a pass cost apps x tasks.
-fn tasks_by_app(s: &State) -> HashMap<&str, Vec<&TaskRecord>> {
-    let mut by_app: HashMap<&str, Vec<&TaskRecord>> = HashMap::new();
-    for t in s.tasks.values() {
-        by_app.entry(t.app_id.as_str()).or_default().push(t);
-    }
-    by_app
-}
-
 /// One pass over every app (defined, or with active tasks), in app id order.
 pub fn plan_pass(s: &State, offer: &Offer) -> PassPlan {
     let mut out = PassPlan::default();
-    let by_app = tasks_by_app(s);
+    let by_app = s.tasks_by_app();
     let tasks_of = |app_id: &str| by_app.get(app_id).map_or(&[][..], Vec::as_slice);
     let mut app_ids: BTreeSet<&str> = s.apps.keys().map(String::as_str).collect();
     let active = || s.tasks.values().filter(|t| t.is_active());

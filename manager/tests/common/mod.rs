@@ -149,6 +149,24 @@ pub struct TestManager {
     pub core: Arc<Core>,
     stop: CancellationToken,
     handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    cleanup: StopOnDrop,
+}
+
+/// What dropping a [`TestManager`] does: stop the manager and kill its
+/// tasks, unless [`TestManager::stop`] disarmed it (tasks keep running).
+struct StopOnDrop {
+    stop: CancellationToken,
+    data_dir: PathBuf,
+    armed: bool,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if self.armed {
+            kill_tasks_under(&self.data_dir);
+        }
+    }
 }
 
 impl TestManager {
@@ -176,6 +194,11 @@ impl TestManager {
         let core = app.core();
         let stop = CancellationToken::new();
         let handle = tokio::spawn(app.run_until_stopped(stop.clone()));
+        let cleanup = StopOnDrop {
+            stop: stop.clone(),
+            data_dir: dir.path().join("data"),
+            armed: true,
+        };
         TestManager {
             etcd,
             dir,
@@ -184,6 +207,7 @@ impl TestManager {
             core,
             stop,
             handle: Some(handle),
+            cleanup,
         }
     }
 
@@ -197,10 +221,8 @@ impl TestManager {
         if let Some(h) = self.handle.take() {
             let _ = h.await;
         }
-        let etcd = std::mem::replace(&mut self.etcd, Etcd::start().expect("etcd"));
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
-        std::mem::forget(self);
-        (etcd, dir)
+        self.cleanup.armed = false;
+        (self.etcd, self.dir)
     }
 
     pub async fn call(
@@ -280,13 +302,6 @@ impl TestManager {
 
     pub async fn etcd_keys(&self, prefix: &str) -> Vec<String> {
         etcd_keys(&self.etcd.endpoint(), &format!("/mdo/manager{prefix}")).await
-    }
-}
-
-impl Drop for TestManager {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        kill_tasks_under(&self.data_dir());
     }
 }
 

@@ -221,6 +221,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                     self.metrics
                         .queue_depth
                         .dec_by(i64::try_from(batch.len()).unwrap_or(i64::MAX));
+                    self.prefetch_apps(&batch).await;
                     let mut changes = Vec::new();
                     for ev in batch {
                         self.on_event(ev, &mut changes).await;

@@ -10,10 +10,29 @@ use crate::source::SourceError;
 #[derive(Default)]
 struct FakeMarathon {
     apps: Mutex<HashMap<String, AppSpec>>,
+    /// With `Some(k)`, each `app` call holds (for 10 s at most) until `k`
+    /// calls have been in flight at the same time.
+    gate: Option<usize>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most_in_flight: std::sync::atomic::AtomicUsize,
+    gate_open: tokio::sync::Notify,
 }
 
 impl AppSource for FakeMarathon {
     async fn app(&self, id: &str) -> Result<AppSpec, SourceError> {
+        if let Some(k) = self.gate {
+            let now = self.in_flight.fetch_add(1, Relaxed) + 1;
+            let most = self.most_in_flight.fetch_max(now, Relaxed).max(now);
+            if most >= k {
+                self.gate_open.notify_waiters();
+            } else {
+                let opened = self.gate_open.notified();
+                if self.most_in_flight.load(Relaxed) < k {
+                    let _ = tokio::time::timeout(Duration::from_secs(10), opened).await;
+                }
+            }
+            self.in_flight.fetch_sub(1, Relaxed);
+        }
         self.apps
             .lock()
             .unwrap()
@@ -42,17 +61,21 @@ fn web() -> AppSpec {
 }
 
 fn start(require_healthy: bool, capacity: usize) -> Harness {
-    let store = MemStore::default();
     let fake = FakeMarathon::default();
     let mut w = web();
     fake.apps.lock().unwrap().insert(w.id.clone(), w.clone());
     w.id = "/dev/checked".into();
     w.has_health_checks = true;
     fake.apps.lock().unwrap().insert(w.id.clone(), w);
+    start_with(Arc::new(fake), require_healthy, capacity)
+}
+
+fn start_with(fake: Arc<FakeMarathon>, require_healthy: bool, capacity: usize) -> Harness {
+    let store = MemStore::default();
     let metrics = Arc::new(Metrics::default());
     let (writer, ch) = Writer::new(
         store.clone(),
-        Arc::new(fake),
+        fake,
         WriterConfig {
             owner: "me".into(),
             require_healthy,
@@ -229,6 +252,41 @@ async fn prefetched_snapshot_older_than_an_event_write() {
 
 /// App definitions fetched for events are cached, and the cache is rebuilt
 /// at every resync from what Marathon has: deleted apps do not pile up.
+/// New tasks of many apps queued together (a deployment scaling many
+/// apps): their definitions are fetched at the same time, not one round
+/// trip after another, and every record is written.
+#[tokio::test]
+async fn a_batch_of_new_apps_fetches_their_definitions_at_once() {
+    let mut fake = FakeMarathon {
+        gate: Some(4),
+        ..FakeMarathon::default()
+    };
+    let ids: Vec<String> = (0..20).map(|i| format!("/dev/app{i:02}")).collect();
+    for id in &ids {
+        let mut a = web();
+        a.id = id.clone();
+        fake.apps.get_mut().unwrap().insert(id.clone(), a);
+    }
+    let fake = Arc::new(fake);
+    // The test's runtime has one thread: every event is queued before the
+    // writer first runs, so they form one batch.
+    let h = start_with(fake.clone(), false, 1000);
+    let mut want = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let task = format!("t{i:02}");
+        h.ch.sink.push(running(&task, id, 31000 + i as u32));
+        want.push(task);
+    }
+    let want: Vec<&str> = want.iter().map(String::as_str).collect();
+    h.wait_for(&want).await;
+    assert!(
+        fake.most_in_flight.load(Relaxed) >= 4,
+        "definitions were fetched one at a time (at most {} in flight)",
+        fake.most_in_flight.load(Relaxed)
+    );
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn app_definition_cache_is_rebuilt_at_resync() {
     let h = start(false, 1000);
