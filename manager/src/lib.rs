@@ -41,6 +41,7 @@ pub mod scheduler;
 pub mod startup;
 pub mod state;
 pub mod state_store;
+mod task_writes;
 mod unsaved;
 pub mod validation;
 

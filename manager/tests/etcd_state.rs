@@ -493,3 +493,99 @@ async fn task_states_written_while_etcd_was_away_reach_etcd_once_it_is_back() {
     })
     .await;
 }
+
+/// The manager's task records in etcd: task id -> (state, handle).
+async fn task_records(endpoint: &str) -> std::collections::BTreeMap<String, (String, String)> {
+    let mut c = Client::connect([endpoint], None).await.expect("etcd");
+    let keys = registry::ManagerKeys::new("/mdo/manager").unwrap();
+    let resp = c
+        .get(keys.tasks_prefix(), Some(GetOptions::new().with_prefix()))
+        .await
+        .expect("get");
+    resp.kvs()
+        .iter()
+        .map(|kv| {
+            let v: Value = serde_json::from_slice(kv.value()).expect("a task record");
+            let id = v["id"].as_str().expect("id").to_string();
+            let state = v["state"].as_str().unwrap_or_default().to_string();
+            let handle = v["handle"].as_str().unwrap_or_default().to_string();
+            (id, (state, handle))
+        })
+        .collect()
+}
+
+/// TASK_RUNNING of many tasks launched at once is written by group commit
+/// (several tasks per transaction): every one of 100 tasks ends up in etcd
+/// as TASK_RUNNING with its process as handle, and a manager killed with
+/// kill -9 and started again adopts exactly those tasks from those records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_of_100_tasks_is_stored_running_and_adopted_after_kill_9() {
+    const N: usize = 100;
+    let etcd = Etcd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _cleanup = TaskCleanup(data.clone());
+    let ep = etcd.endpoint();
+    let (mut m, base) = start(&["--etcd-endpoints", &ep], &data).await;
+
+    let app = json!({"id": "/many", "cmd": "exec sleep 1000", "cpus": 0.001, "mem": 1,
+                     "instances": N, "portDefinitions": []});
+    let (s, v) = call(reqwest::Method::POST, format!("{base}/v2/apps"), Some(&app)).await;
+    assert_eq!(s, 201, "{v}");
+    let mut ids = testkit::eventually_async(&format!("{N} tasks run"), DEADLINE, || async {
+        let ids = running_ids(&base, "/many").await;
+        (ids.len() == N).then_some(ids)
+    })
+    .await;
+    ids.sort();
+    let stored =
+        testkit::eventually_async("etcd holds every task as running", DEADLINE, || async {
+            let recs = task_records(&ep).await;
+            let all_running = recs.values().all(|(state, _)| state == "TASK_RUNNING");
+            (all_running && recs.keys().cloned().collect::<Vec<_>>() == ids).then_some(recs)
+        })
+        .await;
+    for (id, (_, handle)) in &stored {
+        let pids = pids_of_task(id);
+        assert_eq!(pids.len(), 1, "one process for {id}: {pids:?}");
+        assert_eq!(handle, &pids[0].to_string(), "the stored handle of {id}");
+    }
+
+    // kill -9: the next manager adopts the very same tasks and processes.
+    m.kill();
+    let (_m2, base2) = start(&["--etcd-endpoints", &ep], &data).await;
+    let mut after = testkit::eventually_async("the tasks are adopted", DEADLINE, || async {
+        let ids = running_ids(&base2, "/many").await;
+        (ids.len() == N).then_some(ids)
+    })
+    .await;
+    after.sort();
+    assert_eq!(after, ids, "the same task ids, none replaced");
+    for (id, (_, handle)) in &stored {
+        assert_eq!(
+            pids_of_task(id),
+            vec![handle.parse::<u32>().unwrap()],
+            "the same process for {id}"
+        );
+    }
+    let recs = task_records(&ep).await;
+    assert_eq!(recs, stored, "the records are unchanged");
+
+    // Deleted: every record and every process goes.
+    let (s, v) = call(
+        reqwest::Method::DELETE,
+        format!("{base2}/v2/apps/many"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    testkit::eventually_async("no task record left", DEADLINE, || async {
+        task_records(&ep).await.is_empty().then_some(())
+    })
+    .await;
+    for id in &ids {
+        testkit::eventually("no process left", DEADLINE, || {
+            pids_of_task(id).is_empty().then_some(())
+        });
+    }
+}
