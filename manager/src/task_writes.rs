@@ -28,31 +28,6 @@ pub(crate) struct TaskWrites {
     turn: tokio::sync::Mutex<()>,
 }
 
-/// Tasks one turn writes at most: one etcd transaction's worth. A turn's
-/// callers announce their tasks' new states together when it ends, so this
-/// also bounds that burst of events (a launch of 5,000 tasks in one turn
-/// made one burst of ~10,000 events, more than an SSE client may have
-/// outstanding, and cut the clients off).
-pub const TURN_MAX: usize = 128;
-
-/// The ids one turn takes out of `queued`: none when `own` is no longer
-/// queued (an earlier turn wrote it), else `own` and up to `max - 1` others
-/// in id order (pure).
-pub fn turn_take(queued: &mut BTreeSet<String>, own: &str, max: usize) -> BTreeSet<String> {
-    let mut taken = BTreeSet::new();
-    if !queued.remove(own) {
-        return taken;
-    }
-    taken.insert(own.to_string());
-    while taken.len() < max.max(1) {
-        let Some(next) = queued.pop_first() else {
-            break;
-        };
-        taken.insert(next);
-    }
-    taken
-}
-
 /// What one turn writes for the queued tasks: the record of a task memory
 /// holds, the deletion of its key otherwise (pure; `record`: the task's
 /// current record).
@@ -75,14 +50,13 @@ impl Core {
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.to_string());
         let _turn = self.task_writes.turn.lock().await;
-        let ids = {
-            let mut queued = self
+        let ids = std::mem::take(
+            &mut *self
                 .task_writes
                 .queued
                 .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            turn_take(&mut queued, id, TURN_MAX)
-        };
+                .unwrap_or_else(|p| p.into_inner()),
+        );
         if ids.is_empty() {
             // An earlier turn took this task (its write is over: turns run
             // one at a time and that one ended before ours began).
@@ -117,35 +91,6 @@ mod tests {
 
     fn rec(id: &str) -> TaskRecord {
         TaskRecord::test(id, "/a", marathon::TaskState::Running)
-    }
-
-    #[test]
-    fn a_turn_takes_its_own_task_and_at_most_max() {
-        let set =
-            |ids: &[&str]| -> BTreeSet<String> { ids.iter().map(|s| s.to_string()).collect() };
-        // (queued, own, max, taken, left)
-        type Case = (
-            &'static [&'static str],
-            &'static str,
-            usize,
-            &'static [&'static str],
-            &'static [&'static str],
-        );
-        let cases: Vec<Case> = vec![
-            (&[], "a", 2, &[], &[]),
-            (&["b"], "a", 2, &[], &["b"]),
-            (&["a"], "a", 2, &["a"], &[]),
-            (&["a", "b", "c"], "a", 2, &["a", "b"], &["c"]),
-            (&["a", "b", "c"], "c", 2, &["a", "c"], &["b"]),
-            (&["a", "b", "c"], "c", 10, &["a", "b", "c"], &[]),
-            (&["a", "b"], "b", 0, &["b"], &["a"]),
-        ];
-        for (queued, own, max, taken, left) in cases {
-            let mut q = set(queued);
-            let got = turn_take(&mut q, own, max);
-            assert_eq!(got, set(taken), "{queued:?} own {own} max {max}");
-            assert_eq!(q, set(left), "{queued:?} own {own} max {max}");
-        }
     }
 
     #[test]
