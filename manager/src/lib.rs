@@ -41,7 +41,6 @@ pub mod scheduler;
 pub mod startup;
 pub mod state;
 pub mod state_store;
-mod task_writes;
 mod unsaved;
 pub mod validation;
 

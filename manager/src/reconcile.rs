@@ -335,7 +335,7 @@ impl Core {
                     };
                     if let Some(rec) = updated {
                         core.counters.tasks_launched.fetch_add(1, Ordering::Relaxed);
-                        core.save_task_state(&rec.id).await;
+                        core.persist_task(&rec).await;
                         tracing::info!(task_id = %rec.id, app_id = %rec.app_id, "task running");
                         core.announce(&rec, "Task running");
                         core.wake();
@@ -375,7 +375,7 @@ impl Core {
         self.tracker.spawn(async move {
             let Some(core) = core else { return };
             if !persisted {
-                core.save_task_state(&t.id).await;
+                core.persist_task(&t).await;
             }
             // Drain: registries drop the instance on TASK_KILLING first.
             let drain = core.cfg.drain_delay;
@@ -422,6 +422,13 @@ impl Core {
         }
         t.state = state;
         Some(t.clone())
+    }
+
+    async fn persist_task(&self, t: &TaskRecord) {
+        if let Err(e) = self.store.put_task(&t.id, t).await {
+            tracing::warn!(task_id = %t.id, error = %e, "persisting task failed; retried until etcd takes it");
+            self.mark_unsaved([t.id.clone()]);
+        }
     }
 
     /// A task ended: announce, forget, back off when it failed on its own.
@@ -501,8 +508,10 @@ impl Core {
         tracing::info!(task_id = %t.id, state = %t.state, %message, "task ended");
         self.announce(&t, &message);
         self.wake();
-        // Gone from memory: its key is deleted (with other tasks' writes).
-        self.save_task_state(&t.id).await;
+        if let Err(e) = self.store.delete_task(&t.id).await {
+            tracing::warn!(task_id = %t.id, error = %e, "deleting task state failed; retried until etcd takes it");
+            self.mark_unsaved([t.id.clone()]);
+        }
         // Wake again once a backoff delay has passed.
         let delay = self.state().backoff.get(&t.app_id).map(|b| b.next_launch);
         if let (Some(when), Some(core)) = (delay, self.self_arc()) {

@@ -100,8 +100,6 @@ pub struct Core {
     /// Serialises changes: validation, persistence and application happen
     /// against one consistent view.
     pub(crate) writes: tokio::sync::Mutex<()>,
-    /// Task states written by group commit ([`crate::task_writes`]).
-    pub(crate) task_writes: crate::task_writes::TaskWrites,
     pub(crate) wake: Notify,
     pub(crate) tracker: TaskTracker,
     pub shutdown: CancellationToken,
@@ -149,7 +147,6 @@ impl Core {
             started_at: Timestamp::now(),
             state: Mutex::new(state),
             writes: tokio::sync::Mutex::new(()),
-            task_writes: Default::default(),
             wake: Notify::new(),
             tracker: TaskTracker::new(),
             shutdown,
