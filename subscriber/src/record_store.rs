@@ -294,14 +294,7 @@ impl Store for EtcdStore {
                 "registry holds keys that are not valid records; left alone"
             );
         }
-        Ok(snap
-            .entries
-            .into_iter()
-            .map(|e| Existing {
-                record: e.instance,
-                revision: e.mod_revision,
-            })
-            .collect())
+        Ok(existing(snap))
     }
 
     async fn keys(&self) -> Result<Vec<StoredKey>, StoreError> {
@@ -331,14 +324,7 @@ impl Store for EtcdStore {
 
     async fn read_many(&self, ids: &[RecordId]) -> Result<Vec<Existing>, StoreError> {
         let snap = self.registry.get_many(ids).await.map_err(unavailable)?;
-        Ok(snap
-            .entries
-            .into_iter()
-            .map(|e| Existing {
-                record: e.instance,
-                revision: e.mod_revision,
-            })
-            .collect())
+        Ok(existing(snap))
     }
 
     async fn read(&self, ids: &[RecordId]) -> Result<Vec<Existing>, StoreError> {
@@ -409,4 +395,15 @@ impl Store for EtcdStore {
         }
         Ok(out)
     }
+}
+
+/// The records of a registry read, each with its revision.
+fn existing(snap: registry::Snapshot) -> Vec<Existing> {
+    snap.entries
+        .into_iter()
+        .map(|e| Existing {
+            record: e.instance,
+            revision: e.mod_revision,
+        })
+        .collect()
 }
