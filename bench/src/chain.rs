@@ -295,22 +295,29 @@ pub type Seen = Arc<Mutex<Vec<(Instant, String, String)>>>;
 
 /// Follows the manager's `/v2/events` and notes every task state with the
 /// moment it arrived.
-pub async fn follow_events(manager_url: &str, seen: Seen) -> Result<()> {
+pub async fn follow_events(manager_url: &str, seen: Seen) -> Result<StreamEnded> {
     let client = reqwest::Client::builder().build()?;
+    // Only status updates: the follower reads the least it needs, so it is
+    // not the slow client the manager cuts off.
     let r = client
-        .get(format!("{manager_url}/v2/events"))
+        .get(format!(
+            "{manager_url}/v2/events?event_type=status_update_event"
+        ))
         .header("Accept", "text/event-stream")
         .send()
         .await?;
     if !r.status().is_success() {
         bail!("GET /v2/events: {}", r.status());
     }
+    let ended = StreamEnded::default();
+    let mark = ended.clone();
     let mut body = r.bytes_stream();
     tokio::spawn(async move {
         let mut buf: Vec<u8> = Vec::new();
         while let Some(Ok(chunk)) = body.next().await {
             let at = Instant::now();
             buf.extend_from_slice(&chunk);
+            let mut batch = Vec::new();
             while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=nl).collect();
                 let Some(data) = line.strip_prefix(b"data:") else {
@@ -323,15 +330,28 @@ pub async fn follow_events(manager_url: &str, seen: Seen) -> Result<()> {
                     if let (Some(id), Some(state)) =
                         (v["taskId"].as_str(), v["taskStatus"].as_str())
                     {
-                        seen.lock()
-                            .unwrap()
-                            .push((at, id.to_string(), state.to_string()));
+                        batch.push((at, id.to_string(), state.to_string()));
                     }
                 }
             }
+            if !batch.is_empty() {
+                seen.lock().unwrap().extend(batch);
+            }
         }
+        mark.0.store(true, std::sync::atomic::Ordering::SeqCst);
     });
-    Ok(())
+    Ok(ended)
+}
+
+/// Set when a followed event stream ended (the manager went away or cut the
+/// follower off): what the follower saw from then on is incomplete.
+#[derive(Debug, Clone, Default)]
+pub struct StreamEnded(Arc<std::sync::atomic::AtomicBool>);
+
+impl StreamEnded {
+    pub fn ended(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// Watches the registry and notes every put and delete of a record (by the

@@ -623,10 +623,8 @@ async fn a_task_whose_directory_is_removed_is_stopped() {
         std::fs::remove_dir_all(&task_dir).ok()
     })
     .await;
-    assert!(matches!(
-        next_exit(&mut rx, "wiped").await,
-        Exit::Lost { .. }
-    ));
+    let exit = next_exit(&mut rx, "wiped").await;
+    assert!(matches!(exit, Exit::Lost { .. }), "{exit:?}");
     wait_dead(pid, "task of a wiped directory stopped").await;
 }
 
@@ -695,4 +693,67 @@ async fn shims_outlive_their_spawner_and_ended_shims_are_reaped() {
     assert!(!alive(task));
     rt.kill("third", Duration::from_secs(5)).await.unwrap();
     assert_eq!(next_exit(&mut rx, "third").await, Exit::Killed);
+}
+
+/// Children of `pid` that still run (not zombies).
+fn live_children(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .filter(|&c| alive(c))
+        .collect()
+}
+
+/// A launch given up (its start timeout passed while its request waited at
+/// the spawner) must not leave its task running with no owner when the
+/// spawner gets to it later.
+#[tokio::test]
+async fn a_launch_given_up_leaves_no_task_behind() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let dir = Scratch::new();
+    let mut cfg = config(dir.path());
+    cfg.start_timeout = Duration::from_secs(2);
+    let (rt, mut rx) = runtime(cfg);
+    let loop_cmd = "while true; do sleep 0.05; done";
+    rt.launch(&spec("first", sh(loop_cmd), &[])).await.unwrap();
+    let spawner = parent_of(shim_of(&rt, "first")).unwrap();
+
+    // The spawner is held: the next launch waits past its timeout.
+    kill(Pid::from_raw(spawner), Signal::SIGSTOP).unwrap();
+    let pid_file = dir.path().join("late.pid");
+    let cmd = format!("echo $$ > {}; exec sleep 1000", pid_file.display());
+    let err = rt.launch(&spec("late", sh(&cmd), &[])).await;
+    kill(Pid::from_raw(spawner), Signal::SIGCONT).unwrap();
+    let err = err.expect_err("the held spawner cannot answer in time");
+    assert!(err.to_string().contains("did not start within"), "{err}");
+
+    // Requests are served in order: once this one runs, the given-up
+    // request's shim was forked before it.
+    rt.launch(&spec("barrier", sh(loop_cmd), &[]))
+        .await
+        .unwrap();
+    let shims = [shim_of(&rt, "first"), shim_of(&rt, "barrier")];
+    testkit::eventually_async(
+        "the spawner's only shims are those of running tasks",
+        WAIT,
+        || async {
+            let mut live = live_children(spawner);
+            live.sort();
+            let mut want = shims.to_vec();
+            want.sort();
+            (live == want).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !pid_file.exists(),
+        "the given-up task ran: {:?}",
+        std::fs::read_to_string(&pid_file)
+    );
+    for id in ["first", "barrier"] {
+        rt.kill(id, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(next_exit(&mut rx, id).await, Exit::Killed);
+    }
 }

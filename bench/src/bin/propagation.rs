@@ -59,6 +59,11 @@ struct Args {
     /// Only the figures of this kind of task: `docker` or `command`.
     #[arg(long, env = "PROPAGATION_ONLY")]
     only: Option<String>,
+    /// The watched apps' `backoffSeconds`: 0 (the default here) relaunches a
+    /// killed task at once, while its death is still on its way to the
+    /// watchers; Marathon's own default is 1.
+    #[arg(long, env = "PROPAGATION_BACKOFF_SECONDS", default_value_t = 0)]
+    backoff_seconds: u64,
     /// Copy the stack's logs (manager, subscriber, watcher) into this folder at the end.
     #[arg(long, env = "PROPAGATION_LOGS")]
     logs: Option<PathBuf>,
@@ -284,7 +289,7 @@ fn print_figure(name: &str, ours: &Figure, raw: &[Duration]) {
     );
 }
 
-fn docker_app(n: u64) -> Value {
+fn docker_app(n: u64, backoff: u64) -> Value {
     json!({
         "id": DOCKER_APP, "instances": n, "cpus": 0.01, "mem": 16,
         "cmd": "exec sleep 100000",
@@ -292,17 +297,17 @@ fn docker_app(n: u64) -> Value {
         "networks": [{"mode": "host"}],
         "portDefinitions": [{"port": 0, "name": "api"}],
         "taskKillGracePeriodSeconds": 1,
-        "backoffSeconds": 0, "backoffFactor": 1.0,
+        "backoffSeconds": backoff, "backoffFactor": 1.0,
     })
 }
 
-fn command_app(n: u64) -> Value {
+fn command_app(n: u64, backoff: u64) -> Value {
     json!({
         "id": COMMAND_APP, "instances": n, "cpus": 0.01, "mem": 16,
         "cmd": "exec sleep 100000",
         "portDefinitions": [{"port": 0, "name": "api"}],
         "taskKillGracePeriodSeconds": 1,
-        "backoffSeconds": 0, "backoffFactor": 1.0,
+        "backoffSeconds": backoff, "backoffFactor": 1.0,
     })
 }
 
@@ -507,9 +512,10 @@ async fn main() -> Result<()> {
     };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "propagation: {} samples per figure, {} instances per app, load average at start {}",
+        "propagation: {} samples per figure, {} instances per app, backoffSeconds {}, load average at start {}",
         args.samples,
         args.instances,
+        args.backoff_seconds,
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()
@@ -539,7 +545,11 @@ async fn measure(run: &mut Run<'_>, args: &Args, docker: &Docker) -> Result<()> 
     if args.only.as_deref().is_none_or(|o| o == "docker") {
         let (s, v) = run
             .chain
-            .api(reqwest::Method::POST, "/v2/apps", Some(&docker_app(run.n)))
+            .api(
+                reqwest::Method::POST,
+                "/v2/apps",
+                Some(&docker_app(run.n, args.backoff_seconds)),
+            )
             .await?;
         if s != 201 {
             bail!("POST /v2/apps {DOCKER_APP}: {s} {v}");
@@ -579,7 +589,11 @@ async fn measure(run: &mut Run<'_>, args: &Args, docker: &Docker) -> Result<()> 
     if args.only.as_deref().is_none_or(|o| o == "command") {
         let (s, v) = run
             .chain
-            .api(reqwest::Method::POST, "/v2/apps", Some(&command_app(run.n)))
+            .api(
+                reqwest::Method::POST,
+                "/v2/apps",
+                Some(&command_app(run.n, args.backoff_seconds)),
+            )
             .await?;
         if s != 201 {
             bail!("POST /v2/apps {COMMAND_APP}: {s} {v}");

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use bench::chain::{
-    first, follow_events, follow_records, rss, Chain, ChainOptions, Seen, WatcherSpec,
+    first, follow_events, follow_records, rss, Chain, ChainOptions, Seen, StreamEnded, WatcherSpec,
 };
 use bench::setup::ManagerApi;
 use bench::{report, report_latency, Stats};
@@ -100,6 +100,16 @@ where
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Fails when the bench's own event stream ended: the manager cut it off
+/// (it fell more than the manager's outstanding-event limit behind) or went
+/// away, so the events it saw are incomplete and waiting on them would hang.
+fn followed(stream: &StreamEnded) -> Result<()> {
+    if stream.ended() {
+        bail!("the bench's /v2/events stream ended (cut off by the manager as too slow, or the manager went away; see the manager's log)");
+    }
+    Ok(())
 }
 
 /// Distinct tasks that reached TASK_RUNNING in the manager's events.
@@ -260,7 +270,7 @@ async fn main() -> Result<()> {
     .await?;
     let events: Seen = Seen::default();
     let records: Seen = Seen::default();
-    follow_events(&chain.manager_url, events.clone()).await?;
+    let stream = follow_events(&chain.manager_url, events.clone()).await?;
     follow_records(&chain.etcd.endpoint(), records.clone()).await?;
     let mut kv = etcd_client::Client::connect([chain.etcd.endpoint()], None).await?;
     println!(
@@ -270,10 +280,15 @@ async fn main() -> Result<()> {
         args.watchers,
         load()
     );
-    let outcome = run(
-        &args, &mut chain, &events, &records, &mut kv, total, deadline,
-    )
-    .await;
+    // A Ctrl-C or SIGTERM ends the run through the same path as a failure,
+    // so the chain's drop kills every task this run started (else thousands
+    // of `sleep`s outlive it and skew the next run).
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let outcome = tokio::select! {
+        r = run(&args, &mut chain, &events, &stream, &records, &mut kv, total, deadline) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        _ = term.recv() => Err(anyhow::anyhow!("terminated")),
+    };
     if let Some(to) = &args.logs {
         chain.copy_logs(to)?;
     }
@@ -281,10 +296,12 @@ async fn main() -> Result<()> {
     outcome
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     args: &Args,
     chain: &mut Chain,
     events: &Seen,
+    stream: &StreamEnded,
     records: &Seen,
     kv: &mut etcd_client::Client,
     total: usize,
@@ -298,6 +315,7 @@ async fn run(
     let t0 = Instant::now();
     put_apps(chain, apps).await?;
     let all_running = wait_until("every task TASK_RUNNING", deadline, || async {
+        followed(stream)?;
         Ok(running_seen(events).len() >= total)
     })
     .await?;
@@ -360,6 +378,7 @@ async fn run(
         async move { Ok(count(&mut kv, &prefix).await? >= total) }
     })
     .await?;
+    followed(stream)?;
     let new: Vec<String> = running_seen(events).difference(&before).cloned().collect();
     let mut lag = Vec::new();
     for id in &new {

@@ -20,6 +20,10 @@
 //! - Kill: SIGTERM to the task's process group, SIGKILL to the group after the
 //!   grace period; when a task's main process ends on its own, whatever is left
 //!   of its group is SIGKILLed: no task process outlives its task.
+//! - Launches: at most [`LAUNCH_SLOTS`] talk to the spawner at once, the
+//!   rest wait their turn before their start timeout begins; a launch given
+//!   up all the same removes its task's directory, so a shim that gets to it
+//!   late starts nothing (or stops what it started within a second).
 //! - Recovery: [`Runtime::recover`] adopts known tasks whose shim still runs
 //!   (same ids, no restart) and keeps watching them; reports known tasks that
 //!   ended (with their recorded status); stops tasks of ours the state does
@@ -115,6 +119,13 @@ pub fn find_shim() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Most launches talking to the spawner at once; the rest wait their turn
+/// before their start timeout begins. Thousands of launches at once (a big
+/// deploy) would otherwise queue at the one spawner past the timeout, be
+/// given up while their shims were still to start, and leave those tasks
+/// running with no owner.
+pub const LAUNCH_SLOTS: usize = 64;
+
 /// Runs command tasks; see the module docs.
 pub struct CommandRuntime {
     inner: Arc<Inner>,
@@ -126,6 +137,8 @@ struct Inner {
     tasks_dir: PathBuf,
     events: EventSender,
     state: Mutex<State>,
+    /// Launches in progress at once (see [`LAUNCH_SLOTS`]).
+    launch_slots: tokio::sync::Semaphore,
     /// Cancelled when the runtime is dropped: watchers stop, tasks keep running.
     cancel: CancellationToken,
     watchers: TaskTracker,
@@ -185,6 +198,7 @@ impl CommandRuntime {
                 tasks_dir,
                 events,
                 state: Mutex::new(State::default()),
+                launch_slots: tokio::sync::Semaphore::new(LAUNCH_SLOTS),
                 cancel,
                 watchers,
             }),
@@ -310,8 +324,13 @@ impl Inner {
         }
     }
 
-    /// What a task directory shows (for recovery).
-    fn inspect(&self, dir: &Path) -> (recovery::Found, Option<Marker>) {
+    /// What a task directory shows (for recovery); `groups` answers whether
+    /// a dead shim's process group still has members.
+    fn inspect(
+        &self,
+        dir: &Path,
+        groups: &mut procfs::Groups,
+    ) -> (recovery::Found, Option<Marker>) {
         use recovery::Found;
         let record: Option<ExitRecord> = files::read_json(&dir.join(files::EXIT)).ok().flatten();
         let marker: Option<Marker> = match files::read_json(&dir.join(files::MARKER)) {
@@ -332,7 +351,7 @@ impl Inner {
             (None, Some(m)) if procfs::same_process_alive(m.shim_pid, m.shim_start) => {
                 Found::Running
             }
-            (None, Some(m)) if !procfs::group_members(m.pid, m.shim_pid).is_empty() => Found::Stray,
+            (None, Some(m)) if groups.has_members(m.pid, m.shim_pid) => Found::Stray,
             (None, Some(_)) => Found::Vanished,
         };
         (found, marker)
@@ -363,7 +382,12 @@ impl Inner {
         if procfs::same_process_alive(marker.shim_pid, marker.shim_start) {
             let _ = kill(Pid::from_raw(marker.shim_pid), Signal::SIGKILL);
         }
-        kill_leftovers(&marker);
+        // A shim writes exit.json only after it killed what was left of the
+        // task's group: then there is nothing to look for (and with thousands
+        // of orphans, one pass over /proc each would take minutes).
+        if !dir.join(files::EXIT).exists() {
+            kill_leftovers(&marker);
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -371,7 +395,12 @@ impl Inner {
 /// SIGKILLs what is left of a task's process group (only processes of the
 /// shim's session: a recycled group id elsewhere is never touched).
 fn kill_leftovers(marker: &Marker) {
-    if !procfs::group_members(marker.pid, marker.shim_pid).is_empty() {
+    kill_leftovers_seen(marker, &mut procfs::Groups::default());
+}
+
+/// [`kill_leftovers`] with the groups of one pass over /proc.
+fn kill_leftovers_seen(marker: &Marker, groups: &mut procfs::Groups) {
+    if groups.has_members(marker.pid, marker.shim_pid) {
         let _ = killpg(Pid::from_raw(marker.pid), Signal::SIGKILL);
     }
 }
@@ -425,7 +454,12 @@ impl Runtime for CommandRuntime {
                 )));
             }
         }
-        let result = self.start(spec, program, args).await;
+        let result = match inner.launch_slots.acquire().await {
+            Ok(_slot) => self.start(spec, program, args).await,
+            Err(_) => Err(RuntimeError::Unavailable(
+                "the command runtime is closed".into(),
+            )),
+        };
         inner
             .state
             .lock()
@@ -496,6 +530,8 @@ impl Runtime for CommandRuntime {
         };
         let mut found = BTreeMap::new();
         let mut markers = HashMap::new();
+        // One pass over /proc for every dead shim's group, however many.
+        let mut groups = procfs::Groups::default();
         let dir =
             std::fs::read_dir(&inner.tasks_dir).map_err(io_err("listing task directories"))?;
         for e in dir.filter_map(|e| e.ok()) {
@@ -510,7 +546,7 @@ impl Runtime for CommandRuntime {
                 found.insert(id, Found::Running);
                 continue;
             }
-            let (f, marker) = inner.inspect(&e.path());
+            let (f, marker) = inner.inspect(&e.path(), &mut groups);
             if let Some(m) = marker {
                 markers.insert(id.clone(), m);
             }
@@ -537,12 +573,12 @@ impl Runtime for CommandRuntime {
                 }
                 Action::Gone(id, exit) => out.gone.push((id, exit)),
                 Action::KillStray(id, exit) => {
-                    kill_leftovers(&markers[&id]);
+                    kill_leftovers_seen(&markers[&id], &mut groups);
                     out.gone.push((id, exit));
                 }
                 Action::KillOrphan(id) => orphans.push((id.clone(), markers[&id])),
                 Action::KillStrayOrphan(id) => {
-                    kill_leftovers(&markers[&id]);
+                    kill_leftovers_seen(&markers[&id], &mut groups);
                     let _ = std::fs::remove_dir_all(inner.tasks_dir.join(&id));
                     out.orphans_removed.push(id);
                 }
@@ -635,7 +671,7 @@ impl CommandRuntime {
         let inner = &self.inner;
         let dir = inner.tasks_dir.join(&spec.task_id);
         if dir.exists() {
-            let (found, _) = inner.inspect(&dir);
+            let (found, _) = inner.inspect(&dir, &mut procfs::Groups::default());
             if found == recovery::Found::Running {
                 return Err(RuntimeError::Launch(format!(
                     "task {} is already running",
@@ -661,6 +697,7 @@ impl CommandRuntime {
             .map_err(io_err("writing the task spec"))?;
         let answer =
             tokio::time::timeout(inner.cfg.start_timeout, inner.launcher.launch(&dir)).await;
+        let timed_out = answer.is_err();
         let message = match answer {
             Ok(Ok(launcher::Answer::Started(pid))) => {
                 let marker: Marker = files::read_json(&dir.join(files::MARKER))
@@ -701,6 +738,12 @@ impl CommandRuntime {
                 let _ = kill(Pid::from_raw(marker.shim_pid), Signal::SIGKILL);
             }
             kill_leftovers(&marker);
+        }
+        if timed_out {
+            // The request may still wait at the spawner: without its
+            // directory, a shim that starts late fails to (no spec.json, no
+            // sandbox), or stops its task within a second (its orphan check).
+            let _ = std::fs::remove_dir_all(&dir);
         }
         Err(RuntimeError::Launch(message))
     }

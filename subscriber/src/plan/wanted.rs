@@ -173,10 +173,22 @@ pub(super) mod tests {
         owner: &str,
         protect: &HashSet<String>,
     ) -> Plan {
+        with_wanted(apps, owner, |wanted| {
+            resync_plan(wanted, actual, owner, protect)
+        })
+    }
+
+    /// Hands `f` the records the tasks want (they borrow the desired apps,
+    /// which live only for this call).
+    fn with_wanted<R>(
+        apps: &[(AppSpec, Vec<TaskInfo>)],
+        owner: &str,
+        f: impl FnOnce(&[Wanted]) -> R,
+    ) -> R {
         let (desired, errors) = desired_apps(apps, false, &|_| false);
         assert!(errors.is_empty(), "{errors:?}");
         let wanted: Vec<Wanted> = desired.iter().flat_map(|a| a.wanted(owner)).collect();
-        resync_plan(&wanted, actual, owner, protect)
+        f(&wanted)
     }
 
     /// [`plan_from_tasks`] over records read or known.
@@ -186,10 +198,9 @@ pub(super) mod tests {
         owner: &str,
         protect: &HashSet<String>,
     ) -> Plan {
-        let (desired, errors) = desired_apps(apps, false, &|_| false);
-        assert!(errors.is_empty(), "{errors:?}");
-        let wanted: Vec<Wanted> = desired.iter().flat_map(|a| a.wanted(owner)).collect();
-        resync_plan_stored(&wanted, actual, owner, protect)
+        with_wanted(apps, owner, |wanted| {
+            resync_plan_stored(wanted, actual, owner, protect)
+        })
     }
 
     fn one_task_plan(stored: Instance) -> Plan {

@@ -45,14 +45,35 @@ pub fn same_process_alive(pid: i32, start: u64) -> bool {
     matches!(stat(pid), Some(s) if s.start == start && s.alive())
 }
 
-/// Live processes in process group `pgrp` of session `session`.
-pub fn group_members(pgrp: i32, session: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| matches!(stat(pid), Some(s) if s.pgrp == pgrp && s.session == session && s.alive()))
-        .collect()
+fn live_pids() -> impl Iterator<Item = i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+}
+
+/// The (process group, session) pairs with a live member, read from /proc
+/// once, on the first question: answers for any number of groups at the
+/// cost of one pass.
+#[derive(Debug, Default)]
+pub struct Groups {
+    seen: Option<std::collections::HashSet<(i32, i32)>>,
+}
+
+impl Groups {
+    /// True when a live process is in group `pgrp` of session `session`
+    /// (as of the one pass; a group that ends later is not noticed).
+    pub fn has_members(&mut self, pgrp: i32, session: i32) -> bool {
+        self.seen
+            .get_or_insert_with(|| {
+                live_pids()
+                    .filter_map(stat)
+                    .filter(Stat::alive)
+                    .map(|s| (s.pgrp, s.session))
+                    .collect()
+            })
+            .contains(&(pgrp, session))
+    }
 }
 
 /// `MemTotal` from /proc/meminfo, in MiB.
