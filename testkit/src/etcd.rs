@@ -33,19 +33,31 @@ impl Etcd {
     }
 
     fn start_listening_on(listen: &str) -> Result<Etcd> {
-        let dir = tempfile::Builder::new().prefix("mdo-etcd-").tempdir()?;
-        let client_port = free_port()?;
-        let peer_port = free_port()?;
-        let mut etcd = Etcd {
-            child: None,
-            dir,
-            client_port,
-            peer_port,
-            name: format!("test-{client_port}"),
-            listen: listen.to_string(),
-        };
-        etcd.spawn()?;
-        Ok(etcd)
+        // A port found free can be taken before etcd binds it (by another
+        // test's server or a client's ephemeral port): then etcd exits at
+        // once with "address already in use", and the next try takes others.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let dir = tempfile::Builder::new().prefix("mdo-etcd-").tempdir()?;
+            let client_port = free_port()?;
+            let peer_port = free_port()?;
+            let mut etcd = Etcd {
+                child: None,
+                dir,
+                client_port,
+                peer_port,
+                name: format!("test-{client_port}"),
+                listen: listen.to_string(),
+            };
+            match etcd.spawn() {
+                Ok(()) => return Ok(etcd),
+                Err(e) if attempt < 5 && format!("{e:#}").contains("address already in use") => {
+                    continue
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn spawn(&mut self) -> Result<()> {
@@ -442,8 +454,29 @@ pub fn etcd_binary() -> Result<PathBuf> {
     bail!("etcd binary not found: install the Debian package etcd-server (apt-get install etcd-server) or set ETCD_BIN")
 }
 
-/// A free TCP port on loopback (bound then released).
+/// A free TCP port on loopback (bound then released), below the kernel's
+/// ephemeral range (32768 and up by default), so that no client connection
+/// of another test is handed the same port before its server binds it.
+/// Falls back to a kernel-chosen port when 64 picks are all taken.
 pub fn free_port() -> Result<u16> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = u64::from(std::process::id()).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+    for _ in 0..64 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let mut x = seed ^ n.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x ^= x >> 31;
+        x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^= x >> 29;
+        let port = 20_000 + (x % 12_000) as u16;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            return Ok(l.local_addr()?.port());
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
