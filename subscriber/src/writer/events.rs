@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use tracing::{debug, warn};
 
@@ -18,6 +18,9 @@ use crate::source::{AppSource, SourceError};
 /// App definitions fetched at once for one batch of events, at most.
 const PREFETCH_CONCURRENCY: usize = 16;
 
+/// Definitions fetched ahead ([`Writer::fetch_early`]) at once, at most.
+const EARLY_FETCHES: usize = 64;
+
 impl<S: Store, A: AppSource> Writer<S, A> {
     /// Fetches, all at once (at most [`PREFETCH_CONCURRENCY`] in flight),
     /// the definitions that the batch's running tasks need and the cache
@@ -28,6 +31,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
     /// for anything missing here.
     pub(super) async fn prefetch_apps(&mut self, batch: &[TaskEvent]) {
         let mut wanted: Vec<(String, String)> = Vec::new();
+        let early = &self.early;
         for ev in batch {
             let TaskEvent::Status(task) = ev else {
                 continue;
@@ -35,10 +39,10 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             let Some(version) = task.app_version.as_deref() else {
                 continue;
             };
+            let key = (task.app_id.clone(), version.to_string());
             let needed = status_effect(&task.state) == StatusEffect::Running
-                && !self
-                    .apps
-                    .contains_key(&(task.app_id.clone(), version.to_string()));
+                && !self.apps.contains_key(&key)
+                && !early.contains_key(&key);
             if needed
                 && !wanted
                     .iter()
@@ -65,37 +69,86 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             .await;
         for (id, version, spec) in fetched {
             if let Ok(spec) = spec {
-                let spec = Arc::new(spec);
-                self.apps
-                    .insert((id.clone(), spec.version.clone()), spec.clone());
-                self.apps.insert((id, version), spec);
+                self.cache_app(&id, Some(&version), spec);
             }
+        }
+    }
+
+    /// Starts fetching, in the background, the definition of each app
+    /// version the cache lacks as soon as a task of it is staged
+    /// (`TASK_STAGING` / `TASK_STARTING`, which Marathon sends too), so
+    /// that its `TASK_RUNNING` finds it fetched: the round trip to Marathon
+    /// leaves the path of a new instance (a scaled app's tasks are all of
+    /// a version not seen before). At most [`EARLY_FETCHES`] at once;
+    /// fetches that ended are moved into the cache here.
+    pub(super) fn fetch_early(&mut self, batch: &[TaskEvent]) {
+        let ended: Vec<(String, String)> = self
+            .early
+            .iter()
+            .filter(|(_, fetch)| fetch.is_finished())
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in ended {
+            let fetched = self.early.remove(&key).and_then(|f| f.now_or_never());
+            if let Some(Ok(Ok(spec))) = fetched {
+                self.cache_app(&key.0, Some(&key.1), spec);
+            }
+        }
+        for ev in batch {
+            let TaskEvent::Status(task) = ev else {
+                continue;
+            };
+            if !matches!(task.state.as_str(), "TASK_STAGING" | "TASK_STARTING") {
+                continue;
+            }
+            let Some(version) = task.app_version.as_deref() else {
+                continue;
+            };
+            let key = (task.app_id.clone(), version.to_string());
+            if self.early.len() >= EARLY_FETCHES
+                || self.apps.contains_key(&key)
+                || self.early.contains_key(&key)
+            {
+                continue;
+            }
+            let source = self.source.clone();
+            let id = task.app_id.clone();
+            self.early
+                .insert(key, tokio::spawn(async move { source.app(&id).await }));
+        }
+    }
+
+    /// Caches a fetched definition by its own version and by `version`
+    /// (the one a task event named), and returns it.
+    fn cache_app(&mut self, app_id: &str, version: Option<&str>, spec: AppSpec) -> Arc<AppSpec> {
+        let spec = Arc::new(spec);
+        self.apps
+            .insert((app_id.to_string(), spec.version.clone()), spec.clone());
+        if let Some(v) = version {
+            self.apps
+                .insert((app_id.to_string(), v.to_string()), spec.clone());
         }
         self.metrics
             .apps_cached
             .set(i64::try_from(self.apps.len()).unwrap_or(i64::MAX));
+        spec
     }
 
     async fn app_for(&mut self, app_id: &str, version: Option<&str>) -> Option<Arc<AppSpec>> {
         if let Some(v) = version {
-            if let Some(a) = self.apps.get(&(app_id.to_string(), v.to_string())) {
+            let key = (app_id.to_string(), v.to_string());
+            if let Some(a) = self.apps.get(&key) {
                 return Some(a.clone());
+            }
+            // Fetched ahead since the task was staged: wait for that one.
+            if let Some(fetch) = self.early.remove(&key) {
+                if let Ok(Ok(spec)) = fetch.await {
+                    return Some(self.cache_app(app_id, version, spec));
+                }
             }
         }
         match self.source.app(app_id).await {
-            Ok(spec) => {
-                let spec = Arc::new(spec);
-                self.apps
-                    .insert((app_id.to_string(), spec.version.clone()), spec.clone());
-                if let Some(v) = version {
-                    self.apps
-                        .insert((app_id.to_string(), v.to_string()), spec.clone());
-                }
-                self.metrics
-                    .apps_cached
-                    .set(i64::try_from(self.apps.len()).unwrap_or(i64::MAX));
-                Some(spec)
-            }
+            Ok(spec) => Some(self.cache_app(app_id, version, spec)),
             Err(SourceError::NotFound(_)) => {
                 debug!(app_id, "app gone before its task event was handled");
                 None

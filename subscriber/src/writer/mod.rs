@@ -105,6 +105,9 @@ pub struct Writer<S, A> {
     tasks: HashMap<String, Tracked>,
     /// App definitions by (id, version).
     apps: HashMap<(String, String), Arc<AppSpec>>,
+    /// Definitions being fetched ahead, since a task of that app version was
+    /// staged ([`Writer::fetch_early`]), by (id, version).
+    early: HashMap<(String, String), EarlyFetch>,
     /// Our records as last written / read, by container.
     written: HashMap<String, Written>,
     /// Containers touched by events since the fetch in flight began.
@@ -113,6 +116,9 @@ pub struct Writer<S, A> {
     /// The snapshot being read for the resync whose fetch began at this epoch.
     prefetched: Option<(u64, Prefetched)>,
 }
+
+/// A definition fetched in the background.
+type EarlyFetch = tokio::task::JoinHandle<Result<AppSpec, crate::source::SourceError>>;
 
 /// A keys-only listing: the resync reads the values of the keys the
 /// writer does not know at their revision ([`crate::plan::split_known`]).
@@ -161,6 +167,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             resync: resync.clone(),
             tasks: HashMap::new(),
             apps: HashMap::new(),
+            early: HashMap::new(),
             written: HashMap::new(),
             touched: HashMap::new(),
             tombstones,
@@ -221,6 +228,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
                     self.metrics
                         .queue_depth
                         .dec_by(i64::try_from(batch.len()).unwrap_or(i64::MAX));
+                    self.fetch_early(&batch);
                     self.prefetch_apps(&batch).await;
                     let mut changes = Vec::new();
                     for ev in batch {

@@ -16,10 +16,13 @@ struct FakeMarathon {
     in_flight: std::sync::atomic::AtomicUsize,
     most_in_flight: std::sync::atomic::AtomicUsize,
     gate_open: tokio::sync::Notify,
+    /// `app` calls so far.
+    calls: std::sync::atomic::AtomicUsize,
 }
 
 impl AppSource for FakeMarathon {
     async fn app(&self, id: &str) -> Result<AppSpec, SourceError> {
+        self.calls.fetch_add(1, Relaxed);
         if let Some(k) = self.gate {
             let now = self.in_flight.fetch_add(1, Relaxed) + 1;
             let most = self.most_in_flight.fetch_max(now, Relaxed).max(now);
@@ -283,6 +286,38 @@ async fn a_batch_of_new_apps_fetches_their_definitions_at_once() {
         fake.most_in_flight.load(Relaxed) >= 4,
         "definitions were fetched one at a time (at most {} in flight)",
         fake.most_in_flight.load(Relaxed)
+    );
+    h.stop().await;
+}
+
+/// A task's app version is fetched when the task is staged, so its
+/// `TASK_RUNNING` is written without a round trip to Marathon of its own.
+#[tokio::test]
+async fn a_staged_tasks_app_definition_is_fetched_before_it_runs() {
+    let fake = FakeMarathon::default();
+    fake.apps.lock().unwrap().insert(web().id.clone(), web());
+    let fake = Arc::new(fake);
+    let h = start_with(fake.clone(), false, 1000);
+    let mut staged = task("t1", "/dev/web", &[31001]);
+    staged.app_version = Some("v1".into());
+    staged.state = "TASK_STAGING".into();
+    h.ch.sink.push(TaskEvent::Status(staged));
+    testkit::eventually_async(
+        "the definition fetched at staging",
+        Duration::from_secs(5),
+        || async { (fake.calls.load(Relaxed) == 1).then_some(()) },
+    )
+    .await;
+    assert!(
+        h.store.containers().is_empty(),
+        "a staged task has no record"
+    );
+    h.ch.sink.push(running("t1", "/dev/web", 31001));
+    h.wait_for(&["t1"]).await;
+    assert_eq!(
+        fake.calls.load(Relaxed),
+        1,
+        "TASK_RUNNING fetched the definition again"
     );
     h.stop().await;
 }
