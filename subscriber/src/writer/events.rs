@@ -31,7 +31,6 @@ impl<S: Store, A: AppSource> Writer<S, A> {
     /// for anything missing here.
     pub(super) async fn prefetch_apps(&mut self, batch: &[TaskEvent]) {
         let mut wanted: Vec<(String, String)> = Vec::new();
-        let early = &self.early;
         for ev in batch {
             let TaskEvent::Status(task) = ev else {
                 continue;
@@ -42,7 +41,7 @@ impl<S: Store, A: AppSource> Writer<S, A> {
             let key = (task.app_id.clone(), version.to_string());
             let needed = status_effect(&task.state) == StatusEffect::Running
                 && !self.apps.contains_key(&key)
-                && !early.contains_key(&key);
+                && !self.early.contains_key(&key);
             if needed
                 && !wanted
                     .iter()
