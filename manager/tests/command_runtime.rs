@@ -757,3 +757,75 @@ async fn a_launch_given_up_leaves_no_task_behind() {
         assert_eq!(next_exit(&mut rx, id).await, Exit::Killed);
     }
 }
+
+/// The task directories under `dir/tasks`, by name.
+fn task_dirs(dir: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(dir.join("tasks"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn only_the_newest_ended_task_directories_are_kept() {
+    let dir = Scratch::new();
+    let mut cfg = config(dir.path());
+    cfg.keep_finished = 2;
+    {
+        let (rt, mut rx) = runtime(cfg.clone());
+        rt.launch(&spec("running", sh("exec sleep 1000"), &[]))
+            .await
+            .unwrap();
+        for i in 1..=4 {
+            let id = format!("ended-{i}");
+            rt.launch(&spec(&id, sh(&format!("echo bye {i}")), &[]))
+                .await
+                .unwrap();
+            assert_eq!(next_exit(&mut rx, &id).await, Exit::Finished);
+        }
+        // The two oldest go (off the async threads, so polled); the running
+        // task's directory is never touched.
+        testkit::eventually_async("two ended directories removed", WAIT, || async {
+            (task_dirs(dir.path()) == ["ended-3", "ended-4", "running"].map(String::from).into())
+                .then_some(())
+        })
+        .await;
+        assert_eq!(rt.logs("ended-4", None).await.unwrap(), b"bye 4\n");
+        assert!(matches!(
+            rt.logs("ended-1", None).await,
+            Err(RuntimeError::UnknownTask(_))
+        ));
+        rt.kill("running", Duration::from_secs(1)).await.unwrap();
+        assert_eq!(next_exit(&mut rx, "running").await, Exit::Killed);
+    }
+    // A new runtime (a restarted manager) with a smaller budget: its
+    // recovery finds the three ended directories and keeps the newest.
+    cfg.keep_finished = 1;
+    let (rt, _rx) = runtime(cfg);
+    rt.recover(&[]).await.unwrap();
+    testkit::eventually_async("only the newest ended directory kept", WAIT, || async {
+        (task_dirs(dir.path()) == ["running"].map(String::from).into()).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_task_starts_with_no_signal_blocked() {
+    // The shim reads its own signals from a signalfd (so blocks them); the
+    // task must not inherit that, or SIGTERM would never reach it.
+    let dir = Scratch::new();
+    let (rt, mut rx) = runtime(config(dir.path()));
+    rt.launch(&spec(
+        "mask",
+        sh("exec grep -E '^Sig(Blk|Ign):' /proc/self/status"),
+        &[],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_exit(&mut rx, "mask").await, Exit::Finished);
+    let out = String::from_utf8(rt.logs("mask", None).await.unwrap()).unwrap();
+    assert!(out.contains("SigBlk:\t0000000000000000\n"), "{out}");
+}

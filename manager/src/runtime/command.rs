@@ -29,7 +29,7 @@
 //!   ended (with their recorded status); stops tasks of ours the state does
 //!   not know. Only processes proven ours by a marker are ever signalled.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -148,6 +148,9 @@ struct Inner {
 struct State {
     tasks: HashMap<String, Arc<Entry>>,
     launching: HashSet<String>,
+    /// Ended tasks whose directories are still kept, oldest first (filled
+    /// by recovery's scan, then by each end): at most `keep_finished`.
+    ended: VecDeque<String>,
 }
 
 /// A task this runtime watches.
@@ -268,11 +271,11 @@ impl Inner {
             task_id: entry.id.clone(),
             exit,
         });
-        self.state
-            .lock()
-            .expect("state lock")
-            .tasks
-            .remove(&entry.id);
+        {
+            let mut st = self.state.lock().expect("state lock");
+            st.tasks.remove(&entry.id);
+            st.ended.push_back(entry.id.clone());
+        }
         entry.done.send_replace(true);
         self.collect_garbage();
     }
@@ -290,38 +293,84 @@ impl Inner {
         });
     }
 
-    /// Keeps the newest `keep_finished` ended task directories.
+    /// Keeps the newest `keep_finished` ended task directories: removes the
+    /// oldest beyond that, off the async threads (a removal may wait for the
+    /// disk). Costs nothing per end but the removals: the ended tasks are
+    /// known in order, the tasks directory is not read again.
     fn collect_garbage(&self) {
+        let doomed: Vec<PathBuf> = {
+            let mut st = self.state.lock().expect("state lock");
+            let mut doomed = Vec::new();
+            while st.ended.len() > self.cfg.keep_finished {
+                let Some(id) = st.ended.pop_front() else {
+                    break;
+                };
+                // Launched again under the same id since: not ended any more.
+                if !st.tasks.contains_key(&id) && !st.launching.contains(&id) {
+                    doomed.push(self.tasks_dir.join(id));
+                }
+            }
+            doomed
+        };
+        if doomed.is_empty() {
+            return;
+        }
+        let remove = move || {
+            for dir in doomed {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(dir = %dir.display(), error = %e, "removing an ended task's directory");
+                    }
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(remove)),
+            Err(_) => remove(),
+        }
+    }
+
+    /// Recovery's one scan of the tasks directory: every directory of a
+    /// task that is not running here is an ended one, ordered by when it
+    /// ended (its `exit.json`, else the directory itself); then the
+    /// oldest beyond `keep_finished` go.
+    fn index_ended(&self) {
         let live: HashSet<String> = {
             let st = self.state.lock().expect("state lock");
             st.tasks
                 .keys()
                 .chain(st.launching.iter())
+                .chain(st.ended.iter())
                 .cloned()
                 .collect()
         };
         let Ok(dir) = std::fs::read_dir(&self.tasks_dir) else {
             return;
         };
-        let mut ended: Vec<(std::time::SystemTime, PathBuf)> = dir
+        let mut found: Vec<(std::time::SystemTime, String)> = dir
             .filter_map(|e| e.ok())
-            .filter(|e| !live.contains(e.file_name().to_string_lossy().as_ref()))
             .filter_map(|e| {
-                let mtime = std::fs::metadata(e.path().join(files::EXIT))
-                    .ok()?
-                    .modified()
+                let id = e.file_name().to_str()?.to_string();
+                if !files::valid_task_id(&id) || live.contains(&id) || !e.file_type().ok()?.is_dir()
+                {
+                    return None;
+                }
+                let path = e.path();
+                let meta = std::fs::metadata(path.join(files::EXIT))
+                    .or_else(|_| std::fs::symlink_metadata(&path))
                     .ok()?;
-                Some((mtime, e.path()))
+                Some((meta.modified().ok()?, id))
             })
             .collect();
-        if ended.len() <= self.cfg.keep_finished {
-            return;
+        found.sort();
+        {
+            let mut st = self.state.lock().expect("state lock");
+            // Found ones ended before any this runtime saw end.
+            for (_, id) in found.into_iter().rev() {
+                st.ended.push_front(id);
+            }
         }
-        ended.sort();
-        let excess = ended.len() - self.cfg.keep_finished;
-        for (_, path) in ended.into_iter().take(excess) {
-            let _ = std::fs::remove_dir_all(path);
-        }
+        self.collect_garbage();
     }
 
     /// What a task directory shows (for recovery); `groups` answers whether
@@ -590,7 +639,7 @@ impl Runtime for CommandRuntime {
         }))
         .await;
         out.orphans_removed.extend(stopped);
-        inner.collect_garbage();
+        inner.index_ended();
         tracing::info!(
             adopted = out.adopted.len(),
             gone = out.gone.len(),
@@ -679,6 +728,13 @@ impl CommandRuntime {
                 )));
             }
             std::fs::remove_dir_all(&dir).map_err(io_err(format!("removing {}", dir.display())))?;
+            // Its earlier run's place in the ended ones is not this run's.
+            inner
+                .state
+                .lock()
+                .expect("state lock")
+                .ended
+                .retain(|id| id != &spec.task_id);
         }
         files::create_private_dir(&dir.join(files::SANDBOX))
             .map_err(io_err(format!("creating {}", dir.display())))?;

@@ -7,12 +7,13 @@
 //!     kill           a kill request: the grace period in milliseconds (written before SIGTERM to the shim)
 //!     exit.json      written by the shim when the task's process group is gone
 //!     output.log     stdout+stderr, interleaved; rotated to output.log.1 at the size limit
-//!     shim.log       the shim's own diagnostics
+//!                    (created by the task's first output)
+//!     shim.log       the shim's own diagnostics (created by the first line)
 //!     sandbox/       the task's working directory
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -155,39 +156,6 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> std::io::Result<O
             .map_err(std::io::Error::other),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
-    }
-}
-
-/// Appends task output to `output.log`, rotating it to `output.log.1` when
-/// the next write would pass `limit`. Returns at EOF.
-pub fn pump_output(mut from: impl Read, dir: &Path, limit: u64) -> std::io::Result<()> {
-    let path = dir.join(OUTPUT);
-    let open = |truncate: bool| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(!truncate)
-            .write(true)
-            .truncate(truncate)
-            .mode(0o600)
-            .open(&path)
-    };
-    let mut file = open(false)?;
-    let mut size = file.metadata()?.len();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if size > 0 && size + n as u64 > limit {
-            std::fs::rename(&path, dir.join(OUTPUT_OLD))?;
-            file = open(true)?;
-            size = 0;
-        }
-        file.write_all(&buf[..n])?;
-        size += n as u64;
     }
 }
 

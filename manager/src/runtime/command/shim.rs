@@ -5,13 +5,18 @@
 //! the task's output and exit status while nobody watches:
 //! - starts `spec.json`'s program in its own process group (pgid = task pid),
 //!   stdin from /dev/null, stdout and stderr into one pipe it copies to the
-//!   size-capped `output.log`;
+//!   size-capped `output.log` (created by the first output);
 //! - writes `marker.json` (pids + start times) and answers `started <pid>`
 //!   (or `failed <reason>` and an exit record);
 //! - on SIGTERM (a kill request; grace in the `kill` file): SIGTERM to the
 //!   group, SIGKILL to the group after the grace period;
 //! - when the task's leader ends, SIGKILLs what is left of its group (task
 //!   processes never outlive their task), then writes `exit.json` and exits.
+//!
+//! A shim is one thread with one `poll` loop (a signalfd for SIGTERM and
+//! SIGCHLD, the output pipe, a timeout for the kill deadline and the orphan
+//! check): no async runtime, no helper thread, no file it does not need, as
+//! every launch pays for what a shim sets up.
 //!
 //! The runtime does not exec one shim per task: it runs `mdo-task-shim -`
 //! once, the spawner ([`super::spawner`]), which forks each task's shim
@@ -24,7 +29,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::signal::unix::{signal, SignalKind};
+use std::time::Instant;
 
 use super::files::{self, ExitRecord, Marker, TaskSpec};
 use super::procfs;
@@ -149,7 +154,7 @@ impl Answer {
         text.push('\n');
         // One write: the whole line or nothing.
         if let Err(e) = nix::unistd::write(std::io::stdout(), text.as_bytes()) {
-            eprintln!("mdo-task-shim: answering: {e}");
+            diag(format_args!("answering: {e}"));
         }
         if self.release {
             spawner::detach_stdout();
@@ -157,44 +162,70 @@ impl Answer {
     }
 }
 
+/// Where a forked shim's diagnostics go: its task's `shim.log`, created by
+/// the first line (most shims never write one); unset (stderr) when the
+/// shim runs alone.
+static LOG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sends the shim's diagnostics (and its panics) to `dir`'s `shim.log`.
+pub(super) fn log_to(dir: &Path) {
+    let _ = LOG.set(dir.join(files::SHIM_LOG));
+    std::panic::set_hook(Box::new(|info| diag(format_args!("{info}"))));
+}
+
+/// One line of diagnostics: `shim.log` (see [`log_to`]) or stderr.
+pub(super) fn diag(message: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    match LOG.get() {
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path);
+            if let Ok(mut f) = file {
+                let _ = writeln!(f, "mdo-task-shim: {message}");
+            }
+        }
+        None => eprintln!("mdo-task-shim: {message}"),
+    }
+}
+
 /// Supervises the task of `dir` in this process (already in a session of its
 /// own) until it ends; the exit code of the shim.
 pub(super) fn run(dir: &Path, answer: &Answer) -> u8 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mdo-task-shim: tokio: {e}");
-            answer.send(&format!("failed tokio: {e}"));
-            return 70;
-        }
-    };
-    match rt.block_on(supervise(dir, answer)) {
+    match supervise(dir, answer) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("mdo-task-shim: {e}");
+            diag(format_args!("{e}"));
             answer.send(&format!("failed {e}"));
             70
         }
     }
 }
 
-async fn supervise(dir: &Path, answer: &Answer) -> std::io::Result<()> {
+/// How often the shim checks that its task's directory still exists.
+const ORPHAN_CHECK: Duration = Duration::from_secs(1);
+
+/// How long output is still copied after the task's leader ended (processes
+/// that left its group may hold the pipe).
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// The shim's one loop, single-threaded and without a runtime (a shim per
+/// task: what it costs is paid per launch): the task's exit and SIGTERM come
+/// through a signalfd, its output through a non-blocking pipe, both polled
+/// with the kill deadline and the orphan check as the timeout.
+fn supervise(dir: &Path, answer: &Answer) -> std::io::Result<()> {
+    use nix::sys::signal::SigSet;
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    use std::os::unix::process::CommandExt;
+
     let spec: TaskSpec = files::read_json(&dir.join(files::SPEC))?
         .ok_or_else(|| std::io::Error::other("spec.json missing"))?;
-    // Installed before the task starts, so a kill right after `started` is seen.
-    let mut term = signal(SignalKind::terminate())?;
-
-    // Created before the task runs, so the directory holds no surprise later.
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(files::OUTPUT))?;
     let (reader, writer) = std::io::pipe()?;
     let writer2 = writer.try_clone()?;
-    let mut cmd = tokio::process::Command::new(&spec.program);
+    let mut cmd = std::process::Command::new(&spec.program);
     cmd.args(&spec.args)
         .env_clear()
         .envs(&spec.env)
@@ -205,7 +236,7 @@ async fn supervise(dir: &Path, answer: &Answer) -> std::io::Result<()> {
         .process_group(0);
     let spawned = cmd.spawn();
     // The Command holds our copies of the pipe's write end: drop them so the
-    // output pump sees EOF once the task's processes are gone.
+    // pump sees EOF once the task's processes are gone.
     drop(cmd);
     let mut child = match spawned {
         Ok(c) => c,
@@ -222,59 +253,88 @@ async fn supervise(dir: &Path, answer: &Answer) -> std::io::Result<()> {
             return Ok(());
         }
     };
-    let pid = child
-        .id()
-        .map(|p| p as i32)
-        .ok_or_else(|| std::io::Error::other("task exited at once"))?;
-    let me = std::process::id() as i32;
-    let marker = Marker {
-        shim_pid: me,
-        shim_start: procfs::stat(me).map(|s| s.start).unwrap_or(0),
-        pid,
-        task_start: procfs::stat(pid).map(|s| s.start).unwrap_or(0),
+    let pid = child.id() as i32;
+    // SIGTERM and SIGCHLD are read from a signalfd, so blocked: only now,
+    // as a blocked mask would be the task's too (std's spawn does not
+    // always reset it). Before the marker is written, no one knows this
+    // shim's pid to signal it; an exit before the block is seen by the
+    // first `try_wait`.
+    let setup = || -> std::io::Result<(SignalFd, Output)> {
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGTERM);
+        mask.add(Signal::SIGCHLD);
+        mask.thread_block().map_err(std::io::Error::from)?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(std::io::Error::from)?;
+        let output = Output::new(reader, dir, spec.log_limit)?;
+        let me = std::process::id() as i32;
+        let marker = Marker {
+            shim_pid: me,
+            shim_start: procfs::stat(me).map(|s| s.start).unwrap_or(0),
+            pid,
+            task_start: procfs::stat(pid).map(|s| s.start).unwrap_or(0),
+        };
+        files::write_json(&dir.join(files::MARKER), &marker)?;
+        Ok((signals, output))
     };
-    files::write_json(&dir.join(files::MARKER), &marker)?;
-
-    let (pump_done_tx, pump_done) = tokio::sync::oneshot::channel();
-    let pump_dir = dir.to_path_buf();
-    let limit = spec.log_limit;
-    std::thread::spawn(move || {
-        if let Err(e) = files::pump_output(reader, &pump_dir, limit) {
-            eprintln!("mdo-task-shim: output: {e}");
+    let (signals, mut output) = match setup() {
+        Ok(s) => s,
+        Err(e) => {
+            // Not supervised, so not left running.
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = child.wait();
+            return Err(e);
         }
-        let _ = pump_done_tx.send(());
-    });
+    };
     answer.send(&format!("started {pid}"));
 
     let pgid = Pid::from_raw(pid);
     let mut killed = false;
-    let mut orphan_check = tokio::time::interval(Duration::from_secs(1));
+    let mut kill_at: Option<Instant> = None;
+    let mut orphan_check = Instant::now() + ORPHAN_CHECK;
     let status = loop {
-        tokio::select! {
-            status = child.wait() => break status?,
-            _ = term.recv() => {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        let now = Instant::now();
+        if kill_at.is_some_and(|at| at <= now) {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            kill_at = None;
+        }
+        if orphan_check <= now {
+            orphan_check = now + ORPHAN_CHECK;
+            // The task's directory was removed (data dir wiped, test temp
+            // dir dropped): no manager can ever adopt this task.
+            if !killed && !dir.join(files::SPEC).exists() {
+                diag(format_args!("task directory removed; stopping the task"));
                 killed = true;
-                let grace = std::fs::read_to_string(dir.join(files::KILL))
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                    .unwrap_or(spec.kill_grace_ms);
-                break terminate(&mut child, pgid, Duration::from_millis(grace)).await?;
+                kill_at = Some(terminate(pgid, spec.kill_grace_ms));
             }
-            _ = orphan_check.tick() => {
-                // The task's directory was removed (data dir wiped, test
-                // temp dir dropped): no manager can ever adopt this task.
-                if !dir.join(files::SPEC).exists() {
-                    eprintln!("mdo-task-shim: task directory removed; stopping the task");
+        }
+        let wake = kill_at.map_or(orphan_check, |at| at.min(orphan_check));
+        let (signalled, _) = wait_for(&signals, output.open(), wake)?;
+        if signalled {
+            while let Ok(Some(info)) = signals.read_signal() {
+                if info.ssi_signo == Signal::SIGTERM as u32 && !killed {
                     killed = true;
-                    break terminate(&mut child, pgid, Duration::from_millis(spec.kill_grace_ms)).await?;
+                    let grace = std::fs::read_to_string(dir.join(files::KILL))
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                        .unwrap_or(spec.kill_grace_ms);
+                    kill_at = Some(terminate(pgid, grace));
                 }
             }
         }
+        output.pump();
     };
     // Whatever the leader left behind in its group dies with it.
     let _ = killpg(pgid, Signal::SIGKILL);
     // Processes that left the group (setsid) may still hold the pipe: do not wait forever.
-    let _ = tokio::time::timeout(Duration::from_secs(2), pump_done).await;
+    let drained = Instant::now() + DRAIN;
+    while output.open().is_some() && Instant::now() < drained {
+        wait_for(&signals, output.open(), drained)?;
+        output.pump();
+    }
 
     use std::os::unix::process::ExitStatusExt;
     let record = ExitRecord {
@@ -289,18 +349,130 @@ async fn supervise(dir: &Path, answer: &Answer) -> std::io::Result<()> {
     files::write_json(&dir.join(files::EXIT), &record)
 }
 
-/// SIGTERM to the task's group; SIGKILL to it after `grace`.
-async fn terminate(
-    child: &mut tokio::process::Child,
-    pgid: Pid,
-    grace: Duration,
-) -> std::io::Result<std::process::ExitStatus> {
+/// SIGTERM to the task's group; when SIGKILL follows (after the grace).
+fn terminate(pgid: Pid, grace_ms: u64) -> Instant {
     let _ = killpg(pgid, Signal::SIGTERM);
-    match tokio::time::timeout(grace, child.wait()).await {
-        Ok(status) => status,
-        Err(_) => {
-            let _ = killpg(pgid, Signal::SIGKILL);
-            child.wait().await
+    Instant::now() + Duration::from_millis(grace_ms.min(crate::bounds::MAX_KILL_GRACE_SECS * 1000))
+}
+
+/// Polls the signalfd and the output pipe (when still open) until one is
+/// ready or `until`; which of them is ready.
+fn wait_for(
+    signals: &nix::sys::signalfd::SignalFd,
+    output: Option<std::os::fd::BorrowedFd<'_>>,
+    until: Instant,
+) -> std::io::Result<(bool, bool)> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let left = until.saturating_duration_since(Instant::now());
+    // Rounded up: a timeout of 0 for a deadline 0.4 ms away would spin.
+    let ms = u16::try_from(left.as_millis() + 1).unwrap_or(u16::MAX);
+    let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+    if let Some(fd) = output {
+        fds.push(PollFd::new(fd, PollFlags::POLLIN));
+    }
+    match nix::poll::poll(&mut fds, PollTimeout::from(ms)) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+    Ok((ready(&fds[0]), fds.get(1).is_some_and(ready)))
+}
+
+/// The task's output pipe and its copy in `output.log` (opened on the first
+/// bytes: a quiet task costs no file), rotated to `output.log.1` when the
+/// next write would pass the limit.
+struct Output {
+    pipe: Option<std::io::PipeReader>,
+    path: PathBuf,
+    old: PathBuf,
+    limit: u64,
+    file: Option<(std::fs::File, u64)>,
+    /// Writing failed: the rest is read and dropped.
+    broken: bool,
+    buf: Vec<u8>,
+}
+
+impl Output {
+    fn new(pipe: std::io::PipeReader, dir: &Path, limit: u64) -> std::io::Result<Output> {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        use std::os::fd::AsRawFd;
+        fcntl(pipe.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+            .map_err(std::io::Error::from)?;
+        Ok(Output {
+            pipe: Some(pipe),
+            path: dir.join(files::OUTPUT),
+            old: dir.join(files::OUTPUT_OLD),
+            limit,
+            file: None,
+            broken: false,
+            buf: vec![0u8; 64 * 1024],
+        })
+    }
+
+    fn open(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.pipe.as_ref().map(|p| p.as_fd())
+    }
+
+    /// Copies what the pipe holds now; at EOF (or a read error) the pipe is
+    /// closed and a write error drops the output from then on (the task
+    /// keeps running: its writes are read and discarded).
+    fn pump(&mut self) {
+        use std::io::Read;
+        loop {
+            let Some(pipe) = self.pipe.as_mut() else {
+                return;
+            };
+            let n = match pipe.read(&mut self.buf) {
+                Ok(0) => {
+                    self.pipe = None;
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    diag(format_args!("output: {e}"));
+                    self.pipe = None;
+                    return;
+                }
+            };
+            if self.broken {
+                continue;
+            }
+            if let Err(e) = self.write(n) {
+                diag(format_args!("output: {e}"));
+                self.broken = true;
+            }
         }
+    }
+
+    fn write(&mut self, n: usize) -> std::io::Result<()> {
+        use std::io::Write;
+        let open = |path: &Path, truncate: bool| {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(!truncate)
+                .write(true)
+                .truncate(truncate)
+                .mode(0o600)
+                .open(path)
+        };
+        if self.file.is_none() {
+            let f = open(&self.path, false)?;
+            let size = f.metadata()?.len();
+            self.file = Some((f, size));
+        }
+        let (file, size) = self.file.as_mut().expect("opened above");
+        if *size > 0 && *size + n as u64 > self.limit {
+            std::fs::rename(&self.path, &self.old)?;
+            *file = open(&self.path, true)?;
+            *size = 0;
+        }
+        file.write_all(&self.buf[..n])?;
+        *size += n as u64;
+        Ok(())
     }
 }

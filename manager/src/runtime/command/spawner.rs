@@ -13,7 +13,8 @@
 //!
 //! The spawner is single-threaded (fork is then sound) and reads no task
 //! file. Each child leaves the spawner's session (`setsid`), points its
-//! stdin at /dev/null and its stderr at the task's `shim.log`, lets go of
+//! stdin and stderr at /dev/null (its diagnostics go to the task's
+//! `shim.log`, created by the first line), lets go of
 //! the answer pipe once it has answered, and from then on is exactly the shim
 //! of `mdo-task-shim <TASK_DIR>`. The spawner reaps its children (no zombies)
 //! and exits at the end of its stdin, i.e. when the manager is gone; the
@@ -23,7 +24,6 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -31,7 +31,6 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::files;
 use super::shim::{self, Answer};
 
 /// How often ended shims are reaped while no request comes.
@@ -131,24 +130,18 @@ fn fork() -> nix::Result<ForkResult> {
 /// The forked shim of one task.
 fn child(seq: u64, dir: &Path) -> u8 {
     let answer = Answer::numbered(seq, true);
-    // Not the spawner's requests: their pipe must close when the spawner dies.
-    if let Err(e) = redirect_null(0) {
-        answer.send(&format!("failed /dev/null: {e}"));
-        return 70;
+    // Not the spawner's requests (their pipe must close when the spawner
+    // dies), nor the manager's stderr (kept open by every shim otherwise):
+    // diagnostics go to the task's shim.log, created by the first line.
+    shim::log_to(dir);
+    for fd in [0, 2] {
+        if let Err(e) = redirect_null(fd) {
+            answer.send(&format!("failed /dev/null: {e}"));
+            return 70;
+        }
     }
     if let Err(e) = nix::unistd::setsid() {
-        eprintln!("mdo-task-shim: setsid: {e}");
-    }
-    let log = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(dir.join(files::SHIM_LOG));
-    let stderr = log.and_then(|f| Ok(nix::unistd::dup2(f.as_raw_fd(), 2)?));
-    if let Err(e) = stderr {
-        answer.send(&format!("failed {}: {e}", files::SHIM_LOG));
-        return 70;
+        shim::diag(format_args!("setsid: {e}"));
     }
     shim::run(dir, &answer)
 }
@@ -167,6 +160,6 @@ fn redirect_null(fd: i32) -> std::io::Result<()> {
 /// ends once the spawner and the shims still starting are gone.
 pub(super) fn detach_stdout() {
     if let Err(e) = redirect_null(1) {
-        eprintln!("mdo-task-shim: releasing the answer pipe: {e}");
+        shim::diag(format_args!("releasing the answer pipe: {e}"));
     }
 }
