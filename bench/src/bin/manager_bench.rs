@@ -2,7 +2,8 @@
 //! - `GET /v2/apps?embed=apps.tasks` with 1,000 apps (p50/p99) vs a raw etcd
 //!   range read of the same 1,000 app records;
 //! - 100 command tasks to TASK_RUNNING (one app, instances 100) vs spawning
-//!   the same 100 processes directly;
+//!   the same 100 processes directly: the medians of `--rounds` rounds
+//!   (each round ours, then raw);
 //! - manager restart with 1,000 apps until it serves them vs a restart with
 //!   no apps;
 //! - idle RSS with 1,000 apps vs with none.
@@ -28,6 +29,9 @@ struct Args {
     /// Tasks launched for the launch figure.
     #[arg(long, env = "BENCH_TASKS", default_value_t = 100)]
     tasks: usize,
+    /// Launch rounds (ours, then raw, each round) for the launch figure.
+    #[arg(long, env = "BENCH_ROUNDS", default_value_t = 5)]
+    rounds: usize,
     /// Requests per side for the latency figure.
     #[arg(long, env = "BENCH_REQUESTS", default_value_t = 300)]
     requests: usize,
@@ -41,9 +45,70 @@ async fn start(bin: &Path, etcd: &Etcd, prefix: &str, data: &Path) -> Result<(Ma
     Ok((m, t0.elapsed()))
 }
 
+/// One app of `tasks` command tasks: POST until the manager reports them
+/// all running; then the app is deleted and its tasks are gone.
+async fn launch_round(
+    http: &reqwest::Client,
+    base: &str,
+    tasks: usize,
+    round: usize,
+) -> Result<Duration> {
+    let id = format!("/bench/launch-{round}");
+    let t = Instant::now();
+    let r = http
+        .post(format!("{base}/v2/apps"))
+        .json(&json!({"id": id, "cmd": "exec sleep 1000", "cpus": 0.001, "mem": 1, "instances": tasks, "portDefinitions": []}))
+        .send()
+        .await?;
+    if r.status() != 201 {
+        bail!("launch app: {}", r.status());
+    }
+    loop {
+        let v: Value = http
+            .get(format!("{base}/v2/apps{id}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if v["app"]["tasksRunning"].as_u64() == Some(tasks as u64) {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(120) {
+            bail!("tasks did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let took = t.elapsed();
+    let r = http.delete(format!("{base}/v2/apps{id}")).send().await?;
+    if r.status() != 200 {
+        bail!("delete launch app: {}", r.status());
+    }
+    wait_no_tasks(http, base).await?;
+    Ok(took)
+}
+
+/// The same number of processes spawned directly (the task's command line).
+fn raw_round(tasks: usize) -> Result<Duration> {
+    let t = Instant::now();
+    let mut children = Vec::new();
+    for _ in 0..tasks {
+        children.push(ChildGuard::new(
+            Command::new("/bin/sh")
+                .args(["-c", "exec sleep 1000"])
+                .spawn()?,
+        ));
+    }
+    let took = t.elapsed();
+    drop(children);
+    Ok(took)
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
     let bin = bench::sibling_binary("manager")?;
     let etcd = Etcd::start()?;
     let dir = tempfile::Builder::new()
@@ -119,59 +184,30 @@ async fn main() -> Result<()> {
         &Stats::of(&raw),
     );
 
-    // 100 tasks to TASK_RUNNING vs 100 processes spawned directly.
-    let t = Instant::now();
-    let r = http
-        .post(format!("{}/v2/apps", m.base))
-        .json(&json!({"id": "/bench/launch", "cmd": "exec sleep 1000", "cpus": 0.001, "mem": 1, "instances": args.tasks, "portDefinitions": []}))
-        .send()
-        .await?;
-    if r.status() != 201 {
-        bail!("launch app: {}", r.status());
+    // 100 tasks to TASK_RUNNING vs 100 processes spawned directly, in
+    // rounds, ours then raw each time; the medians are the figure.
+    let mut ours_rounds = Vec::new();
+    let mut raw_rounds = Vec::new();
+    for round in 0..args.rounds {
+        let ours = launch_round(&http, &m.base, args.tasks, round).await?;
+        let raw = raw_round(args.tasks)?;
+        println!(
+            "  launch round {}: ours {:.1} ms, raw {:.1} ms",
+            round + 1,
+            ours.as_secs_f64() * 1e3,
+            raw.as_secs_f64() * 1e3
+        );
+        ours_rounds.push(ours);
+        raw_rounds.push(raw);
     }
-    loop {
-        let v: Value = http
-            .get(format!("{}/v2/apps/bench/launch", m.base))
-            .send()
-            .await?
-            .json()
-            .await?;
-        if v["app"]["tasksRunning"].as_u64() == Some(args.tasks as u64) {
-            break;
-        }
-        if t.elapsed() > Duration::from_secs(120) {
-            bail!("tasks did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let ours_launch = t.elapsed();
-    let t = Instant::now();
-    let mut children = Vec::new();
-    for _ in 0..args.tasks {
-        children.push(ChildGuard::new(
-            Command::new("/bin/sh")
-                .args(["-c", "exec sleep 1000"])
-                .spawn()?,
-        ));
-    }
-    let raw_launch = t.elapsed();
-    drop(children);
     report_ms(
         &format!(
-            "{} command tasks to TASK_RUNNING (raw: spawn directly)",
-            args.tasks
+            "{} command tasks to TASK_RUNNING, median of {} (raw: spawn directly)",
+            args.tasks, args.rounds
         ),
-        ours_launch,
-        raw_launch,
+        Stats::of(&ours_rounds).p50,
+        Stats::of(&raw_rounds).p50,
     );
-    let r = http
-        .delete(format!("{}/v2/apps/bench/launch", m.base))
-        .send()
-        .await?;
-    if r.status() != 200 {
-        bail!("delete launch app: {}", r.status());
-    }
-    wait_no_tasks(&http, &m.base).await?;
 
     // Idle RSS with 1,000 apps.
     tokio::time::sleep(Duration::from_secs(1)).await;
