@@ -21,6 +21,23 @@ use crate::scheduler;
 use crate::state::{Backoff, State, TaskRecord, Waiting, DOCKER_HEALTH};
 use crate::state_store::{Store, Write};
 
+/// Launches in flight at most (planned, not yet running or failed): a big
+/// scale-up is staged in steps of this many, so no event stream is sent
+/// thousands of `TASK_STAGING` updates at once (a client more than
+/// `max_outstanding` behind is cut off). Above the command runtime's
+/// `LAUNCH_SLOTS`, so its spawner always has work queued.
+pub const MAX_LAUNCHING: usize = 256;
+
+/// One launch counted in [`Core::launches_in_flight`]; dropped, however
+/// the launch ends, after its outcome was announced.
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// What one reconcile pass decided, applied after the state lock is released.
 #[derive(Default)]
 struct Pass {
@@ -150,6 +167,8 @@ impl Core {
             now: Instant::now(),
             can_bind: &ports::host_can_bind,
             runtime_for: &runtime_for,
+            launch_budget: MAX_LAUNCHING
+                .saturating_sub(self.launches_in_flight.load(Ordering::SeqCst)),
         };
         let plan = scheduler::plan_pass(s, &offer);
         self.port_cursor
@@ -169,6 +188,8 @@ impl Core {
                 continue;
             };
             let (rec, spec) = self.task_for(app, launch);
+            // Given back by the launch's `InFlight` once its outcome is announced.
+            self.launches_in_flight.fetch_add(1, Ordering::SeqCst);
             s.launching.insert(rec.id.clone());
             s.tasks.insert(rec.id.clone(), rec.clone());
             pass.launches.push((rec, spec));
@@ -263,6 +284,7 @@ impl Core {
     }
 
     fn spawn_launch(&self, t: TaskRecord, spec: LaunchSpec) {
+        let in_flight = InFlight(self.launches_in_flight.clone());
         let Some(rt) = self
             .runtimes
             .iter()
@@ -274,6 +296,7 @@ impl Core {
         };
         let core = self.self_arc();
         self.tracker.spawn(async move {
+            let _in_flight = in_flight;
             let Some(core) = core else { return };
             match core.set_state(&t.id, TaskState::Starting, None) {
                 Some(t) => core.announce(&t, "Task starting"),

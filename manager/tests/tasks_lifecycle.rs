@@ -358,3 +358,47 @@ async fn failing_tasks_back_off_and_full_node_queues() {
     .await;
     let _ = Duration::ZERO;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_scale_up_keeps_a_bounded_number_of_launches_in_flight() {
+    use manager::reconcile::MAX_LAUNCHING;
+    let m = TestManager::start().await;
+    let mut events = m.core.bus.observe();
+    let n = MAX_LAUNCHING + 150;
+    let (s, body) = m
+        .post(
+            "/v2/apps",
+            &json!({"id": "/big", "cmd": "exec sleep 1000", "cpus": 0.001, "mem": 1,
+                    "instances": n, "portDefinitions": []}),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    // Staged and not yet running (or ended), from the status updates in
+    // the order they were published: never above the bound.
+    let (mut in_flight, mut most, mut running) = (0usize, 0usize, 0usize);
+    let deadline = tokio::time::Instant::now() + DEADLINE * 4;
+    while running < n {
+        let ev = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{running} of {n} running"))
+            .expect("no event missed");
+        if ev["eventType"] != "status_update_event" || ev["appId"] != "/big" {
+            continue;
+        }
+        match ev["taskStatus"].as_str().unwrap_or_default() {
+            "TASK_STAGING" => in_flight += 1,
+            "TASK_STARTING" => {}
+            "TASK_RUNNING" => {
+                in_flight -= 1;
+                running += 1;
+            }
+            other => panic!("unexpected {other}: {ev}"),
+        }
+        most = most.max(in_flight);
+    }
+    assert!(
+        most <= MAX_LAUNCHING,
+        "{most} launches in flight at once (bound {MAX_LAUNCHING})"
+    );
+    assert_eq!(m.tasks_in("/big", "TASK_RUNNING").await.len(), n);
+}

@@ -109,6 +109,9 @@ pub struct Core {
     last_version: Mutex<i64>,
     /// Where the next dynamic port search starts ([`crate::scheduler::Offer::port_cursor`]).
     pub(crate) port_cursor: AtomicU64,
+    /// Launches planned whose outcome (`TASK_RUNNING`, or the end) is not
+    /// announced yet: what [`crate::reconcile::MAX_LAUNCHING`] bounds.
+    pub(crate) launches_in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     me: std::sync::OnceLock<std::sync::Weak<Core>>,
     pub(crate) health: crate::health::Schedule,
     /// ETCD_ENDPOINTS for containers with their own network (bridge/user).
@@ -138,6 +141,7 @@ impl Core {
     ) -> Core {
         Core {
             port_cursor: AtomicU64::new(u64::from(cfg.port_range.0)),
+            launches_in_flight: Default::default(),
             cfg,
             store,
             bus,

@@ -32,6 +32,11 @@ pub struct Offer<'a> {
     pub can_bind: &'a dyn Fn(u16) -> bool,
     /// The name of the runtime that runs this workload, if one does.
     pub runtime_for: &'a dyn Fn(&Workload) -> Option<String>,
+    /// Launches this pass may start at most (the rest are planned again by
+    /// later passes, as launches end): one big scale-up then stages a
+    /// bounded number of tasks at a time instead of thousands at once, each
+    /// an event for every event stream.
+    pub launch_budget: usize,
 }
 
 /// One task to start.
@@ -96,6 +101,30 @@ pub fn desired(app: &App) -> Desired {
     }
 }
 
+/// At most `budget` of `launches` (in app order), taken round-robin over the
+/// apps (every app's first launch, then every app's second, ...), so a big
+/// app does not hold the others back; kept in their order.
+fn fair_share(launches: Vec<Launch>, budget: usize) -> Vec<Launch> {
+    let mut nth: BTreeMap<String, usize> = BTreeMap::new();
+    let mut order: Vec<(usize, usize)> = launches
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let n = nth.entry(l.app_id.clone()).or_insert(0);
+            *n += 1;
+            (*n, i)
+        })
+        .collect();
+    order.sort_unstable();
+    let keep: BTreeSet<usize> = order.into_iter().take(budget).map(|(_, i)| i).collect();
+    launches
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, l)| l)
+        .collect()
+}
+
 /// The app's active tasks that are not being killed, as the planner sees
 /// them; `tasks`: the app's tasks ([`tasks_by_app`]).
 pub fn actuals(s: &State, app_id: &str, tasks: &[&TaskRecord]) -> Vec<Actual> {
@@ -158,6 +187,9 @@ pub fn plan_pass(s: &State, offer: &Offer) -> PassPlan {
                 crate::contain::message(payload.as_ref()).to_string(),
             )),
         }
+    }
+    if out.launches.len() > offer.launch_budget {
+        out.launches = fair_share(std::mem::take(&mut out.launches), offer.launch_budget);
     }
     // Done: every app converged and none is draining (a task being killed)
     // or changed by this pass (a launch is not ready, a kill drains).
@@ -313,6 +345,10 @@ mod tests {
     /// The node of every case: 1 cpu, 1024 MiB, hostname `n1`, ports
     /// 31000-31009, port 31005 taken on the host, a command runtime only.
     fn with_offer<T>(s: &State, f: impl FnOnce(&PassPlan) -> T) -> T {
+        with_budget(s, usize::MAX, f)
+    }
+
+    fn with_budget<T>(s: &State, launch_budget: usize, f: impl FnOnce(&PassPlan) -> T) -> T {
         let attributes: BTreeMap<String, String> =
             [("hostname".to_string(), "n1".to_string())].into();
         let can_bind = |p: u16| p != 31005;
@@ -327,6 +363,7 @@ mod tests {
             now: Instant::now(),
             can_bind: &can_bind,
             runtime_for: &runtime_for,
+            launch_budget,
         };
         f(&plan_pass(s, &offer))
     }
@@ -358,6 +395,31 @@ mod tests {
         Vec<&'static str>,
         Option<(usize, String)>,
     );
+
+    #[test]
+    fn the_launch_budget_is_shared_round_robin_over_the_apps() {
+        let s = state(
+            vec![
+                app("/a", json!({"instances": 4})),
+                app("/b", json!({"instances": 1})),
+                app("/c", json!({"instances": 3})),
+            ],
+            vec![],
+        );
+        let ids =
+            |p: &PassPlan| -> Vec<String> { p.launches.iter().map(|l| l.app_id.clone()).collect() };
+        // Within the budget: everything, in app order.
+        with_budget(&s, 8, |p| {
+            assert_eq!(ids(p), ["/a", "/a", "/a", "/a", "/b", "/c", "/c", "/c"]);
+        });
+        // 5 of 8: every app's first, then the second of /a and /c.
+        with_budget(&s, 5, |p| {
+            assert_eq!(ids(p), ["/a", "/a", "/b", "/c", "/c"]);
+            assert!(p.finished_deployments.is_empty());
+        });
+        with_budget(&s, 2, |p| assert_eq!(ids(p), ["/a", "/b"]));
+        with_budget(&s, 0, |p| assert!(p.launches.is_empty()));
+    }
 
     #[test]
     fn table() {
