@@ -829,3 +829,26 @@ async fn a_task_starts_with_no_signal_blocked() {
     let out = String::from_utf8(rt.logs("mask", None).await.unwrap()).unwrap();
     assert!(out.contains("SigBlk:\t0000000000000000\n"), "{out}");
 }
+
+#[tokio::test]
+async fn a_task_flooding_its_output_is_still_killed_and_its_log_stays_bounded() {
+    let dir = Scratch::new();
+    let mut cfg = config(dir.path());
+    cfg.log_limit_bytes = 256 * 1024;
+    let (rt, mut rx) = runtime(cfg);
+    rt.launch(&spec("flood", sh("exec yes flooding"), &[]))
+        .await
+        .unwrap();
+    wait_for_output(&rt, "flood", "flooding").await;
+    // The shim copies output as fast as it comes; the kill (SIGTERM, which
+    // `yes` does not trap) must still be served.
+    rt.kill("flood", Duration::from_secs(1)).await.unwrap();
+    assert_eq!(next_exit(&mut rx, "flood").await, Exit::Killed);
+    let on_disk: u64 = std::fs::read_dir(rt.task_dir("flood"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("output.log"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(on_disk <= 2 * 256 * 1024, "{on_disk} bytes on disk");
+}

@@ -379,6 +379,9 @@ fn wait_for(
     Ok((ready(&fds[0]), fds.get(1).is_some_and(ready)))
 }
 
+/// Reads of the output pipe per turn of the shim's loop (64 KiB each).
+const PUMP_READS: usize = 16;
+
 /// The task's output pipe and its copy in `output.log` (opened on the first
 /// bytes: a quiet task costs no file), rotated to `output.log.1` when the
 /// next write would pass the limit.
@@ -420,7 +423,9 @@ impl Output {
     /// keeps running: its writes are read and discarded).
     fn pump(&mut self) {
         use std::io::Read;
-        loop {
+        // Bounded, so a task that writes as fast as it is read cannot keep
+        // the loop from its signals, its exit and its kill deadline.
+        for _ in 0..PUMP_READS {
             let Some(pipe) = self.pipe.as_mut() else {
                 return;
             };
