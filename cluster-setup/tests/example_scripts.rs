@@ -74,3 +74,58 @@ fn lb_reload_gives_up_when_haproxy_never_starts() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("HAProxy is not running"), "{stderr}");
 }
+
+/// A SIGUSR2 that lands while HAProxy's master is still finishing the
+/// previous reload is lost: the script signals again until a new worker
+/// appears (the lb once kept 2 of 3 ingestors this way).
+#[test]
+fn lb_reload_signals_again_when_a_reload_is_lost() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("haproxy.pid");
+    let count = dir.path().join("usr2");
+    // Stands for HAProxy's master with one worker: it loses the first
+    // SIGUSR2 and forks a new worker on the second. `wait` keeps it from
+    // forking anything else that could pass for a worker.
+    let master = ChildGuard::new(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "n=0; trap 'n=$((n+1)); echo $n > {c}; if [ $n -ge 2 ]; then sleep 1000 & fi' USR2; \
+                 sleep 1000 & while :; do wait; done",
+                c = count.display()
+            ))
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
+    let pgid = master.id();
+    std::fs::write(&pidfile, format!("{pgid}\n")).unwrap();
+    eventually(
+        "the stand-in's first worker",
+        Duration::from_secs(10),
+        || {
+            let children =
+                std::fs::read_to_string(format!("/proc/{pgid}/task/{pgid}/children")).ok()?;
+            (!children.trim().is_empty()).then_some(())
+        },
+    );
+    let out = Command::new("sh")
+        .arg(script("lb-reload.sh"))
+        .env("HAPROXY_PIDFILE", &pidfile)
+        .output()
+        .unwrap();
+    let signals = std::fs::read_to_string(&count).unwrap_or_default();
+    // The stand-in's whole group (its workers too).
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .status();
+    drop(master);
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(signals.trim(), "2", "SIGUSR2s the stand-in got");
+}

@@ -47,8 +47,21 @@ new_worker() {
 # master did not have before appears (the master reads the configuration
 # before it forks it); the watcher runs this command once per render, in
 # order, so the next signal only comes once this reload has happened.
+#
+# The previous reload is not quite over when its worker appears either: the
+# master still finishes starting (it logs its version after the fork), and a
+# SIGUSR2 landing then is lost too (seen in CI: the third ingestor never
+# reached HAProxy). So without a new worker after 2 s, signal again; a
+# second reload is harmless.
 before=" $(workers | tr '\n' ' ') "
 kill -USR2 "$master"
 # Without /proc's children lists (or no worker yet) there is nothing to wait for.
 [ "$before" != "  " ] || exit 0
-wait_for "HAProxy (pid $master) did not start a new worker" new_worker
+polls=0
+reloaded() {
+  new_worker && return 0
+  polls=$((polls + 1))
+  [ $((polls % 20)) -ne 0 ] || kill -USR2 "$master"
+  return 1
+}
+wait_for "HAProxy (pid $master) did not start a new worker" reloaded
