@@ -150,6 +150,16 @@ async fn collect_exits(
     exits
 }
 
+/// Bytes of a task's output files on disk (`output.log` and its rotation).
+fn output_on_disk(rt: &CommandRuntime, task_id: &str) -> u64 {
+    std::fs::read_dir(rt.task_dir(task_id))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("output.log"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
 async fn wait_for_output(rt: &CommandRuntime, task_id: &str, needle: &str) {
     testkit::eventually_async(&format!("{task_id} prints {needle:?}"), WAIT, || async {
         let out = rt.logs(task_id, None).await.ok()?;
@@ -360,12 +370,7 @@ async fn logs_are_bounded_and_tail_returns_the_last_lines() {
         &text[..40]
     );
     assert!(text.ends_with("line 4999 ..........................................\n"));
-    let on_disk: u64 = std::fs::read_dir(rt.task_dir("chatty"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("output.log"))
-        .map(|e| e.metadata().unwrap().len())
-        .sum();
+    let on_disk = output_on_disk(&rt, "chatty");
     assert!(on_disk <= 2 * 64 * 1024, "{on_disk} bytes on disk");
     let tail = rt.logs("chatty", Some(2)).await.unwrap();
     assert_eq!(
@@ -844,11 +849,6 @@ async fn a_task_flooding_its_output_is_still_killed_and_its_log_stays_bounded() 
     // `yes` does not trap) must still be served.
     rt.kill("flood", Duration::from_secs(1)).await.unwrap();
     assert_eq!(next_exit(&mut rx, "flood").await, Exit::Killed);
-    let on_disk: u64 = std::fs::read_dir(rt.task_dir("flood"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("output.log"))
-        .map(|e| e.metadata().unwrap().len())
-        .sum();
+    let on_disk = output_on_disk(&rt, "flood");
     assert!(on_disk <= 2 * 256 * 1024, "{on_disk} bytes on disk");
 }
