@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use manager::runtime::command::{CommandConfig, CommandRuntime};
 use manager::runtime::{
-    Exit, KnownTask, LaunchSpec, Runtime, RuntimeError, RuntimeEvent, Workload,
+    ExecCheck, Exit, KnownTask, LaunchSpec, Runtime, RuntimeError, RuntimeEvent, Workload,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -34,7 +34,7 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         if let Ok(dirs) = std::fs::read_dir(self.0.join("tasks")) {
             for d in dirs.flatten() {
-                let Ok(text) = std::fs::read_to_string(d.path().join("marker.json")) else {
+                let Ok(text) = std::fs::read_to_string(d.path().join("task.json")) else {
                     continue;
                 };
                 let m: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
@@ -447,7 +447,7 @@ async fn recover_adopts_running_tasks_reports_ended_ones_and_removes_orphans() {
     let fake = tasks_dir.join("stale");
     std::fs::create_dir_all(&fake).unwrap();
     let bogus = serde_json::json!({"shim_pid": hand_pid, "shim_start": 1, "pid": hand_pid, "task_start": 1});
-    std::fs::write(fake.join("marker.json"), bogus.to_string()).unwrap();
+    std::fs::write(fake.join("task.json"), bogus.to_string()).unwrap();
 
     std::fs::write(stop("ends-while-down"), "").unwrap();
     testkit::eventually_async("exit recorded while no runtime runs", WAIT, || async {
@@ -639,7 +639,7 @@ fn parent_of(pid: i32) -> Option<i32> {
 }
 
 fn shim_of(rt: &CommandRuntime, task_id: &str) -> i32 {
-    let text = std::fs::read_to_string(rt.task_dir(task_id).join("marker.json")).unwrap();
+    let text = std::fs::read_to_string(rt.task_dir(task_id).join("task.json")).unwrap();
     let m: serde_json::Value = serde_json::from_str(&text).unwrap();
     m["shim_pid"].as_i64().unwrap() as i32
 }
@@ -851,4 +851,54 @@ async fn a_task_flooding_its_output_is_still_killed_and_its_log_stays_bounded() 
     assert_eq!(next_exit(&mut rx, "flood").await, Exit::Killed);
     let on_disk = output_on_disk(&rt, "flood");
     assert!(on_disk <= 2 * 256 * 1024, "{on_disk} bytes on disk");
+}
+
+/// A launch leaves exactly the task's sandbox and one `task.json` (the
+/// marker with the spec the shim ran: the spec comes with the launch
+/// request, nothing else is written for a quiet task), and that file is
+/// what a later runtime adopts the task from.
+#[tokio::test]
+async fn a_launch_writes_one_task_file_that_adoption_reads() {
+    let dir = Scratch::new();
+    let quiet = spec("quiet", sh("exec sleep 1000"), &[("ONLY", "me")]);
+    let pid = {
+        let (rt, _rx) = runtime(config(dir.path()));
+        let started = rt.launch(&quiet).await.unwrap();
+        let task_dir = rt.task_dir("quiet");
+        let names: std::collections::BTreeSet<String> = std::fs::read_dir(&task_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["sandbox", "task.json"].map(String::from).into(),
+            "the files of a running quiet task"
+        );
+        let text = std::fs::read_to_string(task_dir.join("task.json")).unwrap();
+        let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let pid: i32 = started.handle.parse().unwrap();
+        assert_eq!(file["pid"], pid, "{file}");
+        assert_eq!(start_time(pid), file["task_start"].as_u64(), "{file}");
+        assert_eq!(file["spec"]["task_id"], "quiet", "{file}");
+        assert_eq!(file["spec"]["env"]["ONLY"], "me", "{file}");
+        pid
+        // The runtime is dropped: the task runs on.
+    };
+    let (rt, mut rx) = runtime(config(dir.path()));
+    let rec = rt.recover(&[known("quiet")]).await.unwrap();
+    assert_eq!(rec.adopted, vec!["quiet".to_string()], "{rec:?}");
+    assert!(alive(pid));
+    // Adopted from the file: its environment (for checks) and its kill.
+    let check = ExecCheck {
+        task_id: "quiet",
+        command: "test \"$ONLY\" = me",
+        timeout: Duration::from_secs(10),
+    };
+    assert!(
+        rt.run_check(&check).await.unwrap(),
+        "the check sees the task's env"
+    );
+    rt.kill("quiet", Duration::from_secs(1)).await.unwrap();
+    assert_eq!(next_exit(&mut rx, "quiet").await, Exit::Killed);
+    wait_dead(pid, "adopted task killed").await;
 }

@@ -330,9 +330,9 @@ async fn one_corrupt_task_file_skips_only_that_task() {
 
     m.process.kill();
     let broken = &before[1];
-    let spec = local.data.join("tasks").join(broken).join("spec.json");
-    let original = std::fs::read(&spec).expect("spec.json of the task");
-    std::fs::write(&spec, b"{ not json").expect("corrupt spec.json");
+    let spec = local.data.join("tasks").join(broken).join("task.json");
+    let original = std::fs::read(&spec).expect("task.json of the task");
+    std::fs::write(&spec, b"{ not json").expect("corrupt task.json");
 
     let m = local.start("0");
     m.wait_metric("recovery_skipped_total", |v| v >= 1.0, DEADLINE)
@@ -349,7 +349,7 @@ async fn one_corrupt_task_file_skips_only_that_task() {
     assert_eq!(now, pids, "same processes, none killed");
 
     // Readable again: adopted by a background retry.
-    std::fs::write(&spec, original).expect("restore spec.json");
+    std::fs::write(&spec, original).expect("restore task.json");
     let fixed = Instant::now();
     m.wait_metric("tasks_unresolved", |v| v == 0.0, SLOW).await;
     println!(

@@ -288,7 +288,8 @@ fn answers_ping(port: u16) -> bool {
 
 /// SIGKILLs every session started by a task shim of `data_dir` (the command
 /// tasks of a manager that used it), for a test's clean-up. The shims are
-/// found by the markers of `data_dir/tasks/*/marker.json` (pid and start
+/// found by the markers of `data_dir/tasks/*/task.json` (`marker.json`
+/// before; pid and start
 /// time: forked by the manager's spawner, a shim's command line does not name
 /// its task) and by a command line naming `data_dir` (a shim started alone).
 pub fn kill_tasks_under(data_dir: &Path) {
@@ -344,7 +345,9 @@ fn marked_shims(data_dir: &Path) -> Vec<i32> {
         .flatten()
         .flatten()
         .filter_map(|e| {
-            let text = std::fs::read_to_string(e.path().join("marker.json")).ok()?;
+            let text = std::fs::read_to_string(e.path().join("task.json"))
+                .or_else(|_| std::fs::read_to_string(e.path().join("marker.json")))
+                .ok()?;
             let m: serde_json::Value = serde_json::from_str(&text).ok()?;
             let pid = m["shim_pid"].as_i64().filter(|p| *p > 0)?;
             (start_of(pid)? == m["shim_start"].as_u64()?).then_some(pid as i32)

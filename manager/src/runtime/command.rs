@@ -9,8 +9,9 @@
 //! manager's session, so
 //! tasks survive a manager restart (even kill -9), and it records everything
 //! a later manager needs in the task's directory under the data dir (layout in
-//! `command/files.rs`): the spec, a marker proving the process group is ours
-//! (pids + kernel start times), the size-capped output and the exit status.
+//! `command/files.rs`): the spec and a marker proving the process group is
+//! ours (pids + kernel start times) in one file, the size-capped output and
+//! the exit status.
 //!
 //! - Environment: a task sees exactly the environment the core built for it,
 //!   on top of `PATH`, `HOME` and `LANG` taken from the manager (like a
@@ -382,13 +383,13 @@ impl Inner {
     ) -> (recovery::Found, Option<Marker>) {
         use recovery::Found;
         let record: Option<ExitRecord> = files::read_json(&dir.join(files::EXIT)).ok().flatten();
-        let marker: Option<Marker> = match files::read_json(&dir.join(files::MARKER)) {
-            Ok(m) => m,
+        let marker: Option<Marker> = match files::read_task(dir) {
+            Ok(task) => task.map(|t| t.marker),
             // Without its end recorded, a task whose marker cannot be read
             // cannot be judged: it may well run.
             Err(e) if record.is_none() => {
                 return (
-                    Found::Unreadable(format!("cannot read {}: {e}", files::MARKER)),
+                    Found::Unreadable(format!("cannot read {}: {e}", files::TASK)),
                     None,
                 )
             }
@@ -409,7 +410,7 @@ impl Inner {
     /// Stops an unknown task of ours through its shim, then removes its files.
     async fn remove_orphan(&self, id: &str, marker: Marker) {
         let dir = self.tasks_dir.join(id);
-        let spec: Option<TaskSpec> = files::read_json(&dir.join(files::SPEC)).ok().flatten();
+        let spec: Option<TaskSpec> = files::read_task(&dir).ok().flatten().and_then(|t| t.spec);
         let grace = Duration::from_millis(spec.map(|s| s.kill_grace_ms).unwrap_or(3000));
         tracing::warn!(task_id = %id, pid = marker.pid, "stopping an orphaned command task");
         let _ = files::write_atomic(
@@ -736,7 +737,14 @@ impl CommandRuntime {
                 .ended
                 .retain(|id| id != &spec.task_id);
         }
-        files::create_private_dir(&dir.join(files::SANDBOX))
+        // Two mkdirs (the tasks directory exists): the spec goes to the
+        // shim with the request, and the shim writes the one file.
+        let mkdir = |path: &Path| {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().mode(0o700).create(path)
+        };
+        mkdir(&dir)
+            .and_then(|()| mkdir(&dir.join(files::SANDBOX)))
             .map_err(io_err(format!("creating {}", dir.display())))?;
         let mut env = inner.cfg.base_env.clone();
         env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -749,18 +757,30 @@ impl CommandRuntime {
             kill_grace_ms: spec.kill_grace.as_millis() as u64,
             log_limit: inner.cfg.log_limit_bytes,
         };
-        files::write_json(&dir.join(files::SPEC), &task)
-            .map_err(io_err("writing the task spec"))?;
-        let answer =
-            tokio::time::timeout(inner.cfg.start_timeout, inner.launcher.launch(&dir)).await;
+        let request = serde_json::to_vec(&task)
+            .map_err(|e| RuntimeError::Launch(format!("encoding the task spec: {e}")))?;
+        let answer = tokio::time::timeout(
+            inner.cfg.start_timeout,
+            inner.launcher.launch(&dir, &request),
+        )
+        .await;
         let timed_out = answer.is_err();
         let message = match answer {
-            Ok(Ok(launcher::Answer::Started(pid))) => {
-                let marker: Marker = files::read_json(&dir.join(files::MARKER))
-                    .map_err(io_err("reading the task marker"))?
-                    .ok_or_else(|| {
-                        RuntimeError::Launch("task supervisor wrote no marker".into())
-                    })?;
+            Ok(Ok(launcher::Answer::Started(text))) => {
+                // The marker comes with the answer; from the file only if
+                // a shim answered without it.
+                let marker = match Marker::from_answer(&text) {
+                    Some(m) => m,
+                    None => {
+                        files::read_task(&dir)
+                            .map_err(io_err("reading the task file"))?
+                            .ok_or_else(|| {
+                                RuntimeError::Launch("task supervisor wrote no task file".into())
+                            })?
+                            .marker
+                    }
+                };
+                let pid = marker.pid;
                 let entry = Arc::new(Entry {
                     id: spec.task_id.clone(),
                     dir,
@@ -773,7 +793,7 @@ impl CommandRuntime {
                 inner.watch(entry);
                 tracing::info!(pid = %pid, "command task running");
                 return Ok(Started {
-                    handle: pid,
+                    handle: pid.to_string(),
                     ip_addresses: Vec::new(),
                 });
             }
@@ -789,7 +809,7 @@ impl CommandRuntime {
             ),
         };
         // Whatever did start of it must not run on unwatched.
-        if let Ok(Some(marker)) = files::read_json::<Marker>(&dir.join(files::MARKER)) {
+        if let Ok(Some(files::TaskFile { marker, .. })) = files::read_task(&dir) {
             if procfs::same_process_alive(marker.shim_pid, marker.shim_start) {
                 let _ = kill(Pid::from_raw(marker.shim_pid), Signal::SIGKILL);
             }
@@ -797,8 +817,8 @@ impl CommandRuntime {
         }
         if timed_out {
             // The request may still wait at the spawner: without its
-            // directory, a shim that starts late fails to (no spec.json, no
-            // sandbox), or stops its task within a second (its orphan check).
+            // directory, a shim that starts late fails to (no sandbox), or
+            // stops its task within a second (its orphan check).
             let _ = std::fs::remove_dir_all(&dir);
         }
         Err(RuntimeError::Launch(message))
@@ -807,8 +827,9 @@ impl CommandRuntime {
     fn adopt(&self, id: &str, marker: Marker) -> Result<(), RuntimeError> {
         let inner = &self.inner;
         let dir = inner.tasks_dir.join(id);
-        let spec: TaskSpec = files::read_json(&dir.join(files::SPEC))
-            .map_err(io_err(format!("reading the spec of {id}")))?
+        let spec: TaskSpec = files::read_task(&dir)
+            .map_err(io_err(format!("reading the task file of {id}")))?
+            .and_then(|t| t.spec)
             .ok_or_else(|| RuntimeError::Unavailable(format!("task {id} has no spec")))?;
         let entry = Arc::new(Entry {
             id: id.to_string(),

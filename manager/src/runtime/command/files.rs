@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! <data_dir>/tasks/<task_id>/
-//!     spec.json      what to run (written by the runtime before the shim starts; 0600: holds env)
-//!     marker.json    written by the shim once the task runs: pids + start times (ours-ness proof)
+//!     task.json      written by the shim once the task runs (0600: holds env): the marker,
+//!                    pids + start times (ours-ness proof), and the spec it runs (what the
+//!                    runtime sent with the launch request)
 //!     kill           a kill request: the grace period in milliseconds (written before SIGTERM to the shim)
 //!     exit.json      written by the shim when the task's process group is gone
 //!     output.log     stdout+stderr, interleaved; rotated to output.log.1 at the size limit
@@ -11,6 +12,14 @@
 //!     shim.log       the shim's own diagnostics (created by the first line)
 //!     sandbox/       the task's working directory
 //! ```
+//!
+//! A launch creates three inodes: the two directories and `task.json`
+//! (every inode costs, on a journal-less ext4 most of all, where each
+//! allocation skips the inodes freed in the last minutes). Earlier
+//! releases wrote the spec (`spec.json`, by the runtime) and the marker
+//! (`marker.json`, by the shim) apart; [`read_task`] still reads that
+//! layout, so tasks started before an upgrade are adopted. `spec.json`
+//! is also what `mdo-task-shim <TASK_DIR>`, run alone, reads.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -21,7 +30,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::runtime::Exit;
 
+pub const TASK: &str = "task.json";
+/// The spec of `mdo-task-shim <TASK_DIR>` run alone, and of earlier releases.
 pub const SPEC: &str = "spec.json";
+/// The marker of earlier releases.
 pub const MARKER: &str = "marker.json";
 pub const KILL: &str = "kill";
 pub const EXIT: &str = "exit.json";
@@ -54,6 +66,61 @@ pub struct Marker {
     /// The task's leader; also its process group id (the shim's session holds it).
     pub pid: i32,
     pub task_start: u64,
+}
+
+impl Marker {
+    /// The words after `started` in a shim's answer: `<pid> <shim pid>
+    /// <shim start> <task start>`, so the runtime need not read the file.
+    pub fn to_answer(self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.pid, self.shim_pid, self.shim_start, self.task_start
+        )
+    }
+
+    /// [`Marker::to_answer`] read back; `None` for anything else.
+    pub fn from_answer(text: &str) -> Option<Marker> {
+        let mut words = text.split(' ');
+        let mut next = || words.next();
+        let pid = next()?.parse().ok()?;
+        let shim_pid = next()?.parse().ok()?;
+        let shim_start = next()?.parse().ok()?;
+        let task_start = next()?.parse().ok()?;
+        if next().is_some() {
+            return None;
+        }
+        Some(Marker {
+            shim_pid,
+            shim_start,
+            pid,
+            task_start,
+        })
+    }
+}
+
+/// `task.json`: the marker's fields at the top (as `marker.json` had
+/// them), and the spec the task runs (the shim always writes it; a
+/// marker alone still proves which processes are the task's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskFile {
+    #[serde(flatten)]
+    pub marker: Marker,
+    #[serde(default)]
+    pub spec: Option<TaskSpec>,
+}
+
+/// The task file of `dir`; `Ok(None)` when the shim has not written it (a
+/// launch in progress, a task that never started). Reads the two files of
+/// earlier releases when there is no `task.json`.
+pub fn read_task(dir: &Path) -> std::io::Result<Option<TaskFile>> {
+    if let Some(task) = read_json::<TaskFile>(&dir.join(TASK))? {
+        return Ok(Some(task));
+    }
+    let Some(marker) = read_json::<Marker>(&dir.join(MARKER))? else {
+        return Ok(None);
+    };
+    let spec = read_json::<TaskSpec>(&dir.join(SPEC))?;
+    Ok(Some(TaskFile { marker, spec }))
 }
 
 /// How the task ended, as the shim saw it.
@@ -206,6 +273,22 @@ fn tail_start(bytes: &[u8], n: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_marker_travels_in_the_answer() {
+        let m = Marker {
+            shim_pid: 41,
+            shim_start: 123_456,
+            pid: 42,
+            task_start: 123_457,
+        };
+        assert_eq!(m.to_answer(), "42 41 123456 123457");
+        assert_eq!(Marker::from_answer(&m.to_answer()), Some(m));
+        // An older shim's answer (the pid alone), or anything else: none.
+        for other in ["42", "42 41 1", "42 41 1 2 3", "a b c d", ""] {
+            assert_eq!(Marker::from_answer(other), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn exit_records_map_to_marathon_messages() {

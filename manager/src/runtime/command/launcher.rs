@@ -1,6 +1,7 @@
 //! The runtime's side of the spawner (`spawner.rs`, `mdo-task-shim -`): the
 //! spawner is started on the first launch and again after it died; each
-//! launch sends `<seq> <task dir>` and waits for the answer with its number.
+//! launch sends `<seq> <length> <task dir><spec>` and waits for the answer
+//! with its number.
 //! One reader task per spawner hands the answers to the launches waiting.
 
 use std::collections::HashMap;
@@ -19,7 +20,8 @@ use super::super::RuntimeError;
 /// What became of a launch request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Answer {
-    /// The shim runs the task (its leader's pid).
+    /// The shim runs the task: `<pid> <shim pid> <shim start> <task start>`
+    /// (its marker; the pid alone from an older shim).
     Started(String),
     /// The shim could not start the task (the reason).
     Failed(String),
@@ -87,19 +89,23 @@ impl Launcher {
         }
     }
 
-    /// Asks the spawner to start the shim of `dir` and waits for its answer.
-    pub(super) async fn launch(&self, dir: &Path) -> Result<Answer, RuntimeError> {
-        let bytes = dir.as_os_str().as_bytes();
-        if bytes.contains(&b'\n') {
+    /// Asks the spawner to start the shim of `dir` running `spec` (one line
+    /// of JSON) and waits for its answer.
+    pub(super) async fn launch(&self, dir: &Path, spec: &[u8]) -> Result<Answer, RuntimeError> {
+        if dir.as_os_str().as_bytes().contains(&b'\n') {
             return Err(RuntimeError::Launch(format!(
                 "task directory {} has a newline in its name",
                 dir.display()
             )));
         }
+        if spec.contains(&b'\n') {
+            return Err(RuntimeError::Launch("the task spec is not one line".into()));
+        }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let mut line = Vec::with_capacity(bytes.len() + 24);
+        let request = super::spawner::request(dir, spec);
+        let mut line = Vec::with_capacity(request.len() + 24);
         line.extend_from_slice(format!("{seq} ").as_bytes());
-        line.extend_from_slice(bytes);
+        line.extend_from_slice(&request);
         line.push(b'\n');
         let (tx, rx) = oneshot::channel();
         let mut tx = Some(tx);

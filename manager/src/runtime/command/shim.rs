@@ -3,11 +3,13 @@
 //! The runtime has one shim per task. The shim leaves the manager's session
 //! (`setsid`), so it survives the manager (SIGTERM, kill -9, Ctrl-C) and keeps
 //! the task's output and exit status while nobody watches:
-//! - starts `spec.json`'s program in its own process group (pgid = task pid),
+//! - starts the spec's program (sent with the spawner's request, or
+//!   `spec.json` when run alone) in its own process group (pgid = task pid),
 //!   stdin from /dev/null, stdout and stderr into one pipe it copies to the
 //!   size-capped `output.log` (created by the first output);
-//! - writes `marker.json` (pids + start times) and answers `started <pid>`
-//!   (or `failed <reason>` and an exit record);
+//! - writes `task.json` (pids + start times, and the spec) and answers
+//!   `started <pid> <shim pid> <shim start> <task start>` (or `failed
+//!   <reason>` and an exit record);
 //! - on SIGTERM (a kill request; grace in the `kill` file): SIGTERM to the
 //!   group, SIGKILL to the group after the grace period;
 //! - when the task's leader ends, SIGKILLs what is left of its group (task
@@ -47,21 +49,23 @@ mdo-task-shim beside the manager binary (install both in the same folder).\n\n\
 The shim leaves the manager's session (so tasks survive a manager restart, even kill -9), runs \
 the program of TASK_DIR/spec.json in its own process group with exactly the environment written \
 there, copies its output to TASK_DIR/output.log (size-capped, rotated to output.log.1), writes \
-TASK_DIR/marker.json and prints `started <pid>` (or `failed <reason>`) on stdout. On SIGTERM it \
+TASK_DIR/task.json (pids, start times and the spec) and prints `started <pid> <shim pid> <shim \
+start> <task start>` (or `failed <reason>`) on stdout. On SIGTERM it \
 stops the task's process group (SIGTERM, then SIGKILL after the grace period in TASK_DIR/kill); \
 when the task ends it writes TASK_DIR/exit.json and exits.\n\n\
-`mdo-task-shim -` is how the manager uses it: one spawner process reads lines `<seq> <TASK_DIR>` \
-on stdin and forks one shim per line, as above (its diagnostics go to TASK_DIR/shim.log), which \
-answers `<seq> started <pid>` or `<seq> failed <reason>` on the spawner's stdout; the spawner \
+`mdo-task-shim -` is how the manager uses it: one spawner process reads lines `<seq> <length of \
+TASK_DIR> <TASK_DIR><spec as JSON>` on stdin and forks one shim per line, as above but with the \
+spec from the line (its diagnostics go to TASK_DIR/shim.log), which answers `<seq> started ...` \
+or `<seq> failed <reason>` on the spawner's stdout; the spawner \
 reaps the shims and adds `<seq> ended <status>` when one ends. The spawner exits at the end of \
 its stdin; the shims it started keep running.\n\n\
-Environment: the shim reads no variable itself; the task gets only the environment of spec.json.",
+Environment: the shim reads no variable itself; the task gets only the environment of its spec.",
     after_help = "Exit codes: 0 after the task ended (its status is in exit.json) or, for `-`, \
 at the end of stdin; 64 bad arguments; 70 the task could not be supervised."
 )]
 struct ShimCli {
-    /// The task's directory, `<data-dir>/tasks/<task-id>/`, holding spec.json (written by the
-    /// manager before it starts the shim); `-` to serve launch requests from stdin.
+    /// The task's directory, `<data-dir>/tasks/<task-id>/`, holding spec.json (what to run) and
+    /// sandbox/; `-` to serve launch requests from stdin.
     #[arg(value_name = "TASK_DIR")]
     task_dir: PathBuf,
 }
@@ -101,7 +105,7 @@ pub fn main() -> ExitCode {
     if let Err(e) = nix::unistd::setsid() {
         eprintln!("mdo-task-shim: setsid: {e}");
     }
-    ExitCode::from(run(&dir, &Answer::plain()))
+    ExitCode::from(run(&dir, None, &Answer::plain()))
 }
 
 /// Where a shim answers `started <pid>` or `failed <reason>` (once): its
@@ -193,9 +197,10 @@ pub(super) fn diag(message: std::fmt::Arguments<'_>) {
 }
 
 /// Supervises the task of `dir` in this process (already in a session of its
-/// own) until it ends; the exit code of the shim.
-pub(super) fn run(dir: &Path, answer: &Answer) -> u8 {
-    match supervise(dir, answer) {
+/// own) until it ends; the exit code of the shim. The spec is `dir`'s
+/// `spec.json` when not given.
+pub(super) fn run(dir: &Path, spec: Option<TaskSpec>, answer: &Answer) -> u8 {
+    match supervise(dir, spec, answer) {
         Ok(()) => 0,
         Err(e) => {
             diag(format_args!("{e}"));
@@ -216,13 +221,16 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// task: what it costs is paid per launch): the task's exit and SIGTERM come
 /// through a signalfd, its output through a non-blocking pipe, both polled
 /// with the kill deadline and the orphan check as the timeout.
-fn supervise(dir: &Path, answer: &Answer) -> std::io::Result<()> {
+fn supervise(dir: &Path, spec: Option<TaskSpec>, answer: &Answer) -> std::io::Result<()> {
     use nix::sys::signal::SigSet;
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     use std::os::unix::process::CommandExt;
 
-    let spec: TaskSpec = files::read_json(&dir.join(files::SPEC))?
-        .ok_or_else(|| std::io::Error::other("spec.json missing"))?;
+    let spec: TaskSpec = match spec {
+        Some(spec) => spec,
+        None => files::read_json(&dir.join(files::SPEC))?
+            .ok_or_else(|| std::io::Error::other("spec.json missing"))?,
+    };
     let (reader, writer) = std::io::pipe()?;
     let writer2 = writer.try_clone()?;
     let mut cmd = std::process::Command::new(&spec.program);
@@ -259,7 +267,7 @@ fn supervise(dir: &Path, answer: &Answer) -> std::io::Result<()> {
     // always reset it). Before the marker is written, no one knows this
     // shim's pid to signal it; an exit before the block is seen by the
     // first `try_wait`.
-    let setup = || -> std::io::Result<(SignalFd, Output)> {
+    let setup = || -> std::io::Result<(SignalFd, Output, Marker)> {
         let mut mask = SigSet::empty();
         mask.add(Signal::SIGTERM);
         mask.add(Signal::SIGCHLD);
@@ -274,10 +282,14 @@ fn supervise(dir: &Path, answer: &Answer) -> std::io::Result<()> {
             pid,
             task_start: procfs::stat(pid).map(|s| s.start).unwrap_or(0),
         };
-        files::write_json(&dir.join(files::MARKER), &marker)?;
-        Ok((signals, output))
+        let task = files::TaskFile {
+            marker,
+            spec: Some(spec.clone()),
+        };
+        files::write_json(&dir.join(files::TASK), &task)?;
+        Ok((signals, output, marker))
     };
-    let (signals, mut output) = match setup() {
+    let (signals, mut output, marker) = match setup() {
         Ok(s) => s,
         Err(e) => {
             // Not supervised, so not left running.
@@ -286,7 +298,7 @@ fn supervise(dir: &Path, answer: &Answer) -> std::io::Result<()> {
             return Err(e);
         }
     };
-    answer.send(&format!("started {pid}"));
+    answer.send(&format!("started {}", marker.to_answer()));
 
     let pgid = Pid::from_raw(pid);
     let mut killed = false;
@@ -305,7 +317,7 @@ fn supervise(dir: &Path, answer: &Answer) -> std::io::Result<()> {
             orphan_check = now + ORPHAN_CHECK;
             // The task's directory was removed (data dir wiped, test temp
             // dir dropped): no manager can ever adopt this task.
-            if !killed && !dir.join(files::SPEC).exists() {
+            if !killed && !dir.join(files::TASK).exists() {
                 diag(format_args!("task directory removed; stopping the task"));
                 killed = true;
                 kill_at = Some(terminate(pgid, spec.kill_grace_ms));

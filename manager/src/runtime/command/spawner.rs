@@ -3,16 +3,18 @@
 //! shim binary plus its start-up.
 //!
 //! Protocol (pipes; the runtime's side is `launcher.rs`):
-//! - stdin: one request per line, `<seq> <task dir>` (the directory as raw
-//!   bytes, no newline in it);
-//! - stdout: answers, `<seq> started <pid>` or `<seq> failed <reason>`, each
+//! - stdin: one request per line, `<seq> <length> <task dir><spec>`: the
+//!   directory as raw bytes (no newline in it) of the given length, then
+//!   the task's spec as one line of JSON;
+//! - stdout: answers, `<seq> started <pid> <shim pid> <shim start> <task
+//!   start>` or `<seq> failed <reason>`, each
 //!   written in one `write` of at most `PIPE_BUF` bytes by the forked shim
 //!   itself (or by the spawner when it cannot fork); and `<seq> ended
 //!   <status>` from the spawner when it reaps a shim (the runtime ignores it
 //!   unless that shim died before it answered).
 //!
-//! The spawner is single-threaded (fork is then sound) and reads no task
-//! file. Each child leaves the spawner's session (`setsid`), points its
+//! The spawner is single-threaded (fork is then sound), reads no task file
+//! and does not parse the spec (the forked child does). Each child leaves the spawner's session (`setsid`), points its
 //! stdin and stderr at /dev/null (its diagnostics go to the task's
 //! `shim.log`, created by the first line), lets go of
 //! the answer pipe once it has answered, and from then on is exactly the shim
@@ -31,6 +33,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
+use super::files::TaskSpec;
 use super::shim::{self, Answer};
 
 /// How often ended shims are reaped while no request comes.
@@ -94,10 +97,11 @@ fn reap(shims: &mut HashMap<Pid, u64>) {
     }
 }
 
-/// One request, `<seq> <task dir>`: forks its shim (pid and seq returned).
+/// One request, `<seq> <length> <task dir><spec>`: forks its shim (pid
+/// and seq returned), which reads the rest.
 fn handle(line: &[u8]) -> Option<(Pid, u64)> {
     let Some(space) = line.iter().position(|&b| b == b' ') else {
-        eprintln!("mdo-task-shim: spawner: a request without a task directory");
+        eprintln!("mdo-task-shim: spawner: a request without a task");
         return None;
     };
     let Some(seq) = std::str::from_utf8(&line[..space])
@@ -107,10 +111,10 @@ fn handle(line: &[u8]) -> Option<(Pid, u64)> {
         eprintln!("mdo-task-shim: spawner: a request without a number");
         return None;
     };
-    let dir = Path::new(OsStr::from_bytes(&line[space + 1..]));
+    let request = &line[space + 1..];
     match fork() {
         Ok(ForkResult::Parent { child }) => Some((child, seq)),
-        Ok(ForkResult::Child) => std::process::exit(i32::from(self::child(seq, dir))),
+        Ok(ForkResult::Child) => std::process::exit(i32::from(self::child(seq, request))),
         Err(e) => {
             Answer::numbered(seq, false).send(&format!("failed cannot fork: {e}"));
             None
@@ -127,9 +131,45 @@ fn fork() -> nix::Result<ForkResult> {
     unsafe { nix::unistd::fork() }
 }
 
+/// The request's task directory and spec.
+pub(super) fn parse_request(request: &[u8]) -> Result<(&Path, TaskSpec), String> {
+    let space = request
+        .iter()
+        .position(|&b| b == b' ')
+        .ok_or("no task directory")?;
+    let len: usize = std::str::from_utf8(&request[..space])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or("no length of the task directory")?;
+    let rest = &request[space + 1..];
+    if len == 0 || len > rest.len() {
+        return Err(format!("a task directory of {len} bytes in {}", rest.len()));
+    }
+    let dir = Path::new(OsStr::from_bytes(&rest[..len]));
+    let spec = serde_json::from_slice(&rest[len..]).map_err(|e| format!("the task spec: {e}"))?;
+    Ok((dir, spec))
+}
+
+/// The request line of `dir` and `spec` (without `<seq> ` and the newline).
+pub(super) fn request(dir: &Path, spec: &[u8]) -> Vec<u8> {
+    let dir = dir.as_os_str().as_bytes();
+    let mut line = Vec::with_capacity(dir.len() + spec.len() + 8);
+    line.extend_from_slice(format!("{} ", dir.len()).as_bytes());
+    line.extend_from_slice(dir);
+    line.extend_from_slice(spec);
+    line
+}
+
 /// The forked shim of one task.
-fn child(seq: u64, dir: &Path) -> u8 {
+fn child(seq: u64, request: &[u8]) -> u8 {
     let answer = Answer::numbered(seq, true);
+    let (dir, spec) = match parse_request(request) {
+        Ok(r) => r,
+        Err(e) => {
+            answer.send(&format!("failed bad launch request: {e}"));
+            return 64;
+        }
+    };
     // Not the spawner's requests (their pipe must close when the spawner
     // dies), nor the manager's stderr (kept open by every shim otherwise):
     // diagnostics go to the task's shim.log, created by the first line.
@@ -143,7 +183,7 @@ fn child(seq: u64, dir: &Path) -> u8 {
     if let Err(e) = nix::unistd::setsid() {
         shim::diag(format_args!("setsid: {e}"));
     }
-    shim::run(dir, &answer)
+    shim::run(dir, Some(spec), &answer)
 }
 
 /// Points `fd` at /dev/null.
@@ -161,5 +201,59 @@ fn redirect_null(fd: i32) -> std::io::Result<()> {
 pub(super) fn detach_stdout() {
     if let Err(e) = redirect_null(1) {
         shim::diag(format_args!("releasing the answer pipe: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_json() -> Vec<u8> {
+        let spec = TaskSpec {
+            task_id: "web.1".into(),
+            app_id: "/web".into(),
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), "echo 'a\nb'".into()],
+            env: [("K".to_string(), "v w".to_string())].into(),
+            kill_grace_ms: 3000,
+            log_limit: 1024,
+        };
+        serde_json::to_vec(&spec).unwrap()
+    }
+
+    #[test]
+    fn a_request_carries_the_directory_and_the_spec_on_one_line() {
+        let json = spec_json();
+        // A directory with a space and a brace in its name.
+        let dir = Path::new("/data dir/{x}/tasks/web.1");
+        let line = request(dir, &json);
+        assert!(!line.contains(&b'\n'), "one line");
+        let (got_dir, spec) = parse_request(&line).unwrap();
+        assert_eq!(got_dir, dir);
+        assert_eq!(serde_json::to_vec(&spec).unwrap(), json);
+    }
+
+    #[test]
+    fn a_bad_request_is_refused_with_its_reason() {
+        let json = spec_json();
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"no-space".to_vec(), "no task directory"),
+            (b"x /dir{}".to_vec(), "no length"),
+            (b"0 {}".to_vec(), "a task directory of 0 bytes"),
+            (b"99 /short{}".to_vec(), "a task directory of 99 bytes"),
+            (b"4 /dir{not json".to_vec(), "the task spec"),
+            (
+                [b"4 /dir".as_slice(), &json[..json.len() - 1]].concat(),
+                "the task spec",
+            ),
+        ];
+        for (line, want) in cases {
+            let err = parse_request(&line).unwrap_err();
+            assert!(
+                err.starts_with(want),
+                "{:?}: {err}",
+                String::from_utf8_lossy(&line)
+            );
+        }
     }
 }
