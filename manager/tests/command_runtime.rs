@@ -902,3 +902,26 @@ async fn a_launch_writes_one_task_file_that_adoption_reads() {
     assert_eq!(next_exit(&mut rx, "quiet").await, Exit::Killed);
     wait_dead(pid, "adopted task killed").await;
 }
+
+/// A kill with the task's own grace period writes no `kill` file (the shim
+/// falls back to its spec's): the grace still holds (SIGTERM, then SIGKILL
+/// once it is over); a kill with another grace writes it, and that one holds.
+#[tokio::test]
+async fn a_kill_with_the_tasks_own_grace_writes_no_kill_file() {
+    let dir = Scratch::new();
+    let (rt, mut rx) = runtime(config(dir.path()));
+    let stubborn = "trap 'echo got TERM' TERM; echo ready; while true; do sleep 0.05; done";
+    for (id, own, given) in [("own", 400, 400), ("other", 60_000, 400)] {
+        let mut s = spec(id, sh(stubborn), &[]);
+        s.kill_grace = Duration::from_millis(own);
+        let pid: i32 = rt.launch(&s).await.unwrap().handle.parse().unwrap();
+        wait_for_output(&rt, id, "ready").await;
+        rt.kill(id, Duration::from_millis(given)).await.unwrap();
+        assert_eq!(next_exit(&mut rx, id).await, Exit::Killed);
+        assert!(!alive(pid), "{id}: SIGKILLed after the grace");
+        let out = String::from_utf8(rt.logs(id, None).await.unwrap()).unwrap();
+        assert!(out.contains("got TERM"), "{id}: SIGTERM first: {out}");
+        let kill_file = rt.task_dir(id).join("kill");
+        assert_eq!(kill_file.exists(), own != given, "{id}: the kill file");
+    }
+}

@@ -160,6 +160,9 @@ struct Entry {
     dir: PathBuf,
     marker: Marker,
     env: BTreeMap<String, String>,
+    /// The grace period of its spec: what the shim uses when no `kill`
+    /// file says otherwise.
+    kill_grace_ms: u64,
     killing: AtomicBool,
     done: tokio::sync::watch::Sender<bool>,
 }
@@ -292,6 +295,39 @@ impl Inner {
                 _ = watch::shim_ended(m.shim_pid, m.shim_start, &exit_record) => inner.finish(&entry),
             }
         });
+    }
+
+    /// A fresh directory for the task `task_id` (and its sandbox); an
+    /// ended earlier run's directory of the same id is removed first, a
+    /// running one is an error. Blocking: file system calls.
+    fn prepare_dir(&self, task_id: &str) -> Result<PathBuf, RuntimeError> {
+        let dir = self.tasks_dir.join(task_id);
+        if dir.exists() {
+            let (found, _) = self.inspect(&dir, &mut procfs::Groups::default());
+            if found == recovery::Found::Running {
+                return Err(RuntimeError::Launch(format!(
+                    "task {} is already running",
+                    task_id
+                )));
+            }
+            std::fs::remove_dir_all(&dir).map_err(io_err(format!("removing {}", dir.display())))?;
+            // Its earlier run's place in the ended ones is not this run's.
+            self.state
+                .lock()
+                .expect("state lock")
+                .ended
+                .retain(|id| id != task_id);
+        }
+        // Two mkdirs (the tasks directory exists): the spec goes to the
+        // shim with the request, and the shim writes the one file.
+        let mkdir = |path: &Path| {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().mode(0o700).create(path)
+        };
+        mkdir(&dir)
+            .and_then(|()| mkdir(&dir.join(files::SANDBOX)))
+            .map_err(io_err(format!("creating {}", dir.display())))?;
+        Ok(dir)
     }
 
     /// Keeps the newest `keep_finished` ended task directories: removes the
@@ -531,11 +567,18 @@ impl Runtime for CommandRuntime {
         };
         let mut done = entry.done.subscribe();
         entry.killing.store(true, Ordering::SeqCst);
-        files::write_atomic(
-            &entry.dir.join(files::KILL),
-            grace.as_millis().to_string().as_bytes(),
-        )
-        .map_err(io_err("writing the kill request"))?;
+        // The shim falls back to its spec's grace: a `kill` file (one more
+        // inode per task, written off the async threads) only for another.
+        let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        if grace_ms != entry.kill_grace_ms {
+            let path = entry.dir.join(files::KILL);
+            tokio::task::spawn_blocking(move || {
+                files::write_atomic(&path, grace_ms.to_string().as_bytes())
+            })
+            .await
+            .map_err(|e| RuntimeError::Unavailable(e.to_string()))?
+            .map_err(io_err("writing the kill request"))?;
+        }
         let m = entry.marker;
         if procfs::same_process_alive(m.shim_pid, m.shim_start) {
             let _ = kill(Pid::from_raw(m.shim_pid), Signal::SIGTERM);
@@ -719,33 +762,15 @@ impl CommandRuntime {
         args: Vec<String>,
     ) -> Result<Started, RuntimeError> {
         let inner = &self.inner;
-        let dir = inner.tasks_dir.join(&spec.task_id);
-        if dir.exists() {
-            let (found, _) = inner.inspect(&dir, &mut procfs::Groups::default());
-            if found == recovery::Found::Running {
-                return Err(RuntimeError::Launch(format!(
-                    "task {} is already running",
-                    spec.task_id
-                )));
-            }
-            std::fs::remove_dir_all(&dir).map_err(io_err(format!("removing {}", dir.display())))?;
-            // Its earlier run's place in the ended ones is not this run's.
-            inner
-                .state
-                .lock()
-                .expect("state lock")
-                .ended
-                .retain(|id| id != &spec.task_id);
-        }
-        // Two mkdirs (the tasks directory exists): the spec goes to the
-        // shim with the request, and the shim writes the one file.
-        let mkdir = |path: &Path| {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new().mode(0o700).create(path)
+        // Off the async threads: creating inodes may take a while (reading
+        // the group's inode table, the disk), and event delivery runs there.
+        let dir = {
+            let inner = inner.clone();
+            let task_id = spec.task_id.clone();
+            tokio::task::spawn_blocking(move || inner.prepare_dir(&task_id))
+                .await
+                .map_err(|e| RuntimeError::Unavailable(e.to_string()))??
         };
-        mkdir(&dir)
-            .and_then(|()| mkdir(&dir.join(files::SANDBOX)))
-            .map_err(io_err(format!("creating {}", dir.display())))?;
         let mut env = inner.cfg.base_env.clone();
         env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let task = TaskSpec {
@@ -786,6 +811,7 @@ impl CommandRuntime {
                     dir,
                     marker,
                     env,
+                    kill_grace_ms: task.kill_grace_ms,
                     killing: AtomicBool::new(false),
                     done: tokio::sync::watch::channel(false).0,
                 });
@@ -835,6 +861,7 @@ impl CommandRuntime {
             id: id.to_string(),
             dir,
             marker,
+            kill_grace_ms: spec.kill_grace_ms,
             env: spec.env,
             killing: AtomicBool::new(false),
             done: tokio::sync::watch::channel(false).0,
