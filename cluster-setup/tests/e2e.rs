@@ -464,12 +464,25 @@ fn up_demo_discovery_scaling_cleanup_and_down() {
     }
 
     // 4. Requests through the proxy reach every ingestor.
+    let last_seen = std::cell::RefCell::new(None);
     let seen = eventually(
         "the proxy reaches all 3 ingestors",
         Duration::from_secs(60),
         || {
             let seen = names_through_proxy(&proxy, 12);
-            (seen == ingestor_names).then_some(seen)
+            if seen == ingestor_names {
+                return Some(seen);
+            }
+            // Each new partial answer once, with the proxy's upstream list,
+            // so a timeout says which ingestor was missing and why.
+            if last_seen.borrow().as_ref() != Some(&seen) {
+                let upstreams = http_get(&format!("http://{proxy}/upstreams"));
+                eprintln!(
+                    "through the proxy so far: {seen:?} of {ingestor_names:?}; its upstreams: {upstreams:?}"
+                );
+                *last_seen.borrow_mut() = Some(seen);
+            }
+            None
         },
     );
     assert_eq!(seen, ingestor_names);
