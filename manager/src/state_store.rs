@@ -127,6 +127,7 @@ impl Write {
 }
 
 impl Write {
+    /// The key the write is about.
     fn key(&self) -> &str {
         match self {
             Write::Put(key, _) | Write::Delete(key) | Write::DeletePrefix(key) => key,
@@ -273,8 +274,9 @@ impl Store {
         let write = match queue.send(Queued { write, done }) {
             Ok(()) => match outcome.await {
                 Ok(result) => return result.map_err(StoreError::Grouped),
-                // The writer ended with the write in hand: its outcome
-                // is unknown, and writing a task record again is safe.
+                // The writer ended with the write in hand (its runtime
+                // is shutting down): the outcome is unknown, so an error,
+                // and the caller marks the task for the catch-up writes.
                 Err(_) => None,
             },
             Err(mpsc::error::SendError(queued)) => Some(queued.write),
