@@ -5,7 +5,8 @@
 //!     task.json      written by the shim once the task runs (0600: holds env): the marker,
 //!                    pids + start times (ours-ness proof), and the spec it runs (what the
 //!                    runtime sent with the launch request)
-//!     kill           a kill request: the grace period in milliseconds (written before SIGTERM to the shim)
+//!     kill           a kill request: the grace period in milliseconds (written before SIGTERM to the shim,
+//!                    only when it is not the spec's own)
 //!     exit.json      written by the shim when the task's process group is gone
 //!     output.log     stdout+stderr, interleaved; rotated to output.log.1 at the size limit
 //!                    (created by the task's first output)
