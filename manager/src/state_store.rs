@@ -13,27 +13,16 @@
 //! to repeat (task records, trimming old versions at start-up) may be split
 //! into several transactions ([`Store::apply_chunked`]).
 //!
-//! Task records written one at a time ([`Store::put_task`],
-//! [`Store::delete_task`]: a task started, is being killed, ended) go
-//! through one queue and one writer, which applies whatever is queued when
-//! it is free in one transaction (a group commit: no waiting for company,
-//! so a lone write goes at once), in the order they were queued; a key is
-//! never twice in one transaction. A failed transaction fails each write in
-//! it, and their callers mark the tasks for the catch-up writes
-//! (`unsaved`), which write each task's current state.
-//!
 //! Reads at start-up go in pages ([`Store::load`]), so any amount of state
 //! loads; each app keeps at most `--max-versions` versions, the oldest
 //! dropped in the same transaction as the new one ([`Store::versions_to_drop`]).
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, OnceLock};
+use std::collections::BTreeMap;
 
 use marathon::{App, Timestamp};
 use registry::{KvOp, ManagerKeys, Registry};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
 
 /// Keys per page of the start-up reads.
 pub const LOAD_PAGE: usize = registry::DEFAULT_PAGE;
@@ -54,10 +43,6 @@ pub enum StoreError {
     /// validated at the API).
     #[error("{0}")]
     Key(Box<registry::Error>),
-    /// A grouped task write failed with the transaction it was part of
-    /// (the cause, once per write).
-    #[error("etcd: {0}")]
-    Grouped(String),
     #[error("encoding {key}: {source}")]
     Encode {
         key: String,
@@ -126,39 +111,11 @@ impl Write {
     }
 }
 
-impl Write {
-    /// The key the write is about.
-    fn key(&self) -> &str {
-        match self {
-            Write::Put(key, _) | Write::Delete(key) | Write::DeletePrefix(key) => key,
-        }
-    }
-
-    fn size(&self) -> usize {
-        match self {
-            Write::Put(key, value) => key.len() + value.len(),
-            Write::Delete(key) | Write::DeletePrefix(key) => key.len(),
-        }
-    }
-}
-
-/// One queued task write and where its outcome goes.
-struct Queued {
-    write: Write,
-    done: oneshot::Sender<std::result::Result<(), String>>,
-}
-
-/// Bytes of task records one grouped transaction carries at most (well
-/// below etcd's default request limit of 1.5 MiB).
-const GROUP_BYTES: usize = 512 * 1024;
-
 #[derive(Clone)]
 pub struct Store {
     registry: Registry,
     keys: ManagerKeys,
     max_versions: usize,
-    /// The task writes' queue, its writer started by the first write.
-    task_writes: Arc<OnceLock<mpsc::UnboundedSender<Queued>>>,
 }
 
 impl Store {
@@ -171,7 +128,6 @@ impl Store {
             registry,
             keys,
             max_versions: max_versions.max(1),
-            task_writes: Arc::default(),
         })
     }
 
@@ -248,45 +204,16 @@ impl Store {
         Ok(())
     }
 
-    /// Writes one task record (grouped with the task writes queued beside
-    /// it; see the module's doc).
+    /// Writes one task record.
     pub async fn put_task<T: Serialize>(&self, task_id: &str, record: &T) -> Result<()> {
         let w = Self::put(self.task_key(task_id)?, record)?;
-        self.write_task(w).await
+        self.apply(vec![w]).await
     }
 
-    /// Removes one task record (grouped like [`Store::put_task`]).
+    /// Removes one task record.
     pub async fn delete_task(&self, task_id: &str) -> Result<()> {
-        self.write_task(Write::Delete(self.task_key(task_id)?))
+        self.apply(vec![Write::Delete(self.task_key(task_id)?)])
             .await
-    }
-
-    /// Queues one task write for the group writer and waits for its
-    /// transaction. Outside a runtime that can run the writer (or once it
-    /// is gone), the write is its own transaction.
-    async fn write_task(&self, write: Write) -> Result<()> {
-        let queue = self.task_writes.get_or_init(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(group_commit(self.registry.clone(), rx));
-            tx
-        });
-        let (done, outcome) = oneshot::channel();
-        let write = match queue.send(Queued { write, done }) {
-            Ok(()) => match outcome.await {
-                Ok(result) => return result.map_err(StoreError::Grouped),
-                // The writer ended with the write in hand (its runtime
-                // is shutting down): the outcome is unknown, so an error,
-                // and the caller marks the task for the catch-up writes.
-                Err(_) => None,
-            },
-            Err(mpsc::error::SendError(queued)) => Some(queued.write),
-        };
-        match write {
-            Some(w) => self.apply(vec![w]).await,
-            None => Err(StoreError::Grouped(
-                "the task writer stopped before the write was confirmed".into(),
-            )),
-        }
     }
 
     /// Removes one deployment record.
@@ -339,60 +266,6 @@ impl Store {
     }
 }
 
-/// The task writer: takes the first queued write, adds what else is queued
-/// (up to the transaction's op and byte limits, never a key twice), applies
-/// them as one transaction and tells each caller. Ends with its queue.
-async fn group_commit(registry: Registry, mut queue: mpsc::UnboundedReceiver<Queued>) {
-    let max_ops = registry.max_txn_ops().max(1);
-    let mut held: Option<Queued> = None;
-    loop {
-        let first = match held.take() {
-            Some(q) => q,
-            None => match queue.recv().await {
-                Some(q) => q,
-                None => return,
-            },
-        };
-        let batch = take_group(first, &mut queue, &mut held, max_ops, GROUP_BYTES);
-        let ops: Vec<KvOp> = batch.iter().map(|q| q.write.clone().into_op()).collect();
-        let result = registry.txn(&ops).await.map(|_| ()).map_err(|e| {
-            let e = StoreError::from(e);
-            tracing::debug!(writes = ops.len(), error = %e, "a grouped write of task records failed");
-            e.cause()
-        });
-        for q in batch {
-            let _ = q.done.send(result.clone());
-        }
-    }
-}
-
-/// `first` and the writes queued after it that fit in one transaction with
-/// it: at most `max_ops`, about `max_bytes`, each key once. The first write
-/// that does not fit is `held` for the next group (queue order is kept).
-fn take_group(
-    first: Queued,
-    queue: &mut mpsc::UnboundedReceiver<Queued>,
-    held: &mut Option<Queued>,
-    max_ops: usize,
-    max_bytes: usize,
-) -> Vec<Queued> {
-    let mut bytes = first.write.size();
-    let mut keys: HashSet<String> = HashSet::from([first.write.key().to_string()]);
-    let mut batch = vec![first];
-    while batch.len() < max_ops {
-        let Ok(next) = queue.try_recv() else { break };
-        let size = next.write.size();
-        if bytes + size > max_bytes || keys.contains(next.write.key()) {
-            *held = Some(next);
-            break;
-        }
-        bytes += size;
-        keys.insert(next.write.key().to_string());
-        batch.push(next);
-    }
-    batch
-}
-
 /// The oldest of `kept` beyond `max` once `adding` joins them (`adding`
 /// itself is never dropped).
 pub fn versions_to_drop(
@@ -415,135 +288,6 @@ pub fn versions_to_drop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    fn queued(w: Write) -> Queued {
-        Queued {
-            write: w,
-            done: oneshot::channel().0,
-        }
-    }
-
-    fn put(key: &str, bytes: usize) -> Write {
-        Write::Put(key.into(), vec![b'x'; bytes])
-    }
-
-    fn keys_of(group: &[Queued]) -> Vec<String> {
-        group.iter().map(|q| q.write.key().to_string()).collect()
-    }
-
-    #[test]
-    fn a_group_takes_what_is_queued_up_to_a_repeated_key_or_a_limit() {
-        // (queued after `a`, max ops, max bytes) -> (the group, the write held)
-        let d = |k: &str| Write::Delete(k.into());
-        type Case<'a> = (Vec<Write>, usize, usize, Vec<&'a str>, Option<&'a str>);
-        let cases: Vec<Case> = vec![
-            (vec![], 128, 1000, vec!["a"], None),
-            (
-                vec![put("b", 9), d("c")],
-                128,
-                1000,
-                vec!["a", "b", "c"],
-                None,
-            ),
-            // Never a key twice in one transaction: the second `a` waits.
-            (
-                vec![put("b", 9), d("a"), put("c", 9)],
-                128,
-                1000,
-                vec!["a", "b"],
-                Some("a"),
-            ),
-            (
-                vec![put("b", 9), put("c", 9)],
-                2,
-                1000,
-                vec!["a", "b"],
-                None,
-            ),
-            // The bytes: `a` is 10, `b` 11 (key + value).
-            (
-                vec![put("b", 10), put("c", 1)],
-                128,
-                20,
-                vec!["a"],
-                Some("b"),
-            ),
-            (
-                vec![put("b", 10), put("c", 1)],
-                128,
-                21,
-                vec!["a", "b"],
-                Some("c"),
-            ),
-        ];
-        for (rest, max_ops, max_bytes, want, want_held) in cases {
-            let (tx, mut rx) = mpsc::unbounded_channel();
-            for w in rest.clone() {
-                tx.send(queued(w)).unwrap();
-            }
-            let mut held = None;
-            let group = take_group(queued(put("a", 9)), &mut rx, &mut held, max_ops, max_bytes);
-            assert_eq!(
-                keys_of(&group),
-                want,
-                "{rest:?} ops {max_ops} bytes {max_bytes}"
-            );
-            assert_eq!(
-                held.as_ref().map(|q| q.write.key()),
-                want_held,
-                "{rest:?} ops {max_ops} bytes {max_bytes}"
-            );
-        }
-    }
-
-    /// Many task writes at once, puts and deletes of the same keys among
-    /// them, against a real etcd: each caller's writes land in the order it
-    /// made them, so etcd ends with each task's last write.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn grouped_task_writes_land_in_each_callers_order() {
-        let etcd = testkit::Etcd::start().unwrap();
-        let mut settings = registry::Settings::new([etcd.endpoint()]);
-        settings.prefix = "/mdo/manager".into();
-        let store = Store::connect(&settings, 5).await.unwrap();
-        let revision = || async {
-            let mut client = store.client();
-            let r = client.get("/none", None).await.unwrap();
-            r.header().unwrap().revision()
-        };
-        let before = revision().await;
-        let mut callers = Vec::new();
-        for i in 0..200 {
-            let store = store.clone();
-            callers.push(tokio::spawn(async move {
-                let id = format!("app.task-{i}");
-                for step in 0..3 {
-                    store.put_task(&id, &json!({"step": step})).await.unwrap();
-                }
-                if i % 2 == 0 {
-                    store.delete_task(&id).await.unwrap();
-                }
-            }));
-        }
-        for c in callers {
-            c.await.unwrap();
-        }
-        let tasks: Vec<(String, serde_json::Value)> = store.load("tasks").await.unwrap();
-        let mut ids: Vec<usize> = tasks
-            .iter()
-            .map(|(key, value)| {
-                assert_eq!(value, &json!({"step": 2}), "{key}: the last write");
-                key.rsplit("task-").next().unwrap().parse().unwrap()
-            })
-            .collect();
-        ids.sort();
-        let odd: Vec<usize> = (0..200).filter(|i| i % 2 == 1).collect();
-        assert_eq!(ids, odd, "the deleted ones are gone, the others kept");
-        // Each transaction is one revision: fewer than the 700 writes.
-        let transactions = revision().await - before;
-        println!("700 task writes in {transactions} transactions");
-        assert!(transactions < 700, "{transactions} transactions");
-    }
 
     fn ts(ms: i64) -> Timestamp {
         Timestamp::from_millis(ms).unwrap()
