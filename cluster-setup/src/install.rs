@@ -209,7 +209,7 @@ pub fn binaries(bin_dir: Option<&Path>, release: bool, allow_install: bool) -> R
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     // cargo decides what is stale; when everything is built this takes well under a second.
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut cmd = daemon::cargo_command();
     cmd.current_dir(&root).arg("build").arg("--quiet");
     if release {
         cmd.arg("--release");

@@ -8,9 +8,11 @@
 //! [`marathon_url`], how boolean settings and the Marathon address are
 //! read; [`http`], the HTTP APIs' token check and body limit; [`Backoff`],
 //! the retry delay; [`redact_url`], how every binary writes a URL or
-//! endpoint into its logs; and [`metrics`], how every binary's `/metrics`
-//! is encoded (prometheus-client).
+//! endpoint into its logs; [`metrics`], how every binary's `/metrics`
+//! is encoded (prometheus-client); and [`cargo_command`], how a test or
+//! `cluster-setup` runs `cargo build` without rebuilding what was built.
 
+mod cargo;
 mod cli;
 mod env;
 mod etcd;
@@ -21,6 +23,7 @@ mod redact;
 mod values;
 
 pub use backoff::Backoff;
+pub use cargo::cargo_command;
 pub use cli::{parse_cli, usage_line};
 pub use env::{aliased_value, apply_env_aliases};
 pub use etcd::{EtcdAccessArgs, EtcdArgs, EtcdArgsError};

@@ -66,8 +66,7 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if !built.iter().any(|b| b == name) {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
-        let status = std::process::Command::new(cargo)
+        let status = daemon::cargo_command()
             .args(["build", "-q", "-p", name])
             .current_dir(workspace_root())
             .status()

@@ -19,7 +19,7 @@ pub(crate) fn binary(name: &str) -> PathBuf {
     }
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
+        let status = daemon::cargo_command()
             .args([
                 "build",
                 "-q",
