@@ -106,7 +106,15 @@ async fn mutated_documents_never_5xx_and_never_half_apply() {
             Case::new(Method::POST, &deployer.url, "/deploy", body).content_type(content_type);
         let sent = run.send(case, req).await;
         if sent.accepted() {
+            let settling = std::time::Instant::now();
             before = settle(&http, &manager.url).await;
+            if settling.elapsed() > Duration::from_secs(2) {
+                eprintln!(
+                    "deploy_fuzz: settled in {:?} after {}",
+                    settling.elapsed(),
+                    sent.what
+                );
+            }
         } else {
             let after = fuzz::app_versions(&http, &manager.url).await;
             sent.assert_apps_unchanged(&before, &after);

@@ -268,6 +268,9 @@ impl Core {
                     .insert(i, r.clone());
             }
             let healthy = s.healthy(&rec);
+            if healthy == Some(true) {
+                crate::scheduler::pass::note_ready(&mut s, &rec.app_id);
+            }
             (v, healthy, rec)
         };
         if failed && verdict.result.is_some() {

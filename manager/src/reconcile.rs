@@ -90,7 +90,19 @@ impl Core {
             let handle = async {
                 match ev {
                     RuntimeEvent::Exited { task_id, exit } => {
-                        self.finish_task(&task_id, exit).await
+                        let exit = {
+                            let mut s = self.state();
+                            if s.launching.contains(&task_id) {
+                                // Reported by the launch, after TASK_RUNNING.
+                                s.early_exits.insert(task_id.clone(), exit);
+                                None
+                            } else {
+                                Some(exit)
+                            }
+                        };
+                        if let Some(exit) = exit {
+                            self.finish_task(&task_id, exit).await
+                        }
                     }
                     RuntimeEvent::Health { task_id, healthy } => {
                         self.runtime_health(&task_id, healthy)
@@ -222,6 +234,13 @@ impl Core {
                 pass.finished_deployments.push(d);
             }
         }
+        // Finished, cancelled or replaced deployments forget what they reached.
+        let State {
+            reached,
+            deployments,
+            ..
+        } = s;
+        reached.retain(|id, _| deployments.contains_key(id));
         pass
     }
 
@@ -291,7 +310,7 @@ impl Core {
             .find(|r| r.name() == t.runtime)
             .cloned()
         else {
-            self.state().launching.remove(&t.id);
+            self.state().end_launch(&t.id);
             return;
         };
         let core = self.self_arc();
@@ -302,19 +321,21 @@ impl Core {
                 Some(t) => core.announce(&t, "Task starting"),
                 None => {
                     // Killed (or gone) before the launch began: nothing to start.
-                    core.state().launching.remove(&t.id);
+                    core.state().end_launch(&t.id);
                     core.finish_task(&t.id, Exit::Killed).await;
                     return;
                 }
             }
             match rt.launch(&spec).await {
                 Ok(started) => {
-                    let killed = {
+                    let (killed, early_exit) = {
                         let mut s = core.state();
-                        s.launching.remove(&spec.task_id);
-                        s.tasks
+                        let early_exit = s.end_launch(&spec.task_id);
+                        let killed = s
+                            .tasks
                             .get(&spec.task_id)
-                            .is_none_or(|rec| rec.state == TaskState::Killing)
+                            .is_none_or(|rec| rec.state == TaskState::Killing);
+                        (killed, early_exit)
                     };
                     if killed {
                         // A kill came while the runtime did not know the task
@@ -347,7 +368,12 @@ impl Core {
                                 rec.started_at = Some(Timestamp::now());
                                 rec.handle = started.handle.clone();
                                 rec.ip_addresses = started.ip_addresses.clone();
-                                Some(rec.clone())
+                                let rec = rec.clone();
+                                scheduler::pass::note_ready(&mut s, &rec.app_id);
+                                // Published under the state lock: an exit
+                                // handled meanwhile is announced after it.
+                                core.announce(&rec, "Task running");
+                                Some(rec)
                             }
                             Some(rec) => {
                                 rec.handle = started.handle.clone();
@@ -358,14 +384,20 @@ impl Core {
                     };
                     if let Some(rec) = updated {
                         core.counters.tasks_launched.fetch_add(1, Ordering::Relaxed);
-                        core.persist_task(&rec).await;
+                        if early_exit.is_none() {
+                            // (An ended task's record is deleted just below.)
+                            core.persist_task(&rec).await;
+                        }
                         tracing::info!(task_id = %rec.id, app_id = %rec.app_id, "task running");
-                        core.announce(&rec, "Task running");
                         core.wake();
+                    }
+                    if let Some(exit) = early_exit {
+                        core.finish_task(&spec.task_id, exit).await;
                     }
                 }
                 Err(e) => {
-                    core.state().launching.remove(&spec.task_id);
+                    // A launch that failed ends with its own error.
+                    core.state().end_launch(&spec.task_id);
                     tracing::warn!(task_id = %spec.task_id, error = %e, "launch failed");
                     core.finish_task(
                         &spec.task_id,
@@ -459,7 +491,7 @@ impl Core {
         let rec = {
             let mut s = self.state();
             s.unresolved.remove(task_id);
-            s.launching.remove(task_id);
+            s.end_launch(task_id);
             let Some(mut t) = s.tasks.remove(task_id) else {
                 return;
             };
@@ -586,6 +618,9 @@ impl Core {
                     .entry(task_id.to_string())
                     .or_default()
                     .insert(DOCKER_HEALTH, r);
+            }
+            if healthy {
+                scheduler::pass::note_ready(&mut s, &rec.app_id);
             }
             (v.changed, s.healthy(&rec), rec)
         };

@@ -157,6 +157,11 @@ pub struct State {
     /// Tasks whose launch is in flight (image pull, container create...): a
     /// kill meanwhile is carried out by the launch when it completes.
     pub launching: BTreeSet<String>,
+    /// Exits the runtime reported while the task's launch was still in
+    /// flight (a command that fails at once can end before its spawner's
+    /// answer is read): the launch reports TASK_RUNNING first, then this
+    /// exit, in the order Mesos sends them.
+    pub early_exits: HashMap<String, crate::runtime::Exit>,
     /// Tasks whose last state write to etcd failed (etcd away): the
     /// reconcile tick writes their current state (or deletes the key of a
     /// task that ended) until etcd holds what memory holds, so that a
@@ -164,9 +169,24 @@ pub struct State {
     pub unsaved: BTreeSet<String>,
     /// A catch-up round of [`Self::unsaved`] is in flight.
     pub saving_unsaved: bool,
+    /// Deployment id -> its apps seen at their target (every task of the
+    /// new config running, and healthy if checked) at the moment one of
+    /// their tasks became ready ([`crate::scheduler::pass::note_ready`]).
+    /// Marathon's deployment step completes on the status update that
+    /// reaches the target: a task that dies right after still counts, even
+    /// if no reconcile pass saw it running. Memory only: after a restart the
+    /// passes decide alone.
+    pub reached: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl State {
+    /// The launch of `task_id` is over: no longer in flight; the exit the
+    /// runtime reported meanwhile, if any ([`Self::early_exits`]).
+    pub fn end_launch(&mut self, task_id: &str) -> Option<crate::runtime::Exit> {
+        self.launching.remove(task_id);
+        self.early_exits.remove(task_id)
+    }
+
     /// One app's tasks. This walks every task: a view over many apps takes
     /// [`Self::tasks_by_app`] once instead.
     pub fn tasks_of<'a>(&'a self, app_id: &'a str) -> impl Iterator<Item = &'a TaskRecord> + 'a {

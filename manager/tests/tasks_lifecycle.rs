@@ -294,6 +294,45 @@ async fn locked_apps_conflict_unless_forced_and_deployments_cancel() {
     assert_eq!(s, 200);
 }
 
+/// Marathon completes a deployment step on the status update that reaches
+/// the target: a task that reaches TASK_RUNNING and fails milliseconds later
+/// still finishes its deployment. With an hour of backoff there is no second
+/// launch, so the deployment finishes only if that first TASK_RUNNING counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_fails_right_after_running_still_finishes_its_deployment() {
+    let m = TestManager::start().await;
+    let mut events = m.core.bus.observe();
+    let (s, body) = m
+        .post("/v2/apps", &json!({"id": "/brief", "cmd": "exit 3", "cpus": 0.1, "mem": 8, "backoffSeconds": 3600}))
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let mut states = Vec::new();
+    while !states.contains(&"TASK_FAILED".to_string()) {
+        let ev = tokio::time::timeout(DEADLINE, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("/brief's task states so far: {states:?}"))
+            .expect("no event missed");
+        if ev["eventType"] == "status_update_event" && ev["appId"] == "/brief" {
+            states.push(ev["taskStatus"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    let (_, app) = m.get("/v2/apps/brief").await;
+    assert_eq!(
+        states,
+        [
+            "TASK_STAGING",
+            "TASK_STARTING",
+            "TASK_RUNNING",
+            "TASK_FAILED"
+        ],
+        "{app}"
+    );
+    m.wait_no_deployments().await;
+    let (_, app) = m.get("/v2/apps/brief").await;
+    assert_eq!(app["app"]["lastTaskFailure"]["state"], "TASK_FAILED");
+    assert_eq!(app["app"]["tasksRunning"], 0, "{app}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_tasks_back_off_and_full_node_queues() {
     let m = TestManager::start_with(|c| {

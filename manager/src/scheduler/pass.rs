@@ -193,24 +193,52 @@ pub fn plan_pass(s: &State, offer: &Offer) -> PassPlan {
     }
     // Done: every app converged and none is draining (a task being killed)
     // or changed by this pass (a launch is not ready, a kill drains).
+    // An app reached earlier ([`note_ready`]) counts as done even if a
+    // task has died since.
     out.finished_deployments = s
         .deployments
         .values()
         .filter(|d| {
+            let reached = s.reached.get(&d.id);
             d.affected_apps.iter().all(|app_id| {
-                let tasks = tasks_of(app_id);
-                let draining = tasks.iter().any(|t| t.state == TaskState::Killing);
-                !changed.contains(app_id.as_str())
-                    && !draining
-                    && converged(
-                        s.apps.get(app_id).map(desired).as_ref(),
-                        &actuals(s, app_id, tasks),
-                    )
+                reached.is_some_and(|r| r.contains(app_id))
+                    || (!changed.contains(app_id.as_str())
+                        && at_target(s, app_id, tasks_of(app_id)))
             })
         })
         .map(|d| d.id.clone())
         .collect();
     out
+}
+
+/// Whether the app's tasks are what it asks for: converged, none draining.
+fn at_target(s: &State, app_id: &str, tasks: &[&TaskRecord]) -> bool {
+    !tasks.iter().any(|t| t.state == TaskState::Killing)
+        && converged(
+            s.apps.get(app_id).map(desired).as_ref(),
+            &actuals(s, app_id, tasks),
+        )
+}
+
+/// Called under the state lock when one of `app_id`'s tasks becomes ready
+/// (TASK_RUNNING, or healthy): if the app is at its target now, the
+/// deployments touching it remember so ([`State::reached`]), as Marathon
+/// completes a deployment step on the status update that reaches the
+/// target. Without this, a task that runs for milliseconds (a command that
+/// fails at once) counts only if a pass happens to run in between, and its
+/// deployment may never finish.
+pub fn note_ready(s: &mut State, app_id: &str) {
+    let ids = s.deployments_of(app_id);
+    if ids.is_empty() {
+        return;
+    }
+    let tasks: Vec<&TaskRecord> = s.tasks_of(app_id).collect();
+    if !at_target(s, app_id, &tasks) {
+        return;
+    }
+    for id in ids {
+        s.reached.entry(id).or_default().insert(app_id.to_string());
+    }
 }
 
 /// One app's share of a pass: its kills, and its launches within backoff,
@@ -779,5 +807,60 @@ mod tests {
             assert_eq!(p.kills, vec!["a2"]);
             assert!(p.finished_deployments.is_empty());
         });
+    }
+
+    #[test]
+    fn an_app_that_reached_its_target_counts_even_if_its_task_died_since() {
+        let deployment = |id: &str, apps: &[&str]| DeploymentRecord {
+            id: id.into(),
+            version: ts(1),
+            affected_apps: apps.iter().map(|a| a.to_string()).collect(),
+            steps: vec![],
+            original: BTreeMap::new(),
+        };
+        let mut s = state(
+            vec![
+                app("/crash", json!({"instances": 1})),
+                app("/two", json!({"instances": 2})),
+                app("/slow", json!({"instances": 1})),
+            ],
+            vec![running("c1", "/crash", 1), running("t1", "/two", 1)],
+        );
+        s.deployments
+            .insert("1".into(), deployment("1", &["/crash"]));
+        s.deployments.insert("2".into(), deployment("2", &["/two"]));
+        s.deployments
+            .insert("3".into(), deployment("3", &["/crash", "/slow"]));
+        // c1 became running: /crash is at its target; /two (1 of 2) is not.
+        note_ready(&mut s, "/crash");
+        note_ready(&mut s, "/two");
+        note_ready(&mut s, "/slow");
+        assert_eq!(
+            s.reached
+                .get("1")
+                .map(|r| r.iter().cloned().collect::<Vec<_>>()),
+            Some(vec!["/crash".to_string()])
+        );
+        assert!(!s.reached.contains_key("2"));
+        // c1 dies before any pass: the pass relaunches, yet deployment 1 is done.
+        s.tasks.remove("c1");
+        with_offer(&s, |p| {
+            assert_eq!(p.launches.len(), 3, "/crash, /two and /slow launch");
+            assert_eq!(p.finished_deployments, vec!["1"]);
+        });
+        // Without the note, the same state finishes nothing.
+        s.reached.clear();
+        with_offer(&s, |p| assert!(p.finished_deployments.is_empty()));
+        // A draining app is not at its target.
+        let mut s = state(
+            vec![app("/a", json!({"instances": 1}))],
+            vec![
+                running("a1", "/a", 1),
+                task("a2", "/a", TaskState::Killing, 2),
+            ],
+        );
+        s.deployments.insert("4".into(), deployment("4", &["/a"]));
+        note_ready(&mut s, "/a");
+        assert!(s.reached.is_empty());
     }
 }
