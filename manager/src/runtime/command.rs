@@ -410,17 +410,18 @@ impl Inner {
         self.collect_garbage();
     }
 
-    /// What a task directory shows (for recovery); `groups` answers whether
-    /// a dead shim's process group still has members.
+    /// What a task directory shows (for recovery), with its task file (read
+    /// once: adoption takes the spec from it); `groups` answers whether a
+    /// dead shim's process group still has members.
     fn inspect(
         &self,
         dir: &Path,
         groups: &mut procfs::Groups,
-    ) -> (recovery::Found, Option<Marker>) {
+    ) -> (recovery::Found, Option<files::TaskFile>) {
         use recovery::Found;
         let record: Option<ExitRecord> = files::read_json(&dir.join(files::EXIT)).ok().flatten();
-        let marker: Option<Marker> = match files::read_task(dir) {
-            Ok(task) => task.map(|t| t.marker),
+        let task: Option<files::TaskFile> = match files::read_task(dir) {
+            Ok(task) => task,
             // Without its end recorded, a task whose marker cannot be read
             // cannot be judged: it may well run.
             Err(e) if record.is_none() => {
@@ -431,6 +432,7 @@ impl Inner {
             }
             Err(_) => None,
         };
+        let marker = task.as_ref().map(|t| t.marker);
         let found = match (record, marker) {
             (Some(record), _) => Found::Ended(record),
             (None, None) => Found::Vanished,
@@ -440,14 +442,14 @@ impl Inner {
             (None, Some(m)) if groups.has_members(m.pid, m.shim_pid) => Found::Stray,
             (None, Some(_)) => Found::Vanished,
         };
-        (found, marker)
+        (found, task)
     }
 
     /// Stops an unknown task of ours through its shim, then removes its files.
-    async fn remove_orphan(&self, id: &str, marker: Marker) {
+    async fn remove_orphan(&self, id: &str, task: files::TaskFile) {
         let dir = self.tasks_dir.join(id);
-        let spec: Option<TaskSpec> = files::read_task(&dir).ok().flatten().and_then(|t| t.spec);
-        let grace = Duration::from_millis(spec.map(|s| s.kill_grace_ms).unwrap_or(3000));
+        let marker = task.marker;
+        let grace = Duration::from_millis(task.spec.map_or(3000, |s| s.kill_grace_ms));
         tracing::warn!(task_id = %id, pid = marker.pid, "stopping an orphaned command task");
         let _ = files::write_atomic(
             &dir.join(files::KILL),
@@ -622,7 +624,7 @@ impl Runtime for CommandRuntime {
                 .collect()
         };
         let mut found = BTreeMap::new();
-        let mut markers = HashMap::new();
+        let mut task_files = HashMap::new();
         // One pass over /proc for every dead shim's group, however many.
         let mut groups = procfs::Groups::default();
         let dir =
@@ -639,9 +641,9 @@ impl Runtime for CommandRuntime {
                 found.insert(id, Found::Running);
                 continue;
             }
-            let (f, marker) = inner.inspect(&e.path(), &mut groups);
-            if let Some(m) = marker {
-                markers.insert(id.clone(), m);
+            let (f, task) = inner.inspect(&e.path(), &mut groups);
+            if let Some(t) = task {
+                task_files.insert(id.clone(), t);
             }
             found.insert(id, f);
         }
@@ -651,7 +653,13 @@ impl Runtime for CommandRuntime {
             match action {
                 Action::Adopt(id) => {
                     if !live.contains(&id) {
-                        if let Err(e) = self.adopt(&id, markers[&id]) {
+                        let adopted = match task_files.remove(&id) {
+                            Some(task) => self.adopt(&id, task),
+                            None => Err(RuntimeError::Unavailable(format!(
+                                "task {id} has no task file"
+                            ))),
+                        };
+                        if let Err(e) = adopted {
                             // One unreadable task skips that task, not the recovery.
                             tracing::warn!(task_id = %id, error = %e, "cannot adopt this task now; skipped");
                             out.skipped.push((id, e.to_string()));
@@ -666,19 +674,28 @@ impl Runtime for CommandRuntime {
                 }
                 Action::Gone(id, exit) => out.gone.push((id, exit)),
                 Action::KillStray(id, exit) => {
-                    kill_leftovers_seen(&markers[&id], &mut groups);
+                    if let Some(t) = task_files.get(&id) {
+                        kill_leftovers_seen(&t.marker, &mut groups);
+                    }
                     out.gone.push((id, exit));
                 }
-                Action::KillOrphan(id) => orphans.push((id.clone(), markers[&id])),
+                Action::KillOrphan(id) => {
+                    // (Found running from its task file: it has one.)
+                    if let Some(task) = task_files.remove(&id) {
+                        orphans.push((id, task));
+                    }
+                }
                 Action::KillStrayOrphan(id) => {
-                    kill_leftovers_seen(&markers[&id], &mut groups);
+                    if let Some(t) = task_files.get(&id) {
+                        kill_leftovers_seen(&t.marker, &mut groups);
+                    }
                     let _ = std::fs::remove_dir_all(inner.tasks_dir.join(&id));
                     out.orphans_removed.push(id);
                 }
             }
         }
-        let stopped = futures::future::join_all(orphans.into_iter().map(|(id, m)| async move {
-            inner.remove_orphan(&id, m).await;
+        let stopped = futures::future::join_all(orphans.into_iter().map(|(id, t)| async move {
+            inner.remove_orphan(&id, t).await;
             id
         }))
         .await;
@@ -850,12 +867,13 @@ impl CommandRuntime {
         Err(RuntimeError::Launch(message))
     }
 
-    fn adopt(&self, id: &str, marker: Marker) -> Result<(), RuntimeError> {
+    /// Watches a running task found by recovery, from its task file.
+    fn adopt(&self, id: &str, task: files::TaskFile) -> Result<(), RuntimeError> {
         let inner = &self.inner;
         let dir = inner.tasks_dir.join(id);
-        let spec: TaskSpec = files::read_task(&dir)
-            .map_err(io_err(format!("reading the task file of {id}")))?
-            .and_then(|t| t.spec)
+        let marker = task.marker;
+        let spec: TaskSpec = task
+            .spec
             .ok_or_else(|| RuntimeError::Unavailable(format!("task {id} has no spec")))?;
         let entry = Arc::new(Entry {
             id: id.to_string(),
