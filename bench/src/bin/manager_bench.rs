@@ -1,9 +1,10 @@
 //! Manager benchmarks, each beside a raw baseline measured in the same run:
 //! - `GET /v2/apps?embed=apps.tasks` with 1,000 apps (p50/p99) vs a raw etcd
 //!   range read of the same 1,000 app records;
-//! - 100 command tasks to TASK_RUNNING (one app, instances 100) vs spawning
-//!   the same 100 processes directly: the medians of `--rounds` rounds
-//!   (each round ours, then raw);
+//! - 100 command tasks to TASK_RUNNING (one app, instances 100: from the
+//!   POST to the last TASK_RUNNING event on `/v2/events`) vs spawning the
+//!   same 100 processes directly: the medians of `--rounds` rounds (each
+//!   round ours, then raw);
 //! - manager restart with 1,000 apps until it serves them vs a restart with
 //!   no apps;
 //! - idle RSS with 1,000 apps vs with none.
@@ -15,6 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use bench::chain::{follow_events, Seen};
 use bench::setup::{serve_manager, wait_no_tasks, Manager};
 use bench::{report, report_latency, report_ms, rss_mib, Stats};
 use clap::Parser;
@@ -45,15 +47,22 @@ async fn start(bin: &Path, etcd: &Etcd, prefix: &str, data: &Path) -> Result<(Ma
     Ok((m, t0.elapsed()))
 }
 
-/// One app of `tasks` command tasks: POST until the manager reports them
-/// all running; then the app is deleted and its tasks are gone.
+/// One app of `tasks` command tasks: from the POST until the last of their
+/// TASK_RUNNING events arrives on the followed `/v2/events` stream (`seen`;
+/// how Marathon clients learn it, and no polling load on the two cores the
+/// launches need: polling the app every 2 ms, as this bench did up to
+/// session 15, served ~100 tasks' JSON ~80 times per round); then the app is
+/// deleted and its tasks are gone.
 async fn launch_round(
     http: &reqwest::Client,
     base: &str,
     tasks: usize,
     round: usize,
+    seen: &Seen,
 ) -> Result<Duration> {
     let id = format!("/bench/launch-{round}");
+    // The task ids of `/bench/launch-<round>` (`ids::new_task_id`).
+    let prefix = format!("bench_launch-{round}.");
     let t = Instant::now();
     let r = http
         .post(format!("{base}/v2/apps"))
@@ -63,22 +72,36 @@ async fn launch_round(
     if r.status() != 201 {
         bail!("launch app: {}", r.status());
     }
-    loop {
-        let v: Value = http
-            .get(format!("{base}/v2/apps{id}"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        if v["app"]["tasksRunning"].as_u64() == Some(tasks as u64) {
-            break;
+    let last = loop {
+        {
+            let seen = seen.lock().unwrap();
+            let running: Vec<Instant> = seen
+                .iter()
+                .filter(|(_, task, state)| task.starts_with(&prefix) && state == "TASK_RUNNING")
+                .map(|(at, _, _)| *at)
+                .collect();
+            if running.len() >= tasks {
+                break running.into_iter().max().unwrap_or(t);
+            }
         }
         if t.elapsed() > Duration::from_secs(120) {
             bail!("tasks did not start");
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let took = last.duration_since(t);
+    let v: Value = http
+        .get(format!("{base}/v2/apps{id}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    if v["app"]["tasksRunning"].as_u64() != Some(tasks as u64) {
+        bail!(
+            "{tasks} TASK_RUNNING events, but the app says {}",
+            v["app"]["tasksRunning"]
+        );
     }
-    let took = t.elapsed();
     let r = http.delete(format!("{base}/v2/apps{id}")).send().await?;
     if r.status() != 200 {
         bail!("delete launch app: {}", r.status());
@@ -188,8 +211,13 @@ async fn main() -> Result<()> {
     // rounds, ours then raw each time; the medians are the figure.
     let mut ours_rounds = Vec::new();
     let mut raw_rounds = Vec::new();
+    let seen: Seen = Default::default();
+    let stream = follow_events(&m.base, seen.clone()).await?;
     for round in 0..args.rounds {
-        let ours = launch_round(&http, &m.base, args.tasks, round).await?;
+        let ours = launch_round(&http, &m.base, args.tasks, round, &seen).await?;
+        if stream.ended() {
+            bail!("the manager ended the event stream this bench follows");
+        }
         let raw = raw_round(args.tasks)?;
         println!(
             "  launch round {}: ours {:.1} ms, raw {:.1} ms",
