@@ -765,15 +765,19 @@ mod tests {
         assert_eq!(port_start((31000, 31009), 31012), 31002);
     }
 
-    #[test]
-    fn deployments_finish_when_their_apps_converged() {
-        let deployment = |id: &str, app_id: &str| DeploymentRecord {
+    /// A deployment touching `apps`.
+    fn deployment(id: &str, apps: &[&str]) -> DeploymentRecord {
+        DeploymentRecord {
             id: id.into(),
             version: ts(1),
-            affected_apps: vec![app_id.into()],
+            affected_apps: apps.iter().map(|a| a.to_string()).collect(),
             steps: vec![],
             original: BTreeMap::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn deployments_finish_when_their_apps_converged() {
         let mut s = state(
             vec![
                 app("/done", json!({"instances": 1})),
@@ -792,7 +796,7 @@ mod tests {
             ("3", "/draining"),
             ("4", "/deleted"),
         ] {
-            s.deployments.insert(id.into(), deployment(id, app_id));
+            s.deployments.insert(id.into(), deployment(id, &[app_id]));
         }
         with_offer(&s, |p| {
             assert_eq!(p.finished_deployments, vec!["1", "4"]);
@@ -802,7 +806,7 @@ mod tests {
             vec![app("/a", json!({"instances": 1}))],
             vec![running("a1", "/a", 1), running("a2", "/a", 2)],
         );
-        s.deployments.insert("5".into(), deployment("5", "/a"));
+        s.deployments.insert("5".into(), deployment("5", &["/a"]));
         with_offer(&s, |p| {
             assert_eq!(p.kills, vec!["a2"]);
             assert!(p.finished_deployments.is_empty());
@@ -811,13 +815,6 @@ mod tests {
 
     #[test]
     fn an_app_that_reached_its_target_counts_even_if_its_task_died_since() {
-        let deployment = |id: &str, apps: &[&str]| DeploymentRecord {
-            id: id.into(),
-            version: ts(1),
-            affected_apps: apps.iter().map(|a| a.to_string()).collect(),
-            steps: vec![],
-            original: BTreeMap::new(),
-        };
         let mut s = state(
             vec![
                 app("/crash", json!({"instances": 1})),
