@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use bench::chain::{follow_events, Seen};
-use bench::setup::{serve_manager, wait_no_tasks, Manager};
+use bench::setup::{api_call, serve_manager, wait_no_tasks, Manager};
 use bench::{report, report_latency, report_ms, rss_mib, Stats};
 use clap::Parser;
 use serde_json::{json, Value};
@@ -90,12 +90,14 @@ async fn launch_round(
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
     let took = last.duration_since(t);
-    let v: Value = http
-        .get(format!("{base}/v2/apps{id}"))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let (_, v) = api_call(
+        http,
+        base,
+        reqwest::Method::GET,
+        &format!("/v2/apps{id}"),
+        None,
+    )
+    .await?;
     if v["app"]["tasksRunning"].as_u64() != Some(tasks as u64) {
         bail!(
             "{tasks} TASK_RUNNING events, but the app says {}",
