@@ -41,7 +41,7 @@ pub mod scheduler;
 pub mod startup;
 pub mod state;
 pub mod state_store;
-mod unsaved;
+mod task_writer;
 pub mod validation;
 
 pub use config::{Cli, Config};

@@ -19,7 +19,6 @@ use crate::ports;
 use crate::runtime::{DockerNetwork, Exit, LaunchSpec, RuntimeEvent, Workload};
 use crate::scheduler;
 use crate::state::{Backoff, State, TaskRecord, Waiting, DOCKER_HEALTH};
-use crate::state_store::{Store, Write};
 
 /// Launches in flight at most (planned, not yet running or failed): a big
 /// scale-up is staged in steps of this many, so no event stream is sent
@@ -115,7 +114,6 @@ impl Core {
 
     /// One pass over every app.
     pub async fn reconcile_once(&self) {
-        self.spawn_save_unsaved();
         let pass = {
             let mut s = self.state();
             self.plan_pass(&mut s)
@@ -126,15 +124,11 @@ impl Core {
             finished_deployments,
         } = pass;
         if !launches.is_empty() {
-            let writes: Vec<Write> = launches
-                .iter()
-                .filter_map(|(t, _)| Store::put(self.store.task_key(&t.id).ok()?, t).ok())
-                .collect();
-            // Not an API change and safe to repeat (each record is
-            // rewritten as the task moves on): may take several transactions.
-            if let Err(e) = self.store.apply_chunked(writes).await {
+            // STAGING is in etcd before anything starts: a manager killed
+            // meanwhile finds the tasks and asks the runtime about them.
+            let ids = launches.iter().map(|(t, _)| t.id.clone());
+            if let Err(e) = self.save_tasks(ids).await {
                 tracing::warn!(error = %e, "persisting new tasks failed; they start anyway");
-                self.mark_unsaved(launches.iter().map(|(t, _)| t.id.clone()));
             }
         }
         for (t, spec) in launches {
@@ -479,10 +473,10 @@ impl Core {
         Some(t.clone())
     }
 
+    /// Writes the task's current record (through the one task writer).
     async fn persist_task(&self, t: &TaskRecord) {
-        if let Err(e) = self.store.put_task(&t.id, t).await {
+        if let Err(e) = self.save_tasks([t.id.clone()]).await {
             tracing::warn!(task_id = %t.id, error = %e, "persisting task failed; retried until etcd takes it");
-            self.mark_unsaved([t.id.clone()]);
         }
     }
 
@@ -563,9 +557,8 @@ impl Core {
         tracing::info!(task_id = %t.id, state = %t.state, %message, "task ended");
         self.announce(&t, &message);
         self.wake();
-        if let Err(e) = self.store.delete_task(&t.id).await {
+        if let Err(e) = self.save_tasks([t.id.clone()]).await {
             tracing::warn!(task_id = %t.id, error = %e, "deleting task state failed; retried until etcd takes it");
-            self.mark_unsaved([t.id.clone()]);
         }
         // Wake again once a backoff delay has passed.
         let delay = self.state().backoff.get(&t.app_id).map(|b| b.next_launch);

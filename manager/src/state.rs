@@ -162,13 +162,15 @@ pub struct State {
     /// answer is read): the launch reports TASK_RUNNING first, then this
     /// exit, in the order Mesos sends them.
     pub early_exits: HashMap<String, crate::runtime::Exit>,
-    /// Tasks whose last state write to etcd failed (etcd away): the
-    /// reconcile tick writes their current state (or deletes the key of a
-    /// task that ended) until etcd holds what memory holds, so that a
-    /// restarted manager loads the tasks that really run.
+    /// Tasks whose record in etcd may differ from memory: the task writer
+    /// ([`crate::task_writer`]) writes their current state (or deletes the
+    /// key of a task that ended), again after a failure, until etcd holds
+    /// what memory holds, so that a restarted manager loads the tasks that
+    /// really run.
     pub unsaved: BTreeSet<String>,
-    /// A catch-up round of [`Self::unsaved`] is in flight.
-    pub saving_unsaved: bool,
+    /// Generation of the task writer's last flush: the next one, which
+    /// takes [`Self::unsaved`] under this lock, is this plus one.
+    pub write_gen: u64,
     /// Deployment id -> its apps seen at their target (every task of the
     /// new config running, and healthy if checked) at the moment one of
     /// their tasks became ready ([`crate::scheduler::pass::note_ready`]).

@@ -5,6 +5,9 @@
 //! is the registry's ([`registry::Registry`]: endpoints, user/password, TLS,
 //! request timeouts, the raised reply size limit).
 //!
+//! Task records are written by one writer only (`task_writer.rs`), many
+//! per transaction.
+//!
 //! Writes: an API change is ONE etcd transaction ([`Store::apply`]): all of
 //! it is stored or none; a change with more operations than etcd accepts in
 //! one transaction (`--max-txn-ops`, 128 by default) or more bytes than one
@@ -202,18 +205,6 @@ impl Store {
         let ops: Vec<KvOp> = writes.into_iter().map(Write::into_op).collect();
         self.registry.txn_chunked(&ops).await?;
         Ok(())
-    }
-
-    /// Writes one task record.
-    pub async fn put_task<T: Serialize>(&self, task_id: &str, record: &T) -> Result<()> {
-        let w = Self::put(self.task_key(task_id)?, record)?;
-        self.apply(vec![w]).await
-    }
-
-    /// Removes one task record.
-    pub async fn delete_task(&self, task_id: &str) -> Result<()> {
-        self.apply(vec![Write::Delete(self.task_key(task_id)?)])
-            .await
     }
 
     /// Removes one deployment record.

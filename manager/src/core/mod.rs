@@ -62,12 +62,16 @@ pub struct Counters {
     pub recovery_skipped: AtomicU64,
     /// Apps whose definition in etcd failed validation at start-up (not run).
     pub apps_refused_at_start: AtomicU64,
+    /// Task records written (puts and deletes) by the task writer.
+    pub task_writes: AtomicU64,
+    /// Transactions-or-chunks rounds of the task writer that succeeded.
+    pub task_flushes: AtomicU64,
 }
 
 impl Counters {
     /// Every count that only grows, by its metric name (`apps_refused_at_start`
     /// is a gauge: it is counted again at each start).
-    pub fn totals(&self) -> [(&'static str, u64); 13] {
+    pub fn totals(&self) -> [(&'static str, u64); 15] {
         let all = [
             ("tasks_launched_total", &self.tasks_launched),
             ("tasks_failed_total", &self.tasks_failed),
@@ -82,6 +86,8 @@ impl Counters {
             ("loop_panics_total", &self.loop_panics),
             ("recovery_failures_total", &self.recovery_failures),
             ("recovery_skipped_total", &self.recovery_skipped),
+            ("task_record_writes_total", &self.task_writes),
+            ("task_record_flushes_total", &self.task_flushes),
         ];
         all.map(|(name, n)| (name, n.load(Ordering::Relaxed)))
     }
@@ -101,6 +107,8 @@ pub struct Core {
     /// against one consistent view.
     pub(crate) writes: tokio::sync::Mutex<()>,
     pub(crate) wake: Notify,
+    /// The task writer's wake-up and outcomes ([`crate::task_writer`]).
+    pub(crate) task_writes: crate::task_writer::TaskWrites,
     pub(crate) tracker: TaskTracker,
     pub shutdown: CancellationToken,
     /// Cancelled first at shutdown: long-lived streaming responses (task log
@@ -152,6 +160,7 @@ impl Core {
             state: Mutex::new(state),
             writes: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
+            task_writes: Default::default(),
             tracker: TaskTracker::new(),
             shutdown,
             streams_end: CancellationToken::new(),
@@ -167,10 +176,13 @@ impl Core {
         }
     }
 
-    /// Wraps the core in an `Arc` that background work can reach.
+    /// Wraps the core in an `Arc` that background work can reach, and
+    /// starts the task writer (recovery already writes through it); call
+    /// inside a Tokio runtime.
     pub fn into_arc(self) -> Arc<Core> {
         let core = Arc::new(self);
         let _ = core.me.set(Arc::downgrade(&core));
+        core.tracker.spawn(core.clone().run_task_writer());
         core
     }
 

@@ -7,7 +7,6 @@ use marathon::TaskState;
 use super::{Change, Core, CoreError};
 use crate::events;
 use crate::state::{DeploymentRecord, TaskRecord};
-use crate::state_store::{Store, Write};
 
 impl Core {
     /// Kills tasks (ids already resolved). With `scale`, the apps'
@@ -76,14 +75,9 @@ impl Core {
         }
         // KILLING is in etcd before the caller answers: a manager killed
         // right after still carries the kill out once it is back.
-        let writes: Vec<Write> = to_kill
-            .iter()
-            .filter_map(|t| Store::put(self.store.task_key(&t.id).ok()?, t).ok())
-            .collect();
-        if !writes.is_empty() {
-            if let Err(e) = self.store.apply_chunked(writes).await {
+        if !to_kill.is_empty() {
+            if let Err(e) = self.save_tasks(to_kill.iter().map(|t| t.id.clone())).await {
                 tracing::warn!(error = %e, "persisting TASK_KILLING failed; killing anyway");
-                self.mark_unsaved(to_kill.iter().map(|t| t.id.clone()));
             }
         }
         for t in to_kill {
