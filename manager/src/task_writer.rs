@@ -181,7 +181,9 @@ impl Core {
         let result = self.store.apply_chunked(writes).await;
         let error = match result {
             Ok(()) => {
-                self.counters.task_writes.fetch_add(count, Ordering::Relaxed);
+                self.counters
+                    .task_writes
+                    .fetch_add(count, Ordering::Relaxed);
                 self.counters.task_flushes.fetch_add(1, Ordering::Relaxed);
                 None
             }

@@ -297,7 +297,9 @@ fn help(name: &str) -> &'static str {
             "Recovery attempts of a runtime that failed (its tasks kept, retried)"
         }
         "task_record_writes_total" => "Task records written to etcd (puts and deletes)",
-        "task_record_flushes_total" => "Rounds of task record writes to etcd (several records each)",
+        "task_record_flushes_total" => {
+            "Rounds of task record writes to etcd (several records each)"
+        }
         "recovery_skipped_total" => {
             "Tasks a recovery attempt skipped (e.g. an unreadable task file)"
         }
