@@ -15,7 +15,8 @@
 //!   etcd write (and fsync) per state change, on the CPUs the launches need.
 //!   A lone change is written at once: nothing waits for a batch to fill.
 //! - etcd away: a write that fails keeps its tasks marked and the writer
-//!   tries again after a backoff (100 ms doubling to 5 s) until etcd holds
+//!   tries again after a backoff (100 ms doubling to 500 ms, the
+//!   reconcile tick that retried them before) until etcd holds
 //!   what memory holds, so that a restarted manager loads the tasks that
 //!   really run. Callers get the failure and go on (the launch starts, the
 //!   kill proceeds), as before.
@@ -56,7 +57,7 @@ struct Flushed {
 
 /// First delay after a failed flush; it doubles up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_millis(500);
 
 /// The writes that make etcd hold `records` (a marked task's current
 /// record, `None` once it ended): a put of each record, a delete of each
@@ -143,7 +144,7 @@ impl Core {
                 }
                 continue;
             }
-            if self.flush_tasks().await {
+            if self.flush_tasks(failures == 0).await {
                 if failures > 0 {
                     tracing::info!("task records written to etcd again");
                 }
@@ -161,7 +162,9 @@ impl Core {
 
     /// One flush: every marked task's current record in as few transactions
     /// as fit; whether it was written.
-    async fn flush_tasks(&self) -> bool {
+    /// (`loud`: a failure is logged as a warning; later ones of the same
+    /// outage at debug level.)
+    async fn flush_tasks(&self, loud: bool) -> bool {
         let (generation, records) = {
             let mut s = self.state();
             let ids = std::mem::take(&mut s.unsaved);
@@ -188,7 +191,11 @@ impl Core {
                 None
             }
             Err(e) => {
-                tracing::warn!(tasks = ids.len(), error = %e, "writing task records failed; retried until etcd takes them");
+                if loud {
+                    tracing::warn!(tasks = ids.len(), error = %e, "writing task records failed; retried until etcd takes them");
+                } else {
+                    tracing::debug!(tasks = ids.len(), error = %e, "task records still not written; retrying");
+                }
                 // Marked again: the next flush writes their state of then.
                 self.state().unsaved.extend(ids);
                 Some(e.cause())
@@ -207,12 +214,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retry_delay_doubles_from_100_ms_to_5_s() {
+    fn retry_delay_doubles_from_100_ms_to_500_ms() {
         let got: Vec<u64> = [1, 2, 3, 4, 5, 6, 7, 40, u32::MAX]
             .iter()
             .map(|&f| retry_delay(f).as_millis() as u64)
             .collect();
-        assert_eq!(got, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+        assert_eq!(got, [100, 200, 400, 500, 500, 500, 500, 500, 500]);
     }
 
     #[test]
