@@ -4,7 +4,9 @@
 //! manager works against etcd with user/password auth and with TLS client
 //! certificates, and fails with one clear line without its password; task
 //! states that could not be written while etcd was away reach etcd once it
-//! is back (found by the fault suite, `bench/tests/faults.rs`).
+//! is back (found by the fault suite, `bench/tests/faults.rs`); tasks that
+//! end right after they run leave no record, and a launch pass's records
+//! are written together (the one task writer).
 
 mod common;
 
@@ -492,4 +494,54 @@ async fn task_states_written_while_etcd_was_away_reach_etcd_once_it_is_back() {
         (task_keys(&ep).await == want).then_some(())
     })
     .await;
+}
+
+/// A counter of the manager's `/metrics` (JSON, Dropwizard-like).
+async fn counter(base: &str, name: &str) -> u64 {
+    let (_, v) = get(base, "/metrics").await;
+    v["counters"][format!("marathon.{name}.counter")]["count"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name} in {v}"))
+}
+
+/// Task records go through one writer that writes each task's state of the
+/// moment (`task_writer.rs`): tasks that fail right after they run (their
+/// TASK_RUNNING write and their delete close together) leave no record
+/// behind, and the 40 STAGING records of one launch pass share
+/// transactions (the writer's counters: far fewer rounds than records).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_tasks_that_end_at_once_are_deleted_and_a_pass_is_written_together() {
+    let etcd = Etcd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _cleanup = TaskCleanup(data.clone());
+    let ep = etcd.endpoint();
+    let (_m, base) = start(&["--etcd-endpoints", &ep], &data).await;
+    let base = base.as_str();
+
+    // Backoff of an hour: each of the 40 runs once and fails, none again.
+    let app = json!({"id": "/flash", "cmd": "exit 3", "cpus": 0.01, "mem": 8,
+                     "instances": 40, "backoffSeconds": 3600, "maxLaunchDelaySeconds": 3600});
+    let (s, v) = call(reqwest::Method::POST, format!("{base}/v2/apps"), Some(&app)).await;
+    assert_eq!(s, 201, "{v}");
+    testkit::eventually_async("all 40 tasks ran and failed", DEADLINE, || async {
+        (counter(base, "tasks.failed.total").await >= 40).then_some(())
+    })
+    .await;
+    assert_eq!(counter(base, "tasks.launched.total").await, 40);
+    testkit::eventually_async("etcd holds no record of them", DEADLINE, || async {
+        task_keys(&ep).await.is_empty().then_some(())
+    })
+    .await;
+
+    // STAGING and the delete of each, RUNNING unless the end came first:
+    // at least 80 records written; the 40 STAGING records of the one pass
+    // in one round, every other record in a round at most.
+    let writes = counter(base, "task.record.writes.total").await;
+    let rounds = counter(base, "task.record.flushes.total").await;
+    assert!(writes >= 80, "{writes} records written");
+    assert!(
+        rounds + 39 <= writes,
+        "{rounds} write rounds for {writes} records"
+    );
 }
