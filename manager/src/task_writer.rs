@@ -84,6 +84,23 @@ pub(crate) fn plan_writes(
         .collect()
 }
 
+/// The marks a round took: put back unless the round wrote them (it
+/// failed, or panicked and was contained).
+struct Remark<'a> {
+    core: &'a Core,
+    ids: BTreeSet<String>,
+    written: bool,
+}
+
+impl Drop for Remark<'_> {
+    fn drop(&mut self) {
+        if !self.written {
+            let ids = std::mem::take(&mut self.ids);
+            self.core.state().unsaved.extend(ids);
+        }
+    }
+}
+
 /// Delay before the next try after `failures` failed flushes in a row.
 fn retry_delay(failures: u32) -> Duration {
     RETRY_FIRST
@@ -144,7 +161,24 @@ impl Core {
                 }
                 continue;
             }
-            if self.flush_tasks(failures == 0).await {
+            let round = crate::contain::run_async(
+                &self.counters.loop_panics,
+                "task writer",
+                "",
+                self.flush_tasks(failures == 0),
+            )
+            .await;
+            let written = round.unwrap_or_else(|| {
+                // A bug, contained: the round's waiters get an error; its
+                // tasks were marked again ([`Remark`]).
+                let generation = self.state().write_gen;
+                self.task_writes.flushed.send_replace(Flushed {
+                    generation,
+                    error: Some("the task writer failed; retrying".into()),
+                });
+                false
+            });
+            if written {
                 if failures > 0 {
                     tracing::info!("task records written to etcd again");
                 }
@@ -178,12 +212,17 @@ impl Core {
                 .collect();
             (s.write_gen, records)
         };
-        let ids: BTreeSet<String> = records.iter().map(|(id, _)| id.clone()).collect();
+        let mut taken = Remark {
+            core: self,
+            ids: records.iter().map(|(id, _)| id.clone()).collect(),
+            written: false,
+        };
         let writes = plan_writes(self.store.keys(), records);
         let count = writes.len() as u64;
         let result = self.store.apply_chunked(writes).await;
         let error = match result {
             Ok(()) => {
+                taken.written = true;
                 self.counters
                     .task_writes
                     .fetch_add(count, Ordering::Relaxed);
@@ -192,16 +231,17 @@ impl Core {
             }
             Err(e) => {
                 if loud {
-                    tracing::warn!(tasks = ids.len(), error = %e, "writing task records failed; retried until etcd takes them");
+                    tracing::warn!(tasks = taken.ids.len(), error = %e, "writing task records failed; retried until etcd takes them");
                 } else {
-                    tracing::debug!(tasks = ids.len(), error = %e, "task records still not written; retrying");
+                    tracing::debug!(tasks = taken.ids.len(), error = %e, "task records still not written; retrying");
                 }
-                // Marked again: the next flush writes their state of then.
-                self.state().unsaved.extend(ids);
                 Some(e.cause())
             }
         };
         let ok = error.is_none();
+        // (Not written: marked again here, so the next round writes their
+        // state of then.)
+        drop(taken);
         self.task_writes
             .flushed
             .send_replace(Flushed { generation, error });
