@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{pids_of_task, TaskCleanup, DEADLINE};
 use etcd_client::{Client, ConnectOptions, GetOptions};
@@ -33,6 +33,36 @@ async fn start(args: &[&str], data: &Path) -> (ManagerProcess, String) {
     let m = cmd(args, data).env("RUST_LOG", "warn").start();
     let base = m.url().to_string();
     (m, base)
+}
+
+/// A real etcd, a data dir whose tasks are stopped at the end, and the
+/// manager on them (fields drop in this order: the manager first, etcd last).
+struct Stack {
+    m: ManagerProcess,
+    base: String,
+    ep: String,
+    data: PathBuf,
+    _cleanup: TaskCleanup,
+    _dir: tempfile::TempDir,
+    etcd: Etcd,
+}
+
+async fn stack() -> Stack {
+    let etcd = Etcd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cleanup = TaskCleanup(data.clone());
+    let ep = etcd.endpoint();
+    let (m, base) = start(&["--etcd-endpoints", &ep], &data).await;
+    Stack {
+        m,
+        base,
+        ep,
+        data,
+        _cleanup: cleanup,
+        _dir: dir,
+        etcd,
+    }
 }
 
 /// Runs the manager binary expecting it to exit: (exit code, stderr).
@@ -88,12 +118,9 @@ fn big_env() -> Value {
 /// default), drops the oldest with each change, and comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_history_of_a_big_app_survives_kill_9_and_is_bounded() {
-    let etcd = Etcd::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let _cleanup = TaskCleanup(data.clone());
-    let ep = etcd.endpoint();
-    let (mut m, base) = start(&["--etcd-endpoints", &ep], &data).await;
+    let Stack {
+        m, base, ep, data, ..
+    } = &mut stack().await;
 
     let app = json!({"id": "/big", "cmd": "exec sleep 1000", "cpus": 0.01, "mem": 8,
                      "instances": 0, "env": big_env(), "labels": {"change": "0"}});
@@ -107,7 +134,7 @@ async fn long_history_of_a_big_app_survives_kill_9_and_is_bounded() {
     }
 
     m.kill(); // SIGKILL
-    let (_m, base) = start(&["--etcd-endpoints", &ep], &data).await;
+    let (_m, base) = start(&["--etcd-endpoints", ep], data).await;
     let (s, v) = get(&base, "/v2/apps/big").await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["app"]["labels"]["change"], "90");
@@ -118,10 +145,7 @@ async fn long_history_of_a_big_app_survives_kill_9_and_is_bounded() {
     // The newest are kept: the current version is one of them.
     let (_, app) = get(&base, "/v2/apps/big").await;
     assert!(versions.contains(&app["app"]["version"]), "{v}");
-    assert_eq!(
-        etcd_count(&ep, "/mdo/manager/versions/big/", None).await,
-        50
-    );
+    assert_eq!(etcd_count(ep, "/mdo/manager/versions/big/", None).await, 50);
 
     // One more change: still 50, the oldest gone.
     let mut sorted: Vec<String> = versions
@@ -138,10 +162,7 @@ async fn long_history_of_a_big_app_survives_kill_9_and_is_bounded() {
     assert_eq!(after.len(), 50, "{v}");
     assert!(!after.contains(&json!(sorted[0])), "{v}");
     assert!(after.contains(&json!(sorted[1])), "{v}");
-    assert_eq!(
-        etcd_count(&ep, "/mdo/manager/versions/big/", None).await,
-        50
-    );
+    assert_eq!(etcd_count(ep, "/mdo/manager/versions/big/", None).await, 50);
 }
 
 /// A history written before the bound (120 versions of 60 KB, 7 MB, in
@@ -219,13 +240,8 @@ async fn an_oversized_stored_history_loads_and_is_trimmed_to_max_versions() {
 /// with 422 before anything is written; one that fits is stored whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_too_large_for_one_transaction_is_refused_whole() {
-    let etcd = Etcd::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let _cleanup = TaskCleanup(data.clone());
-    let ep = etcd.endpoint();
-    let (_m, base) = start(&["--etcd-endpoints", &ep], &data).await;
-    let before = etcd_count(&ep, PREFIX, None).await;
+    let Stack { base, ep, .. } = &stack().await;
+    let before = etcd_count(ep, PREFIX, None).await;
 
     // 70 new apps: 70 x (app + version) + the deployment = 141 operations.
     let apps = |n: usize, tag: &str| -> Value {
@@ -248,14 +264,10 @@ async fn a_change_too_large_for_one_transaction_is_refused_whole() {
     let text = v.to_string();
     assert!(text.contains("141") && text.contains("128"), "{v}");
     assert!(v["message"].is_string() && v["details"].is_array(), "{v}");
-    assert_eq!(
-        etcd_count(&ep, PREFIX, None).await,
-        before,
-        "nothing stored"
-    );
-    let (_, list) = get(&base, "/v2/apps").await;
+    assert_eq!(etcd_count(ep, PREFIX, None).await, before, "nothing stored");
+    let (_, list) = get(base, "/v2/apps").await;
     assert_eq!(list["apps"].as_array().unwrap().len(), 0, "{list}");
-    let (_, deployments) = get(&base, "/v2/deployments").await;
+    let (_, deployments) = get(base, "/v2/deployments").await;
     assert_eq!(deployments.as_array().unwrap().len(), 0, "{deployments}");
 
     // 40 apps (81 operations): stored, all of them, in one deployment.
@@ -266,9 +278,9 @@ async fn a_change_too_large_for_one_transaction_is_refused_whole() {
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!(etcd_count(&ep, "/mdo/manager/apps/", None).await, 40);
-    assert_eq!(etcd_count(&ep, "/mdo/manager/versions/", None).await, 40);
-    let (_, list) = get(&base, "/v2/apps").await;
+    assert_eq!(etcd_count(ep, "/mdo/manager/apps/", None).await, 40);
+    assert_eq!(etcd_count(ep, "/mdo/manager/versions/", None).await, 40);
+    let (_, list) = get(base, "/v2/apps").await;
     assert_eq!(list["apps"].as_array().unwrap().len(), 40);
 }
 
@@ -451,12 +463,7 @@ async fn running_ids(base: &str, app: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_states_written_while_etcd_was_away_reach_etcd_once_it_is_back() {
-    let mut etcd = Etcd::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let _cleanup = TaskCleanup(data.clone());
-    let ep = etcd.endpoint();
-    let (_m, base) = start(&["--etcd-endpoints", &ep], &data).await;
+    let Stack { base, ep, etcd, .. } = &mut stack().await;
     let keys = registry::ManagerKeys::new("/mdo/manager").unwrap();
 
     let app = json!({"id": "/away", "cmd": "exec sleep 1000", "cpus": 0.01, "mem": 8,
@@ -464,10 +471,10 @@ async fn task_states_written_while_etcd_was_away_reach_etcd_once_it_is_back() {
     let (s, v) = call(reqwest::Method::POST, format!("{base}/v2/apps"), Some(&app)).await;
     assert_eq!(s, 201, "{v}");
     let first = testkit::eventually_async("the task runs", DEADLINE, || async {
-        running_ids(&base, "/away").await.pop()
+        running_ids(base, "/away").await.pop()
     })
     .await;
-    assert_eq!(task_keys(&ep).await, vec![keys.task(&first).unwrap()]);
+    assert_eq!(task_keys(ep).await, vec![keys.task(&first).unwrap()]);
 
     // etcd goes away; the task dies; the manager replaces it meanwhile (it
     // cannot write either change).
@@ -479,7 +486,7 @@ async fn task_states_written_while_etcd_was_away_reach_etcd_once_it_is_back() {
         );
     }
     let second = testkit::eventually_async("a replacement runs", DEADLINE, || async {
-        running_ids(&base, "/away")
+        running_ids(base, "/away")
             .await
             .into_iter()
             .find(|id| *id != first)
@@ -491,7 +498,7 @@ async fn task_states_written_while_etcd_was_away_reach_etcd_once_it_is_back() {
     etcd.restart().unwrap();
     let want = vec![keys.task(&second).unwrap()];
     testkit::eventually_async("etcd holds the running task only", DEADLINE, || async {
-        (task_keys(&ep).await == want).then_some(())
+        (task_keys(ep).await == want).then_some(())
     })
     .await;
 }
@@ -511,12 +518,7 @@ async fn counter(base: &str, name: &str) -> u64 {
 /// transactions (the writer's counters: far fewer rounds than records).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_of_tasks_that_end_at_once_are_deleted_and_a_pass_is_written_together() {
-    let etcd = Etcd::start().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let _cleanup = TaskCleanup(data.clone());
-    let ep = etcd.endpoint();
-    let (_m, base) = start(&["--etcd-endpoints", &ep], &data).await;
+    let Stack { base, ep, .. } = &stack().await;
     let base = base.as_str();
 
     // Backoff of an hour: each of the 40 runs once and fails, none again.
@@ -530,7 +532,7 @@ async fn records_of_tasks_that_end_at_once_are_deleted_and_a_pass_is_written_tog
     .await;
     assert_eq!(counter(base, "tasks.launched.total").await, 40);
     testkit::eventually_async("etcd holds no record of them", DEADLINE, || async {
-        task_keys(&ep).await.is_empty().then_some(())
+        task_keys(ep).await.is_empty().then_some(())
     })
     .await;
 
