@@ -28,6 +28,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use daemon::Backoff;
+
 use crate::core::Core;
 use crate::state::TaskRecord;
 use crate::state_store::{Store, Write};
@@ -55,7 +57,8 @@ struct Flushed {
     error: Option<String>,
 }
 
-/// First delay after a failed flush; it doubles up to [`RETRY_MAX`].
+/// First delay after a failed flush; it doubles up to [`RETRY_MAX`]
+/// (the project's one [`Backoff`]).
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_millis(500);
 
@@ -101,13 +104,6 @@ impl Drop for Remark<'_> {
     }
 }
 
-/// Delay before the next try after `failures` failed flushes in a row.
-fn retry_delay(failures: u32) -> Duration {
-    RETRY_FIRST
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-        .min(RETRY_MAX)
-}
-
 impl Core {
     /// Marks tasks whose record changed (or which ended) and waits until a
     /// write that started after the marking is done; its error, if it
@@ -143,6 +139,7 @@ impl Core {
     /// after that ends at once with an error (nothing writes any more).
     pub(crate) async fn run_task_writer(self: Arc<Self>) {
         let mut failures = 0u32;
+        let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
         loop {
             if self.state().unsaved.is_empty() {
                 if self.shutdown.is_cancelled() {
@@ -183,10 +180,11 @@ impl Core {
                     tracing::info!("task records written to etcd again");
                 }
                 failures = 0;
+                backoff.reset();
                 continue;
             }
             failures = failures.saturating_add(1);
-            tokio::time::sleep(retry_delay(failures)).await;
+            tokio::time::sleep(backoff.next()).await;
         }
         self.task_writes.flushed.send_replace(Flushed {
             generation: u64::MAX,
@@ -252,15 +250,6 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_delay_doubles_from_100_ms_to_500_ms() {
-        let got: Vec<u64> = [1, 2, 3, 4, 5, 6, 7, 40, u32::MAX]
-            .iter()
-            .map(|&f| retry_delay(f).as_millis() as u64)
-            .collect();
-        assert_eq!(got, [100, 200, 400, 500, 500, 500, 500, 500, 500]);
-    }
 
     #[test]
     fn a_marked_task_is_put_as_memory_holds_it_and_an_ended_one_deleted() {

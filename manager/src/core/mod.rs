@@ -64,7 +64,8 @@ pub struct Counters {
     pub apps_refused_at_start: AtomicU64,
     /// Task records written (puts and deletes) by the task writer.
     pub task_writes: AtomicU64,
-    /// Transactions-or-chunks rounds of the task writer that succeeded.
+    /// Write rounds of the task writer that succeeded (each one or more
+    /// transactions, many records).
     pub task_flushes: AtomicU64,
 }
 
