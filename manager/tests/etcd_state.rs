@@ -503,12 +503,9 @@ async fn task_states_written_while_etcd_was_away_reach_etcd_once_it_is_back() {
     .await;
 }
 
-/// A counter of the manager's `/metrics` (JSON, Dropwizard-like).
+/// A counter of the manager's `/metrics`, by its short name.
 async fn counter(base: &str, name: &str) -> u64 {
-    let (_, v) = get(base, "/metrics").await;
-    v["counters"][format!("marathon.{name}.counter")]["count"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no counter {name} in {v}"))
+    common::metric(base, name).await as u64
 }
 
 /// Task records go through one writer that writes each task's state of the
@@ -527,10 +524,10 @@ async fn records_of_tasks_that_end_at_once_are_deleted_and_a_pass_is_written_tog
     let (s, v) = call(reqwest::Method::POST, format!("{base}/v2/apps"), Some(&app)).await;
     assert_eq!(s, 201, "{v}");
     testkit::eventually_async("all 40 tasks ran and failed", DEADLINE, || async {
-        (counter(base, "tasks.failed.total").await >= 40).then_some(())
+        (counter(base, "tasks_failed_total").await >= 40).then_some(())
     })
     .await;
-    assert_eq!(counter(base, "tasks.launched.total").await, 40);
+    assert_eq!(counter(base, "tasks_launched_total").await, 40);
     testkit::eventually_async("etcd holds no record of them", DEADLINE, || async {
         task_keys(ep).await.is_empty().then_some(())
     })
@@ -539,8 +536,8 @@ async fn records_of_tasks_that_end_at_once_are_deleted_and_a_pass_is_written_tog
     // STAGING and the delete of each, RUNNING unless the end came first:
     // at least 80 records written; the 40 STAGING records of the one pass
     // in one round, every other record in a round at most.
-    let writes = counter(base, "task.record.writes.total").await;
-    let rounds = counter(base, "task.record.flushes.total").await;
+    let writes = counter(base, "task_record_writes_total").await;
+    let rounds = counter(base, "task_record_flushes_total").await;
     assert!(writes >= 80, "{writes} records written");
     assert!(
         rounds + 39 <= writes,

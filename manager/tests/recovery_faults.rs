@@ -174,12 +174,7 @@ impl BinManager {
 
     /// A value of `/metrics` (`gauge` or `counter`), by its short name.
     async fn metric(&self, name: &str) -> f64 {
-        let (_, v) = self.call(reqwest::Method::GET, "/metrics", None).await;
-        let key = format!("marathon.{}", name.replace('_', "."));
-        v["gauges"][format!("{key}.gauge")]["value"]
-            .as_f64()
-            .or_else(|| v["counters"][format!("{key}.counter")]["count"].as_f64())
-            .unwrap_or_else(|| panic!("metric {name} missing in {v}"))
+        common::metric(&self.base, name).await
     }
 
     async fn wait_metric(&self, name: &str, what: impl Fn(f64) -> bool, within: Duration) -> f64 {

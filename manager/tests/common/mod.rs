@@ -45,6 +45,18 @@ pub async fn request(
     (status, value, headers)
 }
 
+/// A value of the manager's `/metrics` (JSON, Dropwizard-like), a gauge or
+/// a counter, by its short name (`tasks_unresolved`, `loop_panics_total`).
+pub async fn metric(base: &str, name: &str) -> f64 {
+    let http = reqwest::Client::new();
+    let (_, v, _) = request(&http, base, Method::GET, "/metrics", None).await;
+    let key = format!("marathon.{}", name.replace('_', "."));
+    v["gauges"][format!("{key}.gauge")]["value"]
+        .as_f64()
+        .or_else(|| v["counters"][format!("{key}.counter")]["count"].as_f64())
+        .unwrap_or_else(|| panic!("metric {name} missing in {v}"))
+}
+
 /// `GET {base}/metrics/prometheus`, as text.
 pub async fn prometheus(http: &reqwest::Client, base: &str) -> String {
     http.get(format!("{base}/metrics/prometheus"))
