@@ -934,3 +934,57 @@ async fn a_kill_with_the_tasks_own_grace_writes_no_kill_file() {
         assert_eq!(kill_file.exists(), own != given, "{id}: the kill file");
     }
 }
+
+/// The nice value of a process (field 19 of its stat).
+fn nice_of(pid: i32) -> i32 {
+    stat_fields(pid).expect("process")[16].parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_task_gets_the_cpu_weight_its_cpus_ask_for() {
+    let dir = Scratch::new();
+    let (rt, _rx) = runtime(config(dir.path()));
+    let own = nice_of(std::process::id() as i32);
+    // Where the kernel has scheduler autogroups, the task's session gets the
+    // weight too (one line: `/autogroup-<n> nice <n>`).
+    let autogroups = Path::new("/proc/self/autogroup").exists();
+    // cpus 0.1: a tenth of a CPU's weight, nice 10; a whole CPU: the
+    // manager's own (nothing changed, nothing inherited changed).
+    for (id, cpus, want) in [("tenth", 0.1, 10.max(own)), ("whole", 1.0, own)] {
+        let leader_file = dir.path().join(format!("{id}.leader"));
+        let child_file = dir.path().join(format!("{id}.child"));
+        let mut s = spec(
+            id,
+            sh(&format!(
+                "echo $$ > {}; sleep 100 & echo $! > {}; wait",
+                leader_file.display(),
+                child_file.display()
+            )),
+            &[],
+        );
+        s.cpus = cpus;
+        rt.launch(&s).await.unwrap();
+        let leader = read_pid(&leader_file).await;
+        let child = read_pid(&child_file).await;
+        assert_eq!(nice_of(leader), want, "{id}: the task's leader");
+        assert_eq!(
+            nice_of(child),
+            want,
+            "{id}: a process the task started later"
+        );
+        if autogroups {
+            let session_nice = if cpus < 1.0 { 10 } else { 0 };
+            testkit::eventually_async(
+                &format!("{id}: the session's autogroup at nice {session_nice}"),
+                WAIT,
+                || async {
+                    let line = std::fs::read_to_string(format!("/proc/{leader}/autogroup")).ok()?;
+                    line.trim()
+                        .ends_with(&format!(" nice {session_nice}"))
+                        .then_some(())
+                },
+            )
+            .await;
+        }
+    }
+}

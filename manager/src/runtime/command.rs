@@ -55,6 +55,7 @@ mod recovery;
 pub mod shim;
 mod spawner;
 mod watch;
+pub mod weight;
 
 pub use observe::{live_tasks, LiveTask};
 
@@ -798,6 +799,7 @@ impl CommandRuntime {
             env: env.clone(),
             kill_grace_ms: spec.kill_grace.as_millis() as u64,
             log_limit: inner.cfg.log_limit_bytes,
+            nice: weight::nice_for_cpus(spec.cpus),
         };
         let request = serde_json::to_vec(&task)
             .map_err(|e| RuntimeError::Launch(format!("encoding the task spec: {e}")))?;

@@ -56,6 +56,10 @@ pub struct TaskSpec {
     pub kill_grace_ms: u64,
     /// Output kept per file before rotation (so at most twice this on disk).
     pub log_limit: u64,
+    /// The task's CPU weight as a nice value, 0 (a whole CPU or more) to 19
+    /// (see [`super::weight`]); absent in the records of older shims.
+    #[serde(default)]
+    pub nice: i32,
 }
 
 /// Proof that a process group is ours: pids plus their kernel start times

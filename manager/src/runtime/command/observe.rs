@@ -80,6 +80,7 @@ mod tests {
                 env: Default::default(),
                 kill_grace_ms: 0,
                 log_limit: 0,
+                nice: 0,
             };
             if legacy {
                 files::write_json(&dir.join(files::SPEC), &spec).unwrap();

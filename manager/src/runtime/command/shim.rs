@@ -262,6 +262,14 @@ fn supervise(dir: &Path, spec: Option<TaskSpec>, answer: &Answer) -> std::io::Re
         }
     };
     let pid = child.id() as i32;
+    // The weight its `cpus` asks for (see `weight`): the task's group now,
+    // the session once answered.
+    if let Err(e) = super::weight::lower_group(pid, spec.nice) {
+        diag(format_args!(
+            "lowering the task's priority to nice {}: {e}",
+            spec.nice
+        ));
+    }
     // SIGTERM and SIGCHLD are read from a signalfd, so blocked: only now,
     // as a blocked mask would be the task's too (std's spawn does not
     // always reset it). Before the marker is written, no one knows this
@@ -299,6 +307,9 @@ fn supervise(dir: &Path, spec: Option<TaskSpec>, answer: &Answer) -> std::io::Re
         }
     };
     answer.send(&format!("started {}", marker.to_answer()));
+    // Retried at each orphan check while the kernel says "not now" (it
+    // takes one autogroup change per 100 ms from an unprivileged user).
+    let mut session_unweighed = !weigh_session(spec.nice);
 
     let pgid = Pid::from_raw(pid);
     let mut killed = false;
@@ -315,6 +326,9 @@ fn supervise(dir: &Path, spec: Option<TaskSpec>, answer: &Answer) -> std::io::Re
         }
         if orphan_check <= now {
             orphan_check = now + ORPHAN_CHECK;
+            if session_unweighed {
+                session_unweighed = !weigh_session(spec.nice);
+            }
             // The task's directory was removed (data dir wiped, test temp
             // dir dropped): no manager can ever adopt this task.
             if !killed && !dir.join(files::TASK).exists() {
@@ -359,6 +373,21 @@ fn supervise(dir: &Path, spec: Option<TaskSpec>, answer: &Answer) -> std::io::Re
         return Ok(());
     }
     files::write_json(&dir.join(files::EXIT), &record)
+}
+
+/// Gives the shim's session the task's CPU weight (see `weight`); false
+/// when the kernel asks to try again later.
+fn weigh_session(nice: i32) -> bool {
+    match super::weight::lower_session(Path::new("/proc"), nice) {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(e) => {
+            diag(format_args!(
+                "lowering the session's CPU weight to nice {nice}: {e}"
+            ));
+            true
+        }
+    }
 }
 
 /// SIGTERM to the task's group; when SIGKILL follows (after the grace).

@@ -217,6 +217,7 @@ mod tests {
             env: [("K".to_string(), "v w".to_string())].into(),
             kill_grace_ms: 3000,
             log_limit: 1024,
+            nice: 0,
         };
         serde_json::to_vec(&spec).unwrap()
     }
