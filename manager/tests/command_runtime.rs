@@ -988,3 +988,73 @@ async fn a_task_gets_the_cpu_weight_its_cpus_ask_for() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_ended_tasks_directory_is_reused_empty_by_a_later_launch() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = Scratch::new();
+    let mut cfg = config(dir.path());
+    cfg.keep_finished = 0;
+    let (rt, mut rx) = runtime(cfg);
+    rt.launch(&spec(
+        "first",
+        sh("echo secret > left-behind; mkdir -p a/b; echo output; chmod 777 ."),
+        &[],
+    ))
+    .await
+    .unwrap();
+    let first = rt.task_dir("first");
+    let inode = std::fs::metadata(&first).unwrap().ino();
+    assert_eq!(next_exit(&mut rx, "first").await, Exit::Finished);
+    testkit::eventually_async("the ended directory emptied for reuse", WAIT, || async {
+        (rt.spare_dirs() == 1).then_some(())
+    })
+    .await;
+    assert!(!first.exists(), "no longer a task directory");
+
+    let listing = dir.path().join("second.ls");
+    let leader = dir.path().join("second.pid");
+    rt.launch(&spec(
+        "second",
+        sh(&format!(
+            "ls -A > {}; echo $$ > {}; exec sleep 100",
+            listing.display(),
+            leader.display()
+        )),
+        &[],
+    ))
+    .await
+    .unwrap();
+    read_pid(&leader).await;
+    let second = rt.task_dir("second");
+    assert_eq!(
+        std::fs::metadata(&second).unwrap().ino(),
+        inode,
+        "the first task's directory, renamed"
+    );
+    assert_eq!(rt.spare_dirs(), 0);
+    assert_eq!(
+        std::fs::read_to_string(&listing).unwrap(),
+        "",
+        "the sandbox holds nothing of the first task"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(second.join("sandbox"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+    let task: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(second.join("task.json")).unwrap()).unwrap();
+    assert_eq!(task["spec"]["task_id"], "second");
+    let names: std::collections::BTreeSet<String> = std::fs::read_dir(&second)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.contains("output.log") && !names.contains("exit.json"),
+        "nothing of the first task's output or end: {names:?}"
+    );
+    rt.kill("second", Duration::from_secs(3)).await.unwrap();
+    assert_eq!(next_exit(&mut rx, "second").await, Exit::Killed);
+}

@@ -53,6 +53,7 @@ mod observe;
 mod procfs;
 mod recovery;
 pub mod shim;
+mod spare;
 mod spawner;
 mod watch;
 pub mod weight;
@@ -137,6 +138,8 @@ struct Inner {
     cfg: CommandConfig,
     launcher: launcher::Launcher,
     tasks_dir: PathBuf,
+    /// Ended tasks' directories, emptied for the next launches.
+    spares: Arc<spare::Spares>,
     events: EventSender,
     state: Mutex<State>,
     /// Launches in progress at once (see [`LAUNCH_SLOTS`]).
@@ -197,6 +200,10 @@ impl CommandRuntime {
             context: format!("creating {}", tasks_dir.display()),
             source,
         })?;
+        let spares = spare::Spares::new(&cfg.data_dir).map_err(|source| RuntimeError::Io {
+            context: format!("emptying {}", cfg.data_dir.join("spare").display()),
+            source,
+        })?;
         let cancel = CancellationToken::new();
         let watchers = TaskTracker::new();
         Ok(CommandRuntime {
@@ -204,6 +211,7 @@ impl CommandRuntime {
                 cfg,
                 launcher: launcher::Launcher::new(shim, cancel.clone(), watchers.clone()),
                 tasks_dir,
+                spares: Arc::new(spares),
                 events,
                 state: Mutex::new(State::default()),
                 launch_slots: tokio::sync::Semaphore::new(LAUNCH_SLOTS),
@@ -216,6 +224,11 @@ impl CommandRuntime {
     /// The directory of a task (exists once launched; kept a while after its end).
     pub fn task_dir(&self, task_id: &str) -> PathBuf {
         self.inner.tasks_dir.join(task_id)
+    }
+
+    /// Ended tasks' directories emptied and ready for launches (`spare`).
+    pub fn spare_dirs(&self) -> usize {
+        self.inner.spares.len()
     }
 }
 
@@ -319,8 +332,12 @@ impl Inner {
                 .ended
                 .retain(|id| id != task_id);
         }
-        // Two mkdirs (the tasks directory exists): the spec goes to the
-        // shim with the request, and the shim writes the one file.
+        // An ended task's directory, emptied (see `spare`), else two mkdirs
+        // (the tasks directory exists): the spec goes to the shim with the
+        // request, and the shim writes the one file.
+        if self.spares.take(&dir) {
+            return Ok(dir);
+        }
         let mkdir = |path: &Path| {
             use std::os::unix::fs::DirBuilderExt;
             std::fs::DirBuilder::new().mode(0o700).create(path)
@@ -331,9 +348,9 @@ impl Inner {
         Ok(dir)
     }
 
-    /// Keeps the newest `keep_finished` ended task directories: removes the
-    /// oldest beyond that, off the async threads (a removal may wait for the
-    /// disk). Costs nothing per end but the removals: the ended tasks are
+    /// Keeps the newest `keep_finished` ended task directories: recycles
+    /// the oldest beyond that for later launches (`spare`; removes them when
+    /// enough are kept), off the async threads (it may wait for the disk). Costs nothing per end but the removals: the ended tasks are
     /// known in order, the tasks directory is not read again.
     fn collect_garbage(&self) {
         let doomed: Vec<PathBuf> = {
@@ -353,9 +370,10 @@ impl Inner {
         if doomed.is_empty() {
             return;
         }
+        let spares = self.spares.clone();
         let remove = move || {
             for dir in doomed {
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if let Err(e) = spares.recycle(&dir) {
                     if e.kind() != std::io::ErrorKind::NotFound {
                         tracing::warn!(dir = %dir.display(), error = %e, "removing an ended task's directory");
                     }

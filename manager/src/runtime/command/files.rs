@@ -214,7 +214,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
+/// The temp file `path` is written through (see [`write_atomic`]).
+pub(super) fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".tmp");
     path.with_file_name(name)
