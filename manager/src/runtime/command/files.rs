@@ -201,15 +201,23 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = tmp_path(path);
     {
+        // The temp file may be a recycled one (`spare`). Not truncated on
+        // open but cut to length after the write: ext4 flushes a file
+        // truncated to 0 when it is closed (its replace-by-truncate
+        // heuristic), a disk write per record for nothing.
+        #[allow(clippy::suspicious_open_options)]
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
+        let old_len = f.metadata()?.len();
         // No fsync: these records describe live processes, which a host
         // crash ends anyway; rename alone keeps readers from half a record.
         f.write_all(bytes)?;
+        if old_len > bytes.len() as u64 {
+            f.set_len(bytes.len() as u64)?;
+        }
     }
     std::fs::rename(&tmp, path)
 }

@@ -434,6 +434,8 @@ struct Output {
     file: Option<(std::fs::File, u64)>,
     /// Writing failed: the rest is read and dropped.
     broken: bool,
+    /// Allocated at the first read: a quiet task's shim never touches its
+    /// 64 KiB (16 pages to fault in and zero, per launch).
     buf: Vec<u8>,
 }
 
@@ -450,7 +452,7 @@ impl Output {
             limit,
             file: None,
             broken: false,
-            buf: vec![0u8; 64 * 1024],
+            buf: Vec::new(),
         })
     }
 
@@ -470,6 +472,9 @@ impl Output {
             let Some(pipe) = self.pipe.as_mut() else {
                 return;
             };
+            if self.buf.is_empty() {
+                self.buf = vec![0u8; 64 * 1024];
+            }
             let n = match pipe.read(&mut self.buf) {
                 Ok(0) => {
                     self.pipe = None;
