@@ -314,6 +314,19 @@ impl Inner {
     /// A fresh directory for the task `task_id` (and its sandbox); an
     /// ended earlier run's directory of the same id is removed first, a
     /// running one is an error. Blocking: file system calls.
+    /// The task's directory made of a recycled one, when there is one and
+    /// the task has no directory yet (else `prepare_dir`).
+    fn reuse_dir(&self, task_id: &str) -> Option<PathBuf> {
+        if self.spares.len() == 0 {
+            return None;
+        }
+        let dir = self.tasks_dir.join(task_id);
+        if std::fs::symlink_metadata(&dir).is_ok() {
+            return None;
+        }
+        self.spares.take(&dir).then_some(dir)
+    }
+
     fn prepare_dir(&self, task_id: &str) -> Result<PathBuf, RuntimeError> {
         let dir = self.tasks_dir.join(task_id);
         if dir.exists() {
@@ -798,14 +811,18 @@ impl CommandRuntime {
         args: Vec<String>,
     ) -> Result<Started, RuntimeError> {
         let inner = &self.inner;
-        // Off the async threads: creating inodes may take a while (reading
-        // the group's inode table, the disk), and event delivery runs there.
-        let dir = {
-            let inner = inner.clone();
-            let task_id = spec.task_id.clone();
-            tokio::task::spawn_blocking(move || inner.prepare_dir(&task_id))
-                .await
-                .map_err(|e| RuntimeError::Unavailable(e.to_string()))??
+        // A recycled directory is one rename, done here. Otherwise off the
+        // async threads: creating inodes may take a while (reading the
+        // group's inode table, the disk), and event delivery runs there.
+        let dir = match inner.reuse_dir(&spec.task_id) {
+            Some(dir) => dir,
+            None => {
+                let inner = inner.clone();
+                let task_id = spec.task_id.clone();
+                tokio::task::spawn_blocking(move || inner.prepare_dir(&task_id))
+                    .await
+                    .map_err(|e| RuntimeError::Unavailable(e.to_string()))??
+            }
         };
         let mut env = inner.cfg.base_env.clone();
         env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
