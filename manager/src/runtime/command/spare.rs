@@ -23,8 +23,10 @@
 //! run as the same user as every task and could reach any task directory
 //! already.
 //!
-//! `spare/` is emptied when a runtime starts (a half-recycled directory of
-//! a crash is never used).
+//! Each runtime keeps its spares in a folder of its own, `spare/<uuid>/`,
+//! and removes the other runtimes' folders when it starts (a half-recycled
+//! directory of a crash is never used; an earlier runtime still recycling
+//! in its own folder, as in tests, does not get in the way).
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -44,14 +46,17 @@ pub(super) struct Spares {
 }
 
 impl Spares {
-    /// `<data-dir>/spare`, emptied.
+    /// A new folder in `<data-dir>/spare`, whose other folders are removed.
     pub(super) fn new(data_dir: &Path) -> std::io::Result<Spares> {
-        let dir = data_dir.join("spare");
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        let root = data_dir.join("spare");
+        files::create_private_dir(&root)?;
+        for entry in std::fs::read_dir(&root)? {
+            let path = entry?.path();
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                tracing::debug!(dir = %path.display(), error = %e, "removing earlier spare directories");
+            }
         }
+        let dir = root.join(uuid::Uuid::new_v4().simple().to_string());
         files::create_private_dir(&dir)?;
         Ok(Spares {
             dir,
@@ -90,7 +95,12 @@ impl Spares {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let spare = self.dir.join(n.to_string());
         // Out of tasks/ first: from here on no reader takes it for a task.
-        std::fs::rename(task_dir, &spare)?;
+        if let Err(e) = std::fs::rename(task_dir, &spare) {
+            if e.kind() == std::io::ErrorKind::NotFound && !task_dir.exists() {
+                return Err(e);
+            }
+            return std::fs::remove_dir_all(task_dir);
+        }
         match empty(&spare) {
             Ok(()) => {
                 self.free.lock().expect("spare lock").push(spare);
@@ -284,20 +294,11 @@ mod tests {
             std::fs::create_dir_all(&d).unwrap();
             spares.recycle(&d).unwrap();
         }
-        assert_eq!(
-            std::fs::read_dir(data.path().join("spare"))
-                .unwrap()
-                .count(),
-            3
-        );
+        assert_eq!(std::fs::read_dir(&spares.dir).unwrap().count(), 3);
         let again = Spares::new(data.path()).unwrap();
         assert_eq!(again.len(), 0);
-        assert_eq!(
-            std::fs::read_dir(data.path().join("spare"))
-                .unwrap()
-                .count(),
-            0
-        );
+        assert!(!spares.dir.exists(), "the earlier runtime's spares removed");
+        assert_eq!(std::fs::read_dir(&again.dir).unwrap().count(), 0);
 
         for _ in 0..MAX_SPARE {
             again.free.lock().unwrap().push(data.path().join("x"));
@@ -306,11 +307,14 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         again.recycle(&d).unwrap();
         assert!(!d.exists(), "removed");
-        assert_eq!(
-            std::fs::read_dir(data.path().join("spare"))
-                .unwrap()
-                .count(),
-            0
-        );
+        assert_eq!(std::fs::read_dir(&again.dir).unwrap().count(), 0);
+
+        // Its folder gone (another runtime started): removed all the same.
+        std::fs::remove_dir_all(&again.dir).unwrap();
+        again.free.lock().unwrap().clear();
+        let d = data.path().join("tasks").join("t.10");
+        std::fs::create_dir_all(d.join("sandbox")).unwrap();
+        again.recycle(&d).unwrap();
+        assert!(!d.exists(), "removed when it cannot be kept");
     }
 }
