@@ -201,7 +201,7 @@ impl CommandRuntime {
             source,
         })?;
         let spares = spare::Spares::new(&cfg.data_dir).map_err(|source| RuntimeError::Io {
-            context: format!("emptying {}", cfg.data_dir.join("spare").display()),
+            context: format!("preparing {}", cfg.data_dir.join("spare").display()),
             source,
         })?;
         let cancel = CancellationToken::new();
@@ -311,9 +311,6 @@ impl Inner {
         });
     }
 
-    /// A fresh directory for the task `task_id` (and its sandbox); an
-    /// ended earlier run's directory of the same id is removed first, a
-    /// running one is an error. Blocking: file system calls.
     /// The task's directory made of a recycled one, when there is one and
     /// the task has no directory yet (else `prepare_dir`).
     fn reuse_dir(&self, task_id: &str) -> Option<PathBuf> {
@@ -327,6 +324,9 @@ impl Inner {
         self.spares.take(&dir).then_some(dir)
     }
 
+    /// A fresh directory for the task `task_id` (and its sandbox); an
+    /// ended earlier run's directory of the same id is removed first, a
+    /// running one is an error. Blocking: file system calls.
     fn prepare_dir(&self, task_id: &str) -> Result<PathBuf, RuntimeError> {
         let dir = self.tasks_dir.join(task_id);
         if dir.exists() {
@@ -363,8 +363,9 @@ impl Inner {
 
     /// Keeps the newest `keep_finished` ended task directories: recycles
     /// the oldest beyond that for later launches (`spare`; removes them when
-    /// enough are kept), off the async threads (it may wait for the disk). Costs nothing per end but the removals: the ended tasks are
-    /// known in order, the tasks directory is not read again.
+    /// enough are kept), off the async threads (it may wait for the disk).
+    /// Costs nothing per end but that: the ended tasks are known in order,
+    /// the tasks directory is not read again.
     fn collect_garbage(&self) {
         let doomed: Vec<PathBuf> = {
             let mut st = self.state.lock().expect("state lock");
@@ -388,7 +389,7 @@ impl Inner {
             for dir in doomed {
                 if let Err(e) = spares.recycle(&dir) {
                     if e.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(dir = %dir.display(), error = %e, "removing an ended task's directory");
+                        tracing::warn!(dir = %dir.display(), error = %e, "recycling or removing an ended task's directory");
                     }
                 }
             }

@@ -1,14 +1,15 @@
 //! Recycled task directories: an ended task's directory, once it is no
-//! longer kept, is emptied into `<data-dir>/spare/` instead of removed, and
-//! the next launch renames it into place instead of creating one.
+//! longer kept, is emptied into `<data-dir>/spare/<uuid>/` instead of
+//! removed, and the next launch renames it into place instead of creating
+//! one.
 //!
 //! A launch would otherwise create three inodes (the task's directory, its
 //! `sandbox/`, `task.json`) and its end one more (`exit.json`), all deleted
 //! again when the directory goes. A recycled directory keeps its sandbox
 //! (when the task left it empty) and its two records as the temp files the
-//! next ones are written through (`task.json.tmp`, `exit.json.tmp`: opened
-//! with truncation, then renamed), so a task that writes nothing costs no
-//! inode at all. Creating inodes is not free: on ext4 without a journal
+//! next ones are written through (`task.json.tmp`, `exit.json.tmp`: written
+//! over, cut to length, then renamed), so a task that writes nothing costs
+//! no inode at all. Creating inodes is not free: on ext4 without a journal
 //! (this project's test machines) each new inode skips every one deleted in
 //! the last half minute, which under churn made inode allocation ~10 % of a
 //! burst of launches.
