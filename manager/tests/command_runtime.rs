@@ -990,11 +990,61 @@ async fn a_task_gets_the_cpu_weight_its_cpus_ask_for() {
 }
 
 #[tokio::test]
+async fn directories_made_ahead_are_what_launches_use_and_are_made_again() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = Scratch::new();
+    let mut cfg = config(dir.path());
+    cfg.spare_ahead = 3;
+    let (rt, _rx) = runtime(cfg);
+    testkit::eventually_async("three directories made ahead", WAIT, || async {
+        (rt.spare_dirs() == 3).then_some(())
+    })
+    .await;
+    // The records' temp files waiting in them, by inode.
+    let mut made = std::collections::HashSet::new();
+    for folder in std::fs::read_dir(dir.path().join("spare")).unwrap() {
+        for spare in std::fs::read_dir(folder.unwrap().path()).unwrap() {
+            let tmp = spare.unwrap().path().join("task.json.tmp");
+            made.insert(std::fs::metadata(&tmp).unwrap().ino());
+        }
+    }
+    assert_eq!(made.len(), 3);
+
+    let leader = dir.path().join("a.pid");
+    rt.launch(&spec(
+        "a",
+        sh(&format!(
+            "ls -A > ../../../a.ls; echo $$ > {}; exec sleep 100",
+            leader.display()
+        )),
+        &[],
+    ))
+    .await
+    .unwrap();
+    read_pid(&leader).await;
+    let record = rt.task_dir("a").join("task.json");
+    assert!(
+        made.contains(&std::fs::metadata(&record).unwrap().ino()),
+        "task.json written through a temp file made ahead"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("a.ls")).unwrap(),
+        "",
+        "an empty sandbox"
+    );
+    testkit::eventually_async("the one used made again", WAIT, || async {
+        (rt.spare_dirs() == 3).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn an_ended_tasks_directory_is_reused_empty_by_a_later_launch() {
     use std::os::unix::fs::MetadataExt;
     let dir = Scratch::new();
     let mut cfg = config(dir.path());
     cfg.keep_finished = 0;
+    cfg.spare_ahead = 0;
     let (rt, mut rx) = runtime(cfg);
     rt.launch(&spec(
         "first",

@@ -81,6 +81,9 @@ pub struct CommandConfig {
     pub log_limit_bytes: u64,
     /// Directories of ended tasks kept for their logs (oldest removed first).
     pub keep_finished: usize,
+    /// Task directories made ahead, while no launch runs, so the launches
+    /// of a burst rename one into place (see `spare`); 0: none.
+    pub spare_ahead: usize,
     /// Variables every task gets under its own environment.
     pub base_env: BTreeMap<String, String>,
     /// How long a task may take to start before the launch fails.
@@ -94,6 +97,7 @@ impl CommandConfig {
             shim: None,
             log_limit_bytes: 1024 * 1024,
             keep_finished: 100,
+            spare_ahead: SPARE_AHEAD,
             base_env: inherited_base_env(),
             start_timeout: Duration::from_secs(10),
         }
@@ -129,6 +133,14 @@ pub fn find_shim() -> Option<PathBuf> {
 /// running with no owner.
 pub const LAUNCH_SLOTS: usize = 64;
 
+/// Task directories made ahead by default: a burst of this many launches
+/// creates no directory on its way to TASK_RUNNING.
+pub const SPARE_AHEAD: usize = 128;
+
+/// How long no launch must have started before directories are made
+/// ahead: the making waits for the burst it prepares for to be over.
+const SPARE_QUIET: Duration = Duration::from_millis(300);
+
 /// Runs command tasks; see the module docs.
 pub struct CommandRuntime {
     inner: Arc<Inner>,
@@ -144,6 +156,9 @@ struct Inner {
     state: Mutex<State>,
     /// Launches in progress at once (see [`LAUNCH_SLOTS`]).
     launch_slots: tokio::sync::Semaphore,
+    /// Launches started so far, and a wake-up for the spare maker at each.
+    launches: std::sync::atomic::AtomicU64,
+    launched: tokio::sync::Notify,
     /// Cancelled when the runtime is dropped: watchers stop, tasks keep running.
     cancel: CancellationToken,
     watchers: TaskTracker,
@@ -206,7 +221,7 @@ impl CommandRuntime {
         })?;
         let cancel = CancellationToken::new();
         let watchers = TaskTracker::new();
-        Ok(CommandRuntime {
+        let rt = CommandRuntime {
             inner: Arc::new(Inner {
                 cfg,
                 launcher: launcher::Launcher::new(shim, cancel.clone(), watchers.clone()),
@@ -215,10 +230,14 @@ impl CommandRuntime {
                 events,
                 state: Mutex::new(State::default()),
                 launch_slots: tokio::sync::Semaphore::new(LAUNCH_SLOTS),
+                launches: Default::default(),
+                launched: Default::default(),
                 cancel,
                 watchers,
             }),
-        })
+        };
+        rt.inner.make_spares_ahead();
+        Ok(rt)
     }
 
     /// The directory of a task (exists once launched; kept a while after its end).
@@ -307,6 +326,53 @@ impl Inner {
             tokio::select! {
                 _ = inner.cancel.cancelled() => {}
                 _ = watch::shim_ended(m.shim_pid, m.shim_start, &exit_record) => inner.finish(&entry),
+            }
+        });
+    }
+
+    /// Keeps `spare_ahead` task directories ready (`Spares::fill`), made
+    /// once no launch has started for [`SPARE_QUIET`] and given up for the
+    /// next launch, so the making never competes with a burst for the CPU.
+    /// Without a tokio runtime (or with `spare_ahead` 0), none are made.
+    fn make_spares_ahead(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let target = self.cfg.spare_ahead;
+        if target == 0 || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let inner = self.clone();
+        self.watchers.spawn(async move {
+            loop {
+                let seen = loop {
+                    let seen = inner.launches.load(Relaxed);
+                    tokio::select! {
+                        _ = inner.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(SPARE_QUIET) => {}
+                    }
+                    if inner.launches.load(Relaxed) == seen {
+                        break seen;
+                    }
+                };
+                if inner.spares.len() < target {
+                    let i = inner.clone();
+                    let made = tokio::task::spawn_blocking(move || {
+                        i.spares.fill(target, || {
+                            i.cancel.is_cancelled() || i.launches.load(Relaxed) != seen
+                        })
+                    })
+                    .await;
+                    match made {
+                        Ok(Ok(n)) => tracing::debug!(made = n, "task directories made ahead"),
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "making task directories ahead")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "making task directories ahead"),
+                    }
+                }
+                tokio::select! {
+                    _ = inner.cancel.cancelled() => return,
+                    _ = inner.launched.notified() => {}
+                }
             }
         });
     }
@@ -812,6 +878,10 @@ impl CommandRuntime {
         args: Vec<String>,
     ) -> Result<Started, RuntimeError> {
         let inner = &self.inner;
+        inner
+            .launches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        inner.launched.notify_one();
         // A recycled directory is one rename, done here. Otherwise off the
         // async threads: creating inodes may take a while (reading the
         // group's inode table, the disk), and event delivery runs there.

@@ -24,10 +24,17 @@
 //! run as the same user as every task and could reach any task directory
 //! already.
 //!
+//! A runtime also makes spares ahead ([`Spares::fill`]: the same empty
+//! sandbox and empty temp files), once no launch has started for a while, so
+//! the first launches of a burst (a deploy, a new node) find some as well:
+//! after churn, creating the inodes of 100 launches was what made a first
+//! burst of them half as slow again as a later one.
+//!
 //! Each runtime keeps its spares in a folder of its own, `spare/<uuid>/`,
-//! and removes the other runtimes' folders when it starts (a half-recycled
-//! directory of a crash is never used; an earlier runtime still recycling
-//! in its own folder, as in tests, does not get in the way).
+//! and removes the other runtimes' folders when it starts, on a thread of
+//! its own (a half-recycled directory of a crash is never used; an earlier
+//! runtime still recycling in its own folder, as in tests, does not get in
+//! the way).
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -51,11 +58,19 @@ impl Spares {
     pub(super) fn new(data_dir: &Path) -> std::io::Result<Spares> {
         let root = data_dir.join("spare");
         files::create_private_dir(&root)?;
-        for entry in std::fs::read_dir(&root)? {
-            let path = entry?.path();
-            if let Err(e) = std::fs::remove_dir_all(&path) {
-                tracing::debug!(dir = %path.display(), error = %e, "removing earlier spare directories");
-            }
+        let earlier = std::fs::read_dir(&root)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        // On a thread of its own: a restarted manager serves before the
+        // earlier runtime's spares (hundreds of inodes) are gone.
+        if !earlier.is_empty() {
+            std::thread::spawn(move || {
+                for path in earlier {
+                    if let Err(e) = std::fs::remove_dir_all(&path) {
+                        tracing::debug!(dir = %path.display(), error = %e, "removing earlier spare directories");
+                    }
+                }
+            });
         }
         let dir = root.join(uuid::Uuid::new_v4().simple().to_string());
         files::create_private_dir(&dir)?;
@@ -87,6 +102,27 @@ impl Spares {
         }
     }
 
+    /// Makes new spare directories, each what a recycled one is (an empty
+    /// sandbox and the two records' empty temp files), until `target` are
+    /// ready or `stop` says so; how many it made. For the launches of a
+    /// burst: made while nothing launches, so a launch renames one into
+    /// place instead of creating its inodes on the way to TASK_RUNNING.
+    pub(super) fn fill(&self, target: usize, stop: impl Fn() -> bool) -> std::io::Result<usize> {
+        let target = target.min(MAX_SPARE);
+        let mut made = 0;
+        while self.len() < target && !stop() {
+            let n = self.seq.fetch_add(1, Ordering::Relaxed);
+            let spare = self.dir.join(n.to_string());
+            if let Err(e) = make(&spare) {
+                let _ = std::fs::remove_dir_all(&spare);
+                return Err(e);
+            }
+            self.free.lock().expect("spare lock").push(spare);
+            made += 1;
+        }
+        Ok(made)
+    }
+
     /// Takes an ended task's directory out of `tasks/` and keeps it, emptied,
     /// for a later launch; removes it when that fails or enough are kept.
     pub(super) fn recycle(&self, task_dir: &Path) -> std::io::Result<()> {
@@ -113,6 +149,23 @@ impl Spares {
             }
         }
     }
+}
+
+/// Creates `dir` as a recycled directory is left: an empty sandbox (0700)
+/// and the records' empty temp files (0600).
+fn make(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mkdir = |path: &Path| std::fs::DirBuilder::new().mode(0o700).create(path);
+    mkdir(dir)?;
+    mkdir(&dir.join(files::SANDBOX))?;
+    for record in [files::TASK, files::EXIT] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(files::tmp_path(&dir.join(record)))?;
+    }
+    Ok(())
 }
 
 /// Leaves `dir` as a fresh task directory with the records' temp files.
@@ -298,7 +351,14 @@ mod tests {
         assert_eq!(std::fs::read_dir(&spares.dir).unwrap().count(), 3);
         let again = Spares::new(data.path()).unwrap();
         assert_eq!(again.len(), 0);
-        assert!(!spares.dir.exists(), "the earlier runtime's spares removed");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while spares.dir.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the earlier runtime's spares removed"
+            );
+            std::thread::yield_now();
+        }
         assert_eq!(std::fs::read_dir(&again.dir).unwrap().count(), 0);
 
         for _ in 0..MAX_SPARE {
@@ -317,5 +377,55 @@ mod tests {
         std::fs::create_dir_all(d.join("sandbox")).unwrap();
         again.recycle(&d).unwrap();
         assert!(!d.exists(), "removed when it cannot be kept");
+    }
+
+    #[test]
+    fn made_spares_are_what_a_recycled_directory_is_up_to_the_target() {
+        let data = tempfile::tempdir().unwrap();
+        let spares = Spares::new(data.path()).unwrap();
+        assert_eq!(spares.fill(3, || false).unwrap(), 3);
+        assert_eq!(spares.len(), 3);
+        assert_eq!(spares.fill(3, || false).unwrap(), 0, "already there");
+        let new = data.path().join("tasks").join("w.1");
+        std::fs::create_dir_all(new.parent().unwrap()).unwrap();
+        assert!(spares.take(&new));
+        assert_eq!(
+            names(&new),
+            BTreeSet::from([
+                "sandbox".into(),
+                "task.json.tmp".into(),
+                "exit.json.tmp".into()
+            ])
+        );
+        assert_eq!(mode(&new), 0o700);
+        assert_eq!(mode(&new.join("sandbox")), 0o700);
+        assert_eq!(mode(&new.join("task.json.tmp")), 0o600);
+        assert_eq!(mode(&new.join("exit.json.tmp")), 0o600);
+        assert_eq!(std::fs::read(new.join("task.json.tmp")).unwrap(), b"");
+        // A record written through the empty temp file is whole.
+        files::write_atomic(&new.join(files::TASK), b"{}").unwrap();
+        assert_eq!(std::fs::read(new.join(files::TASK)).unwrap(), b"{}");
+
+        // Stopped when asked; never past the pool's bound.
+        let calls = std::cell::Cell::new(0);
+        let made = spares
+            .fill(10, || {
+                calls.set(calls.get() + 1);
+                calls.get() > 2
+            })
+            .unwrap();
+        assert_eq!((made, spares.len()), (2, 4));
+        spares
+            .free
+            .lock()
+            .unwrap()
+            .resize(MAX_SPARE, data.path().join("x"));
+        assert_eq!(spares.fill(MAX_SPARE + 5, || false).unwrap(), 0);
+
+        // A folder that cannot hold them: the error, nothing added.
+        std::fs::remove_dir_all(&spares.dir).unwrap();
+        spares.free.lock().unwrap().clear();
+        assert!(spares.fill(1, || false).is_err());
+        assert_eq!(spares.len(), 0);
     }
 }
