@@ -137,9 +137,10 @@ pub const LAUNCH_SLOTS: usize = 64;
 /// creates no directory on its way to TASK_RUNNING.
 pub const SPARE_AHEAD: usize = 128;
 
-/// How long no launch must have started before directories are made
-/// ahead: the making waits for the burst it prepares for to be over.
-const SPARE_QUIET: Duration = Duration::from_millis(300);
+/// How long no task must have been launched, killed or ended before
+/// directories are made ahead: the making waits for the burst it prepares
+/// for (and a scale-down after it) to be over.
+const SPARE_QUIET: Duration = Duration::from_secs(1);
 
 /// Runs command tasks; see the module docs.
 pub struct CommandRuntime {
@@ -156,9 +157,10 @@ struct Inner {
     state: Mutex<State>,
     /// Launches in progress at once (see [`LAUNCH_SLOTS`]).
     launch_slots: tokio::sync::Semaphore,
-    /// Launches started so far, and a wake-up for the spare maker at each.
-    launches: std::sync::atomic::AtomicU64,
-    launched: tokio::sync::Notify,
+    /// Launches, kills and ends so far, and a wake-up for the spare maker
+    /// at each (see [`Inner::stir`]).
+    activity: std::sync::atomic::AtomicU64,
+    stirred: tokio::sync::Notify,
     /// Cancelled when the runtime is dropped: watchers stop, tasks keep running.
     cancel: CancellationToken,
     watchers: TaskTracker,
@@ -230,8 +232,8 @@ impl CommandRuntime {
                 events,
                 state: Mutex::new(State::default()),
                 launch_slots: tokio::sync::Semaphore::new(LAUNCH_SLOTS),
-                launches: Default::default(),
-                launched: Default::default(),
+                activity: Default::default(),
+                stirred: Default::default(),
                 cancel,
                 watchers,
             }),
@@ -284,6 +286,7 @@ impl Inner {
 
     /// Reports how a watched task ended (once), then forgets it.
     fn finish(&self, entry: &Entry) {
+        self.stir();
         let record: Option<ExitRecord> = files::read_json(&entry.dir.join(files::EXIT))
             .ok()
             .flatten();
@@ -330,10 +333,19 @@ impl Inner {
         });
     }
 
+    /// A task was launched, killed or ended: the spare maker waits.
+    fn stir(&self) {
+        self.activity
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stirred.notify_one();
+    }
+
     /// Keeps `spare_ahead` task directories ready (`Spares::fill`), made
-    /// once no launch has started for [`SPARE_QUIET`] and given up for the
-    /// next launch, so the making never competes with a burst for the CPU.
-    /// Without a tokio runtime (or with `spare_ahead` 0), none are made.
+    /// once no task has been launched, killed or ended for [`SPARE_QUIET`],
+    /// on a thread of its own at the lowest CPU priority (nice 19), and
+    /// given up at the next launch, kill or end: the making never competes
+    /// with a burst, or with the events of one, for the CPU. Without a tokio
+    /// runtime (or with `spare_ahead` 0), none are made.
     fn make_spares_ahead(self: &Arc<Self>) {
         use std::sync::atomic::Ordering::Relaxed;
         let target = self.cfg.spare_ahead;
@@ -344,23 +356,31 @@ impl Inner {
         self.watchers.spawn(async move {
             loop {
                 let seen = loop {
-                    let seen = inner.launches.load(Relaxed);
+                    let seen = inner.activity.load(Relaxed);
                     tokio::select! {
                         _ = inner.cancel.cancelled() => return,
                         _ = tokio::time::sleep(SPARE_QUIET) => {}
                     }
-                    if inner.launches.load(Relaxed) == seen {
+                    if inner.activity.load(Relaxed) == seen {
                         break seen;
                     }
                 };
                 if inner.spares.len() < target {
                     let i = inner.clone();
-                    let made = tokio::task::spawn_blocking(move || {
-                        i.spares.fill(target, || {
-                            i.cancel.is_cancelled() || i.launches.load(Relaxed) != seen
-                        })
-                    })
-                    .await;
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    let spawned = std::thread::Builder::new()
+                        .name("spare-maker".into())
+                        .spawn(move || {
+                            // This thread only (Linux's nice is per thread).
+                            let _ = rustix::process::setpriority_process(None, 19);
+                            let _ = tx.send(i.spares.fill(target, || {
+                                i.cancel.is_cancelled() || i.activity.load(Relaxed) != seen
+                            }));
+                        });
+                    let made = match spawned {
+                        Ok(_) => rx.await.map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
                     match made {
                         Ok(Ok(n)) => tracing::debug!(made = n, "task directories made ahead"),
                         Ok(Err(e)) => {
@@ -371,7 +391,7 @@ impl Inner {
                 }
                 tokio::select! {
                     _ = inner.cancel.cancelled() => return,
-                    _ = inner.launched.notified() => {}
+                    _ = inner.stirred.notified() => {}
                 }
             }
         });
@@ -659,6 +679,7 @@ impl Runtime for CommandRuntime {
     #[tracing::instrument(skip_all, fields(task_id = %task_id), err)]
     async fn kill(&self, task_id: &str, grace: Duration) -> Result<(), RuntimeError> {
         let inner = &self.inner;
+        inner.stir();
         let Some(entry) = inner.entry(task_id) else {
             return if inner.tasks_dir.join(task_id).join(files::EXIT).exists() {
                 Ok(())
@@ -878,10 +899,7 @@ impl CommandRuntime {
         args: Vec<String>,
     ) -> Result<Started, RuntimeError> {
         let inner = &self.inner;
-        inner
-            .launches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        inner.launched.notify_one();
+        inner.stir();
         // A recycled directory is one rename, done here. Otherwise off the
         // async threads: creating inodes may take a while (reading the
         // group's inode table, the disk), and event delivery runs there.
