@@ -18,7 +18,10 @@
 //!
 //! Each figure also gets its links (from the manager's `/v2/events` and a
 //! watch on the registry): kill → the manager's event → the record in etcd
-//! → the watcher's command.
+//! → the watcher's command. A death also gets the moment the killed process
+//! ended (a pidfd the bench opens on it before the kill: a container's init
+//! or the command task's leader), the floor under any report of it, and
+//! what the stack took after it (process ended → the watcher's command).
 //!
 //! ```sh
 //! cargo build --release -p bench -p manager -p subscriber -p watcher --bins
@@ -223,6 +226,14 @@ struct Figure {
     total: Vec<Duration>,
     /// Start -> Docker's own `die` event (Docker deaths only).
     to_runtime: Vec<Duration>,
+    /// Start -> the killed process ended (its pidfd readable): the floor
+    /// no design reporting the death can go under.
+    to_exit: Vec<Duration>,
+    /// The killed process ended -> the watcher's command: the stack's part.
+    after_exit: Vec<Duration>,
+    /// Samples whose killed process was still unreaped (its exit status
+    /// readable) when its pidfd woke the bench.
+    unreaped: usize,
     to_manager: Vec<Duration>,
     to_etcd: Vec<Duration>,
     to_hook: Vec<Duration>,
@@ -275,6 +286,21 @@ fn print_figure(name: &str, ours: &Figure, raw: &[Duration]) {
         &format!("  {name}: (Docker's own die event after the start)"),
         &ours.to_runtime,
     );
+    print_stats(
+        &format!("  {name}: (the killed process ended, its pidfd)"),
+        &ours.to_exit,
+    );
+    print_stats(
+        &format!("  {name}: process ended -> watcher command"),
+        &ours.after_exit,
+    );
+    if !ours.to_exit.is_empty() {
+        println!(
+            "  {name}: exit status still readable at the pidfd's wake-up (not yet reaped): {} of {}",
+            ours.unreaped,
+            ours.to_exit.len()
+        );
+    }
     print_stats(
         &format!("  {name}: link start -> manager event"),
         &ours.to_manager,
@@ -376,6 +402,13 @@ impl Run<'_> {
         let running = self.steady(app, service).await?;
         let victim = running[0].clone();
         let target = kill.target(&victim).await?;
+        let ended = match kill.process(&target).await {
+            Ok(pid) => Some(process_end(pid)?),
+            Err(e) => {
+                eprintln!("no pidfd for {victim}: {e:#}");
+                None
+            }
+        };
         let t0 = Instant::now();
         kill.kill(&target).await?;
         let s = service.to_string();
@@ -388,6 +421,13 @@ impl Run<'_> {
         let mgr = first(&self.events, t0, &victim, is_terminal);
         let etcd = first(&self.records, t0, &victim, |w| w == "delete");
         fig.add(t0, mgr, etcd, hook);
+        if let Some((end, zombie)) =
+            ended.and_then(|rx| rx.recv_timeout(Duration::from_secs(1)).ok())
+        {
+            fig.unreaped += usize::from(zombie);
+            fig.to_exit.push(end.saturating_duration_since(t0));
+            fig.after_exit.push(hook.saturating_duration_since(end));
+        }
         if let Some(die) = first(&self.dies, t0, &victim, |_| true) {
             fig.to_runtime.push(die - t0);
         }
@@ -453,7 +493,35 @@ fn follow_dies(docker: &Docker, manager_id: &str, seen: Seen) {
 /// How a death sample kills a task from outside.
 trait AsyncKill {
     async fn target(&self, task_id: &str) -> Result<String>;
+    /// The process whose end is the task's death (a container's init).
+    async fn process(&self, target: &str) -> Result<i32>;
     async fn kill(&self, target: &str) -> Result<()>;
+}
+
+/// When process `pid` ends, from a pidfd opened now (so a pid reused later
+/// is not mistaken for it), polled on a thread of its own; and whether its
+/// exit status could still be read then (`/proc/<pid>/stat` of the zombie,
+/// before its parent reaped it: what a runtime watching the pidfd would
+/// need to report the exit without waiting for the parent).
+fn process_end(pid: i32) -> Result<std::sync::mpsc::Receiver<(Instant, bool)>> {
+    let p = rustix::process::Pid::from_raw(pid).context("not a pid")?;
+    let fd = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty())
+        .with_context(|| format!("pidfd_open({pid})"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        if let Ok(1) = poll(&mut fds, PollTimeout::from(30_000u16)) {
+            let at = Instant::now();
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|st| Some(st.get(st.rfind(')')? + 2..)?.starts_with('Z')))
+                .unwrap_or(false);
+            let _ = tx.send((at, zombie));
+        }
+    });
+    Ok(rx)
 }
 
 struct DockerKill<'a>(&'a Docker);
@@ -461,6 +529,14 @@ struct DockerKill<'a>(&'a Docker);
 impl AsyncKill for &DockerKill<'_> {
     async fn target(&self, task_id: &str) -> Result<String> {
         container_of(self.0, task_id).await
+    }
+    async fn process(&self, target: &str) -> Result<i32> {
+        let c = self.0.inspect_container(target, None).await?;
+        let pid = c.state.and_then(|s| s.pid).unwrap_or(0);
+        if pid <= 0 {
+            bail!("container {target} has no process");
+        }
+        Ok(pid as i32)
     }
     async fn kill(&self, target: &str) -> Result<()> {
         kill_container(self.0, target).await
@@ -472,6 +548,9 @@ struct ProcessKill(PathBuf);
 impl AsyncKill for &ProcessKill {
     async fn target(&self, task_id: &str) -> Result<String> {
         Ok(pid_of(&self.0, task_id)?.to_string())
+    }
+    async fn process(&self, target: &str) -> Result<i32> {
+        Ok(target.parse()?)
     }
     async fn kill(&self, target: &str) -> Result<()> {
         let pid: i32 = target.parse()?;
