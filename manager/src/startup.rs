@@ -177,6 +177,8 @@ impl Application {
             dc.allow_privileged = cfg.allow_host_access;
             dc.socket = cfg.docker_socket.clone();
             dc.containerd_socket = cfg.containerd_socket.clone();
+            dc.watch_processes =
+                crate::runtime::docker::containerd::engine_is_local(cfg.docker_socket.as_deref());
             match DockerRuntime::new(dc.clone(), tx.clone()).await {
                 Ok(d) => {
                     gateway = d.bridge_gateway().await;

@@ -256,6 +256,20 @@ async fn containerd_exits_carry_exit_codes_and_oom() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_from_outside_is_reported_by_the_containers_process() {
+    if require_docker() {
+        killed_from_outside(ExitSources::ProcessOnly, "procexit").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_containers_process_carries_exit_codes_and_oom() {
+    if require_docker() {
+        exit_codes_and_oom(ExitSources::ProcessOnly, "proccode").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn die_events_carry_exit_codes_and_oom() {
     if require_docker() {
         exit_codes_and_oom(ExitSources::EventsOnly, "diecode").await;

@@ -36,6 +36,7 @@ use super::{
 pub mod containerd;
 mod late;
 mod params;
+mod process_exit;
 mod recover;
 mod shared;
 mod spec;
@@ -90,11 +91,15 @@ pub struct DockerConfig {
     /// The engine's containerd socket, followed for exits as they happen
     /// (see [`containerd`]); None: Docker's events and `wait` only.
     pub containerd_socket: Option<std::path::PathBuf>,
+    /// Watch each container's process for its end (see `process_exit`):
+    /// for an engine on this machine (where its pids are this machine's).
+    pub watch_processes: bool,
 }
 
 /// Where the runtime learns that a container stopped on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitSources {
+    /// The container's process ending (a pidfd, when `watch_processes`),
     /// containerd's `/tasks/exit` event (when a containerd socket is set),
     /// the engine's `die` event (its exit code, after an `oom` event when
     /// out of memory) and `wait` + `inspect`, which also covers exits
@@ -103,6 +108,9 @@ pub enum ExitSources {
     All,
     /// Only containerd's exits (tests of that path).
     ContainerdOnly,
+    /// Only the container's process (a pidfd, its status while unreaped,
+    /// else `inspect`; tests of that path).
+    ProcessOnly,
     /// Only the `die` events (tests of the event path).
     EventsOnly,
     /// Only `wait` + `inspect` (tests of the fallback).
@@ -120,6 +128,10 @@ impl ExitSources {
 
     fn containerd(self) -> bool {
         matches!(self, ExitSources::All | ExitSources::ContainerdOnly)
+    }
+
+    fn process(self) -> bool {
+        matches!(self, ExitSources::All | ExitSources::ProcessOnly)
     }
 }
 
@@ -140,6 +152,7 @@ impl DockerConfig {
             list_timeout: Duration::from_secs(10),
             exit_sources: ExitSources::All,
             containerd_socket: None,
+            watch_processes: true,
         }
     }
 }
@@ -288,11 +301,26 @@ impl DockerRuntime {
     }
 
     fn watch_exit(&self, task_id: String, container_id: String) {
-        if !self.shared.config.exit_sources.wait() {
+        let sources = self.shared.config.exit_sources;
+        let process = sources.process() && self.shared.config.watch_processes;
+        if !sources.wait() && !process {
             return;
         }
         let mut set = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
         while set.try_join_next().is_some() {}
+        if process {
+            set.spawn(process_exit::process_exit(
+                self.shared.clone(),
+                task_id.clone(),
+                container_id.clone(),
+                self.cancel.clone(),
+                // `wait` asks the engine anyway.
+                !sources.wait(),
+            ));
+        }
+        if !sources.wait() {
+            return;
+        }
         set.spawn(watch_tasks::wait_exit(
             self.shared.clone(),
             task_id,

@@ -40,12 +40,16 @@ const SUBSCRIBE: &str = "/containerd.services.events.v1.Events/Subscribe";
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
+/// Whether the engine at `docker_socket` (None: bollard's default) runs on
+/// this machine: a Unix socket, not `tcp://` or `http://`.
+pub fn engine_is_local(docker_socket: Option<&str>) -> bool {
+    docker_socket.is_none_or(|s| !(s.starts_with("tcp://") || s.starts_with("http://")))
+}
+
 /// The first of [`DEFAULT_SOCKETS`] that exists, for an engine on this
 /// machine (`docker_socket` None or a Unix socket); None otherwise.
 pub fn detect_socket(docker_socket: Option<&str>) -> Option<PathBuf> {
-    let local =
-        docker_socket.is_none_or(|s| !(s.starts_with("tcp://") || s.starts_with("http://")));
-    if !local {
+    if !engine_is_local(docker_socket) {
         return None;
     }
     DEFAULT_SOCKETS
@@ -271,7 +275,7 @@ fn handle(shared: &Arc<Shared>, oom_seen: &mut OomSeen, finishing: &mut JoinSet<
 }
 
 /// 128 + SIGKILL: how containerd reports a process ended by SIGKILL.
-const SIGKILL_STATUS: i64 = 137;
+pub(super) const SIGKILL_STATUS: i64 = 137;
 
 /// Where the container's memory cgroup may keep its OOM-kill counter
 /// (`oom_kill`): cgroup v1 then v2, Docker's cgroupfs and systemd drivers.
@@ -291,7 +295,7 @@ fn memory_cgroup_files(container_id: &str) -> [PathBuf; 4] {
 
 /// The container's OOM kills from its memory cgroup; None when no layout
 /// this knows holds it (e.g. the cgroup is gone already).
-fn oom_kills(container_id: &str) -> Option<u64> {
+pub(super) fn oom_kills(container_id: &str) -> Option<u64> {
     memory_cgroup_files(container_id)
         .iter()
         .find_map(|path| counter(&std::fs::read_to_string(path).ok()?, "oom_kill"))
