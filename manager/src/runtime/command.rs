@@ -134,8 +134,11 @@ pub fn find_shim() -> Option<PathBuf> {
 pub const LAUNCH_SLOTS: usize = 64;
 
 /// Task directories made ahead by default: a burst of this many launches
-/// creates no directory on its way to TASK_RUNNING.
-pub const SPARE_AHEAD: usize = 128;
+/// creates no directory on its way to TASK_RUNNING. Bursts come in a row
+/// (a rolling restart, a scale-up right after another) with less than
+/// [`SPARE_QUIET`] between them to make more, and until `keep_finished`
+/// tasks have ended none is recycled: room for two bursts of 100.
+pub const SPARE_AHEAD: usize = 256;
 
 /// How long no task must have been launched, killed or ended before
 /// directories are made ahead: the making waits for the burst it prepares
