@@ -242,6 +242,13 @@ mod tests {
         out
     }
 
+    /// What a spare directory holds: a sandbox and the records' temp files.
+    fn fresh() -> BTreeSet<String> {
+        ["sandbox", "task.json.tmp", "exit.json.tmp"]
+            .map(String::from)
+            .into()
+    }
+
     fn mode(path: &Path) -> u32 {
         std::fs::symlink_metadata(path)
             .unwrap()
@@ -290,11 +297,7 @@ mod tests {
         assert_eq!(spares.len(), 0);
         assert_eq!(
             names(&new),
-            BTreeSet::from([
-                "sandbox".into(),
-                "task.json.tmp".into(),
-                "exit.json.tmp".into()
-            ]),
+            fresh(),
             "a fresh sandbox and the records' temp files; a symbolic link in their place removed"
         );
         assert_eq!(mode(&new), 0o700);
@@ -389,14 +392,7 @@ mod tests {
         let new = data.path().join("tasks").join("w.1");
         std::fs::create_dir_all(new.parent().unwrap()).unwrap();
         assert!(spares.take(&new));
-        assert_eq!(
-            names(&new),
-            BTreeSet::from([
-                "sandbox".into(),
-                "task.json.tmp".into(),
-                "exit.json.tmp".into()
-            ])
-        );
+        assert_eq!(names(&new), fresh());
         assert_eq!(mode(&new), 0o700);
         assert_eq!(mode(&new.join("sandbox")), 0o700);
         assert_eq!(mode(&new.join("task.json.tmp")), 0o600);

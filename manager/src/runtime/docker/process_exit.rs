@@ -34,11 +34,11 @@ use daemon::Backoff;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::containerd::{oom_kills, SIGKILL_STATUS};
-use super::recover::{classify_code, classify_exit};
-use super::shared::{message_of, status_of, Phase, Shared};
+use super::recover::classify_code;
+use super::shared::{message_of, Shared};
 use crate::runtime::Exit;
 
 const INSPECT_START: Duration = Duration::from_millis(10);
@@ -152,14 +152,6 @@ impl Watched {
     }
 }
 
-fn still_ours(shared: &Shared, task_id: &str, container_id: &str) -> bool {
-    shared
-        .table()
-        .tasks
-        .get(task_id)
-        .is_some_and(|t| t.container_id == container_id && t.phase != Phase::Done)
-}
-
 /// Watches one container's process until it ends (or `cancel`), then
 /// reports its exit unless another path did. When the process cannot be
 /// watched or its status read, `ask_engine` says whether to ask the engine
@@ -182,29 +174,9 @@ pub(super) async fn process_exit(
     // Reaped already, not ours to read, or never watched: the engine
     // knows once it has taken the exit in.
     let mut backoff = Backoff::new(INSPECT_START, INSPECT_MAX);
-    loop {
-        if !still_ours(&shared, &task_id, &container_id) {
-            return;
-        }
-        match shared.inspect(&container_id).await {
-            Ok(info) => {
-                let state = info.state.unwrap_or_default();
-                if state.running != Some(true) {
-                    shared
-                        .exited(&task_id, &container_id, classify_exit(&state))
-                        .await;
-                    return;
-                }
-            }
-            Err(e) if status_of(&e) == Some(404) => {
-                let exit = Exit::Lost {
-                    message: "the container was removed outside the manager".into(),
-                };
-                shared.exited(&task_id, &container_id, exit).await;
-                return;
-            }
-            Err(e) => warn!(task_id, error = %message_of(&e), "cannot inspect container; retrying"),
-        }
+    while shared.still_running(&task_id, &container_id)
+        && !shared.report_if_stopped(&task_id, &container_id).await
+    {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(backoff.next()) => {}
@@ -249,7 +221,7 @@ async fn from_process(
         _ = cancel.cancelled() => return None,
         ready = watched.fd.readable() => drop(ready.ok()?),
     }
-    if !still_ours(shared, task_id, container_id) {
+    if !shared.still_running(task_id, container_id) {
         return None;
     }
     let status = watched.exit_status()?;

@@ -15,6 +15,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::recover::classify_exit;
 use super::DockerConfig;
 use crate::runtime::{EventSender, Exit, RuntimeError, RuntimeEvent};
 
@@ -267,6 +268,43 @@ impl Shared {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Whether the task still runs in this container as far as the table
+    /// knows (not reported, removed or replaced).
+    pub(super) fn still_running(&self, task_id: &str, container_id: &str) -> bool {
+        self.table()
+            .tasks
+            .get(task_id)
+            .is_some_and(|t| t.container_id == container_id && t.phase != Phase::Done)
+    }
+
+    /// Asks the engine whether the container stopped and reports how it
+    /// ended if so (gone entirely: lost); true once there is nothing more
+    /// to watch, false while it runs or the engine does not answer.
+    pub(super) async fn report_if_stopped(&self, task_id: &str, container_id: &str) -> bool {
+        match self.inspect(container_id).await {
+            Ok(info) => {
+                let state = info.state.unwrap_or_default();
+                if state.running == Some(true) {
+                    return false;
+                }
+                self.exited(task_id, container_id, classify_exit(&state))
+                    .await;
+                true
+            }
+            Err(e) if status_of(&e) == Some(404) => {
+                let exit = Exit::Lost {
+                    message: "the container was removed outside the manager".into(),
+                };
+                self.exited(task_id, container_id, exit).await;
+                true
+            }
+            Err(e) => {
+                warn!(task_id, error = %message_of(&e), "cannot inspect container; retrying");
+                false
+            }
         }
     }
 

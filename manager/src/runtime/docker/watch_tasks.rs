@@ -14,8 +14,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::recover::{classify_code, classify_exit};
-use super::shared::{message_of, status_of, OomSeen, Phase, Shared};
+use super::recover::classify_code;
+use super::shared::{message_of, OomSeen, Phase, Shared};
 use super::spec::{LABEL_MANAGER, LABEL_TASK_ID};
 use crate::runtime::{Exit, RuntimeEvent};
 
@@ -53,32 +53,10 @@ pub(super) async fn wait_exit(
             _ = cancel.cancelled() => return,
             outcome = wait.next() => debug!(task_id, outcome = ?outcome.map(|r| r.map(|w| w.status_code)), "wait returned"),
         }
-        let still_ours = shared
-            .table()
-            .tasks
-            .get(&task_id)
-            .is_some_and(|t| t.container_id == container_id && t.phase != Phase::Done);
-        if !still_ours {
+        if !shared.still_running(&task_id, &container_id)
+            || shared.report_if_stopped(&task_id, &container_id).await
+        {
             return;
-        }
-        match shared.inspect(&container_id).await {
-            Ok(info) => {
-                let state = info.state.unwrap_or_default();
-                if state.running != Some(true) {
-                    shared
-                        .exited(&task_id, &container_id, classify_exit(&state))
-                        .await;
-                    return;
-                }
-            }
-            Err(e) if status_of(&e) == Some(404) => {
-                let exit = Exit::Lost {
-                    message: "the container was removed outside the manager".into(),
-                };
-                shared.exited(&task_id, &container_id, exit).await;
-                return;
-            }
-            Err(e) => warn!(task_id, error = %message_of(&e), "cannot inspect container; retrying"),
         }
         // A wait that held for a while was healthy: start backing off afresh.
         if waited_since.elapsed() > BACKOFF_MAX {
