@@ -381,14 +381,14 @@ impl Inner {
                             }));
                         });
                     let made = match spawned {
-                        Ok(_) => rx.await.map_err(|e| e.to_string()),
+                        Ok(_) => rx
+                            .await
+                            .map_err(|e| e.to_string())
+                            .and_then(|r| r.map_err(|e| e.to_string())),
                         Err(e) => Err(e.to_string()),
                     };
                     match made {
-                        Ok(Ok(n)) => tracing::debug!(made = n, "task directories made ahead"),
-                        Ok(Err(e)) => {
-                            tracing::warn!(error = %e, "making task directories ahead")
-                        }
+                        Ok(n) => tracing::debug!(made = n, "task directories made ahead"),
                         Err(e) => tracing::warn!(error = %e, "making task directories ahead"),
                     }
                 }

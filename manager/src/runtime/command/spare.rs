@@ -25,8 +25,9 @@
 //! already.
 //!
 //! A runtime also makes spares ahead ([`Spares::fill`]: the same empty
-//! sandbox and empty temp files), once no launch has started for a while, so
-//! the first launches of a burst (a deploy, a new node) find some as well:
+//! sandbox and empty temp files), once no task was launched, killed or ended
+//! for a while, so the first launches of a burst (a deploy, a new node) find
+//! some as well:
 //! after churn, creating the inodes of 100 launches was what made a first
 //! burst of them half as slow again as a later one.
 //!
