@@ -50,7 +50,7 @@ use super::{
 mod files;
 mod launcher;
 mod observe;
-mod procfs;
+use super::procfs;
 mod recovery;
 pub mod shim;
 mod spare;

@@ -26,6 +26,7 @@ use async_trait::async_trait;
 
 pub mod command;
 pub mod docker;
+mod procfs;
 
 /// Everything a runtime needs to start one task.
 #[derive(Debug, Clone, PartialEq)]

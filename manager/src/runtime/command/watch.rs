@@ -8,9 +8,6 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
-
 use super::procfs;
 
 /// How often a shim is looked at when no pidfd can watch it.
@@ -22,7 +19,7 @@ const POLL: Duration = Duration::from_millis(100);
 pub(super) async fn shim_ended(pid: i32, start: u64, exit_record: &Path) {
     match pidfd(pid, start) {
         Ok(None) => return,
-        Ok(Some(fd)) => match readiness(fd) {
+        Ok(Some(fd)) => match procfs::readiness(fd) {
             Ok(fd) => {
                 if fd.readable().await.is_ok() {
                     return;
@@ -37,27 +34,11 @@ pub(super) async fn shim_ended(pid: i32, start: u64, exit_record: &Path) {
     }
 }
 
-/// The pidfd registered with tokio's reactor (readable once the process ends).
-// tokio 1.54 deprecates its safe constructors for fds the `AsyncFd` may not
-// own; this one owns its pidfd (moved in, closed on drop), so the reason
-// does not apply, and the replacement (`register`) is `unsafe`.
-#[allow(deprecated)]
-fn readiness(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
-    AsyncFd::with_interest(fd, Interest::READABLE)
-}
-
 /// A pidfd of `pid` if it is still the process that started at `start`.
 fn pidfd(pid: i32, start: u64) -> std::io::Result<Option<OwnedFd>> {
-    let Some(p) = rustix::process::Pid::from_raw(pid) else {
-        return Ok(None);
-    };
-    match rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
-        // Checked after the open: the pidfd holds this very process, so a
-        // start time that still matches proves it is the one we mean.
-        Ok(fd) => Ok(procfs::same_process_alive(pid, start).then_some(fd)),
-        Err(rustix::io::Errno::SRCH) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    // Checked after the open: the pidfd holds this very process, so a start
+    // time that still matches proves it is the one we mean.
+    Ok(procfs::pidfd(pid)?.filter(|_| procfs::same_process_alive(pid, start)))
 }
 
 #[cfg(test)]

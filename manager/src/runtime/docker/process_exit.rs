@@ -32,47 +32,17 @@ use std::time::Duration;
 
 use daemon::Backoff;
 use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::containerd::{oom_kills, SIGKILL_STATUS};
 use super::recover::classify_code;
 use super::shared::{message_of, Shared};
+use crate::runtime::procfs;
 use crate::runtime::Exit;
 
 const INSPECT_START: Duration = Duration::from_millis(10);
 const INSPECT_MAX: Duration = Duration::from_secs(2);
-
-/// What this module reads of `/proc/<pid>/stat`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct ProcStat {
-    /// `R`, `S`, `Z` (ended, not yet reaped), ...
-    pub state: char,
-    /// Field 22: start time in clock ticks after boot.
-    pub start: u64,
-    /// Field 26: where the program's code starts; 1 for a running process
-    /// the reader may not trace (then field 52 always reads 0).
-    pub start_code: u64,
-    /// Field 52: the wait status of an ended process (for a reader allowed
-    /// to trace it), 0 otherwise.
-    pub exit_code: i64,
-}
-
-/// Parses `/proc/<pid>/stat` (pure). The command name may hold spaces and
-/// parentheses: the fields start after its last `)`.
-pub(super) fn parse_stat(text: &str) -> Option<ProcStat> {
-    let rest = text.get(text.rfind(')')? + 1..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // fields[0] is field 3 (state): field n is fields[n - 3].
-    let field = |n: usize| fields.get(n - 3).copied();
-    Some(ProcStat {
-        state: field(3)?.chars().next()?,
-        start: field(22)?.parse().ok()?,
-        start_code: field(26)?.parse().ok()?,
-        exit_code: field(52)?.parse().ok()?,
-    })
-}
 
 /// A wait status as containerd and Docker report it (pure): the exit code,
 /// or 128 + the signal that ended the process.
@@ -83,10 +53,6 @@ pub(super) fn status_of_wait(wait: i64) -> i64 {
     } else {
         (wait >> 8) & 0xff
     }
-}
-
-fn read_stat(pid: i32) -> Option<ProcStat> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// Whether `/proc/<pid>/cgroup` places the process in `container_id`'s
@@ -105,20 +71,11 @@ struct Watched {
     readable: bool,
 }
 
-// tokio 1.54 deprecates its safe constructors for fds the `AsyncFd` may not
-// own; this one owns its pidfd (moved in, closed on drop), so the reason
-// does not apply, and the replacement (`register`) is `unsafe`.
-#[allow(deprecated)]
 fn watch(pid: i32, container_id: &str) -> std::io::Result<Option<Watched>> {
-    let Some(p) = rustix::process::Pid::from_raw(pid) else {
+    let Some(fd) = procfs::pidfd(pid)? else {
         return Ok(None);
     };
-    let fd = match rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::SRCH) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let Some(stat) = read_stat(pid) else {
+    let Some(stat) = procfs::stat(pid) else {
         return Ok(None);
     };
     if !in_container(pid, container_id) || ended(&fd) {
@@ -126,10 +83,10 @@ fn watch(pid: i32, container_id: &str) -> std::io::Result<Option<Watched>> {
         return Ok(None);
     }
     Ok(Some(Watched {
-        fd: AsyncFd::with_interest(fd, Interest::READABLE)?,
+        fd: procfs::readiness(fd)?,
         pid,
         start: stat.start,
-        readable: stat.start_code != 1,
+        readable: stat.start_code != Some(1),
     }))
 }
 
@@ -147,8 +104,11 @@ impl Watched {
         if !self.readable {
             return None;
         }
-        let stat = read_stat(self.pid)?;
-        (stat.state == 'Z' && stat.start == self.start).then(|| status_of_wait(stat.exit_code))
+        let stat = procfs::stat(self.pid)?;
+        if stat.state != 'Z' || stat.start != self.start {
+            return None;
+        }
+        stat.exit_code.map(status_of_wait)
     }
 }
 
@@ -236,47 +196,6 @@ async fn from_process(
 mod tests {
     use super::*;
 
-    /// A `/proc/<pid>/stat` line with the given state, start, start code
-    /// and exit code (fields 3, 22, 26 and 52), others filled in.
-    fn line(comm: &str, state: char, start: u64, start_code: u64, exit: i64) -> String {
-        let mut f: Vec<String> = (3..=52).map(|n| n.to_string()).collect();
-        f[0] = state.to_string();
-        f[22 - 3] = start.to_string();
-        f[26 - 3] = start_code.to_string();
-        f[52 - 3] = exit.to_string();
-        format!("4242 ({comm}) {}\n", f.join(" "))
-    }
-
-    #[test]
-    fn stat_lines_give_state_start_and_exit() {
-        let cases = [
-            (line("sleep", 'Z', 777, 0, 9), ('Z', 777, 0, 9)),
-            (
-                line("sleep", 'S', 12, 94_000_000, 0),
-                ('S', 12, 94_000_000, 0),
-            ),
-            // A name with spaces and parentheses.
-            (line("a) (b c", 'Z', 5, 0, 256), ('Z', 5, 0, 256)),
-            // Not ours to trace: start code 1.
-            (line("init", 'S', 5, 1, 0), ('S', 5, 1, 0)),
-        ];
-        for (text, (state, start, start_code, exit_code)) in cases {
-            assert_eq!(
-                parse_stat(&text),
-                Some(ProcStat {
-                    state,
-                    start,
-                    start_code,
-                    exit_code
-                }),
-                "{text}"
-            );
-        }
-        assert_eq!(parse_stat("4242 (short) S 1 2 3"), None);
-        assert_eq!(parse_stat("no parenthesis"), None);
-        assert_eq!(parse_stat(""), None);
-    }
-
     #[test]
     fn wait_statuses_read_as_the_engine_reports_them() {
         for (wait, status) in [
@@ -302,12 +221,8 @@ mod tests {
                 .spawn()
                 .unwrap();
             let pid = child.id() as i32;
-            let stat = read_stat(pid).unwrap();
-            let watched_fd = rustix::process::pidfd_open(
-                rustix::process::Pid::from_raw(pid).unwrap(),
-                rustix::process::PidfdFlags::empty(),
-            )
-            .unwrap();
+            let stat = procfs::stat(pid).unwrap();
+            let watched_fd = procfs::pidfd(pid).unwrap().unwrap();
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             while !ended(&watched_fd) {
                 assert!(
@@ -335,14 +250,13 @@ mod tests {
         }
     }
 
-    #[allow(deprecated)]
     fn watch_fd_for_test(fd: OwnedFd) -> AsyncFd<OwnedFd> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
             .unwrap();
         let _guard = rt.enter();
-        let fd = AsyncFd::with_interest(fd, Interest::READABLE).unwrap();
+        let fd = procfs::readiness(fd).unwrap();
         // The runtime may go: the AsyncFd only needs it to register.
         std::mem::forget(rt);
         fd
