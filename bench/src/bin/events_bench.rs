@@ -50,6 +50,11 @@ struct Args {
     /// Puts for the raw etcd put -> watch baseline.
     #[arg(long, env = "BENCH_RAW_PUTS", default_value_t = 1000)]
     raw_puts: usize,
+    /// Writes every delivery to this file, one line each: consumer, event
+    /// type, the event's timestamp (ms since the epoch) and its latency
+    /// (us), tab-separated: for finding when a tail happened.
+    #[arg(long, env = "BENCH_EVENTS_DUMP")]
+    dump: Option<PathBuf>,
 }
 
 /// One SSE client: records every message's data with its receive time.
@@ -311,6 +316,31 @@ async fn workload(args: &Args, m: &Manager, ids: &[String]) -> Result<Figures> {
     })
 }
 
+/// Every delivery as a line (see `--dump`).
+fn dump(path: &std::path::Path, figures: &Figures) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let consumers = figures
+        .sse
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("sse{i}"), c))
+        .chain(figures.cb.iter().enumerate().map(|(i, c)| (format!("cb{i}"), c)));
+    for (name, c) in consumers {
+        for (k, lat) in c {
+            let v: Value = serde_json::from_str(k)?;
+            let ts = v["timestamp"]
+                .as_str()
+                .and_then(|t| t.parse::<marathon::Timestamp>().ok())
+                .map_or(0, |t| t.as_millis());
+            let ty = v["eventType"].as_str().unwrap_or("?");
+            writeln!(out, "{name}\t{ty}\t{ts}\t{}", lat.as_micros())?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// Raw baseline: etcd put -> watch event latency on a second client.
 async fn raw_etcd(etcd: &Etcd, puts: usize) -> Result<Vec<Duration>> {
     let mut writer = etcd_client::Client::connect([etcd.endpoint()], None).await?;
@@ -375,6 +405,10 @@ async fn main() -> Result<()> {
     cleaned?;
 
     let raw = Stats::of(&raw_etcd(&etcd, args.raw_puts).await?);
+    if let Some(path) = &args.dump {
+        dump(path, &figures)
+            .with_context(|| format!("writing the deliveries to {}", path.display()))?;
+    }
 
     let union: HashSet<&String> = figures
         .sse
