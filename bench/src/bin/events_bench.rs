@@ -325,7 +325,13 @@ fn dump(path: &std::path::Path, figures: &Figures) -> Result<()> {
         .iter()
         .enumerate()
         .map(|(i, c)| (format!("sse{i}"), c))
-        .chain(figures.cb.iter().enumerate().map(|(i, c)| (format!("cb{i}"), c)));
+        .chain(
+            figures
+                .cb
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("cb{i}"), c)),
+        );
     for (name, c) in consumers {
         for (k, lat) in c {
             let v: Value = serde_json::from_str(k)?;
