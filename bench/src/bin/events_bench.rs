@@ -92,6 +92,14 @@ fn identity(v: &Value) -> String {
     v.to_string()
 }
 
+/// An event's `timestamp` in milliseconds since the epoch.
+fn event_millis(v: &Value) -> Option<i64> {
+    v["timestamp"]
+        .as_str()
+        .and_then(|t| t.parse::<marathon::Timestamp>().ok())
+        .map(|t| t.as_millis())
+}
+
 /// The events of one consumer inside the window (timestamp >= `from_ms`):
 /// identity -> latency.
 fn in_window(sink: &Sink, from_ms: i64) -> BTreeMap<String, Duration> {
@@ -103,13 +111,9 @@ fn in_window(sink: &Sink, from_ms: i64) -> BTreeMap<String, Duration> {
         let Ok(v) = serde_json::from_str::<Value>(data) else {
             continue;
         };
-        let Some(ts) = v["timestamp"]
-            .as_str()
-            .and_then(|t| t.parse::<marathon::Timestamp>().ok())
-        else {
+        let Some(ms) = event_millis(&v) else {
             continue;
         };
-        let ms = ts.as_millis();
         if ms < from_ms {
             continue;
         }
@@ -335,10 +339,7 @@ fn dump(path: &std::path::Path, figures: &Figures) -> Result<()> {
     for (name, c) in consumers {
         for (k, lat) in c {
             let v: Value = serde_json::from_str(k)?;
-            let ts = v["timestamp"]
-                .as_str()
-                .and_then(|t| t.parse::<marathon::Timestamp>().ok())
-                .map_or(0, |t| t.as_millis());
+            let ts = event_millis(&v).unwrap_or(0);
             let ty = v["eventType"].as_str().unwrap_or("?");
             writeln!(out, "{name}\t{ty}\t{ts}\t{}", lat.as_micros())?;
         }
